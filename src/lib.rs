@@ -1,0 +1,29 @@
+//! pg_insights: PostHog-grade product analytics inside PostgreSQL.
+//!
+//! This crate is the thin pgrx layer: SQL entry points that adapt arguments and results, over the
+//! pure-Rust core in `core/` (query model, dates, filters, SQL compilation, insight engines).
+//! The data model, ingestion and administration are SQL files in `sql/`, installed in order by the
+//! `extension_sql_file!` calls below.
+
+use pgrx::prelude::*;
+
+mod http_body;
+mod errors;
+mod util;
+
+::pgrx::pg_module_magic!(name, version);
+
+// Tables first: everything else refers to them.
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/ingest.sql", name = "ingest", requires = ["schema"]);
+extension_sql_file!("../sql/admin.sql", name = "admin", requires = ["schema"]);
+
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}
