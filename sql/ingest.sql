@@ -36,6 +36,7 @@ BEGIN
             session_id    text,
             is_new        boolean NOT NULL DEFAULT true
         ) ON COMMIT DELETE ROWS;
+        CREATE INDEX ON _pgi_batch (distinct_id, idx);
     END IF;
 END $$;
 
@@ -184,6 +185,7 @@ DECLARE
     v_person bigint;
     v_stored integer;
     v_group_map jsonb;
+    v_last_identity integer;
 BEGIN
     IF jsonb_typeof(p_events) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'the batch must be a JSON array of events'
@@ -258,11 +260,20 @@ BEGIN
         OR EXISTS (SELECT 1 FROM pg_temp._pgi_batch o WHERE o.uuid = b.uuid AND o.idx < b.idx);
 
     -- 4. Identity and property events, in order (rare next to plain events, so a loop is fine).
+    -- Identity depends on order: a distinct id first seen before an $identify in this batch must
+    -- already have its own person when the $identify is processed. So the first event of each
+    -- distinct id before the last identity event takes part in the ordered pass too.
+    SELECT max(idx) INTO v_last_identity FROM pg_temp._pgi_batch
+     WHERE is_new AND event IN ('$identify', '$create_alias', '$merge_dangerously');
     FOR r IN
-        SELECT * FROM pg_temp._pgi_batch
-         WHERE is_new AND (event IN ('$identify', '$create_alias', '$merge_dangerously', '$groupidentify')
-                           OR set_props IS NOT NULL OR set_once IS NOT NULL OR unset_keys IS NOT NULL)
-         ORDER BY idx
+        SELECT b.* FROM pg_temp._pgi_batch b
+         WHERE b.is_new
+           AND (b.event IN ('$identify', '$create_alias', '$merge_dangerously', '$groupidentify')
+                OR b.set_props IS NOT NULL OR b.set_once IS NOT NULL OR b.unset_keys IS NOT NULL
+                OR (b.idx < v_last_identity
+                    AND b.idx = (SELECT min(o.idx) FROM pg_temp._pgi_batch o
+                                  WHERE o.distinct_id = b.distinct_id AND o.is_new)))
+         ORDER BY b.idx
     LOOP
         IF r.event = '$identify' AND coalesce(r.properties->>'$anon_distinct_id', '') NOT IN ('', r.distinct_id) THEN
             v_person := insights._link_ids(p_project, r.distinct_id, r.properties->>'$anon_distinct_id', r.ts, false, true);

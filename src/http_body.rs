@@ -7,8 +7,9 @@
 //! - the REST API: a JSON object, or a form body (`events=[…]&date_from=-7d`, which PostHog's
 //!   own curl examples send), or nothing.
 
-use crate::errors::{ClientError, raise};
+use crate::errors::raise;
 use base64::Engine;
+use pg_insights_core::SqlState;
 use pgrx::prelude::*;
 use std::io::Read;
 
@@ -87,10 +88,12 @@ fn decode_capture_body(body: &[u8]) -> pgrx::JsonB {
     match decode_body(body) {
         Ok(v) => pgrx::JsonB(v),
         Err(e) => raise(
-            ClientError::InvalidText,
+            SqlState::InvalidText,
             &e.message(),
             Some("data"),
-            Some("Send a JSON object with api_key and batch (or event), optionally gzip-compressed."),
+            Some(
+                "Send a JSON object with api_key and batch (or event), optionally gzip-compressed.",
+            ),
         ),
     }
 }
@@ -101,12 +104,18 @@ fn decode_capture_body(body: &[u8]) -> pgrx::JsonB {
 fn decode_api_body(body: &[u8]) -> pgrx::JsonB {
     match api_body(body) {
         Ok(v) => pgrx::JsonB(v),
-        Err(msg) => raise(ClientError::InvalidText, &msg, None, Some("Send a JSON object.")),
+        Err(msg) => raise(
+            SqlState::InvalidText,
+            &msg,
+            None,
+            Some("Send a JSON object."),
+        ),
     }
 }
 
 pub fn api_body(body: &[u8]) -> Result<serde_json::Value, String> {
-    let text = std::str::from_utf8(body).map_err(|_| "JSON parse error - the body is not UTF-8".to_string())?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| "JSON parse error - the body is not UTF-8".to_string())?;
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Ok(serde_json::json!({}));
@@ -170,9 +179,18 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert_eq!(decode_body(b"   "), Err(DecodeError::Empty));
-        assert!(matches!(decode_body(b"{not json"), Err(DecodeError::NotJson(_))));
-        assert_eq!(decode_body(&[0x1f, 0x8b, 0, 1, 2]), Err(DecodeError::BadGzip));
-        assert!(matches!(decode_body(b"data=%zz"), Err(DecodeError::NotJson(_))));
+        assert!(matches!(
+            decode_body(b"{not json"),
+            Err(DecodeError::NotJson(_))
+        ));
+        assert_eq!(
+            decode_body(&[0x1f, 0x8b, 0, 1, 2]),
+            Err(DecodeError::BadGzip)
+        );
+        assert!(matches!(
+            decode_body(b"data=%zz"),
+            Err(DecodeError::NotJson(_))
+        ));
         assert!(decode_body(b"%").is_err());
     }
 }

@@ -7,8 +7,8 @@
 
 use pgrx::prelude::*;
 
-mod http_body;
 mod errors;
+mod http_body;
 mod util;
 
 ::pgrx::pg_module_magic!(name, version);

@@ -37,7 +37,9 @@ fn _random_token(len: i32) -> String {
 /// unparsed, so PostHog's `limit`/`offset`/`refresh`/… never collide with PostgREST's own.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn parse_query_string(query: &str) -> pgrx::JsonB {
-    pgrx::JsonB(serde_json::Value::Object(query_pairs(query).into_iter().collect()))
+    pgrx::JsonB(serde_json::Value::Object(
+        query_pairs(query).into_iter().collect(),
+    ))
 }
 
 pub fn query_pairs(query: &str) -> Vec<(String, serde_json::Value)> {
@@ -75,9 +77,11 @@ pub fn url_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
 mod tests {
     use super::{parse_float, query_pairs, url_decode};
+    use pgrx::prelude::*;
 
     #[test]
     fn query_strings_decode() {
@@ -99,12 +103,6 @@ mod tests {
         assert_eq!(parse_float("NaN"), None);
         assert_eq!(parse_float(""), None);
     }
-}
-
-#[cfg(any(test, feature = "pg_test"))]
-#[pg_schema]
-mod pg_tests {
-    use pgrx::prelude::*;
 
     #[pg_test]
     fn to_float_is_null_for_words() {
@@ -116,7 +114,9 @@ mod pg_tests {
 
     #[pg_test]
     fn random_tokens_are_alphanumeric() {
-        let t = Spi::get_one::<String>("SELECT insights._random_token(43)").unwrap().unwrap();
+        let t = Spi::get_one::<String>("SELECT insights._random_token(43)")
+            .unwrap()
+            .unwrap();
         assert_eq!(t.len(), 43);
         assert!(t.chars().all(|c| c.is_ascii_alphanumeric()));
     }

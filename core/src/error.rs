@@ -39,7 +39,11 @@ pub struct QueryError {
 impl QueryError {
     /// A bad parameter value (22023).
     pub fn invalid(attr: impl Into<Option<String>>, detail: impl Into<String>) -> Self {
-        QueryError { state: SqlState::InvalidParameter, detail: detail.into(), attr: attr.into() }
+        QueryError {
+            state: SqlState::InvalidParameter,
+            detail: detail.into(),
+            attr: attr.into(),
+        }
     }
 
     /// A date string that does not parse (22007).
@@ -53,7 +57,11 @@ impl QueryError {
 
     /// Malformed JSON or a value of the wrong JSON type (22P02).
     pub fn bad_json(attr: impl Into<Option<String>>, detail: impl Into<String>) -> Self {
-        QueryError { state: SqlState::InvalidText, detail: detail.into(), attr: attr.into() }
+        QueryError {
+            state: SqlState::InvalidText,
+            detail: detail.into(),
+            attr: attr.into(),
+        }
     }
 
     /// Prefix the attr with a parent field, PostHog style (`a__b`).

@@ -12,6 +12,7 @@
 //! - [`hogql`]: the documented safe subset of HogQL expressions, compiled to SQL.
 //! - [`query`]: one typed model for legacy `filters` JSON and query nodes (`FunnelsQuery`, …).
 //! - [`funnel_engine`]: the per-actor funnel state machine (ordered, strict, unordered).
+//! - [`funnels`]: funnel planning (query → SQL + engine config) and PostHog response rendering.
 
 pub mod dates;
 pub mod error;

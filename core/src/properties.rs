@@ -1,1 +1,2949 @@
-//! (being written)
+//! Property filters, cohorts, element filters and entity (event / action) matchers, compiled to
+//! SQL boolean expressions over `insights.events e` (PostHog semantics digest §2).
+//!
+//! Every user value (keys, values, patterns, ids, dates) enters the SQL only as a typed `$n`
+//! placeholder of the [`SqlBuilder`]; the SQL text holds nothing but fixed code. Every compiled
+//! expression is **never NULL** (each comparison is wrapped in `coalesce`), so it can be used in a
+//! `WHERE`, under `NOT`, or as a `SELECT`-list flag (`(cond)::int`) alike, and it **never raises
+//! at execution for any stored data** (numbers and dates are parsed behind regex guards).
+//! The one execution error left is a filter *value* that is an invalid regular expression
+//! (`regex` / `not_regex` / element `regex`), which Postgres reports as 2201B.
+//!
+//! # Shapes (§2.1)
+//! * `null`, `{}`, `[]`, an empty group → `TRUE`. A JSON string is decoded first (GET bodies).
+//! * A list is an AND. `{"type":"AND"|"OR","values":[…]}` nests (type any case; missing type =
+//!   AND; another type → 22023 on `…__type`). `{}` items are skipped (PostHog's empty filter).
+//! * A filter: `type` defaults to `event`, `operator` to `exact`. A missing `key` (non-cohort) or
+//!   `value` (operators that need one) is an error, not silently ignored.
+//! * Error `attr`s are PostHog style: `properties__0__operator`, `properties__values__1__value`.
+//!
+//! # Where values are read (§2.2); `P` below is the value as text (`->>`: JSON `true` → `"true"`,
+//! numbers → their text, JSON `null` or missing → NULL)
+//! * `event`: `e.properties ->> $k` (`$elements_chain` → the `e.elements_chain` column).
+//! * `person`: `<person_props> ->> $k`, or a correlated lookup of `insights.persons` by
+//!   `e.person_id` (personless events read as missing).
+//! * `group` (needs `group_type_index` 0..4): `insights.groups` properties of key `e.group_N`.
+//! * `session`: `$session_id` (`e.session_id`); `$session_duration` (seconds, max−min timestamp of
+//!   the session's events of the same person), `$start_timestamp`, `$end_timestamp`,
+//!   `$pageview_count`, `$entry_current_url`, `$end_current_url`; other keys → 22023.
+//! * `event_metadata`: `distinct_id`, `event`, `timestamp`, `uuid`, `person_id` (the person's
+//!   uuid, as PostHog), `$session_id`, `elements_chain`, `$group_0..4` (`''` reads as missing).
+//! * `cohort` (also `static-cohort`, `precalculated-cohort`): `value` = cohort id; `in`/`exact` →
+//!   member, `not_in`/`is_not` → not member; `negation: true` flips. Static cohorts read
+//!   `insights.cohort_people`; property cohorts compile their `filters` (`{"properties": …}` or
+//!   legacy `{"groups":[{"properties":…},…]}` = OR) over `insights.persons` at query time, in
+//!   *person scope* (only `person` and `cohort` filters; `negation` honoured on any filter; nested
+//!   cohorts allowed, cycles and depth > 8 → 22023). Unknown/deleted cohort → 22023 on `…__value`.
+//! * `element` over `e.elements_chain` (PostHog's regexes, values regex-escaped):
+//!   `tag_name` → `(^|;)TAG(\.|$|;|:)`; `href`/`text` → `(href="V")`, icontains
+//!   `(?i)(href="[^"]*V[^"]*")`, regex `(href="<pattern>")`, is_set `(href="[^"]+")`;
+//!   `selector` (exact/is_not only, like tag_name): a subset of CSS — `tag`, `*`, `.class`, `#id`,
+//!   `[attr]`, `[attr=v]`, `:nth-child(n)`, `:nth-of-type(n)`, descendant and `>` combinators — one
+//!   lookahead regex per element; any element of the chain may match the last compound.
+//! * `hogql` → 22023 "HogQL property filters are not supported"; `behavioral` → 22023; any other
+//!   type → 22023 on `…__type`. Event-only types in person scope → "The 'event' property filter
+//!   does not work in 'person' scope".
+//!
+//! # Operators (§2.3). "missing" = P is NULL. Lists: a one-item list is that item.
+//! | operator | SQL | missing |
+//! |---|---|---|
+//! | `exact`, `in`, `is_cleaned_path_exact` | `P = $v` / `P = ANY($v::text[])`; `[]` → TRUE; value `null` → is_not_set | false |
+//! | `is_not`, `not_in` | `NOT (P = …)` | **true** |
+//! | `icontains` / `not_icontains` | `P ILIKE ANY('%v%')` (`%`,`_` stay wildcards, `\` literal) / its NOT | false / **true** |
+//! | `regex` / `not_regex` | `P ~ ANY(v)` (Postgres ARE, not RE2) / its NOT | false / **true** |
+//! | `gt` `gte` `lt` `lte` (`min`=gte, `max`=lte) | numeric V: guarded `P::numeric > V` (non-numeric P → false); non-numeric V: `P COLLATE "C" > V` | false |
+//! | `between` / `not_between` | `[min,max]` both numeric, min ≤ max (PostHog's errors); `N >= min AND N <= max` / `N < min OR N > max` | false / false |
+//! | `is_set` / `is_not_set` | `P IS NOT NULL` / `P IS NULL` (`""` is set) | false / true |
+//! | `is_date_exact` | a bare date `YYYY-MM-DD` → P within that project-local day; else `P = V` | false |
+//! | `is_date_before` / `is_date_after` | `P < V` / `P > V` | false |
+//! | `semver_eq neq gt gte lt lte` | `[major,minor,patch]` int8[] compare (prefix `v`, pre-release/build ignored) | false (neq: true) |
+//! | `semver_tilde` / `semver_caret` / `semver_wildcard` | `~1.2.3` → [1.2.3, 1.3.0); `^1.2.3` → [1.2.3, 2.0.0), `^0.2.3` → <0.3.0, `^0.0.3` → <0.0.4; `1.2.*` → [1.2.0, 1.3.0) | false |
+//!
+//! * Filter values are compared as PostHog's strings: `true` → `"true"`, `5` → `"5"`, `5.0` → `"5.0"`.
+//! * `in`/`not_in` need a JSON list (22023 otherwise). `not_in` on missing matches (as `is_not`;
+//!   the doc marks it UNVERIFIED).
+//! * Date values: absolute or relative (`-7d`, `-1mStart`…) via `dates.rs` against `now`, in the
+//!   project timezone. Stored dates are read with a guard: `YYYY-M-D[( |T)H:MM[:SS[.f…]]][Z|±HH[:MM]]`
+//!   (years 1000–2999; no offset → project timezone), or 9–10 digit epoch seconds, or 12–13 digit
+//!   epoch milliseconds; anything else is missing.
+//! * Numbers are read with a guard: `^[-+]?(digits[.digits]|.digits)([eE][-+]?d{1,3})?$`, ≤ 1000
+//!   characters, compared as `numeric` (the filter value is a `float8` parameter).
+//! * `is_cleaned_path_exact` = `exact`: pg_insights has no path-cleaning rules.
+//! * Timestamps read as text (icontains/regex on `timestamp`) use `YYYY-MM-DDTHH:MI:SS.USZ` (UTC).
+//!
+//! # Actions (`compile_entity`)
+//! OR of the steps (no steps → TRUE); each step ANDs: `event = $e`; for `$autocapture` steps only
+//! (as PostHog) `selector`, `tag_name`, `href`/`text` with `href_matching`/`text_matching`
+//! (exact default | contains | regex); `url` on `properties ->> '$current_url'` with
+//! `url_matching` (contains default = case-sensitive `LIKE '%url%'` | exact | regex); the step's
+//! `properties`. Empty strings count as not given.
+
+use chrono::{DateTime, MappedLocalTime, NaiveTime, TimeDelta, TimeZone, Utc};
+use serde_json::{Map, Value};
+
+use crate::dates::{self, ParsedDate, ProjectTime};
+use crate::error::{QueryError, Result};
+use crate::query::{Entity, EntityKind};
+use crate::sql::{Param, SqlBuilder};
+
+/// What everything compiles to when there is nothing to filter.
+pub const TRUE_SQL: &str = "TRUE";
+
+/// Cohorts may reference cohorts at most this deep (also stops cycles).
+const MAX_COHORT_DEPTH: usize = 8;
+
+/// Guard for text that Postgres' `numeric` input accepts without error.
+const NUM_RE: &str = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?$";
+
+/// Guard and fields of a stored date/datetime: 1 year, 2 month, 3 day, 4 hour, 5 minute,
+/// 6 second, 7 fraction, 8 zone, 9 offset sign, 10 offset hours, 11 offset minutes.
+const DATE_RE: &str = r"^([12][0-9]{3})-(0?[1-9]|1[0-2])-(0?[1-9]|[12][0-9]|3[01])(?:[T ]([01]?[0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9])(\.[0-9]+)?)?)?(Z|z|([+-])([01][0-9]|2[0-3]):?([0-5][0-9])?)?$";
+
+/// Guard and fields of a stored semantic version: major, minor, patch.
+const SEMVER_RE: &str =
+    r"^[vV]?([0-9]{1,15})(?![0-9])(?:\.([0-9]{1,15})(?![0-9]))?(?:\.([0-9]{1,15})(?![0-9]))?";
+
+/// What the compiled filters can see: the event row, the project, and resolvers for the
+/// definitions they may reference.
+pub struct FilterContext<'a> {
+    /// The alias of `insights.events` in the surrounding query, e.g. `"e"`.
+    pub event_alias: &'a str,
+    /// An already-bound placeholder for the project id, e.g. `"$1::int8"`.
+    pub project_param: String,
+    /// SQL for the person's properties if the caller joined persons (e.g. `"p.properties"`);
+    /// `None` → a correlated lookup of `insights.persons` by `person_id`.
+    pub person_props: Option<&'a str>,
+    /// Project timezone, for date operators.
+    pub pt: &'a ProjectTime,
+    /// Resolves cohort ids: `Some((is_static, filters_json))`, or `None` when not found/deleted.
+    pub cohort: &'a dyn Fn(i64) -> Option<(bool, Value)>,
+    /// Resolves action ids to their steps JSON array, or `None` when not found/deleted.
+    pub action: &'a dyn Fn(i64) -> Option<Value>,
+    /// The project's `test_account_filters` (see [`compile_test_account_filters`]).
+    pub test_account_filters: &'a Value,
+}
+
+/// Compile a `properties` value: a list (AND), a nested `{"type","values"}` group, or
+/// `{}` / `[]` / `null` (TRUE). Relative dates are taken relative to the wall clock; use
+/// [`compile_properties_at`] for a fixed `now`.
+pub fn compile_properties(v: &Value, b: &mut SqlBuilder, cx: &FilterContext) -> Result<String> {
+    compile_properties_at(v, b, cx, Utc::now())
+}
+
+/// [`compile_properties`] with an explicit `now` for relative date values.
+pub fn compile_properties_at(
+    v: &Value,
+    b: &mut SqlBuilder,
+    cx: &FilterContext,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    Compiler::new(cx, now).properties(v, "properties", b)
+}
+
+/// The project's `test_account_filters` (for `filter_test_accounts: true`); errors name
+/// `test_account_filters__i__…`.
+pub fn compile_test_account_filters(b: &mut SqlBuilder, cx: &FilterContext) -> Result<String> {
+    Compiler::new(cx, Utc::now()).properties(cx.test_account_filters, "test_account_filters", b)
+}
+
+/// One entity (a funnel step, a trends series, an exclusion): an event by name (`None` = "All
+/// events" → TRUE) or an action (OR of its steps), ANDed with the entity's own `properties`.
+/// Errors name `properties__…` or, for actions, `id`.
+pub fn compile_entity(e: &Entity, b: &mut SqlBuilder, cx: &FilterContext) -> Result<String> {
+    compile_entity_at(e, b, cx, Utc::now())
+}
+
+/// [`compile_entity`] with an explicit `now` for relative date values.
+pub fn compile_entity_at(
+    e: &Entity,
+    b: &mut SqlBuilder,
+    cx: &FilterContext,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    let mut c = Compiler::new(cx, now);
+    let matcher = match &e.kind {
+        EntityKind::Event { name: None } => TRUE_SQL.to_string(),
+        EntityKind::Event { name: Some(name) } => {
+            format!("({}.event = {})", cx.event_alias, b.text(name.as_str()))
+        }
+        EntityKind::Action { id } => c.action(*id, b)?,
+    };
+    let props = c.properties(&e.properties, "properties", b)?;
+    Ok(and_all(vec![matcher, props]))
+}
+
+/// A text SQL expression for a breakdown value: `kind` is `event`, `person`, `group` (needs
+/// `group_type_index`), `session` or `event_metadata`; e.g. `(e.properties ->> $3::text)`.
+/// Missing values are NULL. Errors name `breakdown` / `breakdown_group_type_index`.
+pub fn breakdown_expr(
+    kind: &str,
+    key: &str,
+    group_type_index: Option<u8>,
+    b: &mut SqlBuilder,
+    cx: &FilterContext,
+) -> Result<String> {
+    let c = Compiler::new(cx, Utc::now());
+    let kind = match kind {
+        "event" | "person" | "group" | "session" | "event_metadata" => kind,
+        "hogql" => {
+            return Err(invalid(
+                "breakdown_type",
+                "HogQL breakdowns are compiled by the hogql module",
+            ));
+        }
+        "cohort" => {
+            return Err(invalid(
+                "breakdown_type",
+                "Cohort breakdowns are not property breakdowns",
+            ));
+        }
+        other => {
+            return Err(invalid(
+                "breakdown_type",
+                format!("Unsupported breakdown type '{}'", shown(other)),
+            ));
+        }
+    };
+    let gti = match (kind, group_type_index) {
+        ("group", None) => {
+            return Err(invalid(
+                "breakdown_group_type_index",
+                "Group breakdowns require breakdown_group_type_index",
+            ));
+        }
+        ("group", Some(i)) if i > 4 => {
+            return Err(invalid(
+                "breakdown_group_type_index",
+                "group_type_index must be between 0 and 4",
+            ));
+        }
+        _ => group_type_index,
+    };
+    let prop = c.accessor(kind, key, gti, "breakdown", b)?;
+    Ok(prop.text())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors and small helpers
+// ---------------------------------------------------------------------------------------------
+
+fn invalid(attr: &str, detail: impl Into<String>) -> QueryError {
+    QueryError::invalid(attr.to_string(), detail)
+}
+
+fn bad_json(attr: &str, detail: impl Into<String>) -> QueryError {
+    QueryError::bad_json(attr.to_string(), detail)
+}
+
+/// At most 64 characters of a user value, for error messages.
+fn shown(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// `(a AND b …)`, skipping TRUE parts.
+fn and_all(parts: Vec<String>) -> String {
+    let parts: Vec<String> = parts.into_iter().filter(|p| p != TRUE_SQL).collect();
+    match parts.len() {
+        0 => TRUE_SQL.to_string(),
+        1 => parts
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| TRUE_SQL.to_string()),
+        _ => format!("({})", parts.join(" AND ")),
+    }
+}
+
+/// `(a OR b …)`; an empty OR is TRUE (an empty group is no filter). TRUE parts are kept so that
+/// every bound parameter stays referenced.
+fn or_all(parts: Vec<String>) -> String {
+    match parts.len() {
+        0 => TRUE_SQL.to_string(),
+        1 => parts
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| TRUE_SQL.to_string()),
+        _ => format!("({})", parts.join(" OR ")),
+    }
+}
+
+/// Missing → false.
+fn pos(pred: &str) -> String {
+    format!("coalesce({pred}, false)")
+}
+
+/// The negation, missing → true.
+fn neg(pred: &str) -> String {
+    format!("coalesce(NOT ({pred}), true)")
+}
+
+/// `$n::text` for one value, `ANY($n::text[])` for several.
+fn one_or_any(b: &mut SqlBuilder, mut vals: Vec<String>) -> String {
+    if vals.len() == 1 {
+        b.text(vals.pop().unwrap_or_default())
+    } else {
+        format!("ANY({})", b.param(Param::TextArray(vals)))
+    }
+}
+
+/// PostHog's string form of a scalar filter value.
+fn scalar_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A finite number from a JSON number or a numeric string.
+fn numeric_value(v: &Value) -> Option<f64> {
+    let f = match v {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    f.is_finite().then_some(f)
+}
+
+/// Escape a literal for a Postgres ARE: every ASCII punctuation character gets a backslash
+/// (`\` + non-alphanumeric is always that literal character).
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for ch in s.chars() {
+        if ch.is_ascii_punctuation() {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// A LIKE pattern matching `v` anywhere: `%` and `_` stay wildcards (as PostHog), a backslash
+/// is literal (so a trailing one can never make LIKE fail).
+fn contains_pattern(v: &str) -> String {
+    format!("%{}%", v.replace('\\', "\\\\"))
+}
+
+/// The filter's `value`.
+enum Values {
+    Missing,
+    Null,
+    /// Scalars as PostHog strings, the raw JSON items, and whether the value was a JSON list.
+    List {
+        strings: Vec<String>,
+        raw: Vec<Value>,
+        was_list: bool,
+    },
+}
+
+fn read_values(m: &Map<String, Value>, vattr: &str) -> Result<Values> {
+    let v = match m.get("value") {
+        None => return Ok(Values::Missing),
+        Some(Value::Null) => return Ok(Values::Null),
+        Some(v) => v,
+    };
+    let (raw, was_list) = match v {
+        Value::Array(items) => (items.clone(), true),
+        Value::Object(_) => {
+            return Err(bad_json(
+                vattr,
+                "Expected a string, number, boolean or a list of them",
+            ));
+        }
+        scalar => (vec![scalar.clone()], false),
+    };
+    let mut strings = Vec::with_capacity(raw.len());
+    for (i, item) in raw.iter().enumerate() {
+        match scalar_string(item) {
+            Some(s) => strings.push(s),
+            None => {
+                return Err(bad_json(
+                    &format!("{vattr}__{i}"),
+                    "Expected a string, number or boolean",
+                ));
+            }
+        }
+    }
+    Ok(Values::List {
+        strings,
+        raw,
+        was_list,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operators
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Exact,
+    IsNot,
+    IContains,
+    NotIContains,
+    Regex,
+    NotRegex,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    IsSet,
+    IsNotSet,
+    IsDateExact,
+    IsDateBefore,
+    IsDateAfter,
+    Between,
+    NotBetween,
+    In,
+    NotIn,
+    IsCleanedPathExact,
+    SemverEq,
+    SemverNeq,
+    SemverGt,
+    SemverGte,
+    SemverLt,
+    SemverLte,
+    SemverTilde,
+    SemverCaret,
+    SemverWildcard,
+}
+
+impl Op {
+    const NAMES: &'static [(&'static str, Op)] = &[
+        ("exact", Op::Exact),
+        ("is_not", Op::IsNot),
+        ("icontains", Op::IContains),
+        ("not_icontains", Op::NotIContains),
+        ("regex", Op::Regex),
+        ("not_regex", Op::NotRegex),
+        ("gt", Op::Gt),
+        ("gte", Op::Gte),
+        ("lt", Op::Lt),
+        ("lte", Op::Lte),
+        ("min", Op::Gte),
+        ("max", Op::Lte),
+        ("is_set", Op::IsSet),
+        ("is_not_set", Op::IsNotSet),
+        ("is_date_exact", Op::IsDateExact),
+        ("is_date_before", Op::IsDateBefore),
+        ("is_date_after", Op::IsDateAfter),
+        ("between", Op::Between),
+        ("not_between", Op::NotBetween),
+        ("in", Op::In),
+        ("not_in", Op::NotIn),
+        ("is_cleaned_path_exact", Op::IsCleanedPathExact),
+        ("semver_eq", Op::SemverEq),
+        ("semver_neq", Op::SemverNeq),
+        ("semver_gt", Op::SemverGt),
+        ("semver_gte", Op::SemverGte),
+        ("semver_lt", Op::SemverLt),
+        ("semver_lte", Op::SemverLte),
+        ("semver_tilde", Op::SemverTilde),
+        ("semver_caret", Op::SemverCaret),
+        ("semver_wildcard", Op::SemverWildcard),
+    ];
+
+    fn parse(s: &str) -> Option<Op> {
+        Self::NAMES.iter().find(|(n, _)| *n == s).map(|(_, op)| *op)
+    }
+
+    fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, op)| *op == self)
+            .map_or("exact", |(n, _)| n)
+    }
+
+    /// Negative operators: AND over list values, true on missing.
+    fn is_negative(self) -> bool {
+        matches!(
+            self,
+            Op::IsNot | Op::NotIn | Op::NotIContains | Op::NotRegex
+        )
+    }
+}
+
+fn read_operator(m: &Map<String, Value>, attr: &str) -> Result<Op> {
+    let oattr = format!("{attr}__operator");
+    match m.get("operator") {
+        None | Some(Value::Null) => Ok(Op::Exact),
+        Some(Value::String(s)) => Op::parse(s).ok_or_else(|| {
+            invalid(
+                &oattr,
+                format!("Unknown property filter operator '{}'", shown(s)),
+            )
+        }),
+        Some(_) => Err(bad_json(&oattr, "Not a valid string.")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value accessors
+// ---------------------------------------------------------------------------------------------
+
+/// How a filtered value is read.
+enum Prop {
+    /// A key of a jsonb object: `base ->> key`.
+    Json { base: String, key: String },
+    /// A text expression.
+    Text(String),
+    /// A numeric expression.
+    Num(String),
+    /// A timestamptz expression.
+    Time(String),
+}
+
+impl Prop {
+    /// The value as text (NULL when missing).
+    fn text(&self) -> String {
+        match self {
+            Prop::Json { base, key } => format!("({base} ->> {key})"),
+            Prop::Text(x) => x.clone(),
+            Prop::Num(x) => format!("(({x})::text)"),
+            Prop::Time(x) => {
+                format!("to_char(({x}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+            }
+        }
+    }
+
+    /// The value as `numeric`, NULL when it is not a number (never an error).
+    fn numeric(&self) -> String {
+        match self {
+            Prop::Num(x) => format!("(({x})::numeric)"),
+            Prop::Time(x) => format!("extract(epoch FROM ({x}))"),
+            _ => {
+                let t = self.text();
+                format!(
+                    "(CASE WHEN length({t}) <= 1000 AND {t} ~ '{NUM_RE}' THEN ({t})::numeric END)"
+                )
+            }
+        }
+    }
+
+    /// The value as `timestamptz`, NULL when it is not a date (never an error); `tz` is the
+    /// placeholder of the project timezone name.
+    fn time(&self, tz: &str) -> String {
+        match self {
+            Prop::Time(x) => x.clone(),
+            Prop::Num(x) => format!("to_timestamp(({x})::float8)"),
+            _ => {
+                let t = self.text();
+                format!(
+                    "(SELECT CASE \
+                     WHEN pgi_d.m IS NOT NULL THEN \
+                     ((make_date(pgi_d.m[1]::int, pgi_d.m[2]::int, 1) + (pgi_d.m[3]::int - 1)) \
+                     + make_time(coalesce(pgi_d.m[4], '0')::int, coalesce(pgi_d.m[5], '0')::int, coalesce(pgi_d.m[6], '0')::float8) \
+                     + make_interval(secs => coalesce(left(pgi_d.m[7], 7), '0')::float8)) \
+                     AT TIME ZONE (CASE WHEN pgi_d.m[8] IS NULL THEN {tz} ELSE 'UTC' END) \
+                     - make_interval(mins => (CASE WHEN pgi_d.m[9] = '-' THEN -1 ELSE 1 END) \
+                     * (coalesce(pgi_d.m[10], '0')::int * 60 + coalesce(pgi_d.m[11], '0')::int)) \
+                     WHEN pgi_d.t ~ '^[0-9]{{9,10}}(\\.[0-9]{{1,6}})?$' THEN to_timestamp(pgi_d.t::float8) \
+                     WHEN pgi_d.t ~ '^[0-9]{{12,13}}$' THEN to_timestamp(pgi_d.t::float8 / 1000) \
+                     END FROM (SELECT pgi_x.t, regexp_match(pgi_x.t, '{DATE_RE}') AS m \
+                     FROM (SELECT {t} AS t) pgi_x) pgi_d)"
+                )
+            }
+        }
+    }
+
+    /// The value as a `[major, minor, patch]` int8[], NULL when it is not a version.
+    fn semver(&self) -> String {
+        let t = self.text();
+        format!(
+            "(SELECT CASE WHEN pgi_v.m IS NOT NULL THEN ARRAY[pgi_v.m[1]::int8, \
+             coalesce(pgi_v.m[2], '0')::int8, coalesce(pgi_v.m[3], '0')::int8] END \
+             FROM (SELECT regexp_match({t}, '{SEMVER_RE}') AS m) pgi_v)"
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The compiler
+// ---------------------------------------------------------------------------------------------
+
+/// Where filters are evaluated: on an event row, or on a person row (cohort definitions).
+#[derive(Debug, Clone)]
+enum Scope {
+    Event,
+    Person { alias: String },
+}
+
+impl Scope {
+    fn name(&self) -> &'static str {
+        match self {
+            Scope::Event => "event",
+            Scope::Person { .. } => "person",
+        }
+    }
+}
+
+struct Compiler<'c, 'a> {
+    cx: &'c FilterContext<'a>,
+    now: DateTime<Utc>,
+    scope: Scope,
+    /// Cohorts being expanded (cycle and depth guard).
+    cohort_stack: Vec<i64>,
+    /// Counter for unique subquery aliases.
+    aliases: u32,
+}
+
+impl<'c, 'a> Compiler<'c, 'a> {
+    fn new(cx: &'c FilterContext<'a>, now: DateTime<Utc>) -> Self {
+        Compiler {
+            cx,
+            now,
+            scope: Scope::Event,
+            cohort_stack: Vec::new(),
+            aliases: 0,
+        }
+    }
+
+    fn ev(&self) -> &str {
+        self.cx.event_alias
+    }
+
+    // ----- shapes ------------------------------------------------------------------------------
+
+    fn properties(&mut self, v: &Value, attr: &str, b: &mut SqlBuilder) -> Result<String> {
+        match v {
+            Value::Null => Ok(TRUE_SQL.to_string()),
+            Value::String(s) if s.trim().is_empty() => Ok(TRUE_SQL.to_string()),
+            Value::String(s) => match serde_json::from_str::<Value>(s) {
+                Ok(decoded @ (Value::Array(_) | Value::Object(_) | Value::Null)) => {
+                    self.properties(&decoded, attr, b)
+                }
+                _ => Err(bad_json(
+                    attr,
+                    "Expected a list or a dictionary of property filters",
+                )),
+            },
+            Value::Array(items) => {
+                let mut parts = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    parts.push(self.node(item, &format!("{attr}__{i}"), b)?);
+                }
+                Ok(and_all(parts))
+            }
+            Value::Object(_) => self.node(v, attr, b),
+            _ => Err(bad_json(
+                attr,
+                "Expected a list or a dictionary of property filters",
+            )),
+        }
+    }
+
+    /// One item: a filter, a group, a nested list or `{}`.
+    fn node(&mut self, v: &Value, attr: &str, b: &mut SqlBuilder) -> Result<String> {
+        match v {
+            Value::Object(m) if m.is_empty() => Ok(TRUE_SQL.to_string()),
+            Value::Object(m) if is_group(m) => self.group(m, attr, b),
+            Value::Object(m) => self.filter(m, attr, b),
+            Value::Array(_) => self.properties(v, attr, b),
+            _ => Err(bad_json(
+                attr,
+                "Expected a property filter or a property group",
+            )),
+        }
+    }
+
+    fn group(&mut self, m: &Map<String, Value>, attr: &str, b: &mut SqlBuilder) -> Result<String> {
+        let is_or = match m.get("type") {
+            None | Some(Value::Null) => false,
+            Some(Value::String(t)) if t.eq_ignore_ascii_case("AND") => false,
+            Some(Value::String(t)) if t.eq_ignore_ascii_case("OR") => true,
+            Some(Value::String(t)) => {
+                return Err(invalid(
+                    &format!("{attr}__type"),
+                    format!("Property group type must be AND or OR, got '{}'", shown(t)),
+                ));
+            }
+            Some(_) => return Err(bad_json(&format!("{attr}__type"), "Not a valid string.")),
+        };
+        let vattr = format!("{attr}__values");
+        let items = match m.get("values") {
+            None | Some(Value::Null) => return Ok(TRUE_SQL.to_string()),
+            Some(Value::Array(items)) => items,
+            Some(_) => return Err(bad_json(&vattr, "Expected a list of property filters")),
+        };
+        let mut parts = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            parts.push(self.node(item, &format!("{vattr}__{i}"), b)?);
+        }
+        Ok(if is_or { or_all(parts) } else { and_all(parts) })
+    }
+
+    /// One property filter.
+    fn filter(&mut self, m: &Map<String, Value>, attr: &str, b: &mut SqlBuilder) -> Result<String> {
+        let tattr = format!("{attr}__type");
+        let ty = match m.get("type") {
+            None | Some(Value::Null) => "event",
+            Some(Value::String(t)) => t.as_str(),
+            Some(_) => return Err(bad_json(&tattr, "Not a valid string.")),
+        };
+        let negation = match m.get("negation") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(n)) => *n,
+            Some(_) => {
+                return Err(bad_json(
+                    &format!("{attr}__negation"),
+                    "Must be a valid boolean.",
+                ));
+            }
+        };
+        let sql = match ty {
+            "cohort" | "static-cohort" | "precalculated-cohort" => {
+                return self.cohort_filter(m, attr, negation, b);
+            }
+            "hogql" => return Err(invalid(&tattr, "HogQL property filters are not supported")),
+            "behavioral" => {
+                return Err(invalid(
+                    &tattr,
+                    "Behavioral cohort filters are not supported",
+                ));
+            }
+            "event" | "person" | "group" | "session" | "event_metadata" | "element" => {
+                if ty != "person" && matches!(self.scope, Scope::Person { .. }) {
+                    return Err(invalid(
+                        &tattr,
+                        format!(
+                            "The '{ty}' property filter does not work in '{}' scope",
+                            self.scope.name()
+                        ),
+                    ));
+                }
+                self.value_filter(ty, m, attr, b)?
+            }
+            other => {
+                return Err(invalid(
+                    &tattr,
+                    format!("Unknown property filter type '{}'", shown(other)),
+                ));
+            }
+        };
+        // PostHog honours `negation` on cohorts only, and on every criterion of a cohort
+        // definition (person scope).
+        Ok(if negation && matches!(self.scope, Scope::Person { .. }) {
+            format!("(NOT {sql})")
+        } else {
+            sql
+        })
+    }
+
+    fn value_filter(
+        &mut self,
+        ty: &str,
+        m: &Map<String, Value>,
+        attr: &str,
+        b: &mut SqlBuilder,
+    ) -> Result<String> {
+        let op = read_operator(m, attr)?;
+        let kattr = format!("{attr}__key");
+        let key = match m.get("key") {
+            Some(Value::String(k)) => k.as_str(),
+            None | Some(Value::Null) => return Err(invalid(&kattr, "This field is required.")),
+            Some(_) => return Err(bad_json(&kattr, "Not a valid string.")),
+        };
+        let values = read_values(m, &format!("{attr}__value"))?;
+        if ty == "element" {
+            return self.element_filter(key, op, values, attr, b);
+        }
+        let gti = if ty == "group" {
+            Some(read_group_type_index(m, attr)?)
+        } else {
+            None
+        };
+        // Decide "no filter" before binding anything, so no parameter is left unreferenced.
+        let no_filter = matches!(&values, Values::List { strings, .. } if strings.is_empty())
+            && !matches!(op, Op::IsSet | Op::IsNotSet | Op::Between | Op::NotBetween);
+        if no_filter {
+            let mut scratch = b.clone();
+            self.accessor(ty, key, gti, &kattr, &mut scratch)?;
+            return Ok(TRUE_SQL.to_string());
+        }
+        let prop = self.accessor(ty, key, gti, &kattr, b)?;
+        self.apply(op, &prop, values, attr, b)
+    }
+
+    // ----- accessors ---------------------------------------------------------------------------
+
+    /// SQL for the person's properties in the current scope.
+    fn person_props(&self) -> String {
+        match &self.scope {
+            Scope::Person { alias } => format!("{alias}.properties"),
+            Scope::Event => match self.cx.person_props {
+                Some(p) => p.to_string(),
+                None => format!(
+                    "(SELECT pgi_p.properties FROM insights.persons pgi_p WHERE pgi_p.id = {}.person_id)",
+                    self.ev()
+                ),
+            },
+        }
+    }
+
+    fn person_id(&self) -> String {
+        match &self.scope {
+            Scope::Person { alias } => format!("{alias}.id"),
+            Scope::Event => format!("{}.person_id", self.ev()),
+        }
+    }
+
+    /// An aggregate over the events of this event's session (same person).
+    fn session_agg(&self, select: &str) -> String {
+        let a = self.ev();
+        format!(
+            "(SELECT {select} FROM insights.events pgi_s WHERE pgi_s.project_id = {} \
+             AND pgi_s.person_id = {a}.person_id AND pgi_s.session_id = {a}.session_id)",
+            self.cx.project_param
+        )
+    }
+
+    fn accessor(
+        &self,
+        ty: &str,
+        key: &str,
+        gti: Option<u8>,
+        kattr: &str,
+        b: &mut SqlBuilder,
+    ) -> Result<Prop> {
+        let a = self.ev();
+        Ok(match ty {
+            "event" if key == "$elements_chain" => Prop::Text(format!("{a}.elements_chain")),
+            "event" => Prop::Json {
+                base: format!("{a}.properties"),
+                key: b.text(key),
+            },
+            "person" => Prop::Json {
+                base: self.person_props(),
+                key: b.text(key),
+            },
+            "group" => {
+                let i = gti.unwrap_or(0);
+                let base = format!(
+                    "(SELECT pgi_g.properties FROM insights.groups pgi_g WHERE pgi_g.project_id = {} \
+                     AND pgi_g.group_type_index = {i} AND pgi_g.group_key = {a}.group_{i})",
+                    self.cx.project_param
+                );
+                Prop::Json {
+                    base,
+                    key: b.text(key),
+                }
+            }
+            "session" => self.session_accessor(key, kattr, b)?,
+            "event_metadata" => match key {
+                "distinct_id" => Prop::Text(format!("{a}.distinct_id")),
+                "event" => Prop::Text(format!("{a}.event")),
+                "timestamp" => Prop::Time(format!("{a}.\"timestamp\"")),
+                "uuid" => Prop::Text(format!("({a}.uuid)::text")),
+                "person_id" => Prop::Text(format!(
+                    "(SELECT pgi_pu.uuid::text FROM insights.persons pgi_pu WHERE pgi_pu.id = {a}.person_id)"
+                )),
+                "$session_id" | "session_id" => Prop::Text(format!("{a}.session_id")),
+                "elements_chain" | "$elements_chain" => Prop::Text(format!("{a}.elements_chain")),
+                "$group_0" | "$group_1" | "$group_2" | "$group_3" | "$group_4" => {
+                    Prop::Text(format!("NULLIF({a}.group_{}, '')", &key[7..]))
+                }
+                other => {
+                    return Err(invalid(
+                        kattr,
+                        format!(
+                            "Unknown event_metadata property '{}' (supported: distinct_id, event, \
+                             timestamp, uuid, person_id, $session_id, elements_chain, $group_0..$group_4)",
+                            shown(other)
+                        ),
+                    ));
+                }
+            },
+            other => {
+                return Err(invalid(
+                    kattr,
+                    format!("Property type '{}' has no value to read", shown(other)),
+                ));
+            }
+        })
+    }
+
+    fn session_accessor(&self, key: &str, kattr: &str, b: &mut SqlBuilder) -> Result<Prop> {
+        let a = self.ev();
+        let url_at = |b: &mut SqlBuilder, order: &str| {
+            let k = b.text("$current_url");
+            format!(
+                "(SELECT pgi_s.properties ->> {k} FROM insights.events pgi_s WHERE pgi_s.project_id = {} \
+                 AND pgi_s.person_id = {a}.person_id AND pgi_s.session_id = {a}.session_id \
+                 ORDER BY pgi_s.\"timestamp\" {order} LIMIT 1)",
+                self.cx.project_param
+            )
+        };
+        Ok(match key {
+            "$session_id" => Prop::Text(format!("{a}.session_id")),
+            "$session_duration" => Prop::Num(self.session_agg(
+                "extract(epoch FROM max(pgi_s.\"timestamp\") - min(pgi_s.\"timestamp\"))",
+            )),
+            "$start_timestamp" => Prop::Time(self.session_agg("min(pgi_s.\"timestamp\")")),
+            "$end_timestamp" => Prop::Time(self.session_agg("max(pgi_s.\"timestamp\")")),
+            "$pageview_count" => {
+                let pv = b.text("$pageview");
+                let agg = self.session_agg(&format!("count(*) FILTER (WHERE pgi_s.event = {pv})"));
+                Prop::Num(format!(
+                    "CASE WHEN {a}.session_id IS NOT NULL THEN {agg} END"
+                ))
+            }
+            "$entry_current_url" => Prop::Text(url_at(b, "ASC")),
+            "$end_current_url" => Prop::Text(url_at(b, "DESC")),
+            other => {
+                return Err(invalid(
+                    kattr,
+                    format!(
+                        "Session property '{}' is not supported (supported: $session_id, \
+                         $session_duration, $start_timestamp, $end_timestamp, $pageview_count, \
+                         $entry_current_url, $end_current_url)",
+                        shown(other)
+                    ),
+                ));
+            }
+        })
+    }
+
+    // ----- operators ---------------------------------------------------------------------------
+
+    fn apply(
+        &mut self,
+        op: Op,
+        prop: &Prop,
+        values: Values,
+        attr: &str,
+        b: &mut SqlBuilder,
+    ) -> Result<String> {
+        let vattr = format!("{attr}__value");
+        match op {
+            Op::IsSet | Op::IsNotSet => Ok(set_check(prop, op == Op::IsNotSet)),
+            Op::Exact | Op::IsNot | Op::In | Op::NotIn | Op::IsCleanedPathExact => {
+                self.equality(op, prop, values, &vattr, b)
+            }
+            Op::IContains | Op::NotIContains | Op::Regex | Op::NotRegex => {
+                text_match(op, prop, values, &vattr, b)
+            }
+            Op::Gt | Op::Gte | Op::Lt | Op::Lte => self.compare(op, prop, values, &vattr, b),
+            Op::Between | Op::NotBetween => between(op, prop, values, &vattr, b),
+            Op::IsDateExact | Op::IsDateBefore | Op::IsDateAfter => {
+                self.date(op, prop, values, &vattr, b)
+            }
+            _ => semver(op, prop, values, &vattr, b),
+        }
+    }
+
+    /// exact / is_not / in / not_in / is_cleaned_path_exact.
+    fn equality(
+        &self,
+        op: Op,
+        prop: &Prop,
+        values: Values,
+        vattr: &str,
+        b: &mut SqlBuilder,
+    ) -> Result<String> {
+        let negated = op.is_negative();
+        let (strings, raw, was_list) = match values {
+            Values::Missing => return Err(requires_value(op, vattr)),
+            // HogQL turns `= NULL` into isNull and `!= NULL` into isNotNull.
+            Values::Null => return Ok(set_check(prop, !negated)),
+            Values::List {
+                strings,
+                raw,
+                was_list,
+            } => (strings, raw, was_list),
+        };
+        if matches!(op, Op::In | Op::NotIn) && !was_list {
+            return Err(invalid(
+                vattr,
+                format!("The '{}' operator requires a list value", op.name()),
+            ));
+        }
+        if strings.is_empty() {
+            return Ok(TRUE_SQL.to_string());
+        }
+        let pred = match prop {
+            Prop::Time(x) => {
+                let mut parts = Vec::with_capacity(strings.len());
+                for s in &strings {
+                    parts.push(self.date_exact_pred(x, s, vattr, b)?);
+                }
+                parts.join(" OR ")
+            }
+            Prop::Num(_) => {
+                let n = prop.numeric();
+                let mut parts = Vec::with_capacity(raw.len());
+                for item in &raw {
+                    let f = numeric_value(item).ok_or_else(|| {
+                        invalid(
+                            vattr,
+                            format!(
+                                "The '{}' filter on this property requires numeric values",
+                                op.name()
+                            ),
+                        )
+                    })?;
+                    parts.push(format!("{n} = {}::numeric", b.param(Param::Float(f))));
+                }
+                parts.join(" OR ")
+            }
+            _ => format!("{} = {}", prop.text(), one_or_any(b, strings)),
+        };
+        Ok(if negated { neg(&pred) } else { pos(&pred) })
+    }
+
+    /// gt / gte / lt / lte (min / max).
+    fn compare(
+        &self,
+        op: Op,
+        prop: &Prop,
+        values: Values,
+        vattr: &str,
+        b: &mut SqlBuilder,
+    ) -> Result<String> {
+        let sym = match op {
+            Op::Gt => ">",
+            Op::Gte => ">=",
+            Op::Lt => "<",
+            _ => "<=",
+        };
+        let (s, raw) = single_value(op, values, vattr)?;
+        if let Prop::Time(x) = prop {
+            let at = self.parse_date(&s, vattr)?;
+            return Ok(pos(&format!(
+                "{x} {sym} {}",
+                b.param(Param::Timestamp(
+                    at.at().map_or(0, |t| t.timestamp_micros())
+                ))
+            )));
+        }
+        match numeric_value(&raw) {
+            Some(f) => Ok(pos(&format!(
+                "{} {sym} {}::numeric",
+                prop.numeric(),
+                b.param(Param::Float(f))
+            ))),
+            None if matches!(prop, Prop::Num(_)) => Err(invalid(
+                vattr,
+                format!(
+                    "The '{}' filter on this property requires a numeric value",
+                    op.name()
+                ),
+            )),
+            None => Ok(pos(&format!(
+                "{} COLLATE \"C\" {sym} {}",
+                prop.text(),
+                b.text(s)
+            ))),
+        }
+    }
+
+    /// is_date_exact / is_date_before / is_date_after.
+    fn date(
+        &self,
+        op: Op,
+        prop: &Prop,
+        values: Values,
+        vattr: &str,
+        b: &mut SqlBuilder,
+    ) -> Result<String> {
+        let (s, _) = single_value(op, values, vattr)?;
+        let tz = b.text(self.cx.pt.tz.name());
+        let t = prop.time(&tz);
+        let pred = match op {
+            Op::IsDateExact => self.date_exact_pred(&t, &s, vattr, b)?,
+            _ => {
+                let at = self
+                    .parse_date(&s, vattr)?
+                    .at()
+                    .map_or(0, |t| t.timestamp_micros());
+                let sym = if op == Op::IsDateBefore { "<" } else { ">" };
+                format!("{t} {sym} {}", b.param(Param::Timestamp(at)))
+            }
+        };
+        Ok(pos(&pred))
+    }
+
+    /// `t` equals the date `s`: a bare date means the whole project-local day.
+    fn date_exact_pred(&self, t: &str, s: &str, vattr: &str, b: &mut SqlBuilder) -> Result<String> {
+        let parsed = self.parse_date(s, vattr)?;
+        let at = parsed.at().unwrap_or(self.now);
+        Ok(match parsed {
+            ParsedDate::Absolute {
+                has_time: false, ..
+            } => {
+                let end = next_local_midnight(at, self.cx.pt);
+                let lo = b.param(Param::Timestamp(at.timestamp_micros()));
+                let hi = b.param(Param::Timestamp(end.timestamp_micros()));
+                format!("({t} >= {lo} AND {t} < {hi})")
+            }
+            _ => format!("{t} = {}", b.param(Param::Timestamp(at.timestamp_micros()))),
+        })
+    }
+
+    fn parse_date(&self, s: &str, vattr: &str) -> Result<ParsedDate> {
+        let parsed = dates::parse_relative_or_absolute(s, self.now, self.cx.pt, vattr)?;
+        if parsed == ParsedDate::All {
+            return Err(QueryError::bad_date(vattr, "'all' is not a date value"));
+        }
+        Ok(parsed)
+    }
+
+    // ----- elements ----------------------------------------------------------------------------
+
+    fn element_filter(
+        &mut self,
+        key: &str,
+        op: Op,
+        values: Values,
+        attr: &str,
+        b: &mut SqlBuilder,
+    ) -> Result<String> {
+        let vattr = format!("{attr}__value");
+        let oattr = format!("{attr}__operator");
+        let chain = format!("{}.elements_chain", self.ev());
+        let strings = match (op, values) {
+            (Op::IsSet | Op::IsNotSet, _) => Vec::new(),
+            (_, Values::List { strings, .. }) => strings,
+            (_, _) => return Err(requires_value(op, &vattr)),
+        };
+        let patterns: Vec<String> = match key {
+            "tag_name" | "selector" => {
+                if !matches!(op, Op::Exact | Op::IsNot) {
+                    return Err(invalid(
+                        &oattr,
+                        "Selector and tag_name filters only support exact and is_not operators",
+                    ));
+                }
+                let mut out = Vec::with_capacity(strings.len());
+                for s in &strings {
+                    out.push(if key == "tag_name" {
+                        tag_name_regex(s)
+                    } else {
+                        selector_regex(s).ok_or_else(|| {
+                            invalid(&vattr, format!("Unsupported CSS selector '{}'", shown(s)))
+                        })?
+                    });
+                }
+                out
+            }
+            "href" | "text" => match op {
+                Op::IsSet | Op::IsNotSet => vec![format!("({key}=\"[^\"]+\")")],
+                Op::Exact
+                | Op::IsNot
+                | Op::IContains
+                | Op::NotIContains
+                | Op::Regex
+                | Op::NotRegex => strings
+                    .iter()
+                    .map(|s| element_key_regex(key, s, op))
+                    .collect(),
+                _ => {
+                    return Err(invalid(
+                        &oattr,
+                        format!(
+                            "The '{}' operator is not supported for element {key} filters",
+                            op.name()
+                        ),
+                    ));
+                }
+            },
+            other => {
+                return Err(invalid(
+                    &format!("{attr}__key"),
+                    format!(
+                        "Element filters support the keys tag_name, selector, href and text, not '{}'",
+                        shown(other)
+                    ),
+                ));
+            }
+        };
+        if patterns.is_empty() {
+            return Ok(TRUE_SQL.to_string());
+        }
+        let m = format!("{chain} ~ {}", one_or_any(b, patterns));
+        Ok(if op.is_negative() || op == Op::IsNotSet {
+            format!("(NOT ({m}))")
+        } else {
+            format!("({m})")
+        })
+    }
+
+    // ----- cohorts -----------------------------------------------------------------------------
+
+    fn cohort_filter(
+        &mut self,
+        m: &Map<String, Value>,
+        attr: &str,
+        negation: bool,
+        b: &mut SqlBuilder,
+    ) -> Result<String> {
+        let oattr = format!("{attr}__operator");
+        let not_in = match m.get("operator") {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => match s.as_str() {
+                "in" | "exact" => false,
+                "not_in" | "is_not" => true,
+                other => {
+                    return Err(invalid(
+                        &oattr,
+                        format!(
+                            "Cohort filters only support the in and not_in operators, got '{}'",
+                            shown(other)
+                        ),
+                    ));
+                }
+            },
+            Some(_) => return Err(bad_json(&oattr, "Not a valid string.")),
+        };
+        let vattr = format!("{attr}__value");
+        let id = cohort_id(m.get("value"), &vattr)?;
+        let member = self.cohort_membership(id, &vattr, b)?;
+        Ok(if not_in != negation {
+            format!("(NOT {member})")
+        } else {
+            member
+        })
+    }
+
+    fn cohort_membership(&mut self, id: i64, vattr: &str, b: &mut SqlBuilder) -> Result<String> {
+        let (is_static, filters) = (self.cx.cohort)(id)
+            .ok_or_else(|| invalid(vattr, format!("Cohort {id} does not exist")))?;
+        let pid = self.person_id();
+        if is_static {
+            return Ok(format!(
+                "({pid} IN (SELECT pgi_cp.person_id FROM insights.cohort_people pgi_cp WHERE pgi_cp.cohort_id = {}))",
+                b.int(id)
+            ));
+        }
+        if self.cohort_stack.contains(&id) || self.cohort_stack.len() >= MAX_COHORT_DEPTH {
+            return Err(invalid(
+                vattr,
+                format!(
+                    "Cohort {id} references cohorts in a cycle or more than {MAX_COHORT_DEPTH} deep"
+                ),
+            ));
+        }
+        self.aliases += 1;
+        let alias = format!("pgi_c{}", self.aliases);
+        let saved = std::mem::replace(
+            &mut self.scope,
+            Scope::Person {
+                alias: alias.clone(),
+            },
+        );
+        self.cohort_stack.push(id);
+        let inner = self.cohort_definition(&filters, b);
+        self.cohort_stack.pop();
+        self.scope = saved;
+        let inner = inner.map_err(|e| QueryError {
+            state: e.state,
+            detail: format!("Cohort {id}: {}", e.detail),
+            attr: Some(vattr.to_string()),
+        })?;
+        let inner = if inner == TRUE_SQL {
+            String::new()
+        } else {
+            format!(" AND {inner}")
+        };
+        Ok(format!(
+            "({pid} IN (SELECT {alias}.id FROM insights.persons {alias} WHERE {alias}.project_id = {}{inner}))",
+            self.cx.project_param
+        ))
+    }
+
+    /// A property cohort's `filters`: `{"properties": …}` or legacy `{"groups": [...]}`.
+    fn cohort_definition(&mut self, filters: &Value, b: &mut SqlBuilder) -> Result<String> {
+        let m = match filters {
+            Value::Null => return Ok(TRUE_SQL.to_string()),
+            Value::Object(m) => m,
+            Value::String(s) => {
+                let decoded: Value = serde_json::from_str(s)
+                    .map_err(|_| bad_json("filters", "Cohort filters are not valid JSON"))?;
+                return self.cohort_definition(&decoded, b);
+            }
+            _ => return Err(bad_json("filters", "Cohort filters must be an object")),
+        };
+        if let Some(p) = m.get("properties").filter(|p| !p.is_null()) {
+            return self.properties(p, "properties", b);
+        }
+        let groups = match m.get("groups") {
+            None | Some(Value::Null) => return Ok(TRUE_SQL.to_string()),
+            Some(Value::Array(g)) => g,
+            Some(_) => return Err(bad_json("groups", "Expected a list")),
+        };
+        let mut parts = Vec::with_capacity(groups.len());
+        for (i, g) in groups.iter().enumerate() {
+            let gattr = format!("groups__{i}");
+            let gm = g
+                .as_object()
+                .ok_or_else(|| bad_json(&gattr, "Expected an object"))?;
+            let behavioral = ["action_id", "event_id"]
+                .iter()
+                .any(|k| gm.get(*k).is_some_and(|v| !v.is_null()));
+            if behavioral {
+                return Err(invalid(
+                    &gattr,
+                    "Behavioral cohort filters are not supported",
+                ));
+            }
+            let props = gm.get("properties").unwrap_or(&Value::Null);
+            parts.push(self.properties(props, &format!("{gattr}__properties"), b)?);
+        }
+        Ok(or_all(parts))
+    }
+
+    // ----- actions -----------------------------------------------------------------------------
+
+    fn action(&mut self, id: i64, b: &mut SqlBuilder) -> Result<String> {
+        let steps = (self.cx.action)(id)
+            .ok_or_else(|| invalid("id", format!("Action {id} does not exist")))?;
+        let steps = match steps {
+            Value::Array(s) => s,
+            Value::Null => Vec::new(),
+            _ => return Err(invalid("id", format!("Action {id} has malformed steps"))),
+        };
+        let mut parts = Vec::with_capacity(steps.len());
+        for (i, step) in steps.iter().enumerate() {
+            let sql = self
+                .action_step(step, &format!("steps__{i}"), b)
+                .map_err(|e| QueryError {
+                    state: e.state,
+                    detail: format!("Action {id}: {} ({})", e.detail, e.attr.unwrap_or_default()),
+                    attr: Some("id".to_string()),
+                })?;
+            parts.push(sql);
+        }
+        Ok(or_all(parts))
+    }
+
+    fn action_step(&mut self, step: &Value, attr: &str, b: &mut SqlBuilder) -> Result<String> {
+        let m = step
+            .as_object()
+            .ok_or_else(|| bad_json(attr, "Expected an action step object"))?;
+        let a = self.ev().to_string();
+        let chain = format!("{a}.elements_chain");
+        let mut parts = Vec::new();
+        let event = opt_str(m, "event", attr)?;
+        if let Some(ev) = event {
+            parts.push(format!("({a}.event = {})", b.text(ev)));
+        }
+        if event == Some("$autocapture") {
+            if let Some(sel) = opt_str(m, "selector", attr)? {
+                let re = selector_regex(sel).ok_or_else(|| {
+                    invalid(
+                        &format!("{attr}__selector"),
+                        format!("Unsupported CSS selector '{}'", shown(sel)),
+                    )
+                })?;
+                parts.push(format!("({chain} ~ {})", b.text(re)));
+            }
+            if let Some(tag) = opt_str(m, "tag_name", attr)? {
+                parts.push(format!("({chain} ~ {})", b.text(tag_name_regex(tag))));
+            }
+            for key in ["href", "text"] {
+                if let Some(v) = opt_str(m, key, attr)? {
+                    let op = match opt_str(m, &format!("{key}_matching"), attr)? {
+                        None | Some("exact") => Op::Exact,
+                        Some("contains") => Op::IContains,
+                        Some("regex") => Op::Regex,
+                        Some(other) => return Err(matching_error(attr, key, other)),
+                    };
+                    parts.push(format!(
+                        "({chain} ~ {})",
+                        b.text(element_key_regex(key, v, op))
+                    ));
+                }
+            }
+        }
+        if let Some(url) = opt_str(m, "url", attr)? {
+            let current = format!("({a}.properties ->> {})", b.text("$current_url"));
+            let pred = match opt_str(m, "url_matching", attr)? {
+                Some("exact") => format!("{current} = {}", b.text(url)),
+                None | Some("contains") => {
+                    format!("{current} LIKE {}", b.text(contains_pattern(url)))
+                }
+                Some("regex") => format!("{current} ~ {}", b.text(url)),
+                Some(other) => return Err(matching_error(attr, "url", other)),
+            };
+            parts.push(pos(&pred));
+        }
+        if let Some(p) = m.get("properties") {
+            parts.push(self.properties(p, &format!("{attr}__properties"), b)?);
+        }
+        Ok(and_all(parts))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator families that need no compiler state
+// ---------------------------------------------------------------------------------------------
+
+/// `{"type":"AND"|"OR","values":[…]}` (any case), or anything with `values` and no `key`.
+fn is_group(m: &Map<String, Value>) -> bool {
+    let and_or = m
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("AND") || t.eq_ignore_ascii_case("OR"));
+    and_or || (m.contains_key("values") && !m.contains_key("key"))
+}
+
+fn requires_value(op: Op, vattr: &str) -> QueryError {
+    invalid(
+        vattr,
+        format!("The '{}' operator requires a value", op.name()),
+    )
+}
+
+/// is_set / is_not_set.
+fn set_check(prop: &Prop, is_not_set: bool) -> String {
+    let x = match prop {
+        Prop::Json { .. } | Prop::Text(_) => prop.text(),
+        Prop::Num(x) | Prop::Time(x) => format!("({x})"),
+    };
+    if is_not_set {
+        format!("({x} IS NULL)")
+    } else {
+        format!("({x} IS NOT NULL)")
+    }
+}
+
+/// icontains / not_icontains / regex / not_regex.
+fn text_match(
+    op: Op,
+    prop: &Prop,
+    values: Values,
+    vattr: &str,
+    b: &mut SqlBuilder,
+) -> Result<String> {
+    let strings = match values {
+        Values::List { strings, .. } => strings,
+        _ => return Err(requires_value(op, vattr)),
+    };
+    if strings.is_empty() {
+        return Ok(TRUE_SQL.to_string());
+    }
+    let (sym, strings) = match op {
+        Op::IContains | Op::NotIContains => (
+            "ILIKE",
+            strings.iter().map(|s| contains_pattern(s)).collect(),
+        ),
+        _ => ("~", strings),
+    };
+    let pred = format!("{} {sym} {}", prop.text(), one_or_any(b, strings));
+    Ok(if op.is_negative() {
+        neg(&pred)
+    } else {
+        pos(&pred)
+    })
+}
+
+/// between / not_between, with PostHog's validation messages.
+fn between(op: Op, prop: &Prop, values: Values, vattr: &str, b: &mut SqlBuilder) -> Result<String> {
+    let name = op.name();
+    let raw = match values {
+        Values::List {
+            raw,
+            was_list: true,
+            ..
+        } if raw.len() == 2 => raw,
+        _ => {
+            return Err(invalid(
+                vattr,
+                format!("The '{name}' operator requires a two-element array [min, max]"),
+            ));
+        }
+    };
+    let (lo, hi) = match (numeric_value(&raw[0]), numeric_value(&raw[1])) {
+        (Some(lo), Some(hi)) => (lo, hi),
+        _ => {
+            return Err(invalid(
+                vattr,
+                format!("The '{name}' operator requires numeric values"),
+            ));
+        }
+    };
+    if lo > hi {
+        return Err(invalid(
+            vattr,
+            format!(
+                "The '{name}' operator requires min value to be less than or equal to max value"
+            ),
+        ));
+    }
+    let n = prop.numeric();
+    let lo = b.param(Param::Float(lo));
+    let hi = b.param(Param::Float(hi));
+    Ok(if op == Op::Between {
+        pos(&format!("{n} >= {lo}::numeric AND {n} <= {hi}::numeric"))
+    } else {
+        pos(&format!("{n} < {lo}::numeric OR {n} > {hi}::numeric"))
+    })
+}
+
+/// The one value of a comparison (a one-item list is that item).
+fn single_value(op: Op, values: Values, vattr: &str) -> Result<(String, Value)> {
+    match values {
+        Values::List {
+            mut strings,
+            mut raw,
+            ..
+        } if strings.len() == 1 => Ok((
+            strings.pop().unwrap_or_default(),
+            raw.pop().unwrap_or(Value::Null),
+        )),
+        Values::List { .. } => Err(invalid(
+            vattr,
+            format!("The '{}' operator requires a single value", op.name()),
+        )),
+        _ => Err(requires_value(op, vattr)),
+    }
+}
+
+/// semver_* operators.
+fn semver(op: Op, prop: &Prop, values: Values, vattr: &str, b: &mut SqlBuilder) -> Result<String> {
+    let (s, _) = single_value(op, values, vattr)?;
+    let bad = || invalid(vattr, format!("'{}' is not a semantic version", shown(&s)));
+    let v = prop.semver();
+    let arr = |b: &mut SqlBuilder, x: [i64; 3]| b.param(Param::IntArray(x.to_vec()));
+    let range = |b: &mut SqlBuilder, lo: [i64; 3], hi: [i64; 3]| {
+        let (lo, hi) = (arr(b, lo), arr(b, hi));
+        pos(&format!("{v} >= {lo} AND {v} < {hi}"))
+    };
+    if op == Op::SemverWildcard {
+        let body = s.trim().trim_start_matches(['v', 'V', '=']);
+        let body = body
+            .trim_end_matches(".*")
+            .trim_end_matches(".x")
+            .trim_end_matches(".X");
+        if body == "*" || body.is_empty() {
+            return Ok(pos(&format!("{v} IS NOT NULL")));
+        }
+        let (parts, n) = parse_semver(body).ok_or_else(bad)?;
+        return Ok(match n {
+            1 => range(b, [parts[0], 0, 0], [parts[0] + 1, 0, 0]),
+            2 => range(b, [parts[0], parts[1], 0], [parts[0], parts[1] + 1, 0]),
+            _ => pos(&format!("{v} = {}", arr(b, parts))),
+        });
+    }
+    let (p, n) = parse_semver(s.trim().trim_start_matches(['~', '^', '=', ' '])).ok_or_else(bad)?;
+    Ok(match op {
+        Op::SemverTilde => {
+            let hi = if n >= 2 {
+                [p[0], p[1] + 1, 0]
+            } else {
+                [p[0] + 1, 0, 0]
+            };
+            range(b, p, hi)
+        }
+        Op::SemverCaret => {
+            let hi = if p[0] > 0 || n == 1 {
+                [p[0] + 1, 0, 0]
+            } else if p[1] > 0 || n == 2 {
+                [0, p[1] + 1, 0]
+            } else {
+                [0, 0, p[2] + 1]
+            };
+            range(b, p, hi)
+        }
+        Op::SemverNeq => neg(&format!("{v} = {}", arr(b, p))),
+        _ => {
+            let sym = match op {
+                Op::SemverGt => ">",
+                Op::SemverGte => ">=",
+                Op::SemverLt => "<",
+                Op::SemverLte => "<=",
+                _ => "=",
+            };
+            pos(&format!("{v} {sym} {}", arr(b, p)))
+        }
+    })
+}
+
+/// `[major, minor, patch]` and how many parts were given; `v` prefix allowed, pre-release and
+/// build suffixes ignored.
+fn parse_semver(s: &str) -> Option<([i64; 3], usize)> {
+    let s = s.trim().trim_start_matches(['v', 'V']);
+    let core = s.split(['-', '+']).next()?;
+    let mut out = [0i64; 3];
+    let mut n = 0;
+    for part in core.split('.') {
+        if n == 3 || part.is_empty() || part.len() > 15 || !part.bytes().all(|c| c.is_ascii_digit())
+        {
+            return None;
+        }
+        out[n] = part.parse().ok()?;
+        n += 1;
+    }
+    (n > 0).then_some((out, n))
+}
+
+fn read_group_type_index(m: &Map<String, Value>, attr: &str) -> Result<u8> {
+    let gattr = format!("{attr}__group_type_index");
+    let i = match m.get("group_type_index") {
+        None | Some(Value::Null) => {
+            return Err(invalid(
+                &gattr,
+                "Group property filters require group_type_index",
+            ));
+        }
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+        Some(_) => return Err(bad_json(&gattr, "A valid integer is required.")),
+    };
+    match i {
+        Some(i @ 0..=4) => Ok(i as u8),
+        _ => Err(invalid(&gattr, "group_type_index must be between 0 and 4")),
+    }
+}
+
+fn cohort_id(v: Option<&Value>, vattr: &str) -> Result<i64> {
+    let bad = || bad_json(vattr, "A cohort filter's value must be a cohort id");
+    match v {
+        Some(Value::Number(n)) => n.as_i64().ok_or_else(bad),
+        Some(Value::String(s)) => s.trim().parse::<i64>().map_err(|_| bad()),
+        Some(Value::Array(items)) if items.len() == 1 => cohort_id(items.first(), vattr),
+        None | Some(Value::Null) => {
+            Err(invalid(vattr, "A cohort filter requires a cohort id value"))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// An optional string field of an action step; `""` counts as absent.
+fn opt_str<'v>(m: &'v Map<String, Value>, key: &str, attr: &str) -> Result<Option<&'v str>> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(bad_json(&format!("{attr}__{key}"), "Not a valid string.")),
+    }
+}
+
+fn matching_error(attr: &str, key: &str, got: &str) -> QueryError {
+    invalid(
+        &format!("{attr}__{key}_matching"),
+        format!(
+            "{key}_matching must be exact, contains or regex, got '{}'",
+            shown(got)
+        ),
+    )
+}
+
+/// The start of the project-local day after the one starting at `at`.
+fn next_local_midnight(at: DateTime<Utc>, pt: &ProjectTime) -> DateTime<Utc> {
+    let next = at
+        .with_timezone(&pt.tz)
+        .date_naive()
+        .succ_opt()
+        .map(|d| d.and_time(NaiveTime::MIN));
+    match next.map(|n| pt.tz.from_local_datetime(&n)) {
+        Some(MappedLocalTime::Single(t)) | Some(MappedLocalTime::Ambiguous(_, t)) => {
+            t.with_timezone(&Utc)
+        }
+        _ => at + TimeDelta::days(1),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Element chain regexes
+// ---------------------------------------------------------------------------------------------
+
+/// PostHog's tag_name regex (the tag escaped): any element of the chain.
+fn tag_name_regex(tag: &str) -> String {
+    format!(r"(^|;){}(\.|$|;|:)", regex_escape(tag))
+}
+
+/// PostHog's `element_chain_key_filter` regex for `href` / `text`.
+fn element_key_regex(key: &str, value: &str, op: Op) -> String {
+    let escaped = value.replace('"', "\\\"");
+    match op {
+        Op::IContains | Op::NotIContains => {
+            format!("(?i)({key}=\"[^\"]*{}[^\"]*\")", regex_escape(&escaped))
+        }
+        Op::Regex | Op::NotRegex => format!("({key}=\"{escaped}\")"),
+        _ => format!("({key}=\"{}\")", regex_escape(&escaped)),
+    }
+}
+
+/// One compound selector: tag, classes and attribute constraints (chain attribute name, value).
+#[derive(Debug, Default)]
+struct Compound {
+    tag: Option<String>,
+    classes: Vec<String>,
+    attrs: Vec<(String, Option<String>)>,
+}
+
+/// A regex over `elements_chain` for a CSS selector subset (see the module doc), or `None` when
+/// the selector uses anything else.
+fn selector_regex(selector: &str) -> Option<String> {
+    // Tokens: compounds and ">" combinators (whitespace = descendant).
+    let mut tokens: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut in_brackets = false;
+    let mut quote: Option<char> = None;
+    for ch in selector.chars() {
+        match (ch, quote, in_brackets) {
+            (c, Some(q), _) => {
+                cur.push(c);
+                if c == q {
+                    quote = None;
+                }
+            }
+            ('"' | '\'', None, true) => {
+                quote = Some(ch);
+                cur.push(ch);
+            }
+            ('[', None, false) => {
+                in_brackets = true;
+                cur.push(ch);
+            }
+            (']', None, true) => {
+                in_brackets = false;
+                cur.push(ch);
+            }
+            (c, None, false) if c.is_whitespace() || c == '>' => {
+                if !cur.is_empty() {
+                    tokens.push(std::mem::take(&mut cur));
+                }
+                if c == '>' {
+                    tokens.push(">".into());
+                }
+            }
+            (c, None, _) => cur.push(c),
+        }
+    }
+    if quote.is_some() || in_brackets {
+        return None;
+    }
+    if !cur.is_empty() {
+        tokens.push(cur);
+    }
+    // (compound, child_of_next): walk from the last compound (the matched element) up.
+    let mut parts: Vec<(Compound, bool)> = Vec::new();
+    let mut pending_child = false;
+    for tok in &tokens {
+        if tok == ">" {
+            if parts.is_empty() || pending_child {
+                return None;
+            }
+            pending_child = true;
+            continue;
+        }
+        if let Some(last) = parts.last_mut() {
+            last.1 = pending_child;
+        }
+        pending_child = false;
+        parts.push((parse_compound(tok)?, false));
+    }
+    if parts.is_empty() || pending_child {
+        return None;
+    }
+    let mut re = String::from("(^|;)");
+    for (i, (compound, child)) in parts.iter().rev().enumerate() {
+        if i > 0 {
+            // `child` here belongs to this (ancestor) compound: is the next one its direct child?
+            re.push_str(if *child { "[^;]*;" } else { ".*;" });
+        }
+        re.push_str(&compound_regex(compound));
+    }
+    Some(re)
+}
+
+fn parse_compound(tok: &str) -> Option<Compound> {
+    let mut c = Compound::default();
+    let chars: Vec<char> = tok.chars().collect();
+    let ident_end = |start: usize| {
+        let mut j = start;
+        while j < chars.len()
+            && (chars[j].is_alphanumeric() || matches!(chars[j], '-' | '_' | '\\'))
+        {
+            j += if chars[j] == '\\' { 2 } else { 1 };
+        }
+        j.min(chars.len())
+    };
+    let text = |from: usize, to: usize| -> String {
+        chars[from..to].iter().filter(|c| **c != '\\').collect()
+    };
+    let mut i = 0;
+    if chars.first() == Some(&'*') {
+        i = 1;
+    } else {
+        let j = ident_end(0);
+        if j > 0 {
+            c.tag = Some(text(0, j));
+            i = j;
+        }
+    }
+    while i < chars.len() {
+        match chars[i] {
+            '.' | '#' => {
+                let j = ident_end(i + 1);
+                if j == i + 1 {
+                    return None;
+                }
+                let name = text(i + 1, j);
+                if chars[i] == '.' {
+                    c.classes.push(name);
+                } else {
+                    c.attrs.push(("attr_id".into(), Some(name)));
+                }
+                i = j;
+            }
+            '[' => {
+                let close = (i + 1..chars.len()).rev().find(|&k| chars[k] == ']')?;
+                let inner: String = chars[i + 1..close].iter().collect();
+                let (name, value) = match inner.split_once('=') {
+                    Some((n, v)) => {
+                        let v = v.trim();
+                        let v = v
+                            .strip_prefix('"')
+                            .and_then(|v| v.strip_suffix('"'))
+                            .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                            .unwrap_or(v);
+                        (n.trim().to_string(), Some(v.to_string()))
+                    }
+                    None => (inner.trim().to_string(), None),
+                };
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|ch| ch.is_alphanumeric() || matches!(ch, '-' | '_'))
+                {
+                    return None;
+                }
+                let chain_name = if name == "id" {
+                    "attr_id".to_string()
+                } else {
+                    format!("attr__{name}")
+                };
+                c.attrs.push((chain_name, value));
+                i = close + 1;
+            }
+            ':' => {
+                let rest: String = chars[i + 1..].iter().collect();
+                let (pseudo, chain_name) = if rest.starts_with("nth-child(") {
+                    ("nth-child(", "nth-child")
+                } else if rest.starts_with("nth-of-type(") {
+                    ("nth-of-type(", "nth-of-type")
+                } else {
+                    return None;
+                };
+                let after = &rest[pseudo.len()..];
+                let close = after.find(')')?;
+                let n = after[..close].trim();
+                if n.is_empty() || !n.bytes().all(|d| d.is_ascii_digit()) {
+                    return None;
+                }
+                c.attrs.push((chain_name.to_string(), Some(n.to_string())));
+                i += 1 + pseudo.chars().count() + after[..close].chars().count() + 1;
+            }
+            _ => return None,
+        }
+    }
+    Some(c)
+}
+
+/// One element of the chain (`tag.class1.class2:attr="v"…`) matching a compound selector.
+fn compound_regex(c: &Compound) -> String {
+    let mut re = match &c.tag {
+        Some(tag) => format!("{}(?=[.:;]|$)", regex_escape(tag)),
+        None => "[^;.:]*".to_string(),
+    };
+    for class in &c.classes {
+        re.push_str(&format!("(?=[^;:]*\\.{}([.:;]|$))", regex_escape(class)));
+    }
+    for (name, value) in &c.attrs {
+        let value = match value {
+            Some(v) => regex_escape(&v.replace('"', "\\\"")),
+            None => "[^\"]*".to_string(),
+        };
+        re.push_str(&format!("(?=[^;]*{}=\"{value}\")", regex_escape(name)));
+    }
+    re
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 1, 10, 12, 0, 0).unwrap()
+    }
+
+    fn micros(y: i32, m: u32, d: u32, h: u32) -> i64 {
+        Utc.with_ymd_and_hms(y, m, d, h, 0, 0)
+            .unwrap()
+            .timestamp_micros()
+    }
+
+    fn cohorts(id: i64) -> Option<(bool, Value)> {
+        let email =
+            json!({"key": "email", "value": "@x.com", "operator": "icontains", "type": "person"});
+        match id {
+            1 => Some((true, json!({}))),
+            2 => Some((
+                false,
+                json!({"properties": {"type": "OR", "values": [{"type": "AND", "values": [email]}]}}),
+            )),
+            3 => Some((
+                false,
+                json!({"properties": [{"type": "cohort", "key": "id", "value": 3}]}),
+            )),
+            4 => Some((
+                false,
+                json!({"properties": [{"type": "event", "key": "a", "value": "b"}]}),
+            )),
+            5 => Some((
+                false,
+                json!({"groups": [{"properties": [{"key": "plan", "value": "pro", "type": "person"}]},
+                                  {"properties": [{"type": "cohort", "key": "id", "value": 1}]}]}),
+            )),
+            6 => Some((
+                false,
+                json!({"properties": [{"type": "cohort", "value": 2, "negation": true}]}),
+            )),
+            7 => Some((false, json!({"groups": [{"action_id": 3, "days": 7}]}))),
+            _ => None,
+        }
+    }
+
+    fn actions(id: i64) -> Option<Value> {
+        match id {
+            10 => Some(json!([
+                {"event": "$autocapture", "tag_name": "button", "text": "Pay $10"},
+                {"event": "$pageview", "url": "/movie", "url_matching": "contains"},
+            ])),
+            11 => {
+                Some(json!([{"event": "sign up", "properties": [{"key": "key", "value": "val"}]}]))
+            }
+            12 => Some(json!([])),
+            13 => Some(json!([{"event": "$autocapture", "href": "/x", "href_matching": "fuzzy"}])),
+            14 => Some(
+                json!([{"url": "^https://a", "url_matching": "regex"}, {"url": "https://b", "url_matching": "exact"}]),
+            ),
+            _ => None,
+        }
+    }
+
+    fn with_cx<T>(
+        person_props: Option<&str>,
+        f: impl FnOnce(&FilterContext, &mut SqlBuilder) -> T,
+    ) -> T {
+        let pt = ProjectTime::utc();
+        let taf = json!([{"key": "email", "value": "@posthog.com", "operator": "not_icontains", "type": "person"}]);
+        let cx = FilterContext {
+            event_alias: "e",
+            project_param: "$1::int8".into(),
+            person_props,
+            pt: &pt,
+            cohort: &cohorts,
+            action: &actions,
+            test_account_filters: &taf,
+        };
+        let mut b = SqlBuilder::new();
+        assert_eq!(b.int(777), "$1::int8");
+        f(&cx, &mut b)
+    }
+
+    /// Compile and return (sql, params after the project id).
+    fn run(v: Value) -> Result<(String, Vec<Param>)> {
+        with_cx(None, |cx, b| {
+            let sql = compile_properties_at(&v, b, cx, now())?;
+            Ok((sql, b.params[1..].to_vec()))
+        })
+    }
+
+    fn ok(v: Value) -> (String, Vec<Param>) {
+        run(v.clone()).unwrap_or_else(|e| panic!("{v}: {e:?}"))
+    }
+
+    fn err(v: Value) -> QueryError {
+        run(v.clone()).expect_err(&format!("{v} should fail"))
+    }
+
+    fn t(s: &str) -> Param {
+        Param::Text(s.to_string())
+    }
+
+    fn ta(v: &[&str]) -> Param {
+        Param::TextArray(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    const P: &str = "(e.properties ->> $2::text)";
+
+    fn num(t: &str) -> String {
+        format!("(CASE WHEN length({t}) <= 1000 AND {t} ~ '{NUM_RE}' THEN ({t})::numeric END)")
+    }
+
+    fn f(key: &str, op: &str, value: Value) -> Value {
+        json!([{"key": key, "operator": op, "value": value, "type": "event"}])
+    }
+
+    // ----- shapes ----------------------------------------------------------------------------
+
+    #[test]
+    fn empty_shapes_are_true() {
+        for v in [
+            json!(null),
+            json!({}),
+            json!([]),
+            json!([{}]),
+            json!({"type": "OR", "values": []}),
+            json!(""),
+            json!("[]"),
+        ] {
+            assert_eq!(ok(v), (TRUE_SQL.to_string(), vec![]));
+        }
+    }
+
+    #[test]
+    fn nested_groups_and_or() {
+        let v = json!({"type": "OR", "values": [
+            {"type": "AND", "values": [
+                {"key": "a", "value": "1", "type": "event"},
+                {"key": "b", "value": "2", "type": "event"}]},
+            {"type": "or", "values": [{"key": "c", "value": "3", "type": "event"}]}]});
+        let (sql, params) = ok(v);
+        assert_eq!(
+            sql,
+            "((coalesce((e.properties ->> $2::text) = $3::text, false) AND \
+             coalesce((e.properties ->> $4::text) = $5::text, false)) OR \
+             coalesce((e.properties ->> $6::text) = $7::text, false))"
+        );
+        assert_eq!(params, vec![t("a"), t("1"), t("b"), t("2"), t("c"), t("3")]);
+    }
+
+    #[test]
+    fn list_is_and_and_json_string_is_decoded() {
+        let (sql, _) = ok(json!(
+            r#"[{"key":"a","value":"1"},{"key":"b","value":"2"}]"#
+        ));
+        assert_eq!(
+            sql,
+            "(coalesce((e.properties ->> $2::text) = $3::text, false) AND \
+             coalesce((e.properties ->> $4::text) = $5::text, false))"
+        );
+    }
+
+    #[test]
+    fn bad_group_type_is_an_error() {
+        let e = err(json!({"type": "XOR", "values": []}));
+        assert_eq!(
+            (e.state.code(), e.attr.as_deref()),
+            ("22023", Some("properties__type"))
+        );
+        let e = err(json!({"type": "AND", "values": {"a": 1}}));
+        assert_eq!(
+            (e.state.code(), e.attr.as_deref()),
+            ("22P02", Some("properties__values"))
+        );
+        let e = err(json!([1]));
+        assert_eq!(e.attr.as_deref(), Some("properties__0"));
+        assert_eq!(err(json!(5)).state.code(), "22P02");
+    }
+
+    // ----- equality ----------------------------------------------------------------------------
+
+    #[test]
+    fn exact_defaults_and_scalars() {
+        let (sql, params) = ok(json!([{"key": "$browser", "value": "Chrome"}]));
+        assert_eq!(sql, format!("coalesce({P} = $3::text, false)"));
+        assert_eq!(params, vec![t("$browser"), t("Chrome")]);
+        // PostHog string forms of numbers and booleans; a one-item list is unwrapped.
+        assert_eq!(ok(f("n", "exact", json!(5))).1, vec![t("n"), t("5")]);
+        assert_eq!(ok(f("n", "exact", json!(5.5))).1, vec![t("n"), t("5.5")]);
+        assert_eq!(
+            ok(f("is_saved", "exact", json!([true]))),
+            (
+                format!("coalesce({P} = $3::text, false)"),
+                vec![t("is_saved"), t("true")]
+            )
+        );
+    }
+
+    #[test]
+    fn exact_list_is_any() {
+        let (sql, params) = ok(f("$browser", "exact", json!(["Chrome", "Safari"])));
+        assert_eq!(sql, format!("coalesce({P} = ANY($3::text[]), false)"));
+        assert_eq!(params, vec![t("$browser"), ta(&["Chrome", "Safari"])]);
+    }
+
+    #[test]
+    fn exact_empty_list_and_null() {
+        assert_eq!(
+            ok(f("a", "exact", json!([]))),
+            (TRUE_SQL.to_string(), vec![])
+        );
+        assert_eq!(
+            ok(f("a", "is_not", json!([]))),
+            (TRUE_SQL.to_string(), vec![])
+        );
+        assert_eq!(ok(f("a", "exact", json!(null))).0, format!("({P} IS NULL)"));
+        assert_eq!(
+            ok(f("a", "is_not", json!(null))).0,
+            format!("({P} IS NOT NULL)")
+        );
+        let e = err(json!([{"key": "a", "operator": "exact"}]));
+        assert_eq!(
+            (e.state.code(), e.attr.as_deref()),
+            ("22023", Some("properties__0__value"))
+        );
+    }
+
+    #[test]
+    fn is_not_matches_missing() {
+        assert_eq!(
+            ok(f("a", "is_not", json!("x"))).0,
+            format!("coalesce(NOT ({P} = $3::text), true)")
+        );
+        let (sql, params) = ok(f(
+            "a",
+            "is_not",
+            json!(["other_value", "yet_another_value"]),
+        ));
+        assert_eq!(sql, format!("coalesce(NOT ({P} = ANY($3::text[])), true)"));
+        assert_eq!(params[1], ta(&["other_value", "yet_another_value"]));
+    }
+
+    #[test]
+    fn in_and_not_in_need_lists() {
+        assert_eq!(
+            ok(f("a", "in", json!(["x", "y"]))).0,
+            format!("coalesce({P} = ANY($3::text[]), false)")
+        );
+        assert_eq!(
+            ok(f("a", "not_in", json!(["x"]))).0,
+            format!("coalesce(NOT ({P} = $3::text), true)")
+        );
+        let e = err(f("a", "in", json!("x")));
+        assert_eq!(
+            (e.state.code(), e.attr.as_deref()),
+            ("22023", Some("properties__0__value"))
+        );
+    }
+
+    #[test]
+    fn cleaned_path_exact_is_exact() {
+        assert_eq!(
+            ok(f("$pathname", "is_cleaned_path_exact", json!("/a"))).0,
+            format!("coalesce({P} = $3::text, false)")
+        );
+    }
+
+    // ----- text matching -----------------------------------------------------------------------
+
+    #[test]
+    fn icontains_family() {
+        let (sql, params) = ok(f("email", "icontains", json!(".com")));
+        assert_eq!(sql, format!("coalesce({P} ILIKE $3::text, false)"));
+        assert_eq!(params[1], t("%.com%"));
+        let (sql, params) = ok(f("email", "not_icontains", json!(["a_b", "c\\"])));
+        assert_eq!(
+            sql,
+            format!("coalesce(NOT ({P} ILIKE ANY($3::text[])), true)")
+        );
+        assert_eq!(params[1], ta(&["%a_b%", "%c\\\\%"]));
+    }
+
+    #[test]
+    fn regex_family() {
+        let (sql, params) = ok(f("url", "regex", json!("^https?://")));
+        assert_eq!(sql, format!("coalesce({P} ~ $3::text, false)"));
+        assert_eq!(params[1], t("^https?://"));
+        assert_eq!(
+            ok(f("url", "not_regex", json!(["a", "b"]))).0,
+            format!("coalesce(NOT ({P} ~ ANY($3::text[])), true)")
+        );
+        assert_eq!(err(f("url", "regex", json!(null))).state.code(), "22023");
+    }
+
+    // ----- numbers -----------------------------------------------------------------------------
+
+    #[test]
+    fn numeric_comparisons_are_guarded() {
+        let n = num(P);
+        for (op, sym) in [
+            ("gt", ">"),
+            ("gte", ">="),
+            ("lt", "<"),
+            ("lte", "<="),
+            ("min", ">="),
+            ("max", "<="),
+        ] {
+            let (sql, params) = ok(f("prop", op, json!("3")));
+            assert_eq!(
+                sql,
+                format!("coalesce({n} {sym} $3::float8::numeric, false)"),
+                "{op}"
+            );
+            assert_eq!(params[1], Param::Float(3.0));
+        }
+        assert_eq!(ok(f("prop", "gt", json!([2.5]))).1[1], Param::Float(2.5));
+    }
+
+    #[test]
+    fn non_numeric_comparison_value_compares_text() {
+        let (sql, params) = ok(f("d", "gt", json!("2024-01-01")));
+        assert_eq!(
+            sql,
+            format!("coalesce({P} COLLATE \"C\" > $3::text, false)")
+        );
+        assert_eq!(params[1], t("2024-01-01"));
+        assert_eq!(
+            err(f("d", "gt", json!(["1", "2"]))).attr.as_deref(),
+            Some("properties__0__value")
+        );
+    }
+
+    #[test]
+    fn between_and_not_between() {
+        let n = num(P);
+        let (sql, params) = ok(f("prop", "between", json!([10, "20.5"])));
+        assert_eq!(
+            sql,
+            format!("coalesce({n} >= $3::float8::numeric AND {n} <= $4::float8::numeric, false)")
+        );
+        assert_eq!(params[1..], [Param::Float(10.0), Param::Float(20.5)]);
+        assert_eq!(
+            ok(f("prop", "not_between", json!([1, 2]))).0,
+            format!("coalesce({n} < $3::float8::numeric OR {n} > $4::float8::numeric, false)")
+        );
+        for (v, msg) in [
+            (json!(5), "requires a two-element array [min, max]"),
+            (json!([1, 2, 3]), "requires a two-element array [min, max]"),
+            (json!(["a", 2]), "requires numeric values"),
+            (
+                json!([3, 2]),
+                "requires min value to be less than or equal to max value",
+            ),
+        ] {
+            let e = err(f("prop", "between", v));
+            assert!(e.detail.contains(msg), "{}", e.detail);
+            assert_eq!(
+                (e.state.code(), e.attr.as_deref()),
+                ("22023", Some("properties__0__value"))
+            );
+        }
+    }
+
+    // ----- set / dates / semver ----------------------------------------------------------------
+
+    #[test]
+    fn is_set_and_is_not_set() {
+        assert_eq!(
+            ok(f("a", "is_set", json!("is_set"))),
+            (format!("({P} IS NOT NULL)"), vec![t("a")])
+        );
+        assert_eq!(
+            ok(json!([{"key": "a", "operator": "is_not_set"}])).0,
+            format!("({P} IS NULL)")
+        );
+    }
+
+    #[test]
+    fn date_operators() {
+        let (sql, params) = ok(f("d", "is_date_before", json!("-7d")));
+        assert!(
+            sql.starts_with("coalesce((SELECT CASE WHEN pgi_d.m IS NOT NULL"),
+            "{sql}"
+        );
+        assert!(sql.contains(&format!("regexp_match(pgi_x.t, '{DATE_RE}')")));
+        assert!(
+            sql.contains(&format!(
+                "FROM (SELECT {P} AS t) pgi_x) pgi_d) < $4::timestamptz, false)"
+            )),
+            "{sql}"
+        );
+        assert!(sql.contains("THEN $3::text ELSE 'UTC' END"));
+        assert_eq!(
+            params[1..],
+            [t("UTC"), Param::Timestamp(micros(2024, 1, 3, 12))]
+        );
+
+        let (sql, params) = ok(f("d", "is_date_after", json!("2024-01-02T10:00:00Z")));
+        assert!(sql.ends_with("> $4::timestamptz, false)"));
+        assert_eq!(params[2], Param::Timestamp(micros(2024, 1, 2, 10)));
+
+        // A bare date is the whole local day.
+        let (sql, params) = ok(f("d", "is_date_exact", json!("2024-01-02")));
+        assert!(
+            sql.contains(">= $4::timestamptz AND") && sql.contains("< $5::timestamptz)"),
+            "{sql}"
+        );
+        assert_eq!(
+            params[2..],
+            [
+                Param::Timestamp(micros(2024, 1, 2, 0)),
+                Param::Timestamp(micros(2024, 1, 3, 0))
+            ]
+        );
+
+        let e = err(f("d", "is_date_before", json!("yesterday-ish")));
+        assert_eq!(
+            (e.state.code(), e.attr.as_deref()),
+            ("22007", Some("properties__0__value"))
+        );
+        assert_eq!(
+            err(f("d", "is_date_before", json!("all"))).state.code(),
+            "22007"
+        );
+    }
+
+    #[test]
+    fn date_exact_uses_project_timezone() {
+        let pt = ProjectTime::new("US/Pacific", 0).unwrap();
+        let taf = json!([]);
+        let cx = FilterContext {
+            event_alias: "e",
+            project_param: "$1::int8".into(),
+            person_props: None,
+            pt: &pt,
+            cohort: &cohorts,
+            action: &actions,
+            test_account_filters: &taf,
+        };
+        let mut b = SqlBuilder::new();
+        b.int(1);
+        compile_properties_at(
+            &f("d", "is_date_exact", json!("2024-01-02")),
+            &mut b,
+            &cx,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(b.params[2], t("US/Pacific"));
+        assert_eq!(
+            b.params[3..],
+            [
+                Param::Timestamp(micros(2024, 1, 2, 8)),
+                Param::Timestamp(micros(2024, 1, 3, 8))
+            ]
+        );
+    }
+
+    #[test]
+    fn semver_operators() {
+        let v = "(SELECT CASE WHEN pgi_v.m IS NOT NULL THEN ARRAY[pgi_v.m[1]::int8, coalesce(pgi_v.m[2], '0')::int8, \
+                 coalesce(pgi_v.m[3], '0')::int8] END FROM (SELECT regexp_match((e.properties ->> $2::text), '";
+        let (sql, params) = ok(f("$app_version", "semver_gte", json!("v1.2.3-beta")));
+        assert!(sql.starts_with(&format!("coalesce({v}")), "{sql}");
+        assert!(sql.ends_with(">= $3::int8[], false)"));
+        assert_eq!(params[1], Param::IntArray(vec![1, 2, 3]));
+        let arrays = |op: &str, val: &str| ok(f("v", op, json!(val))).1[1..].to_vec();
+        let ia = |x: [i64; 3]| Param::IntArray(x.to_vec());
+        assert_eq!(
+            arrays("semver_tilde", "1.2.3"),
+            [ia([1, 2, 3]), ia([1, 3, 0])]
+        );
+        assert_eq!(
+            arrays("semver_caret", "1.2.3"),
+            [ia([1, 2, 3]), ia([2, 0, 0])]
+        );
+        assert_eq!(
+            arrays("semver_caret", "0.2.3"),
+            [ia([0, 2, 3]), ia([0, 3, 0])]
+        );
+        assert_eq!(
+            arrays("semver_caret", "^0.0.3"),
+            [ia([0, 0, 3]), ia([0, 0, 4])]
+        );
+        assert_eq!(
+            arrays("semver_wildcard", "1.2.*"),
+            [ia([1, 2, 0]), ia([1, 3, 0])]
+        );
+        assert_eq!(arrays("semver_eq", "2"), [ia([2, 0, 0])]);
+        assert!(
+            ok(f("v", "semver_neq", json!("1.0")))
+                .0
+                .starts_with("coalesce(NOT (")
+        );
+        assert!(
+            ok(f("v", "semver_wildcard", json!("*")))
+                .0
+                .ends_with("IS NOT NULL, false)")
+        );
+        assert_eq!(
+            err(f("v", "semver_gt", json!("one.two"))).state.code(),
+            "22023"
+        );
+    }
+
+    // ----- types -------------------------------------------------------------------------------
+
+    #[test]
+    fn person_properties_with_and_without_join() {
+        let (sql, _) = ok(json!([{"key": "email", "value": "a@b.c", "type": "person"}]));
+        assert_eq!(
+            sql,
+            "coalesce(((SELECT pgi_p.properties FROM insights.persons pgi_p WHERE pgi_p.id = e.person_id) \
+             ->> $2::text) = $3::text, false)"
+        );
+        let sql = with_cx(Some("p.properties"), |cx, b| {
+            compile_properties_at(
+                &json!([{"key": "email", "value": "x", "type": "person"}]),
+                b,
+                cx,
+                now(),
+            )
+            .unwrap()
+        });
+        assert_eq!(
+            sql,
+            "coalesce((p.properties ->> $2::text) = $3::text, false)"
+        );
+    }
+
+    #[test]
+    fn group_properties() {
+        let (sql, params) = ok(
+            json!([{"key": "industry", "value": "finance", "type": "group", "group_type_index": 1}]),
+        );
+        assert_eq!(
+            sql,
+            "coalesce(((SELECT pgi_g.properties FROM insights.groups pgi_g WHERE pgi_g.project_id = $1::int8 \
+             AND pgi_g.group_type_index = 1 AND pgi_g.group_key = e.group_1) ->> $2::text) = $3::text, false)"
+        );
+        assert_eq!(params, vec![t("industry"), t("finance")]);
+        let e = err(json!([{"key": "industry", "value": "x", "type": "group"}]));
+        assert_eq!(e.attr.as_deref(), Some("properties__0__group_type_index"));
+        let e =
+            err(json!([{"key": "industry", "value": "x", "type": "group", "group_type_index": 5}]));
+        assert_eq!(e.state.code(), "22023");
+    }
+
+    #[test]
+    fn session_properties() {
+        let (sql, params) = ok(json!([{"key": "$session_id", "value": "s1", "type": "session"}]));
+        assert_eq!(
+            (sql, params),
+            (
+                "coalesce(e.session_id = $2::text, false)".to_string(),
+                vec![t("s1")]
+            )
+        );
+        let (sql, params) = ok(
+            json!([{"key": "$session_duration", "value": 60, "operator": "gt", "type": "session"}]),
+        );
+        assert_eq!(
+            sql,
+            "coalesce((((SELECT extract(epoch FROM max(pgi_s.\"timestamp\") - min(pgi_s.\"timestamp\")) \
+             FROM insights.events pgi_s WHERE pgi_s.project_id = $1::int8 AND pgi_s.person_id = e.person_id \
+             AND pgi_s.session_id = e.session_id))::numeric) > $2::float8::numeric, false)"
+        );
+        assert_eq!(params, vec![Param::Float(60.0)]);
+        let e = err(json!([{"key": "$channel_type", "value": "x", "type": "session"}]));
+        assert_eq!(
+            (e.state.code(), e.attr.as_deref()),
+            ("22023", Some("properties__0__key"))
+        );
+        // A numeric session property needs numeric values.
+        assert_eq!(err(json!([{"key": "$session_duration", "value": "long", "operator": "gt", "type": "session"}])).state.code(), "22023");
+    }
+
+    #[test]
+    fn event_metadata_columns() {
+        let (sql, params) =
+            ok(json!([{"key": "distinct_id", "value": ["a", "b"], "type": "event_metadata"}]));
+        assert_eq!(sql, "coalesce(e.distinct_id = ANY($2::text[]), false)");
+        assert_eq!(params, vec![ta(&["a", "b"])]);
+        let (sql, params) = ok(
+            json!([{"key": "timestamp", "value": "2024-01-02", "operator": "is_date_after", "type": "event_metadata"}]),
+        );
+        assert_eq!(sql, "coalesce(e.\"timestamp\" > $3::timestamptz, false)");
+        assert_eq!(params[1], Param::Timestamp(micros(2024, 1, 2, 0)));
+        assert_eq!(
+            ok(json!([{"key": "$group_0", "operator": "is_set", "type": "event_metadata"}])).0,
+            "(NULLIF(e.group_0, '') IS NOT NULL)"
+        );
+        let e = err(json!([{"key": "properties", "value": "x", "type": "event_metadata"}]));
+        assert_eq!(e.attr.as_deref(), Some("properties__0__key"));
+    }
+
+    #[test]
+    fn elements_chain_key_reads_the_column() {
+        assert_eq!(
+            ok(f("$elements_chain", "icontains", json!("button"))).0,
+            "coalesce(e.elements_chain ILIKE $2::text, false)"
+        );
+    }
+
+    #[test]
+    fn cohorts_static_dynamic_and_negated() {
+        let (sql, params) = ok(json!([{"key": "id", "value": 1, "type": "cohort"}]));
+        assert_eq!(
+            sql,
+            "(e.person_id IN (SELECT pgi_cp.person_id FROM insights.cohort_people pgi_cp WHERE pgi_cp.cohort_id = $2::int8))"
+        );
+        assert_eq!(params, vec![Param::Int(1)]);
+        let (sql, params) =
+            ok(json!([{"key": "id", "value": "2", "type": "cohort", "operator": "not_in"}]));
+        assert_eq!(
+            sql,
+            "(NOT (e.person_id IN (SELECT pgi_c1.id FROM insights.persons pgi_c1 WHERE pgi_c1.project_id = $1::int8 \
+             AND coalesce((pgi_c1.properties ->> $2::text) ILIKE $3::text, false))))"
+        );
+        assert_eq!(params, vec![t("email"), t("%@x.com%")]);
+        // Legacy negation flips; two flips cancel.
+        assert!(
+            ok(json!([{"value": 1, "type": "cohort", "negation": true}]))
+                .0
+                .starts_with("(NOT ")
+        );
+        assert!(
+            !ok(json!([{"value": 1, "type": "cohort", "negation": true, "operator": "not_in"}]))
+                .0
+                .starts_with("(NOT ")
+        );
+    }
+
+    #[test]
+    fn cohort_definitions_nest_and_are_checked() {
+        // Legacy groups: OR of the groups, nested static cohort inside person scope.
+        let (sql, _) = ok(json!([{"value": 5, "type": "cohort"}]));
+        assert_eq!(
+            sql,
+            "(e.person_id IN (SELECT pgi_c1.id FROM insights.persons pgi_c1 WHERE pgi_c1.project_id = $1::int8 \
+             AND (coalesce((pgi_c1.properties ->> $2::text) = $3::text, false) OR \
+             (pgi_c1.id IN (SELECT pgi_cp.person_id FROM insights.cohort_people pgi_cp WHERE pgi_cp.cohort_id = $4::int8)))))"
+        );
+        // A negated nested cohort.
+        let (sql, _) = ok(json!([{"value": 6, "type": "cohort"}]));
+        assert!(
+            sql.contains("AND (NOT (pgi_c1.id IN (SELECT pgi_c2.id FROM insights.persons pgi_c2"),
+            "{sql}"
+        );
+        for (id, code, text) in [
+            (3, "22023", "cycle"),
+            (4, "22023", "does not work in 'person' scope"),
+            (7, "22023", "Behavioral"),
+            (99, "22023", "does not exist"),
+        ] {
+            let e = err(json!([{"key": "id", "value": id, "type": "cohort"}]));
+            assert_eq!(
+                (e.state.code(), e.attr.as_deref()),
+                (code, Some("properties__0__value")),
+                "{id}"
+            );
+            assert!(e.detail.contains(text), "{}", e.detail);
+        }
+        let e = err(json!([{"value": 1, "type": "cohort", "operator": "gt"}]));
+        assert_eq!(e.attr.as_deref(), Some("properties__0__operator"));
+        assert_eq!(
+            err(json!([{"value": "abc", "type": "cohort"}]))
+                .state
+                .code(),
+            "22P02"
+        );
+    }
+
+    #[test]
+    fn element_filters() {
+        let (sql, params) = ok(json!([{"key": "tag_name", "value": "img", "type": "element"}]));
+        assert_eq!(
+            (sql, params),
+            (
+                "(e.elements_chain ~ $2::text)".to_string(),
+                vec![t(r"(^|;)img(\.|$|;|:)")]
+            )
+        );
+        let (sql, params) = ok(
+            json!([{"key": "tag_name", "value": ["a", "button"], "operator": "is_not", "type": "element"}]),
+        );
+        assert_eq!(sql, "(NOT (e.elements_chain ~ ANY($2::text[])))");
+        assert_eq!(
+            params,
+            vec![ta(&[r"(^|;)a(\.|$|;|:)", r"(^|;)button(\.|$|;|:)"])]
+        );
+        let (_, params) = ok(json!([{"key": "text", "value": "Pay $10", "type": "element"}]));
+        assert_eq!(params, vec![t(r#"(text="Pay \$10")"#)]);
+        let (_, params) = ok(
+            json!([{"key": "href", "value": "/mo\"vie", "operator": "icontains", "type": "element"}]),
+        );
+        assert_eq!(params, vec![t(r#"(?i)(href="[^"]*\/mo\\\"vie[^"]*")"#)]);
+        let (sql, params) =
+            ok(json!([{"key": "href", "operator": "is_not_set", "type": "element"}]));
+        assert_eq!(
+            (sql, params),
+            (
+                "(NOT (e.elements_chain ~ $2::text))".to_string(),
+                vec![t(r#"(href="[^"]+")"#)]
+            )
+        );
+        let (_, params) =
+            ok(json!([{"key": "selector", "value": "div > a.nav", "type": "element"}]));
+        assert_eq!(
+            params,
+            vec![t(
+                r"(^|;)a(?=[.:;]|$)(?=[^;:]*\.nav([.:;]|$))[^;]*;div(?=[.:;]|$)"
+            )]
+        );
+        let e = err(
+            json!([{"key": "selector", "value": "a", "operator": "icontains", "type": "element"}]),
+        );
+        assert_eq!(e.attr.as_deref(), Some("properties__0__operator"));
+        let e = err(json!([{"key": "href", "value": "a", "operator": "gt", "type": "element"}]));
+        assert_eq!(e.attr.as_deref(), Some("properties__0__operator"));
+        let e = err(json!([{"key": "attr_id", "value": "a", "type": "element"}]));
+        assert_eq!(e.attr.as_deref(), Some("properties__0__key"));
+        let e = err(json!([{"key": "selector", "value": "a ~ b", "type": "element"}]));
+        assert_eq!(e.attr.as_deref(), Some("properties__0__value"));
+    }
+
+    #[test]
+    fn selector_regexes() {
+        assert_eq!(selector_regex("button").unwrap(), r"(^|;)button(?=[.:;]|$)");
+        assert_eq!(
+            selector_regex("div .btn#pay[data-x=\"1\"]:nth-child(2)").unwrap(),
+            r#"(^|;)[^;.:]*(?=[^;:]*\.btn([.:;]|$))(?=[^;]*attr\_id="pay")(?=[^;]*attr\_\_data\-x="1")(?=[^;]*nth\-child="2").*;div(?=[.:;]|$)"#
+        );
+        assert_eq!(
+            selector_regex("*[href]").unwrap(),
+            r#"(^|;)[^;.:]*(?=[^;]*attr\_\_href="[^"]*")"#
+        );
+        for bad in ["", ">", "a >", "a:hover", "a[", "a,b", "a + b", "[x=\"1]"] {
+            assert_eq!(selector_regex(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rejected_types_and_operators() {
+        let e = err(json!([{"key": "properties.$browser == 'Chrome'", "type": "hogql"}]));
+        assert_eq!(
+            (e.state.code(), e.attr.as_deref()),
+            ("22023", Some("properties__0__type"))
+        );
+        assert_eq!(e.detail, "HogQL property filters are not supported");
+        let e = err(json!([{"key": "a", "value": "b", "type": "data_warehouse"}]));
+        assert_eq!(
+            (e.state.code(), e.attr.as_deref()),
+            ("22023", Some("properties__0__type"))
+        );
+        let e =
+            err(json!({"type": "AND", "values": [{"key": "a", "value": "b", "operator": "like"}]}));
+        assert_eq!(
+            (e.state.code(), e.attr.as_deref()),
+            ("22023", Some("properties__values__0__operator"))
+        );
+        let e = err(json!([{"key": "a", "value": "b", "operator": 3}]));
+        assert_eq!(
+            (e.state.code(), e.attr.as_deref()),
+            ("22P02", Some("properties__0__operator"))
+        );
+        let e = err(json!([{"key": "a", "value": {"x": 1}}]));
+        assert_eq!(
+            (e.state.code(), e.attr.as_deref()),
+            ("22P02", Some("properties__0__value"))
+        );
+        let e = err(json!([{"key": "a", "value": ["x", [1]]}]));
+        assert_eq!(e.attr.as_deref(), Some("properties__0__value__1"));
+        let e = err(json!([{"value": "b"}]));
+        assert_eq!(e.attr.as_deref(), Some("properties__0__key"));
+        let e = err(json!([{"key": 7, "value": "b"}]));
+        assert_eq!(e.state.code(), "22P02");
+    }
+
+    #[test]
+    fn hostile_keys_and_values_stay_in_params() {
+        let key = format!("$a'; DROP TABLE x; --\"é{}", "k".repeat(10_000));
+        let (sql, params) = ok(json!([{"key": key, "value": "v'\\", "type": "person"}]));
+        assert!(!sql.contains("DROP") && !sql.contains("kkk"));
+        assert_eq!(params, vec![t(&key), t("v'\\")]);
+    }
+
+    #[test]
+    fn repeated_values_reuse_parameters() {
+        let (sql, params) = ok(
+            json!([{"key": "a", "value": "x"}, {"key": "a", "value": "x", "operator": "is_not"}]),
+        );
+        assert_eq!(
+            sql,
+            format!("(coalesce({P} = $3::text, false) AND coalesce(NOT ({P} = $3::text), true))")
+        );
+        assert_eq!(params.len(), 2);
+    }
+
+    // ----- entities, test accounts, breakdowns -------------------------------------------------
+
+    fn entity(e: Entity) -> Result<(String, Vec<Param>)> {
+        with_cx(None, |cx, b| {
+            let sql = compile_entity_at(&e, b, cx, now())?;
+            Ok((sql, b.params[1..].to_vec()))
+        })
+    }
+
+    #[test]
+    fn entities_by_event_name() {
+        assert_eq!(
+            entity(Entity::all_events()).unwrap(),
+            (TRUE_SQL.to_string(), vec![])
+        );
+        assert_eq!(
+            entity(Entity::event("$pageview")).unwrap(),
+            ("(e.event = $2::text)".to_string(), vec![t("$pageview")])
+        );
+        let mut e = Entity::event("sign up");
+        e.properties = json!([{"key": "is_saved", "value": ["true"]}]);
+        assert_eq!(
+            entity(e).unwrap().0,
+            "((e.event = $2::text) AND coalesce((e.properties ->> $3::text) = $4::text, false))"
+        );
+        let mut e = Entity::all_events();
+        e.properties = json!([{"key": "a", "operator": "nope"}]);
+        assert_eq!(
+            entity(e).unwrap_err().attr.as_deref(),
+            Some("properties__0__operator")
+        );
+    }
+
+    #[test]
+    fn entities_by_action() {
+        let (sql, params) = entity(Entity::action(10)).unwrap();
+        assert_eq!(
+            sql,
+            "(((e.event = $2::text) AND (e.elements_chain ~ $3::text) AND (e.elements_chain ~ $4::text)) OR \
+             ((e.event = $5::text) AND coalesce((e.properties ->> $6::text) LIKE $7::text, false)))"
+        );
+        assert_eq!(
+            params,
+            vec![
+                t("$autocapture"),
+                t(r"(^|;)button(\.|$|;|:)"),
+                t(r#"(text="Pay \$10")"#),
+                t("$pageview"),
+                t("$current_url"),
+                t("%/movie%"),
+            ]
+        );
+        let (sql, _) = entity(Entity::action(11)).unwrap();
+        assert_eq!(
+            sql,
+            "((e.event = $2::text) AND coalesce((e.properties ->> $3::text) = $4::text, false))"
+        );
+        assert_eq!(entity(Entity::action(12)).unwrap().0, TRUE_SQL);
+        let (sql, params) = entity(Entity::action(14)).unwrap();
+        assert_eq!(
+            sql,
+            "(coalesce((e.properties ->> $2::text) ~ $3::text, false) OR coalesce((e.properties ->> $2::text) = $4::text, false))"
+        );
+        assert_eq!(
+            params,
+            vec![t("$current_url"), t("^https://a"), t("https://b")]
+        );
+        let e = entity(Entity::action(13)).unwrap_err();
+        assert_eq!((e.state.code(), e.attr.as_deref()), ("22023", Some("id")));
+        assert!(e.detail.contains("href_matching"), "{}", e.detail);
+        assert!(
+            entity(Entity::action(404))
+                .unwrap_err()
+                .detail
+                .contains("does not exist")
+        );
+    }
+
+    #[test]
+    fn test_account_filters_compile() {
+        let (sql, params) = with_cx(Some("p.properties"), |cx, b| {
+            (
+                compile_test_account_filters(b, cx).unwrap(),
+                b.params[1..].to_vec(),
+            )
+        });
+        assert_eq!(
+            sql,
+            "coalesce(NOT ((p.properties ->> $2::text) ILIKE $3::text), true)"
+        );
+        assert_eq!(params, vec![t("email"), t("%@posthog.com%")]);
+    }
+
+    #[test]
+    fn breakdown_expressions() {
+        with_cx(None, |cx, b| {
+            assert_eq!(
+                breakdown_expr("event", "$browser", None, b, cx).unwrap(),
+                "(e.properties ->> $2::text)"
+            );
+            assert_eq!(
+                breakdown_expr("event_metadata", "distinct_id", None, b, cx).unwrap(),
+                "e.distinct_id"
+            );
+            assert!(
+                breakdown_expr("group", "industry", Some(2), b, cx)
+                    .unwrap()
+                    .contains("e.group_2) ->> $3::text)")
+            );
+            let e = breakdown_expr("group", "industry", None, b, cx).unwrap_err();
+            assert_eq!(e.attr.as_deref(), Some("breakdown_group_type_index"));
+            assert_eq!(
+                breakdown_expr("hogql", "x", None, b, cx)
+                    .unwrap_err()
+                    .state
+                    .code(),
+                "22023"
+            );
+            let e = breakdown_expr("session", "$nope", None, b, cx).unwrap_err();
+            assert_eq!(e.attr.as_deref(), Some("breakdown"));
+        });
+    }
+
+    // ----- property tests ----------------------------------------------------------------------
+
+    /// A marker that only user-supplied strings contain.
+    const MARK: char = '§';
+
+    fn user_string() -> impl Strategy<Value = String> {
+        "[a-z'\";$%_\\\\ .*()\\[\\]-]{0,12}".prop_map(|s| format!("{MARK}{s}"))
+    }
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            user_string().prop_map(Value::String),
+            any::<i32>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|x| json!(x)),
+            any::<bool>().prop_map(Value::Bool),
+            Just(json!(null)),
+            Just(json!("2024-01-02")),
+            Just(json!("-7d")),
+            Just(json!("1.2.3")),
+            Just(json!("button")),
+        ]
+    }
+
+    fn filter_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            scalar(),
+            prop::collection::vec(scalar(), 0..4).prop_map(Value::Array),
+            Just(json!([1, 5])),
+            Just(json!({"x": 1})),
+        ]
+    }
+
+    fn one_filter() -> impl Strategy<Value = Value> {
+        let ops: Vec<&str> = Op::NAMES.iter().map(|(n, _)| *n).chain(["bogus"]).collect();
+        let types = [
+            "event",
+            "person",
+            "group",
+            "session",
+            "event_metadata",
+            "element",
+            "cohort",
+            "hogql",
+            "bogus",
+        ];
+        let keys = [
+            "tag_name",
+            "selector",
+            "href",
+            "text",
+            "distinct_id",
+            "timestamp",
+            "$session_id",
+            "$session_duration",
+            "$group_1",
+        ];
+        (
+            prop::sample::select(types.to_vec()),
+            prop_oneof![user_string(), prop::sample::select(keys.to_vec()).prop_map(String::from)],
+            prop::sample::select(ops),
+            filter_value(),
+            prop::option::of(0u8..6),
+            any::<bool>(),
+        )
+            .prop_map(|(ty, key, op, value, gti, negation)| {
+                let mut m = json!({"type": ty, "key": key, "operator": op, "value": value, "negation": negation});
+                if let Some(i) = gti {
+                    m["group_type_index"] = json!(i);
+                }
+                if ty == "cohort" {
+                    m["value"] = json!((gti.unwrap_or(0) as i64) + 1);
+                }
+                m
+            })
+    }
+
+    fn filter_tree() -> impl Strategy<Value = Value> {
+        one_filter().prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                (
+                    prop::sample::select(vec!["AND", "OR", "or", "XOR"]),
+                    prop::collection::vec(inner, 0..4)
+                )
+                    .prop_map(|(t, v)| json!({"type": t, "values": v})),
+            ]
+        })
+    }
+
+    fn arbitrary_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            user_string().prop_map(Value::String),
+            prop::sample::select(vec![
+                "type", "key", "value", "operator", "values", "AND", "OR", "cohort", "element"
+            ])
+            .prop_map(|s| json!(s)),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop::sample::select(vec![
+                        "type",
+                        "key",
+                        "value",
+                        "operator",
+                        "values",
+                        "group_type_index",
+                        "negation"
+                    ])
+                    .prop_map(String::from),
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// No user string in the SQL text, and every parameter the compiler bound is referenced.
+    fn check_sql(v: &Value) {
+        if let Ok((sql, params)) = run(v.clone()) {
+            assert!(!sql.contains(MARK), "user text leaked into SQL: {sql}");
+            for i in 0..params.len() {
+                assert!(
+                    sql.contains(&format!("${}::", i + 2)),
+                    "unreferenced parameter ${} in {sql}",
+                    i + 2
+                );
+            }
+            assert!(
+                !sql.contains(&format!("${}::", params.len() + 2)),
+                "dangling placeholder in {sql}"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn structured_filters_never_panic_or_leak(v in filter_tree()) {
+            check_sql(&v);
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics_or_leaks(v in arbitrary_json()) {
+            check_sql(&v);
+        }
+
+        #[test]
+        fn selectors_never_panic(s in "[a-z.#>\\[\\]=\"': ()*0-9-]{0,24}") {
+            if let Some(re) = selector_regex(&s) {
+                prop_assert!(re.starts_with("(^|;)"));
+            }
+        }
+    }
+}

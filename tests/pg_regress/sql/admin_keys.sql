@@ -1,6 +1,8 @@
 -- Administration: projects, users, personal API keys (stored hashed, returned once), revocation,
 -- and bad input rejected with 22023.
 \set VERBOSITY sqlstate
+SET timezone = 'UTC';
+SET datestyle = 'ISO';
 SELECT project_id AS p, api_token FROM insights.create_project('admin test', 'Europe/Berlin', 1) \gset
 SELECT :'api_token' ~ '^phc_[A-Za-z0-9]{43}$' AS token_format;
 SELECT name, timezone, week_start_day FROM insights.projects WHERE id = :p;

@@ -1,5 +1,7 @@
 -- Request body decoding for capture and API endpoints: JSON, form, base64; garbage is 22P02.
 \set VERBOSITY sqlstate
+SET timezone = 'UTC';
+SET datestyle = 'ISO';
 SELECT insights.decode_capture_body(convert_to('{"api_key":"phc_x","batch":[]}', 'UTF8'));
 SELECT insights.decode_capture_body(convert_to('data=' || encode(convert_to('{"event":"e"}', 'UTF8'), 'base64'), 'UTF8'));
 SELECT insights.decode_capture_body(convert_to('{oops', 'UTF8'));

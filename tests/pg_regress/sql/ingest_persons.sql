@@ -2,6 +2,8 @@
 -- merging an anonymous person, $create_alias, $set/$set_once/$unset, $groupidentify, groups on
 -- events, re-sent uuids skipped, and a bad event rejecting the whole batch.
 \set VERBOSITY sqlstate
+SET timezone = 'UTC';
+SET datestyle = 'ISO';
 SELECT project_id AS p FROM insights.create_project('ingest test') \gset
 
 SELECT insights.capture_batch(:p, '[
@@ -43,13 +45,17 @@ SELECT insights.capture_batch(:p, '{"event":"not a list"}');
 SELECT count(*) AS still_seven FROM insights.events WHERE project_id = :p;
 SELECT count(*) AS no_person_x FROM insights.person_distinct_ids WHERE project_id = :p AND distinct_id = 'x';
 
--- An identified person is not merged by a later $identify from another identified id.
+-- An identified person is not merged into another person by a later $identify; a distinct id
+-- without a person is simply added to the identified person.
 SELECT insights.capture_batch(:p, '[
   {"event":"$identify","distinct_id":"user-2","timestamp":"2024-01-05T10:00:00Z","properties":{"$anon_distinct_id":"anon-2"}},
+  {"event":"$pageview","distinct_id":"user-3","timestamp":"2024-01-05T10:30:00Z"},
   {"event":"$identify","distinct_id":"user-3","timestamp":"2024-01-05T11:00:00Z","properties":{"$anon_distinct_id":"user-2"}}
 ]');
 SELECT count(DISTINCT person_id) AS two_people FROM insights.person_distinct_ids
  WHERE project_id = :p AND distinct_id IN ('user-2', 'user-3');
+SELECT count(DISTINCT person_id) AS one_person FROM insights.person_distinct_ids
+ WHERE project_id = :p AND distinct_id IN ('user-2', 'anon-2');
 
 -- Capture by token: an unknown token is 28000 and stores nothing.
 SELECT insights.capture('phc_doesnotexist0000000000000000', '[{"event":"a","distinct_id":"b"}]');
