@@ -4,7 +4,7 @@
 //! be a 22xxx error instead. The HTTP layer reads the field name back from the DETAIL line
 //! (`field: <attr>`) to fill PostHog's `attr`.
 
-use pg_insights_core::SqlState;
+use pg_insights_core::{QueryError, SqlState};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
@@ -27,4 +27,9 @@ pub fn raise(state: SqlState, message: &str, attr: Option<&str>, hint: Option<&s
     }
     report.report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
+}
+
+/// Raise a core [`QueryError`] as a client error (22023/22007/22P02 with its attr).
+pub fn raise_query_error(e: &QueryError) -> ! {
+    raise(e.state, &e.detail, e.attr.as_deref(), None)
 }

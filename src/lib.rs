@@ -7,9 +7,12 @@
 
 use pgrx::prelude::*;
 
+mod agg;
 mod errors;
+mod funnel;
 mod http_body;
 mod util;
+mod window_funnel;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -80,6 +80,7 @@ pub fn url_decode(s: &str) -> String {
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {
+    #[cfg(test)]
     use super::{parse_float, query_pairs, url_decode};
     use pgrx::prelude::*;
 

@@ -17,6 +17,7 @@
 pub mod dates;
 pub mod error;
 pub mod funnel_engine;
+pub mod funnels;
 pub mod hogql;
 pub mod properties;
 pub mod query;

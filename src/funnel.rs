@@ -1,0 +1,511 @@
+//! Funnels over the event store: `insights.funnel`, `insights.funnel_json`,
+//! `insights.funnel_actors` and the aggregate `insights._funnel_agg` they run.
+//!
+//! Planning and rendering are pure Rust in `pg_insights_core::funnels`; this module adapts
+//! arguments, answers the planner's lookups and runs its SQL through SPI. The aggregate collects
+//! each actor's marked events (`(ts, step mask, exclusion mask, breakdown)`) in a hash map; in a
+//! parallel plan every worker builds its own map, the leader merges them (combine), and the final
+//! function evaluates every actor with the core engine.
+
+use pg_insights_core::funnel_engine::Ev;
+use pg_insights_core::funnels::{self, ActorsRequest, EngineConfig, Lookups, Project};
+use pg_insights_core::query::{InsightKind, parse_query_as};
+use pg_insights_core::sql::Param;
+use pg_insights_core::{QueryError, SqlState, dates::ProjectTime};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::{Internal, JsonB};
+use serde_json::{Value, json};
+
+use crate::agg::{FxMap, Reader, Writer, in_agg_context};
+use crate::errors::{raise, raise_query_error};
+
+// ---------------------------------------------------------------------------------------------
+// The aggregate
+// ---------------------------------------------------------------------------------------------
+
+struct FunnelState {
+    cfg_text: String,
+    cfg: EngineConfig,
+    by_id: FxMap<i64, Vec<Ev>>,
+    by_key: std::collections::HashMap<String, Vec<Ev>>,
+    bd_ids: std::collections::HashMap<String, u32>,
+    /// Breakdown texts by id; id 0 is "no value".
+    bd_names: Vec<Option<String>>,
+}
+
+impl FunnelState {
+    fn new(cfg_text: &str) -> Self {
+        let cfg: EngineConfig = serde_json::from_str(cfg_text).unwrap_or_else(|e| {
+            raise(
+                SqlState::InvalidParameter,
+                &format!("invalid funnel engine configuration: {e}"),
+                Some("config"),
+                Some("insights._funnel_agg is internal: call insights.funnel or insights.funnel_json."),
+            )
+        });
+        FunnelState {
+            cfg_text: cfg_text.to_string(),
+            cfg,
+            by_id: FxMap::default(),
+            by_key: Default::default(),
+            bd_ids: Default::default(),
+            bd_names: vec![None],
+        }
+    }
+
+    fn intern(&mut self, bd: &str) -> u32 {
+        if let Some(&id) = self.bd_ids.get(bd) {
+            return id;
+        }
+        let id = self.bd_names.len() as u32;
+        self.bd_names.push(Some(bd.to_string()));
+        self.bd_ids.insert(bd.to_string(), id);
+        id
+    }
+
+    fn merge(&mut self, other: FunnelState) {
+        // Breakdown ids are per state: map the other state's ids onto ours.
+        let remap: Vec<u32> = other
+            .bd_names
+            .iter()
+            .map(|n| match n {
+                None => 0,
+                Some(s) => self.intern(s),
+            })
+            .collect();
+        let fix = |mut evs: Vec<Ev>| {
+            for e in &mut evs {
+                e.bd = remap[e.bd as usize];
+            }
+            evs
+        };
+        for (k, evs) in other.by_id {
+            let evs = fix(evs);
+            self.by_id.entry(k).or_default().extend_from_slice(&evs);
+        }
+        for (k, evs) in other.by_key {
+            let evs = fix(evs);
+            self.by_key.entry(k).or_default().extend_from_slice(&evs);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(immutable, parallel_safe)]
+fn _funnel_agg_sfunc(
+    mut state: Internal,
+    cfg: Option<&str>,
+    actor_id: Option<i64>,
+    actor_key: Option<&str>,
+    ts: Option<TimestampWithTimeZone>,
+    steps: Option<i32>,
+    excl: Option<i32>,
+    bd: Option<&str>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    if !state.initialized() {
+        let init = FunnelState::new(cfg.unwrap_or("{}"));
+        in_agg_context(fcinfo, || unsafe { state.insert(Some(init)) });
+    }
+    let Some(Some(s)) = (unsafe { state.get_mut::<Option<FunnelState>>() }) else {
+        return state;
+    };
+    let Some(ts) = ts else { return state };
+    let steps = steps.unwrap_or(0) as u32;
+    let excl = excl.unwrap_or(0) as u32;
+    let bd = match bd {
+        Some(b) if s.cfg.has_breakdown => s.intern(b),
+        _ => 0,
+    };
+    let ev = Ev {
+        ts: pg_sys::TimestampTz::from(ts),
+        steps,
+        excl,
+        bd,
+    };
+    match (actor_id, actor_key) {
+        (Some(id), _) => s.by_id.entry(id).or_default().push(ev),
+        (None, Some(k)) => match s.by_key.get_mut(k) {
+            Some(v) => v.push(ev),
+            None => {
+                s.by_key.insert(k.to_string(), vec![ev]);
+            }
+        },
+        (None, None) => {}
+    }
+    state
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _funnel_agg_combine(
+    mut a: Internal,
+    mut b: Internal,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    let Some(other) = (unsafe { b.get_mut::<Option<FunnelState>>() }).and_then(Option::take) else {
+        return a;
+    };
+    if !a.initialized() {
+        in_agg_context(fcinfo, || unsafe { a.insert(Some(other)) });
+        return a;
+    }
+    match unsafe { a.get_mut::<Option<FunnelState>>() } {
+        Some(Some(mine)) => mine.merge(other),
+        Some(slot) => *slot = Some(other),
+        None => {}
+    }
+    a
+}
+
+fn write_events(w: &mut Writer, evs: &[Ev]) {
+    w.u64(evs.len() as u64);
+    for e in evs {
+        w.i64(e.ts);
+        w.u32(e.steps);
+        w.u32(e.excl);
+        w.u32(e.bd);
+    }
+}
+
+fn read_events(r: &mut Reader) -> Vec<Ev> {
+    let n = r.u64() as usize;
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(Ev {
+            ts: r.i64(),
+            steps: r.u32(),
+            excl: r.u32(),
+            bd: r.u32(),
+        });
+    }
+    v
+}
+
+#[pg_extern(immutable, parallel_safe, strict)]
+fn _funnel_agg_serial(state: Internal) -> Vec<u8> {
+    let Some(Some(s)) = (unsafe { state.get::<Option<FunnelState>>() }) else {
+        return Vec::new();
+    };
+    let events: usize = s.by_id.values().map(Vec::len).sum::<usize>()
+        + s.by_key.values().map(Vec::len).sum::<usize>();
+    let mut w = Writer::with_capacity(64 + events * 20 + s.by_id.len() * 16);
+    w.bytes(s.cfg_text.as_bytes());
+    w.u64(s.bd_names.len() as u64 - 1);
+    for n in s.bd_names.iter().skip(1) {
+        w.bytes(n.as_deref().unwrap_or_default().as_bytes());
+    }
+    w.u64(s.by_id.len() as u64);
+    for (k, evs) in &s.by_id {
+        w.i64(*k);
+        write_events(&mut w, evs);
+    }
+    w.u64(s.by_key.len() as u64);
+    for (k, evs) in &s.by_key {
+        w.bytes(k.as_bytes());
+        write_events(&mut w, evs);
+    }
+    w.into_bytes()
+}
+
+#[pg_extern(immutable, parallel_safe, strict)]
+fn _funnel_agg_deserial(
+    bytes: &[u8],
+    _unused: Internal,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    if bytes.is_empty() {
+        return in_agg_context(fcinfo, || Internal::new(None::<FunnelState>));
+    }
+    let mut r = Reader::new(bytes);
+    let cfg = String::from_utf8_lossy(r.bytes()).into_owned();
+    let mut s = FunnelState::new(&cfg);
+    let names = r.u64();
+    for _ in 0..names {
+        let n = String::from_utf8_lossy(r.bytes()).into_owned();
+        s.intern(&n);
+    }
+    let ids = r.u64() as usize;
+    s.by_id.reserve(ids);
+    for _ in 0..ids {
+        let k = r.i64();
+        s.by_id.insert(k, read_events(&mut r));
+    }
+    let keys = r.u64();
+    for _ in 0..keys {
+        let k = String::from_utf8_lossy(r.bytes()).into_owned();
+        s.by_key.insert(k, read_events(&mut r));
+    }
+    in_agg_context(fcinfo, || Internal::new(Some(s)))
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _funnel_agg_final(mut state: Internal) -> Option<JsonB> {
+    let s = unsafe { state.get_mut::<Option<FunnelState>>() }?.as_mut()?;
+    let actors = s
+        .by_id
+        .iter_mut()
+        .map(|(k, v)| (json!(k), v.as_mut_slice()))
+        .chain(
+            s.by_key
+                .iter_mut()
+                .map(|(k, v)| (json!(k), v.as_mut_slice())),
+        );
+    Some(JsonB(funnels::summarize(&s.cfg, actors, &s.bd_names)))
+}
+
+extension_sql!(
+    r#"
+CREATE AGGREGATE insights._funnel_agg(cfg text, actor_id int8, actor_key text, ts timestamptz, steps int4, excl int4, breakdown text) (
+    SFUNC            = insights._funnel_agg_sfunc,
+    STYPE            = internal,
+    COMBINEFUNC      = insights._funnel_agg_combine,
+    SERIALFUNC       = insights._funnel_agg_serial,
+    DESERIALFUNC     = insights._funnel_agg_deserial,
+    FINALFUNC        = insights._funnel_agg_final,
+    FINALFUNC_MODIFY = READ_WRITE,
+    PARALLEL         = SAFE
+);
+COMMENT ON AGGREGATE insights._funnel_agg(text, int8, text, timestamptz, int4, int4, text) IS
+  'Internal: the funnel engine aggregate run by insights.funnel / insights.funnel_json.';
+"#,
+    name = "funnel_aggregate",
+    requires = [
+        _funnel_agg_sfunc,
+        _funnel_agg_combine,
+        _funnel_agg_serial,
+        _funnel_agg_deserial,
+        _funnel_agg_final
+    ],
+);
+
+// ---------------------------------------------------------------------------------------------
+// The SQL entry points
+// ---------------------------------------------------------------------------------------------
+
+/// Bind a planner parameter as a Postgres datum of the type its placeholder names.
+fn datum(p: &Param) -> DatumWithOid<'static> {
+    match p {
+        Param::Text(s) => s.clone().into(),
+        Param::Int(v) => (*v).into(),
+        Param::Float(v) => (*v).into(),
+        Param::Bool(v) => (*v).into(),
+        Param::TextArray(v) => v.clone().into(),
+        Param::IntArray(v) => v.clone().into(),
+        Param::Timestamp(us) => TimestampWithTimeZone::try_from(us - funnels::PG_EPOCH_OFFSET_US)
+            .unwrap_or_else(|_| {
+                raise(
+                    SqlState::InvalidDatetime,
+                    "timestamp out of range",
+                    Some("date_from"),
+                    None,
+                )
+            })
+            .into(),
+        Param::Json(v) => JsonB(v.clone()).into(),
+    }
+}
+
+fn load_project(project_id: i64) -> Project {
+    let row = Spi::connect(|c| {
+        let t = c.select(
+            "SELECT timezone, week_start_day::int4, test_account_filters FROM insights.projects WHERE id = $1",
+            Some(1),
+            &[project_id.into()],
+        )?;
+        let mut out = None;
+        for r in t {
+            out = Some((
+                r.get::<String>(1)?.unwrap_or_else(|| "UTC".into()),
+                r.get::<i32>(2)?.unwrap_or(0),
+                r.get::<JsonB>(3)?.map(|j| j.0).unwrap_or(json!([])),
+            ));
+        }
+        Ok::<_, pgrx::spi::SpiError>(out)
+    })
+    .unwrap_or_else(|e| pgrx::error!("pg_insights: project lookup failed: {e}"));
+    let Some((tz, week_start, test_filters)) = row else {
+        raise(
+            SqlState::InvalidParameter,
+            &format!("Project {project_id} does not exist."),
+            Some("project_id"),
+            Some("List projects with: SELECT id, name FROM insights.projects;"),
+        )
+    };
+    let pt = ProjectTime::new(&tz, week_start as u8).unwrap_or_else(|e| raise_query_error(&e));
+    Project {
+        id: project_id,
+        pt,
+        timezone: tz,
+        test_account_filters: test_filters,
+    }
+}
+
+fn lookup_cohort(project_id: i64, id: i64) -> Option<(bool, Value, String)> {
+    Spi::connect(|c| {
+        let t = c.select(
+            "SELECT is_static, filters, name FROM insights.cohorts WHERE project_id = $1 AND id = $2 AND NOT deleted",
+            Some(1),
+            &[project_id.into(), id.into()],
+        )?;
+        let mut out = None;
+        for r in t {
+            out = Some((
+                r.get::<bool>(1)?.unwrap_or(false),
+                r.get::<JsonB>(2)?.map(|j| j.0).unwrap_or(json!({})),
+                r.get::<String>(3)?.unwrap_or_default(),
+            ));
+        }
+        Ok::<_, pgrx::spi::SpiError>(out)
+    })
+    .ok()
+    .flatten()
+}
+
+fn lookup_action(project_id: i64, id: i64) -> Option<(Value, String)> {
+    Spi::connect(|c| {
+        let t = c.select(
+            "SELECT steps, name FROM insights.actions WHERE project_id = $1 AND id = $2 AND NOT deleted",
+            Some(1),
+            &[project_id.into(), id.into()],
+        )?;
+        let mut out = None;
+        for r in t {
+            out = Some((r.get::<JsonB>(1)?.map(|j| j.0).unwrap_or(json!([])), r.get::<String>(2)?.unwrap_or_default()));
+        }
+        Ok::<_, pgrx::spi::SpiError>(out)
+    })
+    .ok()
+    .flatten()
+}
+
+/// Parse, plan and run a funnel: the plan and one engine output per run.
+fn run(
+    project_id: i64,
+    query: &Value,
+    actors: Option<ActorsRequest>,
+) -> (funnels::FunnelPlan, Vec<Value>, Project) {
+    let project = load_project(project_id);
+    let q = parse_query_as(query, InsightKind::Funnels).unwrap_or_else(|e| raise_query_error(&e));
+    if q.kind != InsightKind::Funnels {
+        raise_query_error(&QueryError::invalid(
+            "insight".to_string(),
+            format!("Expected a funnel query, got {}.", q.kind.legacy_name()),
+        ));
+    }
+    let earliest = if q.date_from.as_deref().map(str::trim) == Some("all") {
+        Spi::get_one_with_args::<TimestampWithTimeZone>(
+            "SELECT min(\"timestamp\") FROM insights.events WHERE project_id = $1",
+            &[project_id.into()],
+        )
+        .ok()
+        .flatten()
+        .map(|t| {
+            let us = pg_sys::TimestampTz::from(t) + funnels::PG_EPOCH_OFFSET_US;
+            chrono::DateTime::from_timestamp_micros(us).unwrap_or_default()
+        })
+    } else {
+        None
+    };
+    let cohort = |id| lookup_cohort(project_id, id);
+    let action = |id| lookup_action(project_id, id);
+    let lookups = Lookups {
+        cohort: &cohort,
+        action: &action,
+    };
+    let plan = funnels::plan(&q, &project, &lookups, chrono::Utc::now(), earliest, actors)
+        .unwrap_or_else(|e| raise_query_error(&e));
+    let mut outputs = Vec::with_capacity(plan.runs.len());
+    for r in &plan.runs {
+        let args: Vec<DatumWithOid> = r.params.iter().map(datum).collect();
+        let out = Spi::get_one_with_args::<JsonB>(&r.sql, &args)
+            .unwrap_or_else(|e| pgrx::error!("pg_insights: funnel query failed: {e}"));
+        outputs.push(out.map(|j| j.0).unwrap_or(Value::Null));
+    }
+    (plan, outputs, project)
+}
+
+fn now_iso() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// SQL: `insights.funnel_json(project_id, query) → jsonb`: PostHog's `/insights/funnel/` body,
+/// `{"result": …, "timezone": …, "is_cached": false, "last_refresh": …}`. `query` is a legacy
+/// filter (`{"insight": "FUNNELS", "events": […], …}`) or a `FunnelsQuery` node.
+#[pg_extern(stable, parallel_safe)]
+fn funnel_json(project_id: i64, query: JsonB) -> JsonB {
+    let (plan, outputs, project) = run(project_id, &query.0, None);
+    JsonB(json!({
+        "result": funnels::render(&plan, &outputs, &format!("/api/projects/{project_id}")),
+        "timezone": project.timezone,
+        "is_cached": false,
+        "last_refresh": now_iso(),
+    }))
+}
+
+/// SQL: `insights.funnel(project_id, query)`: the funnel's steps as typed rows for BI tools, from
+/// the same engine and rendering as `funnel_json` (steps visualisation).
+#[allow(clippy::type_complexity)] // pgrx spells the row type out in the signature
+#[pg_extern(stable, parallel_safe)]
+fn funnel(
+    project_id: i64,
+    query: JsonB,
+) -> TableIterator<
+    'static,
+    (
+        name!(breakdown_value, Option<String>),
+        name!(step, i32),
+        name!(name, String),
+        name!(count, i64),
+        name!(average_conversion_time, Option<f64>),
+        name!(median_conversion_time, Option<f64>),
+    ),
+> {
+    let (plan, outputs, _) = run(project_id, &query.0, None);
+    TableIterator::new(funnels::rows(&funnels::render(
+        &plan,
+        &outputs,
+        &format!("/api/projects/{project_id}"),
+    )))
+}
+
+/// SQL: `insights.funnel_actors(project_id, query, step, breakdown)`: ids of the persons (or
+/// groups) who reached step `step` (1-based), or dropped off right before step `-step`.
+#[pg_extern(stable, parallel_safe)]
+fn funnel_actors(
+    project_id: i64,
+    query: JsonB,
+    step: i32,
+    breakdown: default!(Option<JsonB>, "NULL"),
+) -> SetOfIterator<'static, String> {
+    if step == 0 || step == -1 {
+        raise(
+            SqlState::InvalidParameter,
+            "funnel_step must be a step number (1, 2, …) or a negative step from -2 for drop-offs",
+            Some("funnel_step"),
+            None,
+        );
+    }
+    let req = ActorsRequest {
+        step: step as i64,
+        breakdown: breakdown.map(|b| b.0),
+    };
+    let (_, outputs, _) = run(project_id, &query.0, Some(req));
+    let mut ids: Vec<String> = outputs
+        .iter()
+        .flat_map(|o| {
+            o.get("actors")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string())
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    SetOfIterator::new(ids)
+}
