@@ -312,6 +312,32 @@ pub fn plan(
         }
     }
     let has_breakdown = q.breakdown.is_some() && cohorts[0].0.is_none();
+    // Cohort breakdowns run once per cohort, so a drill-down into one cohort's series is that
+    // cohort's run, without a per-actor breakdown test.
+    let mut actors = actors;
+    if cohorts[0].0.is_some()
+        && let Some(want) = actors.as_mut().and_then(|a| a.breakdown.take())
+    {
+        let want = match want {
+            Value::Array(mut a) if a.len() == 1 => a.remove(0),
+            w => w,
+        };
+        let want_text = want
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| want.to_string());
+        cohorts.retain(|(_, value, name)| {
+            serde_json::to_string(value).is_ok_and(|v| v == want_text)
+                || *name == want_text
+                || (want_text == "all" && *value == json!(0))
+        });
+        if cohorts.is_empty() {
+            return Err(QueryError::invalid(
+                "funnel_step_breakdown".to_string(),
+                format!("{want_text} is not a cohort of this breakdown."),
+            ));
+        }
+    }
 
     // Actor: persons, or groups of one type.
     let (actor_id, actor_key, actor_filter) = match q.aggregation_group_type_index {
@@ -525,19 +551,26 @@ pub fn summarize<'a>(
                     .unwrap_or_default();
                 dates::bucket_start(t, interval, &pt).timestamp_micros()
             };
-            let mut per_bucket: std::collections::BTreeMap<i64, (u64, u64)> = Default::default();
+            // (breakdown id, bucket) → (entered, converted)
+            let mut per_bucket: std::collections::BTreeMap<(u32, i64), (u64, u64)> =
+                Default::default();
             for (_, evs) in actors {
-                for (bucket, level) in funnel_engine::evaluate_trends(&spec, evs, &bucket_of) {
-                    let e = per_bucket.entry(bucket).or_default();
-                    if level > cfg.from_step {
+                for t in
+                    funnel_engine::evaluate_trends_detailed(&spec, evs, &bucket_of, cfg.to_step)
+                {
+                    let e = per_bucket.entry((t.bd, t.bucket)).or_default();
+                    if t.level > cfg.from_step {
                         e.0 += 1;
-                        if level > cfg.to_step {
+                        if t.level > cfg.to_step {
                             e.1 += 1;
                         }
                     }
                 }
             }
-            json!({"buckets": per_bucket.into_iter().map(|(b, (entered, converted))| json!([b, entered, converted])).collect::<Vec<_>>()})
+            json!({"buckets": per_bucket
+                .into_iter()
+                .map(|((bd, b), (entered, converted))| json!([b, entered, converted, bd_label(bd, bd_names)]))
+                .collect::<Vec<_>>()})
         }
         "time_to_convert" => {
             let mut times = Vec::new();
@@ -573,10 +606,10 @@ pub fn summarize<'a>(
     }
 }
 
-/// The breakdown label of a value id: `Other` for the merged rest, `""` for null.
+/// The breakdown label of a value id: `Other` for the merged rest (§3.7), `""` for null.
 fn bd_label(bd: u32, names: &[Option<String>]) -> Value {
     if bd == u32::MAX {
-        return json!("$$_posthog_breakdown_other_$$");
+        return json!("Other");
     }
     json!(
         names
@@ -796,51 +829,82 @@ pub fn url_encode(s: &str) -> String {
 fn render_trends(plan: &FunnelPlan, outputs: &[Value]) -> Value {
     let pt = ProjectTime::new(&plan.config.timezone, plan.config.week_start).unwrap_or_default();
     let interval = plan.range.interval;
-    let mut counts: std::collections::HashMap<i64, (u64, u64)> = Default::default();
-    if let Some(b) = outputs
+    // breakdown label → bucket → (entered, converted); one series per label, in first-seen order.
+    type Counts = std::collections::HashMap<i64, (u64, u64)>;
+    let mut series: Vec<(Value, Counts)> = Vec::new();
+    if let Some(rows) = outputs
         .first()
         .and_then(|o| o.get("buckets"))
         .and_then(Value::as_array)
     {
-        for row in b {
+        for row in rows {
+            let label = if plan.config.has_breakdown {
+                row.get(3).cloned().unwrap_or(json!(""))
+            } else {
+                json!("all")
+            };
+            let i = match series.iter().position(|(l, _)| *l == label) {
+                Some(i) => i,
+                None => {
+                    series.push((label, Default::default()));
+                    series.len() - 1
+                }
+            };
             let k = row.get(0).and_then(Value::as_i64).unwrap_or(0);
             let e = row.get(1).and_then(Value::as_u64).unwrap_or(0);
             let c = row.get(2).and_then(Value::as_u64).unwrap_or(0);
-            counts.insert(k, (e, c));
+            series[i].1.insert(k, (e, c));
         }
     }
-    let buckets = dates::buckets(&plan.range, &pt);
-    let mut data = Vec::new();
-    let mut days = Vec::new();
-    let mut labels = Vec::new();
-    let mut entered_v = Vec::new();
-    let mut converted_v = Vec::new();
-    for bk in &buckets {
-        let (e, c) = counts
-            .get(&bk.timestamp_micros())
-            .copied()
-            .unwrap_or((0, 0));
-        let rate = if e == 0 {
-            0.0
-        } else {
-            (c as f64 / e as f64 * 10000.0).round() / 100.0
-        };
-        data.push(json!(rate));
-        days.push(json!(dates::day_string(*bk, interval, &pt)));
-        labels.push(json!(dates::label_string(*bk, interval, &pt)));
-        entered_v.push(json!(e));
-        converted_v.push(json!(c));
+    if series.is_empty() {
+        series.push((json!("all"), Default::default()));
     }
-    let count = data.len();
-    json!([{
-        "count": count,
-        "data": data,
-        "days": days,
-        "labels": labels,
-        "breakdown_value": ["all"],
-        "entered_count": entered_v,
-        "converted_count": converted_v,
-    }])
+    let buckets = dates::buckets(&plan.range, &pt);
+    let days: Vec<Value> = buckets
+        .iter()
+        .map(|b| json!(dates::day_string(*b, interval, &pt)))
+        .collect();
+    let labels: Vec<Value> = buckets
+        .iter()
+        .map(|b| json!(dates::label_string(*b, interval, &pt)))
+        .collect();
+    let out: Vec<Value> = series
+        .into_iter()
+        .map(|(label, counts)| {
+            let mut data = Vec::new();
+            let mut entered_v = Vec::new();
+            let mut converted_v = Vec::new();
+            for bk in &buckets {
+                let (e, c) = counts
+                    .get(&bk.timestamp_micros())
+                    .copied()
+                    .unwrap_or((0, 0));
+                let rate = if e == 0 {
+                    0.0
+                } else {
+                    (c as f64 / e as f64 * 10000.0).round() / 100.0
+                };
+                data.push(json!(rate));
+                entered_v.push(json!(e));
+                converted_v.push(json!(c));
+            }
+            let breakdown_value = if plan.config.has_breakdown {
+                breakdown_value(&label, plan.boxed_breakdown)
+            } else {
+                json!(["all"])
+            };
+            json!({
+                "count": data.len(),
+                "data": data,
+                "days": days,
+                "labels": labels,
+                "breakdown_value": breakdown_value,
+                "entered_count": entered_v,
+                "converted_count": converted_v,
+            })
+        })
+        .collect();
+    Value::Array(out)
 }
 
 /// Flatten a rendered steps result into typed rows for `insights.funnel` (one engine, two forms):

@@ -53,6 +53,7 @@ DECLARE
     v_breakdown jsonb;
     v_people jsonb;
     v_total integer;
+    v_missing integer;
     v_state text;
     v_message text;
     v_detail text;
@@ -77,16 +78,38 @@ BEGIN
                             ELSE v_filter->'funnel_step_breakdown' END;
         v_filter := v_filter - 'funnel_step' - 'funnel_step_breakdown';
 
-        WITH ids AS (
-            SELECT a::bigint AS id
-              FROM insights.funnel_actors(insights.request_project_id(), v_filter, v_step, v_breakdown) a
-        ), page AS (
-            SELECT p.* FROM insights.persons p JOIN ids ON ids.id = p.id
-             ORDER BY p.id LIMIT v_limit OFFSET v_offset
-        )
-        SELECT coalesce((SELECT jsonb_agg(api._person_json(page) ORDER BY page.id) FROM page), '[]'),
-               (SELECT count(*) FROM ids)
-          INTO v_people, v_total;
+        IF coalesce(v_filter->>'aggregation_group_type_index', '') <> '' THEN
+            -- Funnels over groups list groups, as PostHog's actors endpoints do.
+            WITH ids AS (
+                SELECT a AS key
+                  FROM insights.funnel_actors(insights.request_project_id(), v_filter, v_step, v_breakdown) a
+            ), page AS (
+                SELECT ids.key, g.group_type_index, g.properties, g.created_at
+                  FROM ids LEFT JOIN insights.groups g
+                    ON g.project_id = insights.request_project_id() AND g.group_key = ids.key
+                   AND g.group_type_index = (v_filter->>'aggregation_group_type_index')::smallint
+                 ORDER BY ids.key LIMIT v_limit OFFSET v_offset
+            )
+            SELECT coalesce((SELECT jsonb_agg(jsonb_build_object(
+                        'type', 'group', 'id', page.key, 'group_key', page.key,
+                        'group_type_index', (v_filter->>'aggregation_group_type_index')::int,
+                        'group_properties', coalesce(page.properties, '{}'),
+                        'created_at', page.created_at) ORDER BY page.key) FROM page), '[]'),
+                   (SELECT count(*) FROM ids), 0
+              INTO v_people, v_total, v_missing;
+        ELSE
+            WITH ids AS (
+                SELECT a::bigint AS id
+                  FROM insights.funnel_actors(insights.request_project_id(), v_filter, v_step, v_breakdown) a
+            ), page AS (
+                SELECT p.* FROM insights.persons p JOIN ids ON ids.id = p.id
+                 ORDER BY p.id LIMIT v_limit OFFSET v_offset
+            )
+            SELECT coalesce((SELECT jsonb_agg(api._person_json(page) ORDER BY page.id) FROM page), '[]'),
+                   (SELECT count(*) FROM ids),
+                   (SELECT count(*) FROM ids WHERE NOT EXISTS (SELECT 1 FROM insights.persons p WHERE p.id = ids.id))
+              INTO v_people, v_total, v_missing;
+        END IF;
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                                 v_detail = PG_EXCEPTION_DETAIL;
@@ -99,5 +122,5 @@ BEGIN
         'previous', CASE WHEN v_offset > 0
                          THEN api._url_with(jsonb_build_object('limit', v_limit,
                                                                'offset', greatest(v_offset - v_limit, 0))) END,
-        'missing_persons', 0);
+        'missing_persons', v_missing);
 END $$;
