@@ -247,7 +247,8 @@ BEGIN
                 WHEN 'object' THEN ARRAY(SELECT jsonb_object_keys(coalesce(e->'$unset', props->'$unset')))
            END,
            CASE WHEN jsonb_typeof(props->'$groups') = 'object' THEN props->'$groups' END,
-           coalesce(props->>'$elements_chain', insights._elements_to_chain(props->'$elements'), ''),
+           coalesce(props->>'$elements_chain',
+                    CASE WHEN props ? '$elements' THEN insights._elements_to_chain(props->'$elements') END, ''),
            props->>'$session_id'
     FROM (SELECT i::integer AS i, e,
                  CASE WHEN jsonb_typeof(e->'properties') = 'object' THEN e->'properties'
@@ -255,9 +256,15 @@ BEGIN
             FROM jsonb_array_elements(p_events) WITH ORDINALITY AS x(e, i)) AS src;
 
     -- 3. Re-sent events (same uuid, already stored or repeated in this batch) are skipped whole.
+    -- Set-based (a correlated self-lookup per row made this quadratic in the batch size).
     UPDATE pg_temp._pgi_batch b SET is_new = false
-     WHERE EXISTS (SELECT 1 FROM insights.events ev WHERE ev.project_id = p_project AND ev.uuid = b.uuid)
-        OR EXISTS (SELECT 1 FROM pg_temp._pgi_batch o WHERE o.uuid = b.uuid AND o.idx < b.idx);
+      FROM (SELECT d.idx FROM (SELECT o.idx, row_number() OVER (PARTITION BY o.uuid ORDER BY o.idx) AS n
+                                 FROM pg_temp._pgi_batch o) AS d
+             WHERE d.n > 1
+            UNION
+            SELECT o.idx FROM pg_temp._pgi_batch o
+              JOIN insights.events ev ON ev.project_id = p_project AND ev.uuid = o.uuid) AS dup
+     WHERE b.idx = dup.idx;
 
     -- 4. Identity and property events, in order (rare next to plain events, so a loop is fine).
     -- Identity depends on order: a distinct id first seen before an $identify in this batch must
@@ -339,11 +346,11 @@ BEGIN
                                  group_0, group_1, group_2, group_3, group_4)
     SELECT p_project, b.uuid, b.event, b.distinct_id, d.person_id, b.ts, b.properties, b.elements,
            b.session_id,
-           coalesce(insights._group_key(b.groups, v_group_map, 0), ''),
-           coalesce(insights._group_key(b.groups, v_group_map, 1), ''),
-           coalesce(insights._group_key(b.groups, v_group_map, 2), ''),
-           coalesce(insights._group_key(b.groups, v_group_map, 3), ''),
-           coalesce(insights._group_key(b.groups, v_group_map, 4), '')
+           CASE WHEN b.groups IS NULL THEN '' ELSE coalesce(insights._group_key(b.groups, v_group_map, 0), '') END,
+           CASE WHEN b.groups IS NULL THEN '' ELSE coalesce(insights._group_key(b.groups, v_group_map, 1), '') END,
+           CASE WHEN b.groups IS NULL THEN '' ELSE coalesce(insights._group_key(b.groups, v_group_map, 2), '') END,
+           CASE WHEN b.groups IS NULL THEN '' ELSE coalesce(insights._group_key(b.groups, v_group_map, 3), '') END,
+           CASE WHEN b.groups IS NULL THEN '' ELSE coalesce(insights._group_key(b.groups, v_group_map, 4), '') END
       FROM pg_temp._pgi_batch b
       JOIN insights.person_distinct_ids d ON d.project_id = p_project AND d.distinct_id = b.distinct_id
      WHERE b.is_new
