@@ -418,11 +418,40 @@ fn run(
     let mut outputs = Vec::with_capacity(plan.runs.len());
     for r in &plan.runs {
         let args: Vec<DatumWithOid> = r.params.iter().map(datum).collect();
-        let out = Spi::get_one_with_args::<JsonB>(&r.sql, &args)
-            .unwrap_or_else(|e| pgrx::error!("pg_insights: funnel query failed: {e}"));
-        outputs.push(out.map(|j| j.0).unwrap_or(Value::Null));
+        outputs.push(run_aggregate(&r.sql, &args));
     }
     (plan, outputs, project)
+}
+
+/// Parse a jsonb argument that arrives as text. pgrx's own jsonb conversion panics (XX000) on
+/// values serde_json cannot hold (numbers beyond f64, nesting deeper than 128); here they are
+/// client errors (22P02) naming the field.
+fn parse_json(text: &str, attr: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| {
+        raise(
+            SqlState::InvalidText,
+            &format!("JSON parse error - {e}"),
+            Some(attr),
+            Some("Numbers must fit a double and nesting must stay under 128 levels."),
+        )
+    })
+}
+
+/// Run a one-row aggregate statement and return its jsonb value.
+///
+/// Not `Spi::get_one_with_args`: that asks SPI for at most one row, and Postgres runs a plan with
+/// a row limit without parallel workers (ExecutePlan turns parallel mode off when
+/// `numberTuples != 0`). Asking for all rows of a one-row result keeps the parallel plan.
+fn run_aggregate(sql: &str, args: &[DatumWithOid]) -> Value {
+    Spi::connect(|c| {
+        let rows = c.select(sql, None, args)?;
+        let mut out = Value::Null;
+        for r in rows {
+            out = r.get::<JsonB>(1)?.map(|j| j.0).unwrap_or(Value::Null);
+        }
+        Ok::<_, pgrx::spi::SpiError>(out)
+    })
+    .unwrap_or_else(|e| pgrx::error!("pg_insights: funnel query failed: {e}"))
 }
 
 fn now_iso() -> String {
@@ -433,8 +462,8 @@ fn now_iso() -> String {
 /// `{"result": …, "timezone": …, "is_cached": false, "last_refresh": …}`. `query` is a legacy
 /// filter (`{"insight": "FUNNELS", "events": […], …}`) or a `FunnelsQuery` node.
 #[pg_extern(stable, parallel_safe)]
-fn funnel_json(project_id: i64, query: JsonB) -> JsonB {
-    let (plan, outputs, project) = run(project_id, &query.0, None);
+fn _funnel_json(project_id: i64, query: &str) -> JsonB {
+    let (plan, outputs, project) = run(project_id, &parse_json(query, "query"), None);
     JsonB(json!({
         "result": funnels::render(&plan, &outputs, &format!("/api/projects/{project_id}")),
         "timezone": project.timezone,
@@ -447,9 +476,9 @@ fn funnel_json(project_id: i64, query: JsonB) -> JsonB {
 /// the same engine and rendering as `funnel_json` (steps visualisation).
 #[allow(clippy::type_complexity)] // pgrx spells the row type out in the signature
 #[pg_extern(stable, parallel_safe)]
-fn funnel(
+fn _funnel(
     project_id: i64,
-    query: JsonB,
+    query: &str,
 ) -> TableIterator<
     'static,
     (
@@ -461,7 +490,7 @@ fn funnel(
         name!(median_conversion_time, Option<f64>),
     ),
 > {
-    let (plan, outputs, _) = run(project_id, &query.0, None);
+    let (plan, outputs, _) = run(project_id, &parse_json(query, "query"), None);
     TableIterator::new(funnels::rows(&funnels::render(
         &plan,
         &outputs,
@@ -472,11 +501,11 @@ fn funnel(
 /// SQL: `insights.funnel_actors(project_id, query, step, breakdown)`: ids of the persons (or
 /// groups) who reached step `step` (1-based), or dropped off right before step `-step`.
 #[pg_extern(stable, parallel_safe)]
-fn funnel_actors(
+fn _funnel_actors(
     project_id: i64,
-    query: JsonB,
+    query: &str,
     step: i32,
-    breakdown: default!(Option<JsonB>, "NULL"),
+    breakdown: Option<&str>,
 ) -> SetOfIterator<'static, String> {
     if step == 0 || step == -1 {
         raise(
@@ -488,9 +517,9 @@ fn funnel_actors(
     }
     let req = ActorsRequest {
         step: step as i64,
-        breakdown: breakdown.map(|b| b.0),
+        breakdown: breakdown.map(|b| parse_json(b, "funnel_step_breakdown")),
     };
-    let (_, outputs, _) = run(project_id, &query.0, Some(req));
+    let (_, outputs, _) = run(project_id, &parse_json(query, "query"), Some(req));
     let mut ids: Vec<String> = outputs
         .iter()
         .flat_map(|o| {
@@ -509,3 +538,35 @@ fn funnel_actors(
     ids.dedup();
     SetOfIterator::new(ids)
 }
+
+// The public signatures take jsonb; the Rust functions take its text (see `parse_json`).
+extension_sql!(
+    r#"
+CREATE FUNCTION insights.funnel_json(project_id bigint, query jsonb) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE STRICT
+RETURN insights._funnel_json(project_id, query::text);
+COMMENT ON FUNCTION insights.funnel_json(bigint, jsonb) IS
+  'A funnel as PostHog''s /insights/funnel/ body: {"result", "timezone", "is_cached", "last_refresh"}. query: a legacy filter or a FunnelsQuery.';
+
+CREATE FUNCTION insights.funnel(project_id bigint, query jsonb)
+RETURNS TABLE (breakdown_value text, step integer, name text, count bigint,
+               average_conversion_time double precision, median_conversion_time double precision)
+LANGUAGE sql STABLE PARALLEL SAFE STRICT ROWS 10
+BEGIN ATOMIC
+    SELECT * FROM insights._funnel(project_id, query::text);
+END;
+COMMENT ON FUNCTION insights.funnel(bigint, jsonb) IS
+  'A funnel''s steps as typed rows (one per step and breakdown value); counts are PostHog''s (actors reaching at least that step).';
+
+CREATE FUNCTION insights.funnel_actors(project_id bigint, query jsonb, step integer, breakdown jsonb DEFAULT NULL)
+RETURNS SETOF text
+LANGUAGE sql STABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT * FROM insights._funnel_actors(project_id, query::text, step, breakdown::text);
+END;
+COMMENT ON FUNCTION insights.funnel_actors(bigint, jsonb, integer, jsonb) IS
+  'Actor ids (persons, or group keys) who reached step N (N > 0) or dropped off right before step -N.';
+"#,
+    name = "funnel_sql_surface",
+    requires = [_funnel_json, _funnel, _funnel_actors],
+);

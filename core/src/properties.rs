@@ -40,9 +40,10 @@
 //!   `selector` (exact/is_not only, like tag_name): a subset of CSS — `tag`, `*`, `.class`, `#id`,
 //!   `[attr]`, `[attr=v]`, `:nth-child(n)`, `:nth-of-type(n)`, descendant and `>` combinators — one
 //!   lookahead regex per element; any element of the chain may match the last compound.
-//! * `hogql` → 22023 "HogQL property filters are not supported"; `behavioral` → 22023; any other
-//!   type → 22023 on `…__type`. Event-only types in person scope → "The 'event' property filter
-//!   does not work in 'person' scope".
+//! * `hogql`: `key` is a boolean expression of the safe HogQL subset ([`crate::hogql`]; value,
+//!   operator and negation are ignored, as PostHog; errors name `…__key`; event scope only).
+//!   `behavioral` → 22023; any other type → 22023 on `…__type`. Event-only types in person
+//!   scope → "The 'event' property filter does not work in 'person' scope".
 //!
 //! # Operators (§2.3). "missing" = P is NULL. Lists: a one-item list is that item.
 //! | operator | SQL | missing |
@@ -173,7 +174,8 @@ pub fn compile_entity_at(
 }
 
 /// A text SQL expression for a breakdown value: `kind` is `event`, `person`, `group` (needs
-/// `group_type_index`), `session` or `event_metadata`; e.g. `(e.properties ->> $3::text)`.
+/// `group_type_index`), `session`, `event_metadata` or `hogql` (`key` is an expression of the
+/// safe HogQL subset, see [`crate::hogql`]); e.g. `(e.properties ->> $3::text)`.
 /// Missing values are NULL. Errors name `breakdown` / `breakdown_group_type_index`.
 pub fn breakdown_expr(
     kind: &str,
@@ -185,12 +187,7 @@ pub fn breakdown_expr(
     let c = Compiler::new(cx, Utc::now());
     let kind = match kind {
         "event" | "person" | "group" | "session" | "event_metadata" => kind,
-        "hogql" => {
-            return Err(invalid(
-                "breakdown_type",
-                "HogQL breakdowns are compiled by the hogql module",
-            ));
-        }
+        "hogql" => return crate::hogql::compile_text(key, "breakdown", b, cx),
         "cohort" => {
             return Err(invalid(
                 "breakdown_type",
@@ -694,7 +691,20 @@ impl<'c, 'a> Compiler<'c, 'a> {
             "cohort" | "static-cohort" | "precalculated-cohort" => {
                 return self.cohort_filter(m, attr, negation, b);
             }
-            "hogql" => return Err(invalid(&tattr, "HogQL property filters are not supported")),
+            "hogql" => {
+                if matches!(self.scope, Scope::Person { .. }) {
+                    return Err(invalid(
+                        &tattr,
+                        "The 'hogql' property filter does not work in 'person' scope",
+                    ));
+                }
+                let kattr = format!("{attr}__key");
+                return match m.get("key") {
+                    Some(Value::String(k)) => crate::hogql::compile_bool(k, &kattr, b, self.cx),
+                    None | Some(Value::Null) => Err(invalid(&kattr, "This field is required.")),
+                    Some(_) => Err(bad_json(&kattr, "Not a valid string.")),
+                };
+            }
             "behavioral" => {
                 return Err(invalid(
                     &tattr,
@@ -1046,7 +1056,12 @@ impl<'c, 'a> Compiler<'c, 'a> {
         b: &mut SqlBuilder,
     ) -> Result<String> {
         let (s, _) = single_value(op, values, vattr)?;
-        let tz = b.text(self.cx.pt.tz.name());
+        // Only text values are parsed in the project's timezone; binding it for timestamp or
+        // numeric values would leave an unused parameter.
+        let tz = match prop {
+            Prop::Time(_) | Prop::Num(_) => String::new(),
+            _ => b.text(self.cx.pt.tz.name()),
+        };
         let t = prop.time(&tz);
         let pred = match op {
             Op::IsDateExact => self.date_exact_pred(&t, &s, vattr, b)?,
@@ -1904,6 +1919,10 @@ mod tests {
                 json!({"properties": [{"type": "cohort", "value": 2, "negation": true}]}),
             )),
             7 => Some((false, json!({"groups": [{"action_id": 3, "days": 7}]}))),
+            8 => Some((
+                false,
+                json!({"properties": [{"type": "hogql", "key": "person.properties.plan = 'pro'"}]}),
+            )),
             _ => None,
         }
     }
@@ -2450,8 +2469,9 @@ mod tests {
         let (sql, params) = ok(
             json!([{"key": "timestamp", "value": "2024-01-02", "operator": "is_date_after", "type": "event_metadata"}]),
         );
-        assert_eq!(sql, "coalesce(e.\"timestamp\" > $3::timestamptz, false)");
-        assert_eq!(params[1], Param::Timestamp(micros(2024, 1, 2, 0)));
+        // A timestamp column needs no timezone parameter: only the date is bound.
+        assert_eq!(sql, "coalesce(e.\"timestamp\" > $2::timestamptz, false)");
+        assert_eq!(params[0], Param::Timestamp(micros(2024, 1, 2, 0)));
         assert_eq!(
             ok(json!([{"key": "$group_0", "operator": "is_set", "type": "event_metadata"}])).0,
             "(NULLIF(e.group_0, '') IS NOT NULL)"
@@ -2608,12 +2628,12 @@ mod tests {
 
     #[test]
     fn rejected_types_and_operators() {
-        let e = err(json!([{"key": "properties.$browser == 'Chrome'", "type": "hogql"}]));
+        let e = err(json!([{"key": "sum(properties.x) > 1", "type": "hogql"}]));
         assert_eq!(
             (e.state.code(), e.attr.as_deref()),
-            ("22023", Some("properties__0__type"))
+            ("22023", Some("properties__0__key"))
         );
-        assert_eq!(e.detail, "HogQL property filters are not supported");
+        assert!(e.detail.starts_with("Unsupported HogQL: "), "{}", e.detail);
         let e = err(json!([{"key": "a", "value": "b", "type": "data_warehouse"}]));
         assert_eq!(
             (e.state.code(), e.attr.as_deref()),
@@ -2641,6 +2661,50 @@ mod tests {
         assert_eq!(e.attr.as_deref(), Some("properties__0__key"));
         let e = err(json!([{"key": 7, "value": "b"}]));
         assert_eq!(e.state.code(), "22P02");
+    }
+
+    #[test]
+    fn hogql_filters() {
+        // value, operator and negation are ignored, as PostHog.
+        let (sql, params) = ok(
+            json!([{"key": "properties.$browser == 'Chrome'", "type": "hogql",
+                                       "value": null, "operator": "bogus", "negation": true}]),
+        );
+        assert_eq!(sql, format!("coalesce(({P} = $3::text), false)"));
+        assert_eq!(params, vec![t("$browser"), t("Chrome")]);
+        let (sql, _) = ok(json!({"type": "OR", "values": [
+            {"key": "event = 'a'", "type": "hogql"},
+            {"key": "not empty(distinct_id)", "type": "hogql"},
+        ]}));
+        assert_eq!(
+            sql,
+            "(coalesce((e.event = $2::text), false) OR coalesce((NOT (e.distinct_id = '')), false))"
+        );
+        let e = err(json!([{"type": "hogql"}]));
+        assert_eq!(
+            (e.state.code(), e.attr.as_deref(), e.detail.as_str()),
+            (
+                "22023",
+                Some("properties__0__key"),
+                "This field is required."
+            )
+        );
+        let e = err(json!([{"type": "hogql", "key": 5}]));
+        assert_eq!(
+            (e.state.code(), e.attr.as_deref()),
+            ("22P02", Some("properties__0__key"))
+        );
+        let e = err(json!([{"type": "hogql", "key": "timestamp"}]));
+        assert_eq!(e.attr.as_deref(), Some("properties__0__key"));
+        assert!(e.detail.contains("not a boolean condition"), "{}", e.detail);
+        // Cohort definitions are evaluated per person: HogQL is event-scoped.
+        let e = err(json!([{"type": "cohort", "key": "id", "value": 8}]));
+        assert_eq!(e.state.code(), "22023");
+        assert!(
+            e.detail.contains("does not work in 'person' scope"),
+            "{}",
+            e.detail
+        );
     }
 
     #[test]
@@ -2775,11 +2839,19 @@ mod tests {
             let e = breakdown_expr("group", "industry", None, b, cx).unwrap_err();
             assert_eq!(e.attr.as_deref(), Some("breakdown_group_type_index"));
             assert_eq!(
-                breakdown_expr("hogql", "x", None, b, cx)
-                    .unwrap_err()
-                    .state
-                    .code(),
-                "22023"
+                breakdown_expr("hogql", "lower(properties.$browser)", None, b, cx).unwrap(),
+                "lower((e.properties ->> $2::text))"
+            );
+            assert_eq!(
+                breakdown_expr("hogql", "properties.a + 1", None, b, cx).unwrap(),
+                "(trim_scale(((CASE WHEN length((e.properties ->> $4::text)) <= 100 AND \
+                 (e.properties ->> $4::text) ~ '^[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]{1,2})?$' \
+                 THEN ((e.properties ->> $4::text))::numeric END) + $5::int8::numeric))::text)"
+            );
+            let e = breakdown_expr("hogql", "x", None, b, cx).unwrap_err();
+            assert_eq!(
+                (e.state.code(), e.attr.as_deref()),
+                ("22023", Some("breakdown"))
             );
             let e = breakdown_expr("session", "$nope", None, b, cx).unwrap_err();
             assert_eq!(e.attr.as_deref(), Some("breakdown"));
