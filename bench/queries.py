@@ -29,22 +29,27 @@ _step_case = "CASE event " + " ".join(f"WHEN '{s}' THEN {i + 1}" for i, s in enu
 # Exact (windowFunnel default semantics) and O(N log N).
 # ---------------------------------------------------------------------------------------------
 def funnel_v2(src, where, person, ts, browser_expr, window, breakdown, lookup=None):
-    """lookup: SQL of a scalar subquery giving the breakdown value of person f.p's event at f.t1.
+    """Breakdown = PostHog's first_touch attribution: the first non-empty value over *all* the
+    person's funnel-step events in range (PostHog: argMinIf(prop, timestamp, notEmpty(prop)) over the
+    funnel UDF's input), not only the step-1 events.
+    lookup: SQL of a scalar subquery giving the breakdown value of person f.p's event at f.t1.
     Without it the value is carried through the window pass (cheap for a column store); with it
-    only each person's first step-1 event is fetched (Postgres: index probes, no heap scan)."""
+    only each person's first funnel event is fetched (Postgres: index probes, no heap scan). The
+    probe takes the value of the first funnel event as is: gen.py gives every event a non-empty
+    $browser, so it is the first non-empty one."""
     breakdown_in_n = breakdown and lookup is None
-    b_col = f", CASE WHEN event = '$pageview' THEN {browser_expr} END AS b" if breakdown_in_n else ""
+    b_col = f", {browser_expr} AS b" if breakdown_in_n else ""
     within = lambda t: f"coalesce({t} <= t1 + {window}, false)::int"  # noqa: E731
     if not breakdown:
         ft = ""
     elif lookup is None:
         ft = """, first_touch AS (
-  SELECT DISTINCT ON (p) p, b FROM n WHERE s = 1 ORDER BY p, ts
+  SELECT DISTINCT ON (p) p, b FROM n WHERE b IS NOT NULL AND b <> '' ORDER BY p, ts
 )"""
     else:
         ft = f""", first_touch AS (
   SELECT f.p, ({lookup}) AS b
-  FROM (SELECT p, min(ts) AS t1 FROM n WHERE s = 1 GROUP BY p) f
+  FROM (SELECT p, min(ts) AS t1 FROM n GROUP BY p HAVING bool_or(s = 1)) f
 )"""
     final = """SELECT ft.b, l.lvl, count(*) AS persons
 FROM per_person l JOIN first_touch ft USING (p)
@@ -81,11 +86,12 @@ def pg_queries(pid):
     q = {}
     q["funnel"] = funnel_v2("insights.events", w, "person_id", '"timestamp"', "properties->>'$browser'",
                             f"interval '{WINDOW_DAYS} days'", False)
-    # first touch: one probe of (project_id, person_id, "timestamp") per person, not a heap read of
-    # every funnel row (the browser lives in the jsonb, as PostHog stores it)
+    # first touch (PostHog: the person's first funnel event, any step): one probe of
+    # (project_id, person_id, "timestamp") per person, not a heap read of every funnel row (the
+    # browser lives in the jsonb, as PostHog stores it)
     lookup = f"""SELECT ev.properties->>'$browser' FROM insights.events ev
               WHERE ev.project_id = {pid} AND ev.person_id = f.p AND ev."timestamp" = f.t1
-                AND ev.event = '$pageview' LIMIT 1"""
+                AND ev.event IN ({_in}) LIMIT 1"""
     q["funnel_breakdown"] = funnel_v2("insights.events", w, "person_id", '"timestamp"',
                                       "properties->>'$browser'", f"interval '{WINDOW_DAYS} days'", True,
                                       lookup)
@@ -168,7 +174,7 @@ def chdb_queries():
   GROUP BY person_id)
 WHERE lvl > 0 GROUP BY lvl ORDER BY lvl{s}"""
     q["funnel_breakdown"] = f"""SELECT b, lvl, count() AS persons FROM (
-  SELECT person_id, {funnel} AS lvl, argMinIf(browser, ts, event = '$pageview') AS b
+  SELECT person_id, {funnel} AS lvl, argMinIf(browser, ts, browser != '') AS b
   FROM bench.events WHERE {rng(FROM_TS, TO_TS)} AND event IN ({_in})
   GROUP BY person_id)
 WHERE lvl > 0 GROUP BY b, lvl ORDER BY b, lvl{s}"""
@@ -189,8 +195,8 @@ GROUP BY cohort, week_offset ORDER BY cohort, week_offset{s}"""
 QUERIES = {
     "funnel": "Q1 ordered 4-step funnel $pageview → view_item → add_to_cart → purchase, 30 days, "
               "14-day window from step 1: persons per furthest level 1..4",
-    "funnel_breakdown": "Q2 same funnel, broken down by $browser of the person's first $pageview "
-                        "(first-touch attribution)",
+    "funnel_breakdown": "Q2 same funnel, broken down by $browser with PostHog's first_touch "
+                        "attribution (the person's first funnel event in range, any step)",
     "dau": "Q3 DAU: distinct persons per UTC day × $browser, 30 days",
     "retention": "Q4 weekly retention, 8 ISO weeks: first-seen-week cohorts × week offset → persons",
 }

@@ -18,6 +18,39 @@ def fmt_bytes(b):
         b /= 1024
 
 
+PEERS = [("PG plain SQL", "pg"), ("DuckDB", "duckdb"), ("chdb", "chdb")]
+
+
+def ratio(peer_ms, ms):
+    """peer median / pg_insights median, worded from pg_insights' side."""
+    x = peer_ms / ms
+    return f"{x:.1f}× faster" if x >= 1 else f"{1 / x:.1f}× slower"
+
+
+def ratios(r):
+    """pg_insights entries against each peer's best (fastest) variant of the same query."""
+    rows = []
+    for qname, q in r["queries"].items():
+        oks = {label: x for label, x in q["variants"].items() if x.get("status") == "ok"}
+        best = {}
+        for label, x in oks.items():
+            e = x["engine"]
+            if e in dict(PEERS).values() and (e not in best or x["median_ms"] < best[e][1]):
+                best[e] = (label, x["median_ms"])
+        for label, x in oks.items():
+            if not x["engine"].startswith("pgi:"):
+                continue
+            cells = [ratio(best[e][1], x["median_ms"]) + f" ({fmt_ms(best[e][1])})" if e in best else "–"
+                     for _, e in PEERS]
+            rows.append(f"| {qname} | {label} | {fmt_ms(x['median_ms'])} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return (["pg_insights against each peer (median / median; the peer's fastest variant, its median in "
+             "brackets):", "",
+             "| query | pg_insights entry | median | " + " | ".join(f"vs {p}" for p, _ in PEERS) + " |",
+             "|---|---|---:|" + "---:|" * len(PEERS)] + rows + [""])
+
+
 def section(r):
     n = r["events"]
     out = [f"## {n:,} events ({r.get('persons', 0):,} persons)", ""]
@@ -31,7 +64,9 @@ def section(r):
             f"- machine: {r['machine']['cpu']}; {r['machine']['os']}, kernel {r['machine']['kernel']}"]
     v = r.get("versions", {})
     out += [f"- versions: {v.get('postgres', '?')}; pg_insights {v.get('pg_insights', '?')} "
-            f"(commit {v.get('pg_insights_commit', '?')[:12]}); DuckDB {v.get('duckdb')}; chdb {v.get('chdb')}; "
+            f"(commit {v.get('pg_insights_commit', '?')[:12]}"
+            + (f"; library {v['pg_insights_lib']}" if v.get("pg_insights_lib") else "")
+            + f"); DuckDB {v.get('duckdb')}; chdb {v.get('chdb')}; "
             f"Python {v.get('python')}, pyarrow {v.get('pyarrow')}, numpy {v.get('numpy')}, "
             f"psycopg {v.get('psycopg')}"]
     s = r.get("pg_settings", {})
@@ -65,6 +100,7 @@ def section(r):
             out.append(f"| {name} | {label} | {med} | {fmt_ms(x['min_ms'])} | {fmt_ms(x['max_ms'])} | "
                        f"{fast} | {vs} |")
     out.append("")
+    out += ratios(r)
     out += ["Queries (identical results required from every engine before timings count):", ""]
     for qname, q in r["queries"].items():
         la = f"; load average {' '.join(q['loadavg'])} when it started" if q.get("loadavg") else ""
@@ -93,6 +129,10 @@ def section(r):
                 f"({ing['total_s']} s; per batch median {fmt_ms(ing['batch_ms_median'])}, p95 "
                 f"{fmt_ms(ing['batch_ms_p95'])}, max {fmt_ms(ing['batch_ms_max'])}; "
                 f"{ing['persons_created']:,} persons created). {ing['note']}.", ""]
+
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"notes_{n}.md")
+    if os.path.exists(notes):  # hand-written analysis (plans of the nested statements, findings)
+        out += [open(notes).read().rstrip(), ""]
 
     plans = [(q, label, x["explain"]) for q, qq in r["queries"].items()
              for label, x in qq["variants"].items() if x.get("explain")]
