@@ -86,35 +86,3 @@ impl<'a> Reader<'a> {
         self.take(n)
     }
 }
-
-/// The Fx hash (rustc's): a multiply-rotate hash, several times faster than SipHash for the
-/// integer actor ids the aggregates key on. Not DoS-resistant, which is fine for ids chosen by
-/// the database.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(b));
-        }
-    }
-    #[inline]
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    #[inline]
-    fn write_i64(&mut self, v: i64) {
-        self.write_u64(v as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-pub type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
-pub type FxMap<K, V> = std::collections::HashMap<K, V, FxBuild>;

@@ -17,7 +17,7 @@ use pgrx::prelude::*;
 use pgrx::{Internal, JsonB};
 use serde_json::{Value, json};
 
-use crate::agg::{FxMap, Reader, Writer, in_agg_context};
+use crate::agg::{Reader, Writer, in_agg_context};
 use crate::errors::{raise, raise_query_error};
 
 // ---------------------------------------------------------------------------------------------
@@ -27,7 +27,11 @@ use crate::errors::{raise, raise_query_error};
 struct FunnelState {
     cfg_text: String,
     cfg: EngineConfig,
-    by_id: FxMap<i64, Vec<Ev>>,
+    /// `(actor id, event)` in arrival order. Appending is sequential; grouping per actor with a
+    /// hash map cost a cache miss or two per row (profiled: most of the transition time).
+    /// Sorted by `(actor, ts)` before serialising (in each parallel worker) or finishing.
+    rows: Vec<(i64, Ev)>,
+    sorted: bool,
     by_key: std::collections::HashMap<String, Vec<Ev>>,
     bd_ids: std::collections::HashMap<String, u32>,
     /// Breakdown texts by id; id 0 is "no value".
@@ -47,7 +51,8 @@ impl FunnelState {
         FunnelState {
             cfg_text: cfg_text.to_string(),
             cfg,
-            by_id: FxMap::default(),
+            rows: Vec::new(),
+            sorted: true,
             by_key: Default::default(),
             bd_ids: Default::default(),
             bd_names: vec![None],
@@ -62,6 +67,42 @@ impl FunnelState {
         self.bd_names.push(Some(bd.to_string()));
         self.bd_ids.insert(bd.to_string(), id);
         id
+    }
+
+    fn sort(&mut self) {
+        if !self.sorted {
+            self.rows.sort_unstable_by_key(|(a, e)| (*a, e.ts));
+            self.sorted = true;
+        }
+    }
+
+    /// Add another state's rows; two sorted runs are merged in one linear pass.
+    fn absorb(&mut self, mut rows: Vec<(i64, Ev)>, sorted: bool) {
+        if self.rows.is_empty() {
+            self.rows = rows;
+            self.sorted = sorted;
+            return;
+        }
+        if !(self.sorted && sorted) {
+            self.rows.append(&mut rows);
+            self.sorted = false;
+            return;
+        }
+        let mine = std::mem::take(&mut self.rows);
+        let mut out = Vec::with_capacity(mine.len() + rows.len());
+        let (mut i, mut j) = (0, 0);
+        while i < mine.len() && j < rows.len() {
+            if (mine[i].0, mine[i].1.ts) <= (rows[j].0, rows[j].1.ts) {
+                out.push(mine[i]);
+                i += 1;
+            } else {
+                out.push(rows[j]);
+                j += 1;
+            }
+        }
+        out.extend_from_slice(&mine[i..]);
+        out.extend_from_slice(&rows[j..]);
+        self.rows = out;
     }
 
     fn merge(&mut self, other: FunnelState) {
@@ -80,10 +121,11 @@ impl FunnelState {
             }
             evs
         };
-        for (k, evs) in other.by_id {
-            let evs = fix(evs);
-            self.by_id.entry(k).or_default().extend_from_slice(&evs);
+        let mut rows = other.rows;
+        for (_, e) in &mut rows {
+            e.bd = remap[e.bd as usize];
         }
+        self.absorb(rows, other.sorted);
         for (k, evs) in other.by_key {
             let evs = fix(evs);
             self.by_key.entry(k).or_default().extend_from_slice(&evs);
@@ -125,7 +167,10 @@ fn _funnel_agg_sfunc(
         bd,
     };
     match (actor_id, actor_key) {
-        (Some(id), _) => s.by_id.entry(id).or_default().push(ev),
+        (Some(id), _) => {
+            s.rows.push((id, ev));
+            s.sorted = false;
+        }
         (None, Some(k)) => match s.by_key.get_mut(k) {
             Some(v) => v.push(ev),
             None => {
@@ -183,22 +228,26 @@ fn read_events(r: &mut Reader) -> Vec<Ev> {
 }
 
 #[pg_extern(immutable, parallel_safe, strict)]
-fn _funnel_agg_serial(state: Internal) -> Vec<u8> {
-    let Some(Some(s)) = (unsafe { state.get::<Option<FunnelState>>() }) else {
+fn _funnel_agg_serial(mut state: Internal) -> Vec<u8> {
+    let Some(Some(s)) = (unsafe { state.get_mut::<Option<FunnelState>>() }) else {
         return Vec::new();
     };
-    let events: usize = s.by_id.values().map(Vec::len).sum::<usize>()
-        + s.by_key.values().map(Vec::len).sum::<usize>();
-    let mut w = Writer::with_capacity(64 + events * 20 + s.by_id.len() * 16);
+    // Sorting here runs in every parallel worker at once; the leader then only merges.
+    s.sort();
+    let keyed: usize = s.by_key.values().map(Vec::len).sum();
+    let mut w = Writer::with_capacity(64 + s.rows.len() * 28 + keyed * 20);
     w.bytes(s.cfg_text.as_bytes());
     w.u64(s.bd_names.len() as u64 - 1);
     for n in s.bd_names.iter().skip(1) {
         w.bytes(n.as_deref().unwrap_or_default().as_bytes());
     }
-    w.u64(s.by_id.len() as u64);
-    for (k, evs) in &s.by_id {
+    w.u64(s.rows.len() as u64);
+    for (k, e) in &s.rows {
         w.i64(*k);
-        write_events(&mut w, evs);
+        w.i64(e.ts);
+        w.u32(e.steps);
+        w.u32(e.excl);
+        w.u32(e.bd);
     }
     w.u64(s.by_key.len() as u64);
     for (k, evs) in &s.by_key {
@@ -225,12 +274,19 @@ fn _funnel_agg_deserial(
         let n = String::from_utf8_lossy(r.bytes()).into_owned();
         s.intern(&n);
     }
-    let ids = r.u64() as usize;
-    s.by_id.reserve(ids);
-    for _ in 0..ids {
+    let n = r.u64() as usize;
+    s.rows.reserve_exact(n);
+    for _ in 0..n {
         let k = r.i64();
-        s.by_id.insert(k, read_events(&mut r));
+        let ev = Ev {
+            ts: r.i64(),
+            steps: r.u32(),
+            excl: r.u32(),
+            bd: r.u32(),
+        };
+        s.rows.push((k, ev));
     }
+    s.sorted = true;
     let keys = r.u64();
     for _ in 0..keys {
         let k = String::from_utf8_lossy(r.bytes()).into_owned();
@@ -242,15 +298,32 @@ fn _funnel_agg_deserial(
 #[pg_extern(immutable, parallel_safe)]
 fn _funnel_agg_final(mut state: Internal) -> Option<JsonB> {
     let s = unsafe { state.get_mut::<Option<FunnelState>>() }?.as_mut()?;
-    let actors = s
-        .by_id
-        .iter_mut()
-        .map(|(k, v)| (json!(k), v.as_mut_slice()))
-        .chain(
-            s.by_key
-                .iter_mut()
-                .map(|(k, v)| (json!(k), v.as_mut_slice())),
-        );
+    s.sort();
+    // Split the sorted (actor, event) rows into one event slice per actor.
+    let mut ids: Vec<i64> = Vec::new();
+    let mut bounds: Vec<usize> = Vec::new();
+    let mut evs: Vec<Ev> = Vec::with_capacity(s.rows.len());
+    for (k, e) in &s.rows {
+        if ids.last() != Some(k) {
+            ids.push(*k);
+            bounds.push(evs.len());
+        }
+        evs.push(*e);
+    }
+    bounds.push(evs.len());
+    s.rows = Vec::new();
+    let mut slices: Vec<&mut [Ev]> = Vec::with_capacity(ids.len());
+    let mut rest: &mut [Ev] = &mut evs;
+    for w in bounds.windows(2) {
+        let (head, tail) = rest.split_at_mut(w[1] - w[0]);
+        slices.push(head);
+        rest = tail;
+    }
+    let actors = ids.iter().zip(slices).map(|(k, v)| (json!(k), v)).chain(
+        s.by_key
+            .iter_mut()
+            .map(|(k, v)| (json!(k), v.as_mut_slice())),
+    );
     Some(JsonB(funnels::summarize(&s.cfg, actors, &s.bd_names)))
 }
 
