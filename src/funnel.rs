@@ -7,17 +7,20 @@
 //! parallel plan every worker builds its own map, the leader merges them (combine), and the final
 //! function evaluates every actor with the core engine.
 
+use pg_insights_core::SqlState;
 use pg_insights_core::funnel_engine::Ev;
 use pg_insights_core::funnels::{self, ActorsRequest, EngineConfig, Lookups, Project};
-use pg_insights_core::query::{InsightKind, parse_query_as};
-use pg_insights_core::sql::Param;
-use pg_insights_core::{QueryError, SqlState, dates::ProjectTime};
+use pg_insights_core::query::InsightKind;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{Internal, JsonB};
 use serde_json::{Value, json};
 
 use crate::agg::{Reader, Writer, in_agg_context};
+use crate::context::{
+    datum, earliest_event, load_project, lookup_action, lookup_cohort, now_iso, parse_insight,
+    parse_json,
+};
 use crate::errors::{raise, raise_query_error};
 
 // ---------------------------------------------------------------------------------------------
@@ -356,102 +359,6 @@ COMMENT ON AGGREGATE insights._funnel_agg(text, int8, text, timestamptz, int4, i
 // The SQL entry points
 // ---------------------------------------------------------------------------------------------
 
-/// Bind a planner parameter as a Postgres datum of the type its placeholder names.
-fn datum(p: &Param) -> DatumWithOid<'static> {
-    match p {
-        Param::Text(s) => s.clone().into(),
-        Param::Int(v) => (*v).into(),
-        Param::Float(v) => (*v).into(),
-        Param::Bool(v) => (*v).into(),
-        Param::TextArray(v) => v.clone().into(),
-        Param::IntArray(v) => v.clone().into(),
-        Param::Timestamp(us) => TimestampWithTimeZone::try_from(us - funnels::PG_EPOCH_OFFSET_US)
-            .unwrap_or_else(|_| {
-                raise(
-                    SqlState::InvalidDatetime,
-                    "timestamp out of range",
-                    Some("date_from"),
-                    None,
-                )
-            })
-            .into(),
-        Param::Json(v) => JsonB(v.clone()).into(),
-    }
-}
-
-fn load_project(project_id: i64) -> Project {
-    let row = Spi::connect(|c| {
-        let t = c.select(
-            "SELECT timezone, week_start_day::int4, test_account_filters FROM insights.projects WHERE id = $1",
-            Some(1),
-            &[project_id.into()],
-        )?;
-        let mut out = None;
-        for r in t {
-            out = Some((
-                r.get::<String>(1)?.unwrap_or_else(|| "UTC".into()),
-                r.get::<i32>(2)?.unwrap_or(0),
-                r.get::<JsonB>(3)?.map(|j| j.0).unwrap_or(json!([])),
-            ));
-        }
-        Ok::<_, pgrx::spi::SpiError>(out)
-    })
-    .unwrap_or_else(|e| pgrx::error!("pg_insights: project lookup failed: {e}"));
-    let Some((tz, week_start, test_filters)) = row else {
-        raise(
-            SqlState::InvalidParameter,
-            &format!("Project {project_id} does not exist."),
-            Some("project_id"),
-            Some("List projects with: SELECT id, name FROM insights.projects;"),
-        )
-    };
-    let pt = ProjectTime::new(&tz, week_start as u8).unwrap_or_else(|e| raise_query_error(&e));
-    Project {
-        id: project_id,
-        pt,
-        timezone: tz,
-        test_account_filters: test_filters,
-    }
-}
-
-fn lookup_cohort(project_id: i64, id: i64) -> Option<(bool, Value, String)> {
-    Spi::connect(|c| {
-        let t = c.select(
-            "SELECT is_static, filters, name FROM insights.cohorts WHERE project_id = $1 AND id = $2 AND NOT deleted",
-            Some(1),
-            &[project_id.into(), id.into()],
-        )?;
-        let mut out = None;
-        for r in t {
-            out = Some((
-                r.get::<bool>(1)?.unwrap_or(false),
-                r.get::<JsonB>(2)?.map(|j| j.0).unwrap_or(json!({})),
-                r.get::<String>(3)?.unwrap_or_default(),
-            ));
-        }
-        Ok::<_, pgrx::spi::SpiError>(out)
-    })
-    .ok()
-    .flatten()
-}
-
-fn lookup_action(project_id: i64, id: i64) -> Option<(Value, String)> {
-    Spi::connect(|c| {
-        let t = c.select(
-            "SELECT steps, name FROM insights.actions WHERE project_id = $1 AND id = $2 AND NOT deleted",
-            Some(1),
-            &[project_id.into(), id.into()],
-        )?;
-        let mut out = None;
-        for r in t {
-            out = Some((r.get::<JsonB>(1)?.map(|j| j.0).unwrap_or(json!([])), r.get::<String>(2)?.unwrap_or_default()));
-        }
-        Ok::<_, pgrx::spi::SpiError>(out)
-    })
-    .ok()
-    .flatten()
-}
-
 /// Parse, plan and run a funnel: the plan and one engine output per run.
 fn run(
     project_id: i64,
@@ -459,27 +366,8 @@ fn run(
     actors: Option<ActorsRequest>,
 ) -> (funnels::FunnelPlan, Vec<Value>, Project) {
     let project = load_project(project_id);
-    let q = parse_query_as(query, InsightKind::Funnels).unwrap_or_else(|e| raise_query_error(&e));
-    if q.kind != InsightKind::Funnels {
-        raise_query_error(&QueryError::invalid(
-            "insight".to_string(),
-            format!("Expected a funnel query, got {}.", q.kind.legacy_name()),
-        ));
-    }
-    let earliest = if q.date_from.as_deref().map(str::trim) == Some("all") {
-        Spi::get_one_with_args::<TimestampWithTimeZone>(
-            "SELECT min(\"timestamp\") FROM insights.events WHERE project_id = $1",
-            &[project_id.into()],
-        )
-        .ok()
-        .flatten()
-        .map(|t| {
-            let us = pg_sys::TimestampTz::from(t) + funnels::PG_EPOCH_OFFSET_US;
-            chrono::DateTime::from_timestamp_micros(us).unwrap_or_default()
-        })
-    } else {
-        None
-    };
+    let q = parse_insight(query, InsightKind::Funnels);
+    let earliest = earliest_event(project_id, &q);
     let cohort = |id| lookup_cohort(project_id, id);
     let action = |id| lookup_action(project_id, id);
     let lookups = Lookups {
@@ -494,20 +382,6 @@ fn run(
         outputs.push(run_aggregate(&r.sql, &args));
     }
     (plan, outputs, project)
-}
-
-/// Parse a jsonb argument that arrives as text. pgrx's own jsonb conversion panics (XX000) on
-/// values serde_json cannot hold (numbers beyond f64, nesting deeper than 128); here they are
-/// client errors (22P02) naming the field.
-fn parse_json(text: &str, attr: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| {
-        raise(
-            SqlState::InvalidText,
-            &format!("JSON parse error - {e}"),
-            Some(attr),
-            Some("Numbers must fit a double and nesting must stay under 128 levels."),
-        )
-    })
 }
 
 /// Run a one-row aggregate statement and return its jsonb value.
@@ -525,10 +399,6 @@ fn run_aggregate(sql: &str, args: &[DatumWithOid]) -> Value {
         Ok::<_, pgrx::spi::SpiError>(out)
     })
     .unwrap_or_else(|e| pgrx::error!("pg_insights: funnel query failed: {e}"))
-}
-
-fn now_iso() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// SQL: `insights.funnel_json(project_id, query) → jsonb`: PostHog's `/insights/funnel/` body,

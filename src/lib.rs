@@ -8,9 +8,12 @@
 use pgrx::prelude::*;
 
 mod agg;
+mod context;
 mod errors;
 mod funnel;
 mod http_body;
+mod retention;
+mod trends;
 mod util;
 mod window_funnel;
 

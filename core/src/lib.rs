@@ -21,6 +21,8 @@ pub mod funnels;
 pub mod hogql;
 pub mod properties;
 pub mod query;
+pub mod retention;
 pub mod sql;
+pub mod trends;
 
 pub use error::{QueryError, SqlState};

@@ -1,0 +1,1768 @@
+//! Retention over the event store: planning (query → one SQL statement) and rendering (the
+//! statement's rows → PostHog's response). Pure Rust; the extension runs the SQL (§5).
+//!
+//! # The statement
+//!
+//! Periods are numbered `0..n` from the first cohort's start (`n` = number of cohorts, at most
+//! [`MAX_PERIODS`]). An event's period is `width_bucket(ts, ARRAY[start_0, …, start_{n-1}]) - 1`:
+//! a binary search over the period starts that [`dates::retention_range`] computed in the project
+//! timezone, so the SQL needs no timezone arithmetic per row and buckets exactly like the Rust
+//! side (DST days of 23/25 hours, Sunday/Monday weeks, months); events before the range get −1.
+//! The starts are bound parameters in an `ARRAY[…]` constructor: SPI's one-shot plans fold it to
+//! one constant array.
+//!
+//! 1. **Per actor** (person, or group key with `aggregation_group_type_index`), one `GROUP BY`
+//!    over the events builds two `int8` bit masks: `t` (bit c = the actor is in cohort c) and `r`
+//!    (bit p = the actor returned in period p). The masks are built with `bit_or`, `min`, `count`
+//!    and `bool_or`, builtin aggregates with combine functions, so Postgres runs this step as a
+//!    parallel partial aggregate (the expensive step: one pass over the events, no arrays, no
+//!    sorting, 16 bytes of state per actor). This is the reason for masks rather than
+//!    `array_agg(DISTINCT period)`, which is neither parallel nor cheap.
+//!    * `retention_recurring`: `t` = every period with a target event in the range.
+//!    * `retention_first_time`: `t` = the period of the actor's first target event matching the
+//!      filters, over all time before the range end (`min(ts)`); no cohort when it falls before
+//!      the range (§5.3). When the returning entity differs, the events come from a `UNION ALL`
+//!      of two arms (target history; returning events in the range only), each an index range
+//!      scan, so a frequent returning event's history is never read.
+//!    * `retention_first_ever_occurrence`: the first target event ignoring the target entity's own
+//!      properties must also match them (`min` with and without the properties agree), as
+//!      PostHog; global properties and test-account filters still apply to that first event.
+//!    * `minimumOccurrences` m > 1: a first `GROUP BY (actor, period)` counts returning events, and
+//!      `r` keeps the periods with at least m of them (the cohort size is unaffected).
+//!    * With ≤ 31 periods in recurring mode both masks come from one `bit_or` (target bits in the
+//!      low half, returning bits in the high half): one `width_bucket` per event instead of two.
+//! 2. Actors are grouped by `(t, r)`: most actors share a pattern, so the expansion below runs
+//!    over a few thousand weighted rows rather than millions of actors.
+//! 3. **Expansion**: for every set bit c of `t` and every k in `0..min(total_intervals, n - c)`,
+//!    the actor counts in cell (c, k) when k = 0 (`values[0]` is the cohort size, R12) or when
+//!    bit c + k of `r` is set; cumulative: when any bit ≥ c + k of `r` within the lookahead is set.
+//!
+//! ```sql
+//! SELECT c.c::int4 AS cohort_index, k.k::int4 AS period_index, sum(x.w)::int8 AS actors
+//!   FROM (SELECT a.t, a.r, count(*) AS w
+//!           FROM (SELECT <cohort mask> AS t, coalesce(<return mask>, 0) AS r
+//!                   FROM (SELECT <actor> AS actor, <mask aggregates>
+//!                           FROM insights.events e WHERE <range, names, filters> GROUP BY 1) g) a
+//!          WHERE a.t <> 0 GROUP BY a.t, a.r) x
+//!  CROSS JOIN LATERAL generate_series(0, $n - 1) AS c(c)
+//!  CROSS JOIN LATERAL generate_series(0, least($kmax, $n - c.c) - 1) AS k(k)
+//!  WHERE ((x.t >> c.c::int4) & 1) = 1 AND (k.k = 0 OR <returned at c + k>)
+//!  GROUP BY 1, 2 ORDER BY 1, 2
+//! ```
+//!
+//! Rows absent from the result are zero cells; [`render`] zero-fills the full
+//! `cohorts × total_intervals` matrix of §5.4 (cells past the range end are always 0).
+//!
+//! Range (§5.2): `[start of the first cohort, start of the period after date_to)`. Global
+//! `properties` and test-account filters apply to every event, the entities' own properties to
+//! their own entity only (R15–R19). Breakdowns are rejected (22023).
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::dates::{self, Interval, ProjectTime};
+use crate::error::{QueryError, Result};
+use crate::funnels::{Lookups, Project};
+use crate::properties::{self, FilterContext, TRUE_SQL};
+use crate::query::{Entity, EntityKind, InsightQuery, RetentionType};
+use crate::sql::{Param, SqlBuilder};
+
+/// The most periods (cohorts, and values per cohort) one retention query may have: every period
+/// is one bit of an `int8` mask (the sign bit stays unused).
+pub const MAX_PERIODS: usize = 63;
+
+/// Up to this many periods, recurring retention packs both masks into one `int8`.
+const PACKED_MAX_PERIODS: usize = 31;
+
+/// The cohorts of a retention query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionRange {
+    /// Start of every cohort period, oldest first, in the project timezone's calendar.
+    pub starts: Vec<DateTime<Utc>>,
+    /// Exclusive end: the start of the period after `date_to`.
+    pub end: DateTime<Utc>,
+}
+
+/// A planned retention query: the statement to run and what [`render`] needs.
+#[derive(Debug, Clone)]
+pub struct RetentionPlan {
+    /// Returns rows `(cohort_index int4, period_index int4, actors int8)`, see [`Row`].
+    pub sql: String,
+    pub params: Vec<Param>,
+    pub range: RetentionRange,
+    /// Values per cohort row: `total_intervals` (PostHog's lookahead).
+    pub intervals: usize,
+    pub period: Interval,
+    pub pt: ProjectTime,
+    pub retention_type: RetentionType,
+    pub cumulative: bool,
+}
+
+/// One row of the statement: `actors` distinct actors of cohort `cohort` (0 = oldest) returned in
+/// its period `period` (0 = the cohort period itself: the cohort size). Missing cells are zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    pub cohort: usize,
+    pub period: usize,
+    pub actors: i64,
+}
+
+/// The actor a retention counts.
+enum Actor {
+    Person,
+    Group(u8),
+}
+
+/// Where step 1 reads its events from, and how it tells their roles apart: SQL for the actor,
+/// the timestamp, and the target (with / without its properties) and returning conditions.
+struct Source {
+    from: String,
+    actor: String,
+    ts: String,
+    t: String,
+    tb: String,
+    r: String,
+    /// Returning and inside the range (first-time modes also scan older target events).
+    r_in_range: String,
+}
+
+/// An event by name without filters of its own: matched exactly by an `event IN (…)` filter.
+fn bare_event(e: &Entity) -> bool {
+    let empty = match &e.properties {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        Value::String(s) => s.trim().is_empty(),
+        _ => false,
+    };
+    empty && matches!(&e.kind, EntityKind::Event { name: Some(_) })
+}
+
+fn ts_param(t: DateTime<Utc>) -> Param {
+    Param::Timestamp(t.timestamp_micros())
+}
+
+fn invalid(attr: &str, detail: impl Into<String>) -> QueryError {
+    QueryError::invalid(attr.to_string(), detail)
+}
+
+/// `(a OR b)`, simplified when either is TRUE or both are the same.
+fn or2(a: &str, b: &str) -> String {
+    if a == TRUE_SQL || b == TRUE_SQL {
+        TRUE_SQL.to_string()
+    } else if a == b {
+        a.to_string()
+    } else {
+        format!("({a} OR {b})")
+    }
+}
+
+/// `(a AND b)`, simplified when either is TRUE.
+fn and2(a: &str, b: &str) -> String {
+    match (a, b) {
+        (TRUE_SQL, x) | (x, TRUE_SQL) => x.to_string(),
+        _ => format!("({a} AND {b})"),
+    }
+}
+
+/// The event names an entity can match, when it can only match named events: an event by name,
+/// or an action whose every step names its event. `None` for "All events" and open actions.
+fn entity_event_names(e: &Entity, lookups: &Lookups) -> Option<Vec<String>> {
+    match &e.kind {
+        EntityKind::Event { name } => name.clone().map(|n| vec![n]),
+        EntityKind::Action { id } => {
+            let (steps, _) = (lookups.action)(*id)?;
+            let steps = steps.as_array()?;
+            if steps.is_empty() {
+                return None;
+            }
+            steps
+                .iter()
+                .map(|s| {
+                    s.get("event")
+                        .and_then(Value::as_str)
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_string)
+                })
+                .collect()
+        }
+    }
+}
+
+/// Plan a retention query (§5). `now` is the query time (default `date_to`, relative dates).
+pub fn plan(
+    q: &InsightQuery,
+    project: &Project,
+    lookups: &Lookups,
+    now: DateTime<Utc>,
+) -> Result<RetentionPlan> {
+    let r = &q.retention;
+    if q.breakdown.as_ref().is_some_and(|bd| !bd.values.is_empty()) {
+        return Err(invalid(
+            "breakdown",
+            "Retention breakdowns are not supported: remove the breakdown.",
+        ));
+    }
+    if let Some(g) = q.aggregation_group_type_index
+        && g > 4
+    {
+        return Err(invalid(
+            "aggregation_group_type_index",
+            format!("aggregation_group_type_index must be between 0 and 4, got {g}"),
+        ));
+    }
+    let lookahead = r.total_intervals as usize;
+    if lookahead > MAX_PERIODS {
+        return Err(invalid(
+            "total_intervals",
+            format!("Retention supports at most {MAX_PERIODS} intervals, got {lookahead}"),
+        ));
+    }
+    let period = dates::parse_retention_period(r.period.name())?;
+    let (starts, end) = dates::retention_range(
+        q.date_from.as_deref(),
+        q.date_to.as_deref(),
+        period,
+        r.total_intervals,
+        now,
+        &project.pt,
+    )?;
+    let n = starts.len();
+    if n > MAX_PERIODS {
+        return Err(invalid(
+            "date_from",
+            format!(
+                "Retention supports at most {MAX_PERIODS} cohorts, got {n}: shorten the date range or use a longer period"
+            ),
+        ));
+    }
+    let actor = match q.aggregation_group_type_index {
+        Some(g) => Actor::Group(g),
+        None => Actor::Person,
+    };
+
+    let cohort_fn = |id: i64| (lookups.cohort)(id).map(|(s, f, _)| (s, f));
+    let action_fn = |id: i64| (lookups.action)(id).map(|(s, _)| s);
+    let mut b = SqlBuilder::new();
+    let project_param = b.int(project.id);
+    let cx = FilterContext {
+        event_alias: "e",
+        project_param: project_param.clone(),
+        person_props: None,
+        pt: &project.pt,
+        cohort: &cohort_fn,
+        action: &action_fn,
+        test_account_filters: &project.test_account_filters,
+    };
+
+    let target = properties::compile_entity_at(&r.target_entity, &mut b, &cx, now)
+        .map_err(|e| e.within("target_entity"))?;
+    let returning = properties::compile_entity_at(&r.returning_entity, &mut b, &cx, now)
+        .map_err(|e| e.within("returning_entity"))?;
+    let mode = r.retention_type;
+    // First-ever occurrence: the target entity without its own properties finds the first event.
+    let target_bare = if mode == RetentionType::FirstEverOccurrence {
+        let mut bare = r.target_entity.clone();
+        bare.properties = json!([]);
+        properties::compile_entity_at(&bare, &mut b, &cx, now)
+            .map_err(|e| e.within("target_entity"))?
+    } else {
+        target.clone()
+    };
+
+    let start_p = b.param(ts_param(starts[0]));
+    let end_p = b.param(ts_param(end));
+    let starts_arr = format!(
+        "ARRAY[{}]",
+        starts
+            .iter()
+            .map(|s| b.param(ts_param(*s)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    // Filters every scanned event passes: global properties, test accounts, the group key.
+    let mut common = Vec::new();
+    let global = properties::compile_properties_at(&q.properties, &mut b, &cx, now)?;
+    if global != TRUE_SQL {
+        common.push(global);
+    }
+    if q.filter_test_accounts {
+        let t = properties::compile_properties_at(&project.test_account_filters, &mut b, &cx, now)
+            .map_err(|e| e.within("filter_test_accounts"))?;
+        if t != TRUE_SQL {
+            common.push(t);
+        }
+    }
+    let actor_sql = match actor {
+        Actor::Person => "e.person_id".to_string(),
+        Actor::Group(g) => {
+            common.push(format!("e.group_{g} <> ''"));
+            format!("e.group_{g}")
+        }
+    };
+
+    // The scanned events.
+    let ets = "e.\"timestamp\"";
+    let names_t = entity_event_names(&r.target_entity, lookups);
+    let names_r = entity_event_names(&r.returning_entity, lookups);
+    // Whether the events that can start a cohort are exactly those of one event name.
+    let scan_target_is_name = bare_event(&r.target_entity)
+        || (mode == RetentionType::FirstEverOccurrence
+            && matches!(&r.target_entity.kind, EntityKind::Event { name: Some(_) }));
+    let mut name_filter = |names: Vec<String>| {
+        let mut names = names;
+        names.sort();
+        names.dedup();
+        // Text parameters, not one array: the entities bound these names already, so the
+        // placeholders are shared and every parameter stays referenced.
+        let list: Vec<String> = names.into_iter().map(|n| b.text(n)).collect();
+        format!("e.event IN ({})", list.join(", "))
+    };
+    let src = if mode != RetentionType::Recurring && target_bare != returning {
+        // First-time modes with another returning entity: two arms, so that the target arm
+        // reads the target's history (for its first event) and the returning arm only the
+        // range (each an index range scan on (project, event, timestamp)).
+        let mut w1 = vec![
+            format!("e.project_id = {project_param}"),
+            format!("{ets} < {end_p}"),
+        ];
+        if let Some(names) = names_t {
+            w1.push(name_filter(names));
+        }
+        if target_bare != TRUE_SQL && !scan_target_is_name {
+            w1.push(target_bare.clone());
+        }
+        w1.extend(common.iter().cloned());
+        let mut w2 = vec![
+            format!("e.project_id = {project_param}"),
+            format!("{ets} >= {start_p}"),
+            format!("{ets} < {end_p}"),
+        ];
+        if let Some(names) = names_r {
+            w2.push(name_filter(names));
+        }
+        if returning != TRUE_SQL && !bare_event(&r.returning_entity) {
+            w2.push(returning.clone());
+        }
+        w2.extend(common);
+        let is_t = if target == target_bare {
+            "true".to_string()
+        } else {
+            target.clone()
+        };
+        Source {
+            from: format!(
+                "(SELECT {actor_sql} AS actor, {ets} AS ts, {is_t} AS is_t, true AS is_tb, false AS is_r \
+                 FROM insights.events e WHERE {} \
+                 UNION ALL SELECT {actor_sql}, {ets}, false, false, true \
+                 FROM insights.events e WHERE {}) u",
+                w1.join(" AND "),
+                w2.join(" AND ")
+            ),
+            actor: "u.actor".into(),
+            ts: "u.ts".into(),
+            t: "u.is_t".into(),
+            tb: "u.is_tb".into(),
+            r: "u.is_r".into(),
+            r_in_range: "u.is_r".into(),
+        }
+    } else {
+        let in_range = format!("{ets} >= {start_p}");
+        let mut w = vec![
+            format!("e.project_id = {project_param}"),
+            format!("{ets} < {end_p}"),
+        ];
+        if mode == RetentionType::Recurring {
+            w.push(in_range.clone());
+        }
+        if let (Some(mut names), Some(more)) = (names_t, names_r) {
+            names.extend(more);
+            w.push(name_filter(names));
+        }
+        let relevant = match mode {
+            RetentionType::Recurring => or2(&target, &returning),
+            // One scan in the first-time modes only when the returning entity is the target's
+            // scan condition: every returning event is a target event.
+            _ => target_bare.clone(),
+        };
+        // With bare event names the name filter is exactly the condition above.
+        let names_suffice = match mode {
+            RetentionType::Recurring => {
+                bare_event(&r.target_entity) && bare_event(&r.returning_entity)
+            }
+            _ => scan_target_is_name,
+        };
+        if relevant != TRUE_SQL && !names_suffice {
+            w.push(relevant);
+        }
+        w.extend(common);
+        Source {
+            from: format!("insights.events e WHERE {}", w.join(" AND ")),
+            actor: actor_sql,
+            ts: ets.into(),
+            t: target.clone(),
+            tb: target_bare.clone(),
+            r: returning.clone(),
+            r_in_range: if mode == RetentionType::Recurring {
+                returning.clone()
+            } else {
+                and2(&returning, &in_range)
+            },
+        }
+    };
+    let Source {
+        from,
+        actor: actor_sql,
+        ts,
+        t: t_cond,
+        tb: tb_cond,
+        r: r_cond,
+        r_in_range,
+    } = src;
+    let bucket = format!("(width_bucket({ts}, {starts_arr}) - 1)");
+
+    // Step 1: per-actor masks. `g` is a subquery with one row per actor; `t_expr` / `r_expr`
+    // read the cohort and return masks from it.
+    let min_occ = r.minimum_occurrences.max(1);
+    let mut first_ts_aggs = vec![format!("min({ts}) FILTER (WHERE {t_cond}) AS t0")];
+    if mode == RetentionType::FirstEverOccurrence {
+        first_ts_aggs.push(format!("min({ts}) FILTER (WHERE {tb_cond}) AS tb"));
+    }
+    let (g, t_expr, r_expr) = if min_occ == 1 {
+        let mut aggs = Vec::new();
+        let (t_expr, r_expr) = match mode {
+            RetentionType::Recurring if n <= PACKED_MAX_PERIODS => {
+                // Target bits 0..31, returning bits 32..63 of one mask: one bucket lookup per event.
+                let flags = if t_cond == r_cond && bare_event(&r.target_entity) {
+                    // Every scanned event is both (the name filter says so).
+                    "4294967297::int8".to_string()
+                } else if t_cond == r_cond {
+                    format!("CASE WHEN {t_cond} THEN 4294967297::int8 ELSE 0::int8 END")
+                } else {
+                    format!(
+                        "(CASE WHEN {t_cond} THEN 1::int8 ELSE 0::int8 END | CASE WHEN {r_cond} THEN 4294967296::int8 ELSE 0::int8 END)"
+                    )
+                };
+                aggs.push(format!("bit_or({flags} << {bucket}) AS m"));
+                (
+                    "(g.m & 4294967295::int8)".to_string(),
+                    "(g.m >> 32)".to_string(),
+                )
+            }
+            RetentionType::Recurring => {
+                aggs.push(format!(
+                    "bit_or(1::int8 << {bucket}) FILTER (WHERE {t_cond}) AS t"
+                ));
+                aggs.push(format!(
+                    "bit_or(1::int8 << {bucket}) FILTER (WHERE {r_cond}) AS r"
+                ));
+                ("g.t".to_string(), "g.r".to_string())
+            }
+            _ => {
+                aggs.extend(first_ts_aggs);
+                aggs.push(format!(
+                    "bit_or(1::int8 << {bucket}) FILTER (WHERE {r_in_range}) AS r"
+                ));
+                (
+                    first_cohort_mask(mode, &start_p, &starts_arr),
+                    "g.r".to_string(),
+                )
+            }
+        };
+        let g = format!(
+            "SELECT {actor_sql} AS actor, {} FROM {from} GROUP BY 1",
+            aggs.join(", ")
+        );
+        (g, t_expr, r_expr)
+    } else {
+        // minimumOccurrences: count returning events per (actor, period) first.
+        let m_p = b.int(i64::from(min_occ));
+        let mut inner = Vec::new();
+        let mut outer = Vec::new();
+        let t_expr = match mode {
+            RetentionType::Recurring => {
+                inner.push(format!("bool_or({t_cond}) AS has_t"));
+                inner.push(format!("count(*) FILTER (WHERE {r_cond}) AS rc"));
+                outer.push("bit_or(1::int8 << s.p) FILTER (WHERE s.has_t) AS t".to_string());
+                "g.t".to_string()
+            }
+            _ => {
+                inner.extend(first_ts_aggs);
+                inner.push(format!("count(*) FILTER (WHERE {r_in_range}) AS rc"));
+                outer.push("min(s.t0) AS t0".to_string());
+                if mode == RetentionType::FirstEverOccurrence {
+                    outer.push("min(s.tb) AS tb".to_string());
+                }
+                first_cohort_mask(mode, &start_p, &starts_arr)
+            }
+        };
+        outer.push(format!(
+            "bit_or(1::int8 << s.p) FILTER (WHERE s.p >= 0 AND s.rc >= {m_p}) AS r"
+        ));
+        let g = format!(
+            "SELECT s.actor, {} FROM (SELECT {actor_sql} AS actor, {bucket} AS p, {} FROM {from} GROUP BY 1, 2) s GROUP BY s.actor",
+            outer.join(", "),
+            inner.join(", ")
+        );
+        (g, t_expr, "g.r".to_string())
+    };
+
+    // Steps 2 and 3: group actors by mask pair, expand into (cohort, period) cells.
+    let n_p = b.int(n as i64);
+    let kmax_p = b.int(lookahead.min(n) as i64);
+    let returned = if r.cumulative {
+        let look = if lookahead >= MAX_PERIODS {
+            i64::MAX
+        } else {
+            (1i64 << lookahead) - 1
+        };
+        let look_p = b.int(look);
+        format!("(((x.r >> c.c::int4) & {look_p}) >> k.k::int4) <> 0::int8")
+    } else {
+        "((x.r >> (c.c + k.k)::int4) & 1::int8) = 1::int8".to_string()
+    };
+    let sql = format!(
+        "SELECT c.c::int4 AS cohort_index, k.k::int4 AS period_index, sum(x.w)::int8 AS actors \
+         FROM (SELECT a.t, a.r, count(*) AS w \
+         FROM (SELECT {t_expr} AS t, coalesce({r_expr}, 0::int8) AS r FROM ({g}) g) a \
+         WHERE a.t <> 0 GROUP BY a.t, a.r) x \
+         CROSS JOIN LATERAL generate_series(0, {n_p} - 1) AS c(c) \
+         CROSS JOIN LATERAL generate_series(0, least({kmax_p}, {n_p} - c.c) - 1) AS k(k) \
+         WHERE ((x.t >> c.c::int4) & 1::int8) = 1::int8 AND (k.k = 0 OR {returned}) \
+         GROUP BY 1, 2 ORDER BY 1, 2"
+    );
+    Ok(RetentionPlan {
+        sql,
+        params: b.params,
+        range: RetentionRange { starts, end },
+        intervals: lookahead,
+        period,
+        pt: project.pt,
+        retention_type: mode,
+        cumulative: r.cumulative,
+    })
+}
+
+/// The cohort mask of an actor in the first-time modes: the bit of the period of its first
+/// target event (`g.t0`), when that is inside the range (and, first-ever, unfiltered-first).
+fn first_cohort_mask(mode: RetentionType, start_p: &str, starts_arr: &str) -> String {
+    let ever = if mode == RetentionType::FirstEverOccurrence {
+        " AND g.t0 = g.tb"
+    } else {
+        ""
+    };
+    format!(
+        "CASE WHEN g.t0 >= {start_p}{ever} THEN 1::int8 << (width_bucket(g.t0, {starts_arr}) - 1) ELSE 0::int8 END"
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering PostHog's response
+// ---------------------------------------------------------------------------------------------
+
+/// The zero-filled `cohorts × intervals` count matrix of the rows (out-of-range rows ignored,
+/// duplicates summed).
+pub fn matrix(plan: &RetentionPlan, rows: &[Row]) -> Vec<Vec<i64>> {
+    let mut m = vec![vec![0i64; plan.intervals]; plan.range.starts.len()];
+    for row in rows {
+        if let Some(cell) = m.get_mut(row.cohort).and_then(|r| r.get_mut(row.period)) {
+            *cell = cell.saturating_add(row.actors);
+        }
+    }
+    m
+}
+
+/// PostHog's `result` (§5.4): one item per cohort, oldest first,
+/// `{"values":[{"count","label":"Day k","people":[]},…], "label":"Day c", "date", "breakdown_value":null}`
+/// with `total_intervals` values each (zero-padded), `date` the cohort start in the project
+/// timezone (`2020-06-10T00:00:00Z`, or with its offset).
+pub fn render(plan: &RetentionPlan, rows: &[Row]) -> Value {
+    let title = plan.period.title();
+    let m = matrix(plan, rows);
+    Value::Array(
+        plan.range
+            .starts
+            .iter()
+            .zip(m)
+            .enumerate()
+            .map(|(c, (start, counts))| {
+                json!({
+                    "values": counts
+                        .iter()
+                        .enumerate()
+                        .map(|(k, count)| json!({"count": count, "label": format!("{title} {k}"), "people": []}))
+                        .collect::<Vec<_>>(),
+                    "label": format!("{title} {c}"),
+                    "date": dates::iso_string(*start, &plan.pt),
+                    "breakdown_value": Value::Null,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// One typed row for BI tools: (cohort date ISO, cohort label, period index, count, percentage
+/// of the cohort size 0–100, 0 for an empty cohort).
+pub type RetentionRow = (String, String, i32, i64, f64);
+
+/// Flatten a rendered result into [`RetentionRow`]s, cohort by cohort, period by period.
+pub fn rows(result: &Value) -> Vec<RetentionRow> {
+    let mut out = Vec::new();
+    for cohort in result.as_array().into_iter().flatten() {
+        let date = cohort
+            .get("date")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let label = cohort
+            .get("label")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let values = cohort
+            .get("values")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let count_of = |v: &Value| v.get("count").and_then(Value::as_i64).unwrap_or(0);
+        let size = values.first().map(count_of).unwrap_or(0);
+        for (k, v) in values.iter().enumerate() {
+            let count = count_of(v);
+            let pct = if size == 0 {
+                0.0
+            } else {
+                count as f64 * 100.0 / size as f64
+            };
+            out.push((date.clone(), label.clone(), k as i32, count, pct));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::{Breakdown, BreakdownProperty, BreakdownSpec, InsightKind, RetentionPeriod};
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|d| d.to_utc())
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn project(tz: &str, week_start: u8) -> Project {
+        Project {
+            id: 7,
+            pt: ProjectTime::new(tz, week_start).unwrap_or_else(|e| panic!("{tz}: {e}")),
+            timezone: tz.to_string(),
+            test_account_filters: json!([{"key": "email", "value": "@posthog.com", "operator": "not_icontains", "type": "person"}]),
+        }
+    }
+
+    fn no_cohort(_: i64) -> Option<(bool, Value, String)> {
+        None
+    }
+
+    fn action(id: i64) -> Option<(Value, String)> {
+        match id {
+            1 => Some((
+                json!([{"event": "signup"}, {"event": "$pageview", "url": "/signup"}]),
+                "Signed up".into(),
+            )),
+            2 => Some((json!([{"url": "/x"}]), "Any /x".into())),
+            _ => None,
+        }
+    }
+
+    fn lookups() -> Lookups<'static> {
+        Lookups {
+            cohort: &no_cohort,
+            action: &action,
+        }
+    }
+
+    fn query(f: impl FnOnce(&mut InsightQuery)) -> InsightQuery {
+        let mut q = InsightQuery::new(InsightKind::Retention);
+        f(&mut q);
+        q
+    }
+
+    fn plan_utc(q: &InsightQuery) -> RetentionPlan {
+        plan(q, &project("UTC", 0), &lookups(), t("2020-06-20T12:00:00Z"))
+            .unwrap_or_else(|e| panic!("plan: {e} ({:?})", e.attr))
+    }
+
+    /// Every `$i` is used and none is out of range.
+    fn assert_params_consistent(p: &RetentionPlan) {
+        for i in 1..=p.params.len() {
+            assert!(
+                p.sql.contains(&format!("${i}::")),
+                "${i} unused in {}",
+                p.sql
+            );
+        }
+        assert!(!p.sql.contains(&format!("${}::", p.params.len() + 1)));
+    }
+
+    // ---- SQL shape -----------------------------------------------------------------------------
+
+    #[test]
+    fn recurring_days_packed() {
+        let q = query(|q| q.date_to = Some("2020-06-16T06:00:00Z".into()));
+        let p = plan_utc(&q);
+        assert_eq!(p.range.starts.len(), 11);
+        assert_eq!(p.range.starts[0], t("2020-06-06T00:00:00Z"));
+        assert_eq!(p.range.end, t("2020-06-17T00:00:00Z"));
+        assert_eq!(p.intervals, 11);
+        assert_eq!(p.params[0], Param::Int(7));
+        assert_eq!(p.params[1], Param::Text("$pageview".into()));
+        assert_eq!(p.params[2], ts_param(t("2020-06-06T00:00:00Z")));
+        assert_eq!(p.params[3], ts_param(t("2020-06-17T00:00:00Z")));
+        // Same bare event for target and return: every scanned event is both; one bucket lookup.
+        assert!(p.sql.contains(
+            "bit_or(4294967297::int8 << (width_bucket(e.\"timestamp\", ARRAY[$3::timestamptz, $5::timestamptz,"
+        ), "{}", p.sql);
+        assert_eq!(p.sql.matches("width_bucket").count(), 1);
+        assert!(p.sql.contains("e.project_id = $1::int8 AND e.\"timestamp\" < $4::timestamptz AND e.\"timestamp\" >= $3::timestamptz AND e.event IN ($2::text) GROUP BY 1) g"));
+        assert!(p.sql.contains("FROM insights.events e WHERE"));
+        assert!(p.sql.contains("GROUP BY 1) g"));
+        assert!(
+            p.sql
+                .contains("((x.r >> (c.c + k.k)::int4) & 1::int8) = 1::int8")
+        );
+        assert!(p.sql.ends_with("GROUP BY 1, 2 ORDER BY 1, 2"));
+        assert!(!p.sql.contains("person_id = ") && p.sql.contains("SELECT e.person_id AS actor"));
+        assert_params_consistent(&p);
+    }
+
+    #[test]
+    fn recurring_different_entities_and_unpacked() {
+        let q = query(|q| {
+            q.retention.target_entity = Entity::event("signup");
+            q.retention.period = RetentionPeriod::Week;
+            q.date_to = Some("2020-06-16".into());
+        });
+        let p = plan_utc(&q);
+        assert!(p.sql.contains("CASE WHEN (e.event = $2::text) THEN 1::int8 ELSE 0::int8 END | CASE WHEN (e.event = $3::text) THEN 4294967296::int8"));
+        // Two bare names: the name filter alone selects the events.
+        assert!(
+            p.sql
+                .contains("AND e.event IN ($3::text, $2::text) GROUP BY 1) g")
+        );
+        assert!(!p.sql.contains("(e.event = $2::text) OR"));
+        // Weeks start on Sunday by default.
+        assert_eq!(p.range.starts[10], t("2020-06-14T00:00:00Z"));
+        assert_eq!(p.range.end, t("2020-06-21T00:00:00Z"));
+        assert_params_consistent(&p);
+
+        // More than 31 periods: two masks, two bucket lookups.
+        let q = query(|q| {
+            q.retention.total_intervals = 40;
+            q.date_to = Some("2020-06-16".into());
+        });
+        let p = plan_utc(&q);
+        assert!(
+            p.sql
+                .contains("bit_or(1::int8 << (width_bucket(e.\"timestamp\", ARRAY[")
+        );
+        assert!(p.sql.contains(") FILTER (WHERE (e.event = $2::text)) AS t"));
+        assert!(p.sql.contains(") FILTER (WHERE (e.event = $2::text)) AS r"));
+        assert_eq!(p.sql.matches("width_bucket").count(), 2);
+        assert_params_consistent(&p);
+    }
+
+    #[test]
+    fn first_time_reads_history_before_the_range() {
+        let q = query(|q| {
+            q.retention.retention_type = RetentionType::FirstTime;
+            q.retention.target_entity = Entity::event("signup");
+            q.date_to = Some("2020-06-15T06:00:00Z".into());
+            q.retention.total_intervals = 7;
+        });
+        let p = plan_utc(&q);
+        assert_eq!(p.params[3], ts_param(t("2020-06-09T00:00:00Z")));
+        // Two arms: the target's whole history before the range end (its first event may be
+        // older than the range), the returning entity inside the range only.
+        assert!(
+            p.sql.contains(
+                "FROM (SELECT e.person_id AS actor, e.\"timestamp\" AS ts, true AS is_t, true AS is_tb, false AS is_r \
+                 FROM insights.events e WHERE e.project_id = $1::int8 AND e.\"timestamp\" < $5::timestamptz AND e.event IN ($2::text) \
+                 UNION ALL SELECT e.person_id, e.\"timestamp\", false, false, true \
+                 FROM insights.events e WHERE e.project_id = $1::int8 AND e.\"timestamp\" >= $4::timestamptz AND e.\"timestamp\" < $5::timestamptz AND e.event IN ($3::text)) u GROUP BY 1) g"
+            ),
+            "{}",
+            p.sql
+        );
+        assert!(p.sql.contains("SELECT u.actor AS actor, min(u.ts) FILTER (WHERE u.is_t) AS t0, bit_or(1::int8 << (width_bucket(u.ts, ARRAY[$4::timestamptz, $6::timestamptz,"));
+        assert!(p.sql.contains(") FILTER (WHERE u.is_r) AS r FROM"));
+        assert!(p.sql.contains(
+            "CASE WHEN g.t0 >= $4::timestamptz THEN 1::int8 << (width_bucket(g.t0, ARRAY[$4::timestamptz, $6::timestamptz,"
+        ));
+        assert!(!p.sql.contains("AS tb"));
+        assert_params_consistent(&p);
+
+        // Same target and returning entity: one scan of the history; returns need the range.
+        let q = query(|q| {
+            q.retention.retention_type = RetentionType::FirstTime;
+            q.retention.target_entity.properties = json!([{"key": "plan", "value": "pro"}]);
+            q.retention.returning_entity.properties = json!([{"key": "plan", "value": "pro"}]);
+            q.date_to = Some("2020-06-15T06:00:00Z".into());
+        });
+        let p = plan_utc(&q);
+        assert!(!p.sql.contains("UNION ALL"));
+        assert!(
+            !p.sql
+                .contains("e.\"timestamp\" >= $5::timestamptz AND e.event")
+        );
+        let target = p
+            .sql
+            .split("min(e.\"timestamp\") FILTER (WHERE ")
+            .nth(1)
+            .unwrap_or_default();
+        let target = target.split(") AS t0").next().unwrap_or_default();
+        assert!(target.starts_with("((e.event = $2::text) AND "), "{target}");
+        assert!(
+            p.sql.contains(&format!(
+                "FILTER (WHERE ({target} AND e.\"timestamp\" >= $5::timestamptz)) AS r"
+            )),
+            "{}",
+            p.sql
+        );
+        assert_params_consistent(&p);
+    }
+
+    #[test]
+    fn first_ever_occurrence_compares_unfiltered_first() {
+        let q = query(|q| {
+            q.retention.retention_type = RetentionType::FirstEverOccurrence;
+            q.retention.target_entity.properties =
+                json!([{"key": "plan", "value": "pro", "type": "event"}]);
+            q.date_to = Some("2020-06-15".into());
+        });
+        let p = plan_utc(&q);
+        assert!(p.sql.contains("AS tb"));
+        assert!(p.sql.contains("CASE WHEN g.t0 >= "));
+        assert!(p.sql.contains(" AND g.t0 = g.tb THEN"));
+        // The bare matcher (no properties) selects the rows; the full one the t0 minimum.
+        let tb = p.sql.split("AS t0, ").nth(1).unwrap_or_default();
+        assert!(
+            tb.starts_with("min(e.\"timestamp\") FILTER (WHERE (e.event = $2::text)) AS tb"),
+            "{tb}"
+        );
+        assert_params_consistent(&p);
+    }
+
+    #[test]
+    fn minimum_occurrences_counts_per_period_first() {
+        for ty in [
+            RetentionType::Recurring,
+            RetentionType::FirstTime,
+            RetentionType::FirstEverOccurrence,
+        ] {
+            let q = query(|q| {
+                q.retention.retention_type = ty;
+                q.retention.minimum_occurrences = 3;
+                q.date_to = Some("2020-06-15".into());
+            });
+            let p = plan_utc(&q);
+            assert!(
+                p.sql.contains("GROUP BY 1, 2) s GROUP BY s.actor"),
+                "{}",
+                p.sql
+            );
+            assert!(p.sql.contains("FILTER (WHERE s.p >= 0 AND s.rc >= $"));
+            assert!(p.params.contains(&Param::Int(3)));
+            assert_params_consistent(&p);
+        }
+    }
+
+    #[test]
+    fn cumulative_uses_the_lookahead_mask() {
+        let q = query(|q| {
+            q.retention.cumulative = true;
+            q.retention.total_intervals = 5;
+            q.date_from = Some("2020-06-01".into());
+            q.date_to = Some("2020-06-15".into());
+        });
+        let p = plan_utc(&q);
+        assert_eq!(p.range.starts.len(), 15);
+        assert_eq!(p.intervals, 5);
+        assert!(p.params.contains(&Param::Int(0b11111)));
+        assert!(p.sql.contains("(((x.r >> c.c::int4) & $"));
+        assert!(p.sql.contains(") >> k.k::int4) <> 0::int8"));
+        assert_params_consistent(&p);
+    }
+
+    #[test]
+    fn periods_hour_and_month() {
+        let q = query(|q| {
+            q.retention.period = RetentionPeriod::Hour;
+            q.date_to = Some("2020-06-10T16:13:00Z".into());
+        });
+        let p = plan_utc(&q);
+        assert_eq!(p.range.starts[0], t("2020-06-10T06:00:00Z"));
+        assert_eq!(p.range.end, t("2020-06-10T17:00:00Z"));
+        let q = query(|q| {
+            q.retention.period = RetentionPeriod::Month;
+            q.date_to = Some("2020-11-25".into());
+        });
+        let p = plan_utc(&q);
+        assert_eq!(p.range.starts[0], t("2020-01-01T00:00:00Z"));
+        assert_eq!(p.range.end, t("2020-12-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn filters_groups_and_actions() {
+        let q = query(|q| {
+            q.retention.target_entity = Entity::action(1);
+            q.retention.returning_entity.properties =
+                json!([{"key": "$browser", "value": "Chrome"}]);
+            q.properties = json!([{"key": "$os", "value": "Mac"}]);
+            q.filter_test_accounts = true;
+            q.aggregation_group_type_index = Some(2);
+            q.date_to = Some("2020-06-15".into());
+        });
+        let p = plan_utc(&q);
+        assert!(p.sql.contains("SELECT e.group_2 AS actor"));
+        assert!(p.sql.contains("e.group_2 <> ''"));
+        assert!(
+            p.sql.contains("insights.persons"),
+            "test-account filter reads persons"
+        );
+        assert!(p.params.contains(&Param::Text("Mac".into())));
+        assert!(p.params.contains(&Param::Text("Chrome".into())));
+        // Action 1 names its events in every step: the scan prefilters on them.
+        assert!(
+            p.sql.contains("e.event IN ($3::text, $2::text)"),
+            "{}",
+            p.sql
+        );
+        assert!(p.sql.contains(") OR ("), "an action is more than its names");
+        assert_params_consistent(&p);
+
+        // An action with a step without an event, or All events: no name prefilter.
+        for e in [Entity::action(2), Entity::all_events()] {
+            let q = query(|q| q.retention.returning_entity = e.clone());
+            let p = plan_utc(&q);
+            assert!(!p.sql.contains("e.event IN ("), "{}", p.sql);
+            assert_params_consistent(&p);
+        }
+    }
+
+    #[test]
+    fn rejections() {
+        let prj = project("UTC", 0);
+        let now = t("2020-06-20T12:00:00Z");
+        let err = |q: InsightQuery| {
+            let e = plan(&q, &prj, &lookups(), now).expect_err("must fail");
+            (e.state.code(), e.attr)
+        };
+        let bd = Breakdown {
+            values: vec![BreakdownSpec {
+                property: BreakdownProperty::Property("$browser".into()),
+                kind: "event".into(),
+                group_type_index: None,
+                histogram_bin_count: None,
+                normalize_url: false,
+            }],
+            limit: None,
+            hide_other: false,
+        };
+        assert_eq!(
+            err(query(|q| q.breakdown = Some(bd.clone()))),
+            ("22023", Some("breakdown".into()))
+        );
+        assert_eq!(
+            err(query(|q| q.retention.total_intervals = 64)),
+            ("22023", Some("total_intervals".into()))
+        );
+        assert_eq!(
+            err(query(|q| q.retention.total_intervals = 0)),
+            ("22023", Some("total_intervals".into()))
+        );
+        assert_eq!(
+            err(query(|q| q.date_from = Some("2020-01-01".into()))),
+            ("22023", Some("date_from".into()))
+        );
+        assert_eq!(
+            err(query(|q| q.date_to = Some("nonsense".into()))),
+            ("22007", Some("date_to".into()))
+        );
+        assert_eq!(
+            err(query(|q| q.retention.target_entity = Entity::action(99))),
+            ("22023", Some("target_entity__id".into()))
+        );
+        assert_eq!(
+            err(query(|q| q.aggregation_group_type_index = Some(5))),
+            ("22023", Some("aggregation_group_type_index".into()))
+        );
+        // 63 periods are fine, through total_intervals or date_from.
+        let p = plan(
+            &query(|q| q.retention.total_intervals = 63),
+            &prj,
+            &lookups(),
+            now,
+        );
+        assert!(p.is_ok_and(|p| p.range.starts.len() == 63));
+        let p = plan(
+            &query(|q| {
+                q.date_from = Some("2020-04-19".into());
+                q.date_to = Some("2020-06-20".into());
+            }),
+            &prj,
+            &lookups(),
+            now,
+        );
+        assert!(p.is_ok_and(|p| p.range.starts.len() == 63 && p.intervals == 11));
+    }
+
+    #[test]
+    fn parsed_queries_plan() {
+        let node = json!({"kind": "RetentionQuery",
+            "retentionFilter": {"targetEntity": {"id": "signup", "type": "events"},
+                                "returningEntity": {"id": null, "type": "events"},
+                                "retentionType": "retention_first_time", "period": "Week",
+                                "totalIntervals": 4},
+            "dateRange": {"date_to": "2020-06-16T06:00:00Z"}});
+        let q = crate::query::parse_query(&node).unwrap_or_else(|e| panic!("{e}"));
+        let p = plan_utc(&q);
+        assert_eq!(p.period, Interval::Week);
+        assert_eq!(p.range.starts.len(), 4);
+        assert_eq!(p.retention_type, RetentionType::FirstTime);
+        assert_params_consistent(&p);
+    }
+
+    // ---- render ---------------------------------------------------------------------------------
+
+    fn small_plan(tz: &str, period: RetentionPeriod, n: u32) -> RetentionPlan {
+        let q = query(|q| {
+            q.retention.period = period;
+            q.retention.total_intervals = n;
+            q.date_to = Some("2020-06-12T06:00:00Z".into());
+        });
+        plan(&q, &project(tz, 0), &lookups(), t("2020-06-20T12:00:00Z"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn render_shape_and_labels() {
+        let p = small_plan("UTC", RetentionPeriod::Day, 3);
+        let input = [
+            Row {
+                cohort: 0,
+                period: 0,
+                actors: 4,
+            },
+            Row {
+                cohort: 0,
+                period: 2,
+                actors: 1,
+            },
+            Row {
+                cohort: 1,
+                period: 0,
+                actors: 2,
+            },
+            Row {
+                cohort: 1,
+                period: 1,
+                actors: 2,
+            },
+            // Out of the matrix: ignored.
+            Row {
+                cohort: 3,
+                period: 0,
+                actors: 9,
+            },
+            Row {
+                cohort: 0,
+                period: 5,
+                actors: 9,
+            },
+        ];
+        let out = render(&p, &input);
+        let v = |count: i64, k: usize| json!({"count": count, "label": format!("Day {k}"), "people": []});
+        assert_eq!(
+            out,
+            json!([
+                {"values": [v(4, 0), v(0, 1), v(1, 2)], "label": "Day 0", "date": "2020-06-10T00:00:00Z", "breakdown_value": null},
+                {"values": [v(2, 0), v(2, 1), v(0, 2)], "label": "Day 1", "date": "2020-06-11T00:00:00Z", "breakdown_value": null},
+                {"values": [v(0, 0), v(0, 1), v(0, 2)], "label": "Day 2", "date": "2020-06-12T00:00:00Z", "breakdown_value": null},
+            ])
+        );
+        assert_eq!(
+            rows(&out),
+            vec![
+                (
+                    "2020-06-10T00:00:00Z".to_string(),
+                    "Day 0".to_string(),
+                    0,
+                    4,
+                    100.0
+                ),
+                ("2020-06-10T00:00:00Z".into(), "Day 0".into(), 1, 0, 0.0),
+                ("2020-06-10T00:00:00Z".into(), "Day 0".into(), 2, 1, 25.0),
+                ("2020-06-11T00:00:00Z".into(), "Day 1".into(), 0, 2, 100.0),
+                ("2020-06-11T00:00:00Z".into(), "Day 1".into(), 1, 2, 100.0),
+                ("2020-06-11T00:00:00Z".into(), "Day 1".into(), 2, 0, 0.0),
+                ("2020-06-12T00:00:00Z".into(), "Day 2".into(), 0, 0, 0.0),
+                ("2020-06-12T00:00:00Z".into(), "Day 2".into(), 1, 0, 0.0),
+                ("2020-06-12T00:00:00Z".into(), "Day 2".into(), 2, 0, 0.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn render_dates_in_project_timezone() {
+        let p = small_plan("Europe/Berlin", RetentionPeriod::Day, 2);
+        let out = render(&p, &[]);
+        assert_eq!(out[0]["date"], json!("2020-06-11T00:00:00+02:00"));
+        assert_eq!(out[1]["date"], json!("2020-06-12T00:00:00+02:00"));
+        assert_eq!(p.range.starts[0], t("2020-06-10T22:00:00Z"));
+        let p = small_plan("America/New_York", RetentionPeriod::Week, 2);
+        let out = render(&p, &[]);
+        assert_eq!(out[0]["label"], json!("Week 0"));
+        assert_eq!(out[0]["values"][1]["label"], json!("Week 1"));
+        assert_eq!(out[0]["date"], json!("2020-05-31T00:00:00-04:00"));
+        assert_eq!(out[1]["date"], json!("2020-06-07T00:00:00-04:00"));
+        let p = small_plan("UTC", RetentionPeriod::Hour, 2);
+        let out = render(&p, &[]);
+        assert_eq!(out[0]["label"], json!("Hour 0"));
+        assert_eq!(out[1]["date"], json!("2020-06-12T06:00:00Z"));
+        let p = small_plan("Asia/Kolkata", RetentionPeriod::Month, 2);
+        let out = render(&p, &[]);
+        assert_eq!(out[0]["label"], json!("Month 0"));
+        assert_eq!(out[0]["date"], json!("2020-05-01T00:00:00+05:30"));
+        // DST: the cohort starting on the spring-forward day is still local midnight.
+        let q = query(|q| {
+            q.retention.total_intervals = 3;
+            q.date_to = Some("2020-03-09".into());
+        });
+        let p = plan(
+            &q,
+            &project("America/New_York", 0),
+            &lookups(),
+            t("2020-06-20T12:00:00Z"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let out = render(&p, &[]);
+        let dates: Vec<&Value> = (0..3).map(|i| &out[i]["date"]).collect();
+        assert_eq!(
+            dates,
+            [
+                &json!("2020-03-07T00:00:00-05:00"),
+                &json!("2020-03-08T00:00:00-05:00"),
+                &json!("2020-03-09T00:00:00-04:00")
+            ]
+        );
+    }
+
+    #[test]
+    fn rows_of_garbage_is_empty() {
+        assert!(rows(&json!(null)).is_empty());
+        assert!(rows(&json!({"a": 1})).is_empty());
+        assert_eq!(
+            rows(&json!([{"values": [{"count": 0}]}])),
+            vec![(String::new(), String::new(), 0, 0, 0.0)]
+        );
+    }
+
+    // ---- reference model of the statement ----------------------------------------------------------
+
+    /// One event as the statement sees it.
+    #[derive(Debug, Clone)]
+    struct Ev {
+        actor: u32,
+        ts: DateTime<Utc>,
+        /// Matches the target entity with its properties (and the global filters).
+        target: bool,
+        /// Matches the target entity ignoring its own properties (first-ever occurrence).
+        target_bare: bool,
+        ret: bool,
+    }
+
+    /// `width_bucket(ts, starts) - 1`.
+    fn period_of(ts: DateTime<Utc>, starts: &[DateTime<Utc>]) -> i64 {
+        starts.iter().filter(|s| **s <= ts).count() as i64 - 1
+    }
+
+    /// Step 1 of the statement: per actor (cohort mask, return mask).
+    fn actor_masks(
+        evs: &[Ev],
+        range: &RetentionRange,
+        ty: RetentionType,
+        min_occ: u32,
+    ) -> BTreeMap<u32, (u64, u64)> {
+        let start = range.starts[0];
+        let mut t = BTreeMap::<u32, u64>::new();
+        let mut t0 = BTreeMap::<u32, DateTime<Utc>>::new();
+        let mut tb = BTreeMap::<u32, DateTime<Utc>>::new();
+        let mut counts = BTreeMap::<(u32, i64), u32>::new();
+        let mut actors = BTreeSet::new();
+        for e in evs.iter().filter(|e| e.ts < range.end) {
+            let p = period_of(e.ts, &range.starts);
+            actors.insert(e.actor);
+            if ty == RetentionType::Recurring {
+                if e.ts < start {
+                    continue;
+                }
+                if e.target {
+                    *t.entry(e.actor).or_default() |= 1 << p;
+                }
+            } else {
+                if e.target {
+                    let m = t0.entry(e.actor).or_insert(e.ts);
+                    *m = (*m).min(e.ts);
+                }
+                if e.target_bare {
+                    let m = tb.entry(e.actor).or_insert(e.ts);
+                    *m = (*m).min(e.ts);
+                }
+            }
+            if e.ret && e.ts >= start {
+                *counts.entry((e.actor, p)).or_default() += 1;
+            }
+        }
+        let mut out = BTreeMap::new();
+        for a in actors {
+            let tmask = match ty {
+                RetentionType::Recurring => t.get(&a).copied().unwrap_or(0),
+                _ => match t0.get(&a) {
+                    Some(first)
+                        if *first >= start
+                            && (ty == RetentionType::FirstTime || tb.get(&a) == Some(first)) =>
+                    {
+                        1 << period_of(*first, &range.starts)
+                    }
+                    _ => 0,
+                },
+            };
+            let rmask = counts
+                .iter()
+                .filter(|((actor, _), c)| *actor == a && **c >= min_occ)
+                .fold(0u64, |m, ((_, p), _)| m | (1 << p));
+            out.insert(a, (tmask, rmask));
+        }
+        out
+    }
+
+    /// Steps 2–3 of the statement: expand mask pairs into (cohort, period) cells.
+    fn expand(
+        masks: impl IntoIterator<Item = (u64, u64)>,
+        n: usize,
+        lookahead: usize,
+        cumulative: bool,
+    ) -> Vec<Row> {
+        let look = if lookahead >= 63 {
+            u64::MAX >> 1
+        } else {
+            (1u64 << lookahead) - 1
+        };
+        let mut cells = BTreeMap::<(usize, usize), i64>::new();
+        for (t, r) in masks {
+            if t == 0 {
+                continue;
+            }
+            for c in 0..n {
+                if (t >> c) & 1 == 0 {
+                    continue;
+                }
+                for k in 0..lookahead.min(n - c) {
+                    let hit = k == 0
+                        || if cumulative {
+                            ((r >> c) & look) >> k != 0
+                        } else {
+                            (r >> (c + k)) & 1 == 1
+                        };
+                    if hit {
+                        *cells.entry((c, k)).or_default() += 1;
+                    }
+                }
+            }
+        }
+        cells
+            .into_iter()
+            .map(|((cohort, period), actors)| Row {
+                cohort,
+                period,
+                actors,
+            })
+            .collect()
+    }
+
+    /// The retention matrix straight from §5.3's definitions, without masks (the oracle).
+    fn oracle(
+        evs: &[Ev],
+        range: &RetentionRange,
+        lookahead: usize,
+        ty: RetentionType,
+        min_occ: u32,
+        cumulative: bool,
+    ) -> Vec<Vec<i64>> {
+        let n = range.starts.len();
+        let start = range.starts[0];
+        let in_period = |e: &Ev, p: usize| {
+            e.ts >= start && e.ts < range.end && period_of(e.ts, &range.starts) == p as i64
+        };
+        let actors: BTreeSet<u32> = evs.iter().map(|e| e.actor).collect();
+        let mut m = vec![vec![0i64; lookahead]; n];
+        for a in actors {
+            let mine: Vec<&Ev> = evs
+                .iter()
+                .filter(|e| e.actor == a && e.ts < range.end)
+                .collect();
+            let first = |f: fn(&Ev) -> bool| mine.iter().filter(|e| f(e)).map(|e| e.ts).min();
+            let returned = |p: usize| {
+                mine.iter().filter(|e| e.ret && in_period(e, p)).count() as u32 >= min_occ
+            };
+            for (c, row) in m.iter_mut().enumerate() {
+                let member = match ty {
+                    RetentionType::Recurring => mine.iter().any(|e| e.target && in_period(e, c)),
+                    RetentionType::FirstTime => first(|e| e.target)
+                        .is_some_and(|f| f >= start && period_of(f, &range.starts) == c as i64),
+                    RetentionType::FirstEverOccurrence => {
+                        let f = first(|e| e.target);
+                        f.is_some()
+                            && f == first(|e| e.target_bare)
+                            && f.is_some_and(|f| {
+                                f >= start && period_of(f, &range.starts) == c as i64
+                            })
+                    }
+                };
+                if !member {
+                    continue;
+                }
+                for (k, cell) in row.iter_mut().enumerate() {
+                    if c + k >= n {
+                        break;
+                    }
+                    let hit = k == 0
+                        || if cumulative {
+                            (k..lookahead).any(|j| c + j < n && returned(c + j))
+                        } else {
+                            returned(c + k)
+                        };
+                    if hit {
+                        *cell += 1;
+                    }
+                }
+            }
+        }
+        m
+    }
+
+    /// Plan `q`, run the reference statement over `evs`, render, and return the count rows.
+    fn run(q: &InsightQuery, evs: &[Ev], now: DateTime<Utc>) -> Vec<Vec<i64>> {
+        let p = plan(q, &project("UTC", 0), &lookups(), now).unwrap_or_else(|e| panic!("{e}"));
+        let masks = actor_masks(
+            evs,
+            &p.range,
+            p.retention_type,
+            q.retention.minimum_occurrences.max(1),
+        );
+        let rows = expand(
+            masks.into_values(),
+            p.range.starts.len(),
+            p.intervals,
+            p.cumulative,
+        );
+        let out = render(&p, &rows);
+        let m: Vec<Vec<i64>> = out
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                c["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|v| v["count"].as_i64().unwrap_or(-1))
+                    .collect()
+            })
+            .collect();
+        let want = oracle(
+            evs,
+            &p.range,
+            p.intervals,
+            p.retention_type,
+            q.retention.minimum_occurrences.max(1),
+            p.cumulative,
+        );
+        assert_eq!(m, want, "reference statement and oracle disagree");
+        m
+    }
+
+    /// A triangle as the doc shows it, padded with zeros to `width`.
+    fn padded(rows: &[&[i64]], width: usize) -> Vec<Vec<i64>> {
+        rows.iter()
+            .map(|r| {
+                let mut v = r.to_vec();
+                v.resize(width, 0);
+                v
+            })
+            .collect()
+    }
+
+    fn pv(actor: u32, ts: DateTime<Utc>) -> Ev {
+        Ev {
+            actor,
+            ts,
+            target: true,
+            target_bare: true,
+            ret: true,
+        }
+    }
+
+    /// `d(n)` of §11.7: 2020-06-(10+n) 05:00 UTC, plus `h` hours.
+    fn d(n: i64, h: i64) -> DateTime<Utc> {
+        t("2020-06-10T05:00:00Z") + chrono::TimeDelta::days(n) + chrono::TimeDelta::hours(h)
+    }
+
+    #[test]
+    fn r3_months() {
+        let month = |m: u32| t(&format!("2020-{m:02}-10T00:00:00Z"));
+        let mut evs: Vec<Ev> = [1, 2, 3, 5, 6, 9]
+            .iter()
+            .map(|m| pv(1, month(*m)))
+            .collect();
+        evs.extend([1, 2, 3, 6, 7, 11].iter().map(|m| pv(2, month(*m))));
+        let q = query(|q| {
+            q.retention.period = RetentionPeriod::Month;
+            q.date_to = Some("2020-11-25".into());
+        });
+        let m = run(&q, &evs, t("2020-12-20T00:00:00Z"));
+        let expected = padded(
+            &[
+                &[2, 2, 2, 0, 1, 2, 1, 0, 1, 0, 1],
+                &[2, 2, 0, 1, 2, 1, 0, 1, 0, 1],
+                &[2, 0, 1, 2, 1, 0, 1, 0, 1],
+                &[0, 0, 0, 0, 0, 0, 0, 0],
+                &[1, 1, 0, 0, 1, 0, 0],
+                &[2, 1, 0, 1, 0, 1],
+                &[1, 0, 0, 0, 1],
+                &[0, 0, 0, 0],
+                &[1, 0, 0],
+                &[0, 0],
+                &[1],
+            ],
+            11,
+        );
+        assert_eq!(m, expected);
+        let p = plan(
+            &q,
+            &project("UTC", 0),
+            &lookups(),
+            t("2020-12-20T00:00:00Z"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let out = render(&p, &[]);
+        assert_eq!(out[0]["date"], json!("2020-01-01T00:00:00Z"));
+        assert_eq!(out[10]["date"], json!("2020-11-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn r5_hours() {
+        let h = |x: u32| t(&format!("2020-06-10T{x:02}:00:00Z"));
+        let mut evs: Vec<Ev> = [6, 7, 8, 10, 11, 14].iter().map(|x| pv(1, h(*x))).collect();
+        evs.extend([6, 7, 8, 11, 12, 16].iter().map(|x| pv(2, h(*x))));
+        let q = query(|q| {
+            q.retention.period = RetentionPeriod::Hour;
+            q.date_to = Some("2020-06-10T16:13:00Z".into());
+        });
+        let m = run(&q, &evs, t("2020-06-10T16:30:00Z"));
+        let expected = padded(
+            &[
+                &[2, 2, 2, 0, 1, 2, 1, 0, 1, 0, 1],
+                &[2, 2, 0, 1, 2, 1, 0, 1, 0, 1],
+                &[2, 0, 1, 2, 1, 0, 1, 0, 1],
+                &[0, 0, 0, 0, 0, 0, 0, 0],
+                &[1, 1, 0, 0, 1, 0, 0],
+                &[2, 1, 0, 1, 0, 1],
+                &[1, 0, 0, 0, 1],
+                &[0, 0, 0, 0],
+                &[1, 0, 0],
+                &[0, 0],
+                &[1],
+            ],
+            11,
+        );
+        assert_eq!(m, expected);
+    }
+
+    #[test]
+    fn r11_first_time_cohort_of_the_first_target_event() {
+        let ev = |name: &str, ts| Ev {
+            actor: 1,
+            ts,
+            target: name == "event2",
+            target_bare: name == "event2",
+            ret: name == "$pageview",
+        };
+        let evs = vec![
+            ev("event1", d(0, 0)),
+            ev("event1", d(1, 0)),
+            ev("event1", d(2, 0)),
+            ev("event2", d(2, 0)),
+            ev("event2", d(3, 0)),
+        ];
+        let q = query(|q| {
+            q.retention.retention_type = RetentionType::FirstTime;
+            q.retention.target_entity = Entity::event("event2");
+            q.retention.total_intervals = 4;
+            q.date_to = Some("2020-06-12T06:00:00Z".into());
+        });
+        let m = run(&q, &evs, t("2020-06-20T00:00:00Z"));
+        assert_eq!(m, padded(&[&[0, 0, 0, 0], &[0, 0, 0], &[0, 0], &[1]], 4));
+    }
+
+    #[test]
+    fn r21_first_time_signups_return_pageviews() {
+        // Person ids: X = 0, P1..P4 = 1..4 (P1's two distinct ids are one person).
+        let mut evs = Vec::new();
+        let signup = |actor, ts| Ev {
+            actor,
+            ts,
+            target: true,
+            target_bare: true,
+            ret: false,
+        };
+        let pageview = |actor, ts| Ev {
+            actor,
+            ts,
+            target: false,
+            target_bare: false,
+            ret: true,
+        };
+        evs.extend([d(-5, 0), d(-1, 0)].map(|ts| signup(0, ts)));
+        evs.extend([d(-1, 0), d(1, 0), d(2, 0), d(3, 0), d(4, 0)].map(|ts| signup(1, ts)));
+        evs.push(signup(2, d(-1, 0)));
+        evs.push(signup(3, d(0, 0)));
+        evs.push(signup(4, d(2, 0)));
+        evs.extend(
+            [d(0, 0), d(1, 0), d(2, 0), d(5, 0), d(5, 9), d(6, 0)].map(|ts| pageview(1, ts)),
+        );
+        evs.extend([d(1, 0), d(2, 0), d(3, 0), d(6, 0)].map(|ts| pageview(2, ts)));
+        evs.extend([d(1, 0), d(3, 0), d(4, 0), d(5, 0)].map(|ts| pageview(3, ts)));
+        evs.extend([d(3, 0), d(5, 0)].map(|ts| pageview(4, ts)));
+        let q = query(|q| {
+            q.retention.retention_type = RetentionType::FirstTime;
+            q.retention.target_entity = Entity::event("signup");
+            q.retention.total_intervals = 7;
+            q.date_to = Some("2020-06-15T06:00:00Z".into());
+        });
+        let m = run(&q, &evs, t("2020-06-20T00:00:00Z"));
+        let expected = padded(
+            &[
+                &[2, 1, 2, 2, 1, 0, 1],
+                &[1, 1, 0, 1, 1, 1],
+                &[0, 0, 0, 0, 0],
+                &[1, 1, 0, 1],
+                &[0, 0, 0],
+                &[0, 0],
+                &[0],
+            ],
+            7,
+        );
+        assert_eq!(m, expected);
+        // Recurring on the same data: X's d−1 signup now makes a cohort.
+        let q = query(|q| {
+            q.retention.target_entity = Entity::event("signup");
+            q.retention.total_intervals = 7;
+            q.date_to = Some("2020-06-15T06:00:00Z".into());
+        });
+        let m = run(&q, &evs, t("2020-06-20T00:00:00Z"));
+        assert_eq!(m[0][0], 3);
+    }
+
+    #[test]
+    fn cumulative_and_minimum_occurrences_by_hand() {
+        // P1 active d0 (cohort), returns d3 only; P2 active d0, returns d1 three times and d2 once.
+        let mut evs = vec![
+            pv(1, d(0, 0)),
+            pv(1, d(3, 0)),
+            pv(2, d(0, 0)),
+            pv(2, d(2, 0)),
+        ];
+        evs.extend((0..3).map(|h| pv(2, d(1, h))));
+        let base = |q: &mut InsightQuery| {
+            q.retention.total_intervals = 5;
+            q.date_to = Some("2020-06-14T06:00:00Z".into());
+        };
+        let now = t("2020-06-20T00:00:00Z");
+        let plain = run(&query(base), &evs, now);
+        assert_eq!(plain[0], [2, 1, 1, 1, 0]);
+        let cumulative = run(
+            &query(|q| {
+                base(q);
+                q.retention.cumulative = true;
+            }),
+            &evs,
+            now,
+        );
+        // Counted at k when returning at k or later.
+        assert_eq!(cumulative[0], [2, 2, 2, 1, 0]);
+        let min3 = run(
+            &query(|q| {
+                base(q);
+                q.retention.minimum_occurrences = 3;
+            }),
+            &evs,
+            now,
+        );
+        // The cohort size is unaffected by minimumOccurrences; only d1 of P2 qualifies.
+        assert_eq!(min3[0], [2, 1, 0, 0, 0]);
+        let both = run(
+            &query(|q| {
+                base(q);
+                q.retention.minimum_occurrences = 3;
+                q.retention.cumulative = true;
+            }),
+            &evs,
+            now,
+        );
+        assert_eq!(both[0], [2, 1, 0, 0, 0]);
+        // Cumulative is limited to the lookahead: with 2 intervals, P1's d3 return is outside.
+        let short = run(
+            &query(|q| {
+                base(q);
+                q.retention.total_intervals = 2;
+                q.date_from = Some("2020-06-10".into());
+                q.retention.cumulative = true;
+            }),
+            &evs,
+            now,
+        );
+        assert_eq!(short[0], [2, 1]);
+    }
+
+    #[test]
+    fn first_ever_occurrence_needs_the_first_event_to_match() {
+        // Actor 1: first signup unfiltered (d0, plan free), then d1 pro → no cohort.
+        // Actor 2: first signup is pro (d1) → cohort d1.
+        let ev = |actor, ts, pro: bool| Ev {
+            actor,
+            ts,
+            target: pro,
+            target_bare: true,
+            ret: true,
+        };
+        let evs = vec![
+            ev(1, d(0, 0), false),
+            ev(1, d(1, 0), true),
+            ev(2, d(1, 0), true),
+            ev(2, d(2, 0), false),
+        ];
+        let q = |ty| {
+            query(|q| {
+                q.retention.retention_type = ty;
+                q.retention.total_intervals = 4;
+                q.date_to = Some("2020-06-13T06:00:00Z".into());
+            })
+        };
+        let now = t("2020-06-20T00:00:00Z");
+        let ever = run(&q(RetentionType::FirstEverOccurrence), &evs, now);
+        assert_eq!(ever, padded(&[&[0, 0, 0, 0], &[1, 1, 0], &[0, 0], &[0]], 4));
+        let first = run(&q(RetentionType::FirstTime), &evs, now);
+        assert_eq!(
+            first,
+            padded(&[&[0, 0, 0, 0], &[2, 1, 0], &[0, 0], &[0]], 4)
+        );
+    }
+
+    // ---- properties -------------------------------------------------------------------------------
+
+    fn any_ty() -> impl Strategy<Value = RetentionType> {
+        prop_oneof![
+            Just(RetentionType::Recurring),
+            Just(RetentionType::FirstTime),
+            Just(RetentionType::FirstEverOccurrence)
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The mask formulation (what the SQL computes) equals the set-based definition.
+        #[test]
+        fn masks_match_the_definition(
+            raw in prop::collection::vec((0u32..5, -48i64..24 * 12, any::<bool>(), any::<bool>(), any::<bool>()), 0..40),
+            ty in any_ty(),
+            min_occ in 1u32..4,
+            cumulative in any::<bool>(),
+            total in 1u32..9,
+            from in prop::option::of(0i64..6),
+        ) {
+            let evs: Vec<Ev> = raw
+                .iter()
+                .map(|&(actor, h, target, extra, ret)| Ev {
+                    actor,
+                    ts: t("2020-06-05T00:00:00Z") + chrono::TimeDelta::hours(h),
+                    target,
+                    target_bare: target || extra,
+                    ret,
+                })
+                .collect();
+            let q = query(|q| {
+                q.retention.retention_type = ty;
+                q.retention.minimum_occurrences = min_occ;
+                q.retention.cumulative = cumulative;
+                q.retention.total_intervals = total;
+                q.date_from = from.map(|f| format!("2020-06-{:02}", 6 + f));
+                q.date_to = Some("2020-06-12T06:00:00Z".into());
+            });
+            // `run` asserts that the reference statement and the oracle agree.
+            let m = run(&q, &evs, t("2020-06-20T00:00:00Z"));
+            prop_assert!(m.iter().all(|r| r.len() == total as usize));
+        }
+
+        /// plan() never panics, and a plan's parameters are all used.
+        #[test]
+        fn plan_never_panics(
+            ty in any_ty(),
+            period in prop_oneof![Just(RetentionPeriod::Hour), Just(RetentionPeriod::Day), Just(RetentionPeriod::Week), Just(RetentionPeriod::Month)],
+            total in 0u32..80,
+            min_occ in 0u32..5,
+            cumulative in any::<bool>(),
+            from in prop::option::of(prop_oneof![Just("-30d".to_string()), Just("2020-01-01".to_string()), Just("all".to_string()), Just("x".to_string()), "[-0-9a-zA-Z:T ]{0,12}"]),
+            to in prop::option::of(prop_oneof![Just("-1d".to_string()), Just("2020-06-16T06:00:00Z".to_string()), Just("9999-12-31".to_string()), Just("0001-01-01".to_string()), "[-0-9a-zA-Z:T ]{0,12}"]),
+            target in prop_oneof![Just(Entity::event("$pageview")), Just(Entity::all_events()), Just(Entity::action(1)), Just(Entity::action(2)), Just(Entity::action(3)), "[a-z$]{0,6}".prop_map(|s| Entity::event(&s))],
+            returning in prop_oneof![Just(Entity::event("$pageview")), Just(Entity::all_events()), Just(Entity::action(1))],
+            props in prop_oneof![Just(json!([])), Just(json!([{"key": "$browser", "value": "Chrome"}])), Just(json!({"type": "OR", "values": [{"key": "a", "value": 1, "operator": "gt"}]})), Just(json!([{"key": "a", "operator": "bogus"}])), Just(json!("nope"))],
+            group in prop::option::of(0u8..7),
+            test_accounts in any::<bool>(),
+            tz in prop_oneof![Just("UTC"), Just("America/New_York"), Just("Asia/Kolkata"), Just("Pacific/Chatham"), Just("Australia/Lord_Howe")],
+            week_start in 0u8..2,
+            now_s in -62_000_000_000i64..250_000_000_000i64,
+        ) {
+            let mut target = target;
+            target.properties = props.clone();
+            let q = query(|q| {
+                q.retention.retention_type = ty;
+                q.retention.period = period;
+                q.retention.total_intervals = total;
+                q.retention.minimum_occurrences = min_occ;
+                q.retention.cumulative = cumulative;
+                q.retention.target_entity = target;
+                q.retention.returning_entity = returning;
+                q.date_from = from;
+                q.date_to = to;
+                q.properties = props;
+                q.aggregation_group_type_index = group;
+                q.filter_test_accounts = test_accounts;
+            });
+            let now = DateTime::from_timestamp(now_s, 0).unwrap_or_default();
+            if let Ok(p) = plan(&q, &project(tz, week_start), &lookups(), now) {
+                prop_assert!(!p.range.starts.is_empty() && p.range.starts.len() <= MAX_PERIODS);
+                prop_assert!(p.intervals >= 1 && p.intervals <= MAX_PERIODS);
+                prop_assert!(p.range.starts.windows(2).all(|w| w[0] < w[1]));
+                prop_assert!(p.range.starts.last().is_some_and(|l| *l < p.range.end));
+                assert_params_consistent(&p);
+                let out = render(&p, &[Row { cohort: 0, period: 0, actors: 1 }]);
+                prop_assert_eq!(rows(&out).len(), p.range.starts.len() * p.intervals);
+            }
+        }
+    }
+}

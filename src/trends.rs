@@ -1,0 +1,117 @@
+//! Trends over the event store: `insights.trend` (typed rows) and `insights.trend_json`
+//! (PostHog's response). Planning and rendering are pure Rust in `pg_insights_core::trends`; each
+//! planned statement returns `(bucket, breakdown, value)` rows, aggregated by Postgres itself.
+
+use pg_insights_core::funnels::Lookups;
+use pg_insights_core::query::InsightKind;
+use pg_insights_core::trends::{self, Row};
+use pgrx::JsonB;
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use serde_json::{Value, json};
+
+use crate::context::{
+    datum, earliest_event, load_project, lookup_action, lookup_cohort, now_iso, parse_insight,
+    parse_json,
+};
+use crate::errors::raise_query_error;
+
+/// Parse, plan and run a trends query: its PostHog `result` value and the project timezone.
+fn run(project_id: i64, query: &Value) -> (Value, String) {
+    let project = load_project(project_id);
+    let q = parse_insight(query, InsightKind::Trends);
+    let earliest = earliest_event(project_id, &q);
+    let cohort = |id| lookup_cohort(project_id, id);
+    let action = |id| lookup_action(project_id, id);
+    let lookups = Lookups {
+        cohort: &cohort,
+        action: &action,
+    };
+    let plan = trends::plan(&q, &project, &lookups, chrono::Utc::now(), earliest)
+        .unwrap_or_else(|e| raise_query_error(&e));
+    let mut outputs = Vec::with_capacity(plan.runs.len());
+    for r in &plan.runs {
+        let args: Vec<DatumWithOid> = r.params.iter().map(datum).collect();
+        // No row limit: a limited SPI read runs without parallel workers.
+        let rows = Spi::connect(|c| {
+            let mut out = Vec::new();
+            for row in c.select(&r.sql, None, &args)? {
+                let bucket_us = row
+                    .get::<TimestampWithTimeZone>(1)?
+                    .map(|t| {
+                        pg_sys::TimestampTz::from(t) + pg_insights_core::funnels::PG_EPOCH_OFFSET_US
+                    })
+                    .unwrap_or(0);
+                out.push(Row {
+                    bucket_us,
+                    breakdown: row.get::<String>(2)?,
+                    value: row.get::<f64>(3)?.unwrap_or(0.0),
+                });
+            }
+            Ok::<_, pgrx::spi::SpiError>(out)
+        })
+        .unwrap_or_else(|e| pgrx::error!("pg_insights: trends query failed: {e}"));
+        outputs.push(rows);
+    }
+    (trends::render(&plan, &outputs), project.timezone)
+}
+
+/// SQL: `insights.trend_json(project_id, query) → jsonb`: PostHog's `/insights/trend/` body.
+/// `query` is a legacy trends filter or a `TrendsQuery`.
+#[pg_extern(stable, parallel_safe)]
+fn _trend_json(project_id: i64, query: &str) -> JsonB {
+    let (result, timezone) = run(project_id, &parse_json(query, "query"));
+    JsonB(
+        json!({"result": result, "timezone": timezone, "is_cached": false, "last_refresh": now_iso()}),
+    )
+}
+
+/// SQL: `insights.trend(project_id, query)`: one row per series, breakdown value and bucket.
+#[allow(clippy::type_complexity)] // pgrx spells the row type out in the signature
+#[pg_extern(stable, parallel_safe)]
+fn _trend(
+    project_id: i64,
+    query: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(series, String),
+        name!(breakdown_value, Option<String>),
+        name!(bucket, Option<TimestampWithTimeZone>),
+        name!(value, f64),
+    ),
+> {
+    let (result, _) = run(project_id, &parse_json(query, "query"));
+    let rows: Vec<_> = trends::rows(&result)
+        .into_iter()
+        .map(|(series, bd, bucket_us, v)| {
+            let ts = bucket_us.and_then(|us| {
+                TimestampWithTimeZone::try_from(us - pg_insights_core::funnels::PG_EPOCH_OFFSET_US)
+                    .ok()
+            });
+            (series, bd, ts, v)
+        })
+        .collect();
+    TableIterator::new(rows)
+}
+
+extension_sql!(
+    r#"
+CREATE FUNCTION insights.trend_json(project_id bigint, query jsonb) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE STRICT
+RETURN insights._trend_json(project_id, query::text);
+COMMENT ON FUNCTION insights.trend_json(bigint, jsonb) IS
+  'Trends as PostHog''s /insights/trend/ body. query: a legacy trends filter or a TrendsQuery.';
+
+CREATE FUNCTION insights.trend(project_id bigint, query jsonb)
+RETURNS TABLE (series text, breakdown_value text, bucket timestamptz, value double precision)
+LANGUAGE sql STABLE PARALLEL SAFE STRICT
+BEGIN ATOMIC
+    SELECT * FROM insights._trend(project_id, query::text);
+END;
+COMMENT ON FUNCTION insights.trend(bigint, jsonb) IS
+  'Trends as typed rows: one per series, breakdown value and bucket (bucket NULL for total-value displays).';
+"#,
+    name = "trend_sql_surface",
+    requires = [_trend_json, _trend],
+);
