@@ -215,6 +215,8 @@ def pg_load(pg, n, paths, reload):
     if mode == "extension":
         pg.q("CREATE EXTENSION pg_insights")
         pid = pg.one("SELECT project_id FROM insights.create_project('bench')")
+        # ISO weeks (Monday), as the retention peers use.
+        pg.q(f"UPDATE insights.projects SET week_start_day = 1 WHERE id = {pid}")
     else:
         # No pg_insights installed: the very same tables from the extension's own SQL, so the plain
         # SQL peer still reads insights.events (pg_insights entries are then "not available").
@@ -422,6 +424,7 @@ def variants(pid):
         ],
         "dau": [
             ("PG plain SQL (jsonb ->>)", "pg", pg["dau"], None),
+            ("pg_insights trend()", "pgi:trend", Q.pgi_dau(pid), None),
             ("DuckDB SQL (column)", "duckdb", dk["dau"], None),
             ("DuckDB SQL (JSON)", "duckdb", dk["dau_json"], None),
             ("chdb uniqExact (column)", "chdb", ch["dau"], None),
@@ -429,8 +432,9 @@ def variants(pid):
         ],
         "retention": [
             ("PG plain SQL", "pg", pg["retention"], None),
+            ("pg_insights retention()", "pgi:retention", Q.pgi_retention(pid), None),
             ("DuckDB SQL", "duckdb", dk["retention"], None),
-            ("chdb groupUniqArray", "chdb", ch["retention"], None),
+            ("chdb min + JOIN", "chdb", ch["retention"], None),
         ],
     }
 
@@ -573,7 +577,7 @@ def bench_queries(runner, pid, names, runs, keep_going, result):
             log(f"  {label}: median {v['median_ms']} ms (min {v['min_ms']}, max {v['max_ms']}) "
                 f"[{len(got)} rows, identical]")
             if engine == "pg" or engine.startswith("pgi:"):
-                v["explain"] = runner.explain(sql, nested=(engine == "pgi:funnel"))
+                v["explain"] = runner.explain(sql, nested=engine in ("pgi:funnel", "pgi:trend", "pgi:retention"))
         if ref is None:
             entry["rows"] = []
     return failed

@@ -100,14 +100,20 @@ def pg_queries(pid):
   SELECT DISTINCT ("timestamp" AT TIME ZONE 'UTC')::date AS d, properties->>'$browser' AS b, person_id
   FROM insights.events WHERE {w}) s
 GROUP BY d, b ORDER BY d, b"""
-    q["retention"] = f"""WITH pw AS (
+    # PostHog's retention_first_time, weekly: a person's cohort is the week of their first-ever
+    # event (over all history); cohorts are the 8 ISO weeks of the window; returning = any event.
+    q["retention"] = f"""WITH f AS (
+  SELECT person_id, date_trunc('week', min("timestamp") AT TIME ZONE 'UTC')::date AS cohort
+  FROM insights.events WHERE project_id = {pid} AND "timestamp" < '{RET_TO}'
+  GROUP BY person_id
+), pw AS (
   SELECT DISTINCT person_id, date_trunc('week', "timestamp" AT TIME ZONE 'UTC')::date AS wk
   FROM insights.events WHERE {pg_where(pid, RET_FROM, RET_TO)}
-), c AS (
-  SELECT wk, min(wk) OVER (PARTITION BY person_id) AS cohort FROM pw
 )
-SELECT cohort, (wk - cohort) / 7 AS week_offset, count(*) AS persons
-FROM c GROUP BY cohort, week_offset ORDER BY cohort, week_offset"""
+SELECT f.cohort, (pw.wk - f.cohort) / 7 AS week_offset, count(*) AS persons
+FROM f JOIN pw USING (person_id)
+WHERE f.cohort >= DATE '{RET_FROM[:10]}' AND pw.wk >= f.cohort
+GROUP BY 1, 2 ORDER BY 1, 2"""
     return q
 
 
@@ -140,6 +146,32 @@ def pgi_funnel(pid, breakdown):
     return f"SELECT * FROM insights.funnel({pid}::bigint, '{funnels_query(breakdown)}'::jsonb)"
 
 
+def pgi_dau(pid):
+    q = {
+        "kind": "TrendsQuery",
+        "series": [{"kind": "EventsNode", "event": None, "math": "dau"}],
+        "interval": "day",
+        "dateRange": {"date_from": "2026-10-02T00:00:00Z", "date_to": "2026-10-31T23:59:59.999999Z",
+                      "explicitDate": True},
+        "breakdownFilter": {"breakdown": "$browser", "breakdown_type": "event", "breakdown_limit": 1000},
+    }
+    return f"""SELECT (bucket AT TIME ZONE 'UTC')::date AS d,
+       nullif(breakdown_value, '$$_posthog_breakdown_null_$$') AS b, value::bigint AS persons
+FROM insights.trend({pid}::bigint, '{json.dumps(q)}'::jsonb) WHERE value > 0"""
+
+
+def pgi_retention(pid):
+    q = {
+        "kind": "RetentionQuery",
+        "dateRange": {"date_to": "2026-11-01T23:59:59Z"},
+        "retentionFilter": {"period": "Week", "totalIntervals": 8, "retentionType": "retention_first_time",
+                            "targetEntity": {"id": None, "type": "events"},
+                            "returningEntity": {"id": None, "type": "events"}},
+    }
+    return f"""SELECT left(cohort_date, 10)::date AS cohort, period AS week_offset, count AS persons
+FROM insights.retention({pid}::bigint, '{json.dumps(q)}'::jsonb) WHERE count > 0"""
+
+
 def duckdb_queries():
     w = f"ts >= TIMESTAMP '{FROM_TS}' AND ts < TIMESTAMP '{TO_TS}'"
     q = {}
@@ -150,14 +182,17 @@ def duckdb_queries():
 FROM events WHERE {w} GROUP BY d, b ORDER BY d, b"""
     q["dau"] = dau.format(b="browser", w=w)
     q["dau_json"] = dau.format(b="json_extract_string(properties, '$.\"$browser\"')", w=w)
-    q["retention"] = f"""WITH pw AS (
+    q["retention"] = f"""WITH f AS (
+  SELECT person_id, date_trunc('week', min(ts))::DATE AS cohort
+  FROM events WHERE ts < TIMESTAMP '{RET_TO}' GROUP BY person_id
+), pw AS (
   SELECT DISTINCT person_id, date_trunc('week', ts)::DATE AS wk
   FROM events WHERE ts >= TIMESTAMP '{RET_FROM}' AND ts < TIMESTAMP '{RET_TO}'
-), c AS (
-  SELECT wk, min(wk) OVER (PARTITION BY person_id) AS cohort FROM pw
 )
-SELECT cohort, (wk - cohort) // 7 AS week_offset, count(*) AS persons
-FROM c GROUP BY cohort, week_offset ORDER BY cohort, week_offset"""
+SELECT f.cohort, (pw.wk - f.cohort) // 7 AS week_offset, count(*) AS persons
+FROM f JOIN pw USING (person_id)
+WHERE f.cohort >= DATE '{RET_FROM[:10]}' AND pw.wk >= f.cohort
+GROUP BY 1, 2 ORDER BY 1, 2"""
     return q
 
 
@@ -182,12 +217,14 @@ WHERE lvl > 0 GROUP BY b, lvl ORDER BY b, lvl{s}"""
 FROM bench.events WHERE {w} GROUP BY d, b ORDER BY d, b{s}"""
     q["dau"] = dau.format(b="browser", w=rng(FROM_TS, TO_TS), s=s)
     q["dau_json"] = dau.format(b="JSONExtractString(properties, '$browser')", w=rng(FROM_TS, TO_TS), s=s)
-    # PostHog's array formulation: per person the set of active weeks, cohort = the first one.
+    # PostHog's retention_first_time: cohort = the Monday of the person's first-ever event.
     q["retention"] = f"""SELECT cohort, intDiv(dateDiff('day', cohort, wk), 7) AS week_offset,
        count() AS persons
-FROM (SELECT person_id, groupUniqArray(toMonday(ts)) AS wks, arrayMin(wks) AS cohort
-      FROM bench.events WHERE {rng(RET_FROM, RET_TO)} GROUP BY person_id)
-ARRAY JOIN wks AS wk
+FROM (SELECT person_id, toMonday(min(ts)) AS cohort FROM bench.events
+      WHERE ts < toDateTime64('{RET_TO}', 6, 'UTC') GROUP BY person_id) AS f
+INNER JOIN (SELECT DISTINCT person_id, toMonday(ts) AS wk FROM bench.events
+            WHERE {rng(RET_FROM, RET_TO)}) AS w USING (person_id)
+WHERE cohort >= toDate('{RET_FROM[:10]}') AND wk >= cohort
 GROUP BY cohort, week_offset ORDER BY cohort, week_offset{s}"""
     return q
 
@@ -198,5 +235,6 @@ QUERIES = {
     "funnel_breakdown": "Q2 same funnel, broken down by $browser with PostHog's first_touch "
                         "attribution (the person's first funnel event in range, any step)",
     "dau": "Q3 DAU: distinct persons per UTC day × $browser, 30 days",
-    "retention": "Q4 weekly retention, 8 ISO weeks: first-seen-week cohorts × week offset → persons",
+    "retention": "Q4 weekly retention, 8 ISO weeks, PostHog retention_first_time: cohort = week of the "
+                 "first-ever event, returning = any event; cohort × week offset → persons",
 }
