@@ -17,7 +17,7 @@ use crate::context::{
 use crate::errors::raise_query_error;
 
 /// Parse, plan and run a trends query: its PostHog `result` value and the project timezone.
-fn run(project_id: i64, query: &Value) -> (Value, String) {
+fn run(project_id: i64, query: &Value) -> (Value, pg_insights_core::funnels::Project) {
     let project = load_project(project_id);
     let q = parse_insight(query, InsightKind::Trends);
     let earliest = earliest_event(project_id, &q);
@@ -53,17 +53,20 @@ fn run(project_id: i64, query: &Value) -> (Value, String) {
         .unwrap_or_else(|e| pgrx::error!("pg_insights: trends query failed: {e}"));
         outputs.push(rows);
     }
-    (trends::render(&plan, &outputs), project.timezone)
+    (trends::render(&plan, &outputs), project)
 }
 
 /// SQL: `insights.trend_json(project_id, query) → jsonb`: PostHog's `/insights/trend/` body.
 /// `query` is a legacy trends filter or a `TrendsQuery`.
 #[pg_extern(stable, parallel_safe)]
 fn _trend_json(project_id: i64, query: &str) -> JsonB {
-    let (result, timezone) = run(project_id, &parse_json(query, "query"));
-    JsonB(
-        json!({"result": result, "timezone": timezone, "is_cached": false, "last_refresh": now_iso()}),
-    )
+    let (result, project) = run(project_id, &parse_json(query, "query"));
+    JsonB(json!({
+        "result": result,
+        "timezone": project.timezone,
+        "is_cached": false,
+        "last_refresh": now_iso(),
+    }))
 }
 
 /// SQL: `insights.trend(project_id, query)`: one row per series, breakdown value and bucket.
@@ -81,8 +84,8 @@ fn _trend(
         name!(value, f64),
     ),
 > {
-    let (result, _) = run(project_id, &parse_json(query, "query"));
-    let rows: Vec<_> = trends::rows(&result)
+    let (result, project) = run(project_id, &parse_json(query, "query"));
+    let rows: Vec<_> = trends::rows(&result, &project.pt)
         .into_iter()
         .map(|(series, bd, bucket_us, v)| {
             let ts = bucket_us.and_then(|us| {

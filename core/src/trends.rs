@@ -1686,7 +1686,25 @@ fn url_bucket(url: Option<&Value>) -> Option<i64> {
 /// Typed rows of a rendered result for BI tools: (series label, breakdown value as text (a
 /// multi-breakdown joined with `::`), bucket start as Unix µs, value). Total-value items give
 /// one row with no bucket. Bucket instants come from the items' people URLs (`date_from`).
-pub fn rows(result: &Value) -> Vec<(String, Option<String>, Option<i64>, f64)> {
+/// A `days` entry (`YYYY-MM-DD` or `YYYY-MM-DD HH:MM:SS`) as Unix µs in the project timezone.
+fn day_bucket(day: &str, pt: &ProjectTime) -> Option<i64> {
+    use chrono::TimeZone;
+    let naive = chrono::NaiveDateTime::parse_from_str(day, "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+                .ok()?
+                .and_hms_opt(0, 0, 0)
+        })?;
+    Some(
+        pt.tz
+            .from_local_datetime(&naive)
+            .earliest()?
+            .timestamp_micros(),
+    )
+}
+
+pub fn rows(result: &Value, pt: &ProjectTime) -> Vec<(String, Option<String>, Option<i64>, f64)> {
     let mut out = Vec::new();
     for item in result.as_array().into_iter().flatten() {
         let label = item
@@ -1714,6 +1732,7 @@ pub fn rows(result: &Value) -> Vec<(String, Option<String>, Option<i64>, f64)> {
             continue;
         }
         let urls = item.get("persons_urls").and_then(Value::as_array);
+        let days = item.get("days").and_then(Value::as_array);
         for (i, v) in item
             .get("data")
             .and_then(Value::as_array)
@@ -1721,7 +1740,13 @@ pub fn rows(result: &Value) -> Vec<(String, Option<String>, Option<i64>, f64)> {
             .flatten()
             .enumerate()
         {
-            let bucket = url_bucket(urls.and_then(|u| u.get(i)));
+            // The bucket start is the item's `days` entry in the project's timezone; the people
+            // URL's date_from is clamped to the range start for a partial first week or month.
+            let bucket = days
+                .and_then(|d| d.get(i))
+                .and_then(Value::as_str)
+                .and_then(|d| day_bucket(d, pt))
+                .or_else(|| url_bucket(urls.and_then(|u| u.get(i))));
             out.push((label.clone(), bd.clone(), bucket, v.as_f64().unwrap_or(0.0)));
         }
     }
@@ -2637,7 +2662,7 @@ mod tests {
             items(&out)[1]["breakdown_value"],
             json!(["Chrome", BREAKDOWN_NULL])
         );
-        let r = rows(&out);
+        let r = rows(&out, &ProjectTime::utc());
         assert_eq!(r[0].1.as_deref(), Some("Chrome::Mac"));
     }
 
@@ -2788,7 +2813,7 @@ mod tests {
     }
 
     fn rows_of(v: &Value) -> Vec<(String, Option<String>, Option<i64>, f64)> {
-        rows(v)
+        rows(v, &ProjectTime::utc())
     }
 
     #[test]
@@ -2966,7 +2991,7 @@ mod tests {
         assert_eq!(data(it), vec![0., 4., 0.]);
         assert_eq!(it["days"][1], json!("2020-01-09 01:00:00"));
         assert_eq!(it["labels"][1], json!("9-Jan 01:00"));
-        let r = rows(&out);
+        let r = rows(&out, &p.pt);
         assert_eq!(r[1], ("$pageview".to_string(), None, Some(b1), 4.0));
     }
 
@@ -2983,7 +3008,7 @@ mod tests {
             ]],
         );
         assert_eq!(
-            rows(&out),
+            rows(&out, &ProjectTime::utc()),
             vec![
                 ("Chrome".into(), Some("Chrome".into()), Some(day(9)), 2.0),
                 ("Chrome".into(), Some("Chrome".into()), Some(day(10)), 1.0),
@@ -2993,10 +3018,10 @@ mod tests {
         let p = ok(tq(json!({"date_to": "2020-01-10", "formula": "A*3"})));
         let out = render(&p, &[vec![row(10, None, 1.0)]]);
         assert_eq!(
-            rows(&out)[1],
+            rows(&out, &ProjectTime::utc())[1],
             ("Formula (A*3)".into(), None, Some(day(10)), 3.0)
         );
-        assert!(rows(&json!({"not": "a list"})).is_empty());
+        assert!(rows(&json!({"not": "a list"}), &ProjectTime::utc()).is_empty());
     }
 
     #[test]
@@ -3188,7 +3213,7 @@ mod tests {
                 .collect();
             let out = render(&p, &outputs);
             prop_assert!(out.is_array());
-            let _ = rows(&out);
+            let _ = rows(&out, &ProjectTime::utc());
         }
 
         #[test]
