@@ -385,9 +385,6 @@ def test_t27_monthly_active(db, tq_project):
     assert item["data"] == [1, 1, 2, 3, 3, 3, 4, 4, 4, 4, 4, 4]
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: insights.trend typed rows, range 2020-01-09..01-20 interval "
-                   "week/month: expected the first bucket = days[0] (2020-01-05 / 2020-01-01) got 2020-01-09 "
-                   "(the range start, taken from the people URL)")
 @pytest.mark.parametrize("interval", ["week", "month"])
 def test_typed_rows_bucket_is_the_bucket_start(db, tq_project, interval):
     q = tq([PV], date_to="2020-01-20", interval=interval)
