@@ -95,3 +95,104 @@ COMMENT ON FUNCTION insights.retention(bigint, jsonb) IS
     name = "retention_sql_surface",
     requires = [_retention_json, _retention],
 );
+
+// ---------------------------------------------------------------------------------------------
+// insights.retention_flags: ClickHouse `retention`-style building block for any table
+// ---------------------------------------------------------------------------------------------
+
+/// At most 32 conditions: one bit each in the low half of the `int8` state; the high half holds
+/// the condition count, so the state is a plain `int8` that `int8or` combines (parallel safe, and
+/// no serialisation at all).
+const MAX_RETENTION_CONDITIONS: usize = 32;
+
+#[pg_extern(immutable, parallel_safe)]
+fn retention_flags_sfunc(state: i64, conditions: Option<pgrx::VariadicArray<bool>>) -> i64 {
+    let Some(conditions) = conditions else {
+        return state;
+    };
+    let n = conditions.len();
+    if n == 0 || n > MAX_RETENTION_CONDITIONS {
+        crate::errors::raise(
+            pg_insights_core::SqlState::InvalidParameter,
+            &format!("retention_flags takes 1 to {MAX_RETENTION_CONDITIONS} conditions, got {n}"),
+            Some("conditions"),
+            None,
+        );
+    }
+    let mut bits = state | ((n as i64) << 32);
+    for (i, c) in conditions.iter().enumerate() {
+        if c == Some(true) {
+            bits |= 1 << i;
+        }
+    }
+    bits
+}
+
+/// `r[1]` = condition 1 held for some row; `r[i]` = condition 1 and condition i both held
+/// (ClickHouse's `retention(cond1, …, condN)`).
+#[pg_extern(immutable, parallel_safe)]
+fn retention_flags_final(state: i64) -> Vec<bool> {
+    let n = ((state >> 32) & 0x3f) as usize;
+    let first = state & 1 != 0;
+    (0..n).map(|i| first && state & (1 << i) != 0).collect()
+}
+
+extension_sql!(
+    r#"
+CREATE AGGREGATE insights.retention_flags(VARIADIC conditions bool[]) (
+    SFUNC       = insights.retention_flags_sfunc,
+    STYPE       = int8,
+    INITCOND    = '0',
+    COMBINEFUNC = int8or,
+    FINALFUNC   = insights.retention_flags_final,
+    PARALLEL    = SAFE
+);
+COMMENT ON AGGREGATE insights.retention_flags(VARIADIC bool[]) IS
+  'ClickHouse retention(): r[1] = condition 1 held for some row of the group, r[i] = condition 1 and condition i both held. Use per actor (GROUP BY user), then sum per index.';
+"#,
+    name = "retention_flags_aggregate",
+    requires = [retention_flags_sfunc, retention_flags_final],
+);
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn retention_flags_follow_clickhouse() {
+        // ClickHouse's documented example: uid 0 active on days 1, 2, 3 of (1, 2, 3, 4, 5).
+        let r = Spi::get_one::<Vec<bool>>(
+            "SELECT insights.retention_flags(d = 1, d = 2, d = 3, d = 5)
+               FROM (VALUES (1), (2), (3), (3)) v(d)",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r, vec![true, true, true, false]);
+        // Without the first condition nothing counts.
+        let r = Spi::get_one::<Vec<bool>>(
+            "SELECT insights.retention_flags(d = 0, d = 2) FROM (VALUES (1), (2)) v(d)",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r, vec![false, false]);
+    }
+
+    #[pg_test]
+    fn retention_flags_parallel_equals_serial() {
+        Spi::run(
+            "CREATE TABLE rf AS SELECT g % 1000 AS u, g % 7 AS d FROM generate_series(1, 100000) g",
+        )
+        .unwrap();
+        Spi::run("ANALYZE rf").unwrap();
+        let q =
+            "SELECT sum((r)[1]::int) || ',' || sum((r)[2]::int) || ',' || sum((r)[3]::int) FROM (
+                   SELECT u, insights.retention_flags(d = 0, d = 1, d = 6) r FROM rf GROUP BY u) s";
+        Spi::run("SET max_parallel_workers_per_gather = 0").unwrap();
+        let serial = Spi::get_one::<String>(q).unwrap();
+        Spi::run("SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0").unwrap();
+        let parallel = Spi::get_one::<String>(q).unwrap();
+        assert_eq!(serial, parallel);
+        assert_eq!(serial.as_deref(), Some("1000,1000,1000"));
+    }
+}

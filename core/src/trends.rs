@@ -772,7 +772,14 @@ fn build_run(
         }
         Math::Total => simple(&mut b, "count(*)", &w),
         Math::Dau | Math::UniqueGroup(_) | Math::UniqueSession => {
-            simple(&mut b, &format!("count(DISTINCT {actor})"), &w)
+            // DISTINCT rows, then count: Postgres runs SELECT DISTINCT in parallel workers, while
+            // count(DISTINCT …) always runs in one process (the bench's DAU query shows ~2×).
+            let bk = bucket_expr(&mut b);
+            format!(
+                "SELECT d.bucket, d.breakdown, count(*) AS v FROM (SELECT DISTINCT {bk} AS bucket, \
+                 {bd} AS breakdown, {actor} AS actor FROM {src} WHERE {w} AND {actor} IS NOT NULL) d \
+                 GROUP BY 1, 2"
+            )
         }
         Math::FirstTime { .. } => simple(&mut b, "count(DISTINCT e.person_id)", &w),
         Math::Active { days } if total => {
@@ -1963,27 +1970,23 @@ mod tests {
     #[test]
     fn distinct_maths_sql() {
         let dau = math_sql(json!({"id": "$pageview", "math": "dau"}));
-        assert!(dau.contains("count(DISTINCT e.person_id) AS v"), "{dau}");
+        // DISTINCT (bucket, breakdown, actor) rows, then a count: parallel-friendly.
+        assert!(
+            dau.contains("SELECT DISTINCT") && dau.contains("e.person_id AS actor"),
+            "{dau}"
+        );
+        assert!(dau.contains("count(*) AS v"), "{dau}");
         let g = math_sql(
             json!({"id": "$pageview", "math": "unique_group", "math_group_type_index": 2}),
         );
-        assert!(
-            g.contains("count(DISTINCT NULLIF(e.group_2, '')) AS v"),
-            "{g}"
-        );
+        assert!(g.contains("NULLIF(e.group_2, '') AS actor"), "{g}");
         let s = math_sql(json!({"id": "$pageview", "math": "unique_session"}));
-        assert!(
-            s.contains("count(DISTINCT NULLIF(e.session_id, '')) AS v"),
-            "{s}"
-        );
+        assert!(s.contains("NULLIF(e.session_id, '') AS actor"), "{s}");
         // Aggregating by groups: dau counts groups.
         let (sql, _) = one_sql(
             json!({"events": [{"id": "$pageview", "math": "dau"}], "aggregation_group_type_index": 1}),
         );
-        assert!(
-            sql.contains("count(DISTINCT NULLIF(e.group_1, '')) AS v"),
-            "{sql}"
-        );
+        assert!(sql.contains("NULLIF(e.group_1, '') AS actor"), "{sql}");
     }
 
     #[test]
@@ -2159,12 +2162,12 @@ mod tests {
         assert!(r.total_value && p.total_value);
         assert!(!r.sql.contains("date_trunc"), "{}", r.sql);
         assert!(
-            r.sql.contains("SELECT $3::timestamptz AS bucket,"),
+            r.sql.contains("SELECT DISTINCT $3::timestamptz AS bucket,"),
             "{}",
             r.sql
         );
-        assert!(r.sql.contains("count(DISTINCT e.person_id) AS v"));
-        assert!(r.sql.contains("GROUP BY 2) a"));
+        assert!(r.sql.contains("e.person_id AS actor"), "{}", r.sql);
+        assert!(r.sql.contains("count(*) AS v"), "{}", r.sql);
     }
 
     #[test]
