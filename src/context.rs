@@ -2,19 +2,20 @@
 //! answering the planner's lookups, parsing jsonb arguments and the query itself.
 
 use pg_insights_core::dates::ProjectTime;
-use pg_insights_core::funnels::{self, Project};
+use pg_insights_core::funnels::{self, Lookups, Project};
 use pg_insights_core::query::{InsightKind, InsightQuery, parse_query_as};
 use pg_insights_core::sql::Param;
 use pg_insights_core::{QueryError, SqlState};
 use pgrx::JsonB;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
+use pgrx::spi::{SpiError, SpiHeapTupleData};
 use serde_json::{Value, json};
 
 use crate::errors::{raise, raise_query_error};
 
 /// Bind a planner parameter as a Postgres datum of the type its placeholder names.
-pub fn datum(p: &Param) -> DatumWithOid<'static> {
+fn datum(p: &Param) -> DatumWithOid<'static> {
     match p {
         Param::Text(s) => s.clone().into(),
         Param::Int(v) => (*v).into(),
@@ -71,7 +72,7 @@ pub fn load_project(project_id: i64) -> Project {
     }
 }
 
-pub fn lookup_cohort(project_id: i64, id: i64) -> Option<(bool, Value, String)> {
+fn lookup_cohort(project_id: i64, id: i64) -> Option<(bool, Value, String)> {
     Spi::connect(|c| {
         let t = c.select(
             "SELECT is_static, filters, name FROM insights.cohorts WHERE project_id = $1 AND id = $2 AND NOT deleted",
@@ -92,7 +93,7 @@ pub fn lookup_cohort(project_id: i64, id: i64) -> Option<(bool, Value, String)> 
     .flatten()
 }
 
-pub fn lookup_action(project_id: i64, id: i64) -> Option<(Value, String)> {
+fn lookup_action(project_id: i64, id: i64) -> Option<(Value, String)> {
     Spi::connect(|c| {
         let t = c.select(
             "SELECT steps, name FROM insights.actions WHERE project_id = $1 AND id = $2 AND NOT deleted",
@@ -158,4 +159,34 @@ pub fn earliest_event(project_id: i64, q: &InsightQuery) -> Option<chrono::DateT
         let us = pg_sys::TimestampTz::from(t) + funnels::PG_EPOCH_OFFSET_US;
         chrono::DateTime::from_timestamp_micros(us).unwrap_or_default()
     })
+}
+
+/// Answer the planner's lookups (cohorts, actions) for `project_id` while `f` plans.
+pub fn with_lookups<R>(project_id: i64, f: impl FnOnce(&Lookups) -> R) -> R {
+    let cohort = |id| lookup_cohort(project_id, id);
+    let action = |id| lookup_action(project_id, id);
+    f(&Lookups {
+        cohort: &cohort,
+        action: &action,
+    })
+}
+
+/// Run a planned statement with its parameters and map every row.
+///
+/// Every row is requested, never a limited number: Postgres runs a plan with a row limit without
+/// parallel workers (ExecutePlan turns parallel mode off when `numberTuples != 0`), so even a
+/// one-row aggregate is read this way (not with `Spi::get_one_with_args`).
+pub fn select_rows<T>(
+    sql: &str,
+    params: &[Param],
+    what: &str,
+    mut map: impl FnMut(SpiHeapTupleData<'_>) -> Result<T, SpiError>,
+) -> Vec<T> {
+    let args: Vec<DatumWithOid> = params.iter().map(datum).collect();
+    Spi::connect(|c| {
+        c.select(sql, None, &args)?
+            .map(&mut map)
+            .collect::<Result<Vec<T>, SpiError>>()
+    })
+    .unwrap_or_else(|e| pgrx::error!("pg_insights: {what} query failed: {e}"))
 }

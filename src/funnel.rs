@@ -9,17 +9,15 @@
 
 use pg_insights_core::SqlState;
 use pg_insights_core::funnel_engine::Ev;
-use pg_insights_core::funnels::{self, ActorsRequest, EngineConfig, Lookups, Project};
+use pg_insights_core::funnels::{self, ActorsRequest, EngineConfig, Project};
 use pg_insights_core::query::InsightKind;
-use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{Internal, JsonB};
 use serde_json::{Value, json};
 
 use crate::agg::{Reader, Writer, in_agg_context};
 use crate::context::{
-    datum, earliest_event, load_project, lookup_action, lookup_cohort, now_iso, parse_insight,
-    parse_json,
+    earliest_event, load_project, now_iso, parse_insight, parse_json, select_rows, with_lookups,
 };
 use crate::errors::{raise, raise_query_error};
 
@@ -206,28 +204,33 @@ fn _funnel_agg_combine(
     a
 }
 
+/// One event in the serialised state: ts, step mask, exclusion mask, breakdown id.
+fn write_ev(w: &mut Writer, e: &Ev) {
+    w.i64(e.ts);
+    w.u32(e.steps);
+    w.u32(e.excl);
+    w.u32(e.bd);
+}
+
+fn read_ev(r: &mut Reader) -> Ev {
+    Ev {
+        ts: r.i64(),
+        steps: r.u32(),
+        excl: r.u32(),
+        bd: r.u32(),
+    }
+}
+
 fn write_events(w: &mut Writer, evs: &[Ev]) {
     w.u64(evs.len() as u64);
     for e in evs {
-        w.i64(e.ts);
-        w.u32(e.steps);
-        w.u32(e.excl);
-        w.u32(e.bd);
+        write_ev(w, e);
     }
 }
 
 fn read_events(r: &mut Reader) -> Vec<Ev> {
     let n = r.u64() as usize;
-    let mut v = Vec::with_capacity(n);
-    for _ in 0..n {
-        v.push(Ev {
-            ts: r.i64(),
-            steps: r.u32(),
-            excl: r.u32(),
-            bd: r.u32(),
-        });
-    }
-    v
+    (0..n).map(|_| read_ev(r)).collect()
 }
 
 #[pg_extern(immutable, parallel_safe, strict)]
@@ -247,10 +250,7 @@ fn _funnel_agg_serial(mut state: Internal) -> Vec<u8> {
     w.u64(s.rows.len() as u64);
     for (k, e) in &s.rows {
         w.i64(*k);
-        w.i64(e.ts);
-        w.u32(e.steps);
-        w.u32(e.excl);
-        w.u32(e.bd);
+        write_ev(&mut w, e);
     }
     w.u64(s.by_key.len() as u64);
     for (k, evs) in &s.by_key {
@@ -281,13 +281,7 @@ fn _funnel_agg_deserial(
     s.rows.reserve_exact(n);
     for _ in 0..n {
         let k = r.i64();
-        let ev = Ev {
-            ts: r.i64(),
-            steps: r.u32(),
-            excl: r.u32(),
-            bd: r.u32(),
-        };
-        s.rows.push((k, ev));
+        s.rows.push((k, read_ev(&mut r)));
     }
     s.sorted = true;
     let keys = r.u64();
@@ -368,37 +362,23 @@ fn run(
     let project = load_project(project_id);
     let q = parse_insight(query, InsightKind::Funnels);
     let earliest = earliest_event(project_id, &q);
-    let cohort = |id| lookup_cohort(project_id, id);
-    let action = |id| lookup_action(project_id, id);
-    let lookups = Lookups {
-        cohort: &cohort,
-        action: &action,
-    };
-    let plan = funnels::plan(&q, &project, &lookups, chrono::Utc::now(), earliest, actors)
-        .unwrap_or_else(|e| raise_query_error(&e));
-    let mut outputs = Vec::with_capacity(plan.runs.len());
-    for r in &plan.runs {
-        let args: Vec<DatumWithOid> = r.params.iter().map(datum).collect();
-        outputs.push(run_aggregate(&r.sql, &args));
-    }
-    (plan, outputs, project)
-}
-
-/// Run a one-row aggregate statement and return its jsonb value.
-///
-/// Not `Spi::get_one_with_args`: that asks SPI for at most one row, and Postgres runs a plan with
-/// a row limit without parallel workers (ExecutePlan turns parallel mode off when
-/// `numberTuples != 0`). Asking for all rows of a one-row result keeps the parallel plan.
-fn run_aggregate(sql: &str, args: &[DatumWithOid]) -> Value {
-    Spi::connect(|c| {
-        let rows = c.select(sql, None, args)?;
-        let mut out = Value::Null;
-        for r in rows {
-            out = r.get::<JsonB>(1)?.map(|j| j.0).unwrap_or(Value::Null);
-        }
-        Ok::<_, pgrx::spi::SpiError>(out)
+    let plan = with_lookups(project_id, |lookups| {
+        funnels::plan(&q, &project, lookups, chrono::Utc::now(), earliest, actors)
     })
-    .unwrap_or_else(|e| pgrx::error!("pg_insights: funnel query failed: {e}"))
+    .unwrap_or_else(|e| raise_query_error(&e));
+    // Each statement is one aggregate: one jsonb row.
+    let outputs = plan
+        .runs
+        .iter()
+        .map(|r| {
+            select_rows(&r.sql, &r.params, "funnel", |row| {
+                Ok(row.get::<JsonB>(1)?.map(|j| j.0).unwrap_or(Value::Null))
+            })
+            .pop()
+            .unwrap_or(Value::Null)
+        })
+        .collect();
+    (plan, outputs, project)
 }
 
 /// SQL: `insights.funnel_json(project_id, query) → jsonb`: PostHog's `/insights/funnel/` body,

@@ -3,45 +3,30 @@
 //! the one statement it plans groups events per actor into period bitmasks with built-in,
 //! parallel-safe aggregates.
 
-use pg_insights_core::funnels::Lookups;
 use pg_insights_core::query::InsightKind;
 use pg_insights_core::retention::{self, Row};
 use pgrx::JsonB;
-use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use serde_json::{Value, json};
 
-use crate::context::{
-    datum, load_project, lookup_action, lookup_cohort, now_iso, parse_insight, parse_json,
-};
+use crate::context::{load_project, now_iso, parse_insight, parse_json, select_rows, with_lookups};
 use crate::errors::raise_query_error;
 
 /// Parse, plan and run a retention query: its PostHog `result` value and the project timezone.
 fn run(project_id: i64, query: &Value) -> (Value, String) {
     let project = load_project(project_id);
     let q = parse_insight(query, InsightKind::Retention);
-    let cohort = |id| lookup_cohort(project_id, id);
-    let action = |id| lookup_action(project_id, id);
-    let lookups = Lookups {
-        cohort: &cohort,
-        action: &action,
-    };
-    let plan = retention::plan(&q, &project, &lookups, chrono::Utc::now())
-        .unwrap_or_else(|e| raise_query_error(&e));
-    let args: Vec<DatumWithOid> = plan.params.iter().map(datum).collect();
-    // No row limit: a limited SPI read runs without parallel workers.
-    let rows = Spi::connect(|c| {
-        let mut out = Vec::new();
-        for r in c.select(&plan.sql, None, &args)? {
-            out.push(Row {
-                cohort: r.get::<i32>(1)?.unwrap_or(0).max(0) as usize,
-                period: r.get::<i32>(2)?.unwrap_or(0).max(0) as usize,
-                actors: r.get::<i64>(3)?.unwrap_or(0),
-            });
-        }
-        Ok::<_, pgrx::spi::SpiError>(out)
+    let plan = with_lookups(project_id, |lookups| {
+        retention::plan(&q, &project, lookups, chrono::Utc::now())
     })
-    .unwrap_or_else(|e| pgrx::error!("pg_insights: retention query failed: {e}"));
+    .unwrap_or_else(|e| raise_query_error(&e));
+    let rows = select_rows(&plan.sql, &plan.params, "retention", |r| {
+        Ok(Row {
+            cohort: r.get::<i32>(1)?.unwrap_or(0).max(0) as usize,
+            period: r.get::<i32>(2)?.unwrap_or(0).max(0) as usize,
+            actors: r.get::<i64>(3)?.unwrap_or(0),
+        })
+    });
     (retention::render(&plan, &rows), project.timezone)
 }
 

@@ -2,17 +2,14 @@
 //! (PostHog's response). Planning and rendering are pure Rust in `pg_insights_core::trends`; each
 //! planned statement returns `(bucket, breakdown, value)` rows, aggregated by Postgres itself.
 
-use pg_insights_core::funnels::Lookups;
 use pg_insights_core::query::InsightKind;
 use pg_insights_core::trends::{self, Row};
 use pgrx::JsonB;
-use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use serde_json::{Value, json};
 
 use crate::context::{
-    datum, earliest_event, load_project, lookup_action, lookup_cohort, now_iso, parse_insight,
-    parse_json,
+    earliest_event, load_project, now_iso, parse_insight, parse_json, select_rows, with_lookups,
 };
 use crate::errors::raise_query_error;
 
@@ -21,38 +18,29 @@ fn run(project_id: i64, query: &Value) -> (Value, pg_insights_core::funnels::Pro
     let project = load_project(project_id);
     let q = parse_insight(query, InsightKind::Trends);
     let earliest = earliest_event(project_id, &q);
-    let cohort = |id| lookup_cohort(project_id, id);
-    let action = |id| lookup_action(project_id, id);
-    let lookups = Lookups {
-        cohort: &cohort,
-        action: &action,
-    };
-    let plan = trends::plan(&q, &project, &lookups, chrono::Utc::now(), earliest)
-        .unwrap_or_else(|e| raise_query_error(&e));
-    let mut outputs = Vec::with_capacity(plan.runs.len());
-    for r in &plan.runs {
-        let args: Vec<DatumWithOid> = r.params.iter().map(datum).collect();
-        // No row limit: a limited SPI read runs without parallel workers.
-        let rows = Spi::connect(|c| {
-            let mut out = Vec::new();
-            for row in c.select(&r.sql, None, &args)? {
+    let plan = with_lookups(project_id, |lookups| {
+        trends::plan(&q, &project, lookups, chrono::Utc::now(), earliest)
+    })
+    .unwrap_or_else(|e| raise_query_error(&e));
+    let outputs: Vec<Vec<Row>> = plan
+        .runs
+        .iter()
+        .map(|r| {
+            select_rows(&r.sql, &r.params, "trends", |row| {
                 let bucket_us = row
                     .get::<TimestampWithTimeZone>(1)?
                     .map(|t| {
                         pg_sys::TimestampTz::from(t) + pg_insights_core::funnels::PG_EPOCH_OFFSET_US
                     })
                     .unwrap_or(0);
-                out.push(Row {
+                Ok(Row {
                     bucket_us,
                     breakdown: row.get::<String>(2)?,
                     value: row.get::<f64>(3)?.unwrap_or(0.0),
-                });
-            }
-            Ok::<_, pgrx::spi::SpiError>(out)
+                })
+            })
         })
-        .unwrap_or_else(|e| pgrx::error!("pg_insights: trends query failed: {e}"));
-        outputs.push(rows);
-    }
+        .collect();
     (trends::render(&plan, &outputs), project)
 }
 

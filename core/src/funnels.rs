@@ -129,10 +129,6 @@ pub struct FunnelPlan {
 /// Microseconds between the Unix and the Postgres epoch (2000-01-01).
 pub const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
 
-fn ts_param(t: DateTime<Utc>) -> Param {
-    Param::Timestamp(t.timestamp_micros())
-}
-
 fn entity_display(e: &Entity, lookups: &Lookups) -> Result<StepMeta> {
     Ok(match &e.kind {
         EntityKind::Event { name: Some(n) } => StepMeta {
@@ -216,12 +212,13 @@ pub fn plan(
             .map_err(|err| err.within(&format!("events__{i}")))?;
         let cond = match e.math.as_deref() {
             Some(m @ ("first_time_for_user" | "first_time_for_user_with_filters")) => {
-                first_time_condition(
+                properties::first_time_condition(
                     e,
                     &cond,
                     m == "first_time_for_user_with_filters",
                     &mut b,
                     &cx,
+                    now,
                 )?
             }
             _ => cond,
@@ -473,8 +470,11 @@ pub fn plan(
     // Filters shared by every run.
     let mut where_ = vec![
         format!("e.project_id = {project_param}"),
-        format!("e.\"timestamp\" >= {}", b.param(ts_param(range.from))),
-        format!("e.\"timestamp\" <= {}", b.param(ts_param(range.to))),
+        format!(
+            "e.\"timestamp\" >= {}",
+            b.param(Param::timestamp(range.from))
+        ),
+        format!("e.\"timestamp\" <= {}", b.param(Param::timestamp(range.to))),
     ];
     if f.order != FunnelOrder::Strict {
         // Index-friendly prefilter when every step and exclusion is a plain event name.
@@ -560,35 +560,6 @@ fn properties_empty(v: &Value) -> bool {
         }
         _ => false,
     }
-}
-
-/// `first_time_for_user`: the step matches only the actor's first-ever matching event, over all
-/// time (§3.8). `with_filters` makes the step's own filters part of "matching".
-fn first_time_condition(
-    e: &Entity,
-    cond: &str,
-    with_filters: bool,
-    b: &mut SqlBuilder,
-    cx: &FilterContext,
-) -> Result<String> {
-    let mut bare = e.clone();
-    if !with_filters {
-        bare.properties = Value::Array(Vec::new());
-    }
-    let inner_cx = FilterContext {
-        event_alias: "e2",
-        project_param: cx.project_param.clone(),
-        person_props: cx.person_props,
-        pt: cx.pt,
-        cohort: cx.cohort,
-        action: cx.action,
-        test_account_filters: cx.test_account_filters,
-    };
-    let inner = properties::compile_entity(&bare, b, &inner_cx)?;
-    Ok(format!(
-        "({cond} AND e.uuid = (SELECT e2.uuid FROM insights.events e2 WHERE e2.project_id = e.project_id \
-         AND e2.person_id = e.person_id AND {inner} ORDER BY e2.\"timestamp\", e2.uuid LIMIT 1))"
-    ))
 }
 
 // ---------------------------------------------------------------------------------------------

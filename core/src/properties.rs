@@ -154,6 +154,37 @@ pub fn compile_entity(e: &Entity, b: &mut SqlBuilder, cx: &FilterContext) -> Res
     compile_entity_at(e, b, cx, Utc::now())
 }
 
+/// `first_time_for_user` (funnel steps §3.8, trends series): `cond` (the compiled entity) holds
+/// only on the actor's first-ever matching event, over all time. "Matching" is the bare event or
+/// action, or with `with_filters` also the entity's own property filters.
+pub fn first_time_condition(
+    e: &Entity,
+    cond: &str,
+    with_filters: bool,
+    b: &mut SqlBuilder,
+    cx: &FilterContext,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    let mut bare = e.clone();
+    if !with_filters {
+        bare.properties = Value::Array(Vec::new());
+    }
+    let inner_cx = FilterContext {
+        event_alias: "e2",
+        project_param: cx.project_param.clone(),
+        person_props: cx.person_props,
+        pt: cx.pt,
+        cohort: cx.cohort,
+        action: cx.action,
+        test_account_filters: cx.test_account_filters,
+    };
+    let inner = compile_entity_at(&bare, b, &inner_cx, now)?;
+    Ok(format!(
+        "({cond} AND e.uuid = (SELECT e2.uuid FROM insights.events e2 WHERE e2.project_id = e.project_id \
+         AND e2.person_id = e.person_id AND {inner} ORDER BY e2.\"timestamp\", e2.uuid LIMIT 1))"
+    ))
+}
+
 /// [`compile_entity`] with an explicit `now` for relative date values.
 pub fn compile_entity_at(
     e: &Entity,

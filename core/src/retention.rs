@@ -138,10 +138,6 @@ fn bare_event(e: &Entity) -> bool {
     empty && matches!(&e.kind, EntityKind::Event { name: Some(_) })
 }
 
-fn ts_param(t: DateTime<Utc>) -> Param {
-    Param::Timestamp(t.timestamp_micros())
-}
-
 fn invalid(attr: &str, detail: impl Into<String>) -> QueryError {
     QueryError::invalid(attr.to_string(), detail)
 }
@@ -270,13 +266,13 @@ pub fn plan(
         target.clone()
     };
 
-    let start_p = b.param(ts_param(starts[0]));
-    let end_p = b.param(ts_param(end));
+    let start_p = b.param(Param::timestamp(starts[0]));
+    let end_p = b.param(Param::timestamp(end));
     let starts_arr = format!(
         "ARRAY[{}]",
         starts
             .iter()
-            .map(|s| b.param(ts_param(*s)))
+            .map(|s| b.param(Param::timestamp(*s)))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -719,8 +715,8 @@ mod tests {
         assert_eq!(p.intervals, 11);
         assert_eq!(p.params[0], Param::Int(7));
         assert_eq!(p.params[1], Param::Text("$pageview".into()));
-        assert_eq!(p.params[2], ts_param(t("2020-06-06T00:00:00Z")));
-        assert_eq!(p.params[3], ts_param(t("2020-06-17T00:00:00Z")));
+        assert_eq!(p.params[2], Param::timestamp(t("2020-06-06T00:00:00Z")));
+        assert_eq!(p.params[3], Param::timestamp(t("2020-06-17T00:00:00Z")));
         // Same bare event for target and return: every scanned event is both; one bucket lookup.
         assert!(p.sql.contains(
             "bit_or(4294967297::int8 << (width_bucket(e.\"timestamp\", ARRAY[$3::timestamptz, $5::timestamptz,"
@@ -783,7 +779,7 @@ mod tests {
             q.retention.total_intervals = 7;
         });
         let p = plan_utc(&q);
-        assert_eq!(p.params[3], ts_param(t("2020-06-09T00:00:00Z")));
+        assert_eq!(p.params[3], Param::timestamp(t("2020-06-09T00:00:00Z")));
         // Two arms: the target's whole history before the range end (its first event may be
         // older than the range), the returning entity inside the range only.
         assert!(

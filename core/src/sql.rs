@@ -22,6 +22,11 @@ pub enum Param {
 }
 
 impl Param {
+    /// A `timestamptz` parameter for an instant.
+    pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> Param {
+        Param::Timestamp(t.timestamp_micros())
+    }
+
     /// The SQL type the placeholder is cast to.
     pub fn pg_type(&self) -> &'static str {
         match self {

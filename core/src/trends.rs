@@ -567,10 +567,6 @@ fn eval(e: &Expr, vars: &[f64]) -> f64 {
 // Planning
 // ---------------------------------------------------------------------------------------------
 
-fn ts(t: DateTime<Utc>) -> Param {
-    Param::Timestamp(t.timestamp_micros())
-}
-
 fn series_meta(e: &Entity, order: usize, lookups: &Lookups) -> Result<SeriesMeta> {
     let (base, entity_id, entity_type) = match &e.kind {
         EntityKind::Event { name: Some(n) } => (n.clone(), json!(n), "events"),
@@ -634,7 +630,7 @@ fn build_run(
     let ent = properties::compile_entity_at(e, &mut b, cx, s.now).map_err(|er| er.within(&attr))?;
     let ent = match math {
         Math::FirstTime { with_filters } => {
-            first_time_condition(e, &ent, with_filters, &mut b, cx, s.now)
+            properties::first_time_condition(e, &ent, with_filters, &mut b, cx, s.now)
                 .map_err(|er| er.within(&attr))?
         }
         _ => ent,
@@ -658,8 +654,8 @@ fn build_run(
         );
     }
     let filters: Vec<String> = filters.into_iter().filter(|f| f != "TRUE").collect();
-    let from_p = b.param(ts(range.from));
-    let to_p = b.param(ts(range.to));
+    let from_p = b.param(Param::timestamp(range.from));
+    let to_p = b.param(Param::timestamp(range.to));
     let where_at = |from_cond: &str| -> String {
         let mut w = vec![
             format!("e.project_id = {p}"),
@@ -789,7 +785,7 @@ fn build_run(
                 .checked_sub_signed(TimeDelta::days(*days))
                 .and_then(|t| t.checked_add_signed(TimeDelta::microseconds(1)))
                 .unwrap_or(range.from);
-            let start_p = b.param(ts(start));
+            let start_p = b.param(Param::timestamp(start));
             let w = where_at(&format!("e.\"timestamp\" >= {start_p}"));
             simple(&mut b, &format!("count(DISTINCT {actor})"), &w)
         }
@@ -801,10 +797,14 @@ fn build_run(
                 .from
                 .checked_sub_signed(TimeDelta::days(days + 1))
                 .unwrap_or(range.from);
-            let ext_p = b.param(ts(ext));
+            let ext_p = b.param(Param::timestamp(ext));
             let w = where_at(&format!("e.\"timestamp\" >= {ext_p}"));
-            let first = b.param(ts(dates::bucket_start(range.from, s.interval, pt)));
-            let last = b.param(ts(dates::bucket_start(range.to, s.interval, pt)));
+            let first = b.param(Param::timestamp(dates::bucket_start(
+                range.from, s.interval, pt,
+            )));
+            let last = b.param(Param::timestamp(dates::bucket_start(
+                range.to, s.interval, pt,
+            )));
             match s.interval {
                 Interval::Day => {
                     let tz = b.text(pt.tz.name());
@@ -898,36 +898,6 @@ fn histogram_label(k: &str) -> String {
         edge(&lo),
         edge(&hi)
     )
-}
-
-/// `first_time_for_user`: the event is the person's first-ever event of the entity (over all
-/// time; with the entity's filters when `with_filters`) and matches the series.
-fn first_time_condition(
-    e: &Entity,
-    cond: &str,
-    with_filters: bool,
-    b: &mut SqlBuilder,
-    cx: &FilterContext,
-    now: DateTime<Utc>,
-) -> Result<String> {
-    let mut bare = e.clone();
-    if !with_filters {
-        bare.properties = Value::Array(Vec::new());
-    }
-    let inner_cx = FilterContext {
-        event_alias: "e2",
-        project_param: cx.project_param.clone(),
-        person_props: cx.person_props,
-        pt: cx.pt,
-        cohort: cx.cohort,
-        action: cx.action,
-        test_account_filters: cx.test_account_filters,
-    };
-    let inner = properties::compile_entity_at(&bare, b, &inner_cx, now)?;
-    Ok(format!(
-        "({cond} AND e.uuid = (SELECT e2.uuid FROM insights.events e2 WHERE e2.project_id = e.project_id \
-         AND e2.person_id = e.person_id AND {inner} ORDER BY e2.\"timestamp\", e2.uuid LIMIT 1))"
-    ))
 }
 
 /// Plan a trends query. `now` is the query time; `earliest` the project's first event (for

@@ -189,6 +189,51 @@ BEGIN
     RETURN least(v::integer, p_max);
 END $$;
 
+-- The filter of a compute request: the JSON body for POST, otherwise the query string, without
+-- the transport parameters that are not part of the filter.
+CREATE FUNCTION api._filter_from_request(p_body jsonb) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN api._method() = 'POST' AND p_body <> '{}'::jsonb THEN p_body ELSE api._query() END
+           - 'personal_api_key' - 'format' - 'refresh' - 'client_query_id' - 'limit' - 'offset'
+$$;
+
+-- The legacy compute endpoints (/insights/funnel/, /insights/trend/, /insights/retention/): method
+-- check, personal API key with insight:read, the filter from the request, the engine's PostHog
+-- body; SQL errors become PostHog's error bodies.
+CREATE FUNCTION api._insight_compute(p_body bytea, p_kind text) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_body jsonb;
+    v_denied json;
+    v_filter jsonb;
+    v_result jsonb;
+    v_state text;
+    v_message text;
+    v_detail text;
+BEGIN
+    IF api._method() NOT IN ('GET', 'POST', 'HEAD') THEN
+        RETURN api._method_not_allowed();
+    END IF;
+    BEGIN
+        v_body := insights.decode_api_body(p_body);
+        v_denied := api._authenticate('insight:read', v_body);
+        IF v_denied IS NOT NULL THEN
+            RETURN v_denied;
+        END IF;
+        v_filter := api._filter_from_request(v_body);
+        v_result := CASE p_kind
+            WHEN 'funnel' THEN insights.funnel_json(insights.request_project_id(), v_filter)
+            WHEN 'trend' THEN insights.trend_json(insights.request_project_id(), v_filter)
+            WHEN 'retention' THEN insights.retention_json(insights.request_project_id(), v_filter)
+        END;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                v_detail = PG_EXCEPTION_DETAIL;
+        RETURN api._error_from_sql(v_state, v_message, v_detail);
+    END;
+    RETURN v_result::json;
+END $$;
+
 ---------------------------------------------------------------------------------------------------
 -- Capture: /batch/, /capture/, /e/, /i/v0/e/ (PostHog's ingestion paths)
 

@@ -3,41 +3,8 @@
 -- them: events, actions, exclusions, properties…), POST as a JSON body (a legacy filter or a
 -- FunnelsQuery). Scope insight:read. The engine is insights.funnel_json.
 
--- The filter of a compute request: the JSON body for POST, otherwise the query string, without
--- the transport parameters that are not part of the filter.
-CREATE FUNCTION api._filter_from_request(p_body jsonb) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT CASE WHEN api._method() = 'POST' AND p_body <> '{}'::jsonb THEN p_body ELSE api._query() END
-           - 'personal_api_key' - 'format' - 'refresh' - 'client_query_id' - 'limit' - 'offset'
-$$;
-
 CREATE FUNCTION api.insight_funnel(bytea) RETURNS json
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_body jsonb;
-    v_denied json;
-    v_result jsonb;
-    v_state text;
-    v_message text;
-    v_detail text;
-BEGIN
-    IF api._method() NOT IN ('GET', 'POST', 'HEAD') THEN
-        RETURN api._method_not_allowed();
-    END IF;
-    BEGIN
-        v_body := insights.decode_api_body($1);
-        v_denied := api._authenticate('insight:read', v_body);
-        IF v_denied IS NOT NULL THEN
-            RETURN v_denied;
-        END IF;
-        v_result := insights.funnel_json(insights.request_project_id(), api._filter_from_request(v_body));
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
-                                v_detail = PG_EXCEPTION_DETAIL;
-        RETURN api._error_from_sql(v_state, v_message, v_detail);
-    END;
-    RETURN v_result::json;
-END $$;
+LANGUAGE sql AS $$ SELECT api._insight_compute($1, 'funnel') $$;
 
 -- /api/projects/:project_id/persons/funnel/ (GET and POST): the persons behind a funnel step
 -- (`funnel_step` = N converted at step N, -N dropped off before step N), paged with limit/offset.
