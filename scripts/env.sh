@@ -15,6 +15,8 @@ PGRST_PORT=${PGRST_PORT:-3009}
 HTTP_PORT=${HTTP_PORT:-8009}
 PG_DB=${PG_DB:-insights}
 PG_OS_USER=${PG_OS_USER:-postgres}
+# Held while the system-wide extension files are written and read (cargo pgrx install/test, CREATE EXTENSION).
+PGI_INSTALL_LOCK=${PGI_INSTALL_LOCK:-/tmp/pg_insights-install.lock}
 PG_BINDIR=$($PG_CONFIG --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
 export PGHOST=$STACK_DIR/run PGPORT=$PG_PORT PGUSER=$PG_OS_USER PGDATABASE=$PG_DB
 
