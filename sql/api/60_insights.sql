@@ -1,0 +1,1017 @@
+-- /api/projects/:project_id/insights/… (and /api/environments/:id/insights/…): PostHog's saved
+-- insights resource (posthog-semantics.md §9): list/create, retrieve/update (soft delete), results
+-- with PostHog's refresh modes over insights.query_cache, activity, viewed, sharing.
+--
+-- Every function runs as pgi_api, so row-level security (10_rls.sql) keeps each statement inside
+-- the request's project: an insight id of another project is simply not found (404).
+-- User values only ever travel as plpgsql variables (bound parameters); nothing is built as SQL text.
+--
+-- Validation errors are raised with SQLSTATE 22023, DETAIL 'field: <attr>' and HINT 'code: <code>'
+-- (DRF's error code) and turned into PostHog's body by api._insights_error_from_sql.
+
+---------------------------------------------------------------------------------------------------
+-- Helpers
+
+-- PostHog's timestamps: ISO 8601 in UTC with microseconds and a Z.
+CREATE FUNCTION api._ts(p timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT to_char(p AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+-- A 400 for a body field, in DRF's words; p_code is DRF's code ('invalid' becomes 'invalid_input').
+CREATE FUNCTION api._field_error(p_attr text, p_detail text, p_code text DEFAULT 'invalid')
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '%', p_detail USING ERRCODE = 'invalid_parameter_value',
+        DETAIL = 'field: ' || p_attr, HINT = 'code: ' || p_code;
+END $$;
+
+-- api._error_from_sql plus DRF's error codes carried in the HINT (max_length, null, not_a_list…).
+CREATE FUNCTION api._insights_error_from_sql(p_state text, p_message text, p_detail text, p_hint text)
+RETURNS json LANGUAGE plpgsql AS $$
+DECLARE
+    v_code text := substring(coalesce(p_hint, '') FROM '^code: (\S+)');
+BEGIN
+    IF p_state = '22023' AND v_code IS NOT NULL THEN
+        RETURN api._error(400, 'validation_error',
+                          CASE v_code WHEN 'invalid' THEN 'invalid_input' ELSE v_code END,
+                          p_message, substring(coalesce(p_detail, '') FROM '^field: (\S+)'));
+    END IF;
+    RETURN api._error_from_sql(p_state, p_message, p_detail);
+END $$;
+
+-- PostHog's user object (created_by, last_modified_by, activity `user`).
+CREATE FUNCTION api._user_json(p_user_id bigint) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('id', u.id, 'uuid', u.uuid, 'distinct_id', u.uuid::text,
+                              'first_name', u.first_name, 'last_name', u.last_name, 'email', u.email,
+                              'is_email_verified', NULL, 'hedgehog_config', NULL,
+                              'role_at_organization', NULL)
+      FROM insights.users u WHERE u.id = p_user_id
+$$;
+
+-- DRF's BooleanField: JSON booleans, and the strings/numbers it accepts from forms.
+CREATE FUNCTION api._bool_field(p_body jsonb, p_attr text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    v jsonb := p_body->p_attr;
+BEGIN
+    IF jsonb_typeof(v) = 'boolean' THEN
+        RETURN v::text::boolean;
+    ELSIF jsonb_typeof(v) = 'null' THEN
+        PERFORM api._field_error(p_attr, 'This field may not be null.', 'null');
+    ELSIF lower(v #>> '{}') IN ('true', 't', '1', 'yes', 'on') THEN
+        RETURN true;
+    ELSIF lower(v #>> '{}') IN ('false', 'f', '0', 'no', 'off') THEN
+        RETURN false;
+    END IF;
+    PERFORM api._field_error(p_attr, 'Must be a valid boolean.');
+END $$;
+
+-- DRF's CharField(max_length=400), nullable or not.
+CREATE FUNCTION api._text_field(p_body jsonb, p_attr text, p_nullable boolean) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v jsonb := p_body->p_attr;
+BEGIN
+    IF jsonb_typeof(v) = 'null' THEN
+        IF NOT p_nullable THEN
+            PERFORM api._field_error(p_attr, 'This field may not be null.', 'null');
+        END IF;
+        RETURN NULL;
+    ELSIF jsonb_typeof(v) NOT IN ('string', 'number') THEN
+        PERFORM api._field_error(p_attr, 'Not a valid string.');
+    ELSIF length(v #>> '{}') > 400 THEN
+        PERFORM api._field_error(p_attr, 'Ensure this field has no more than 400 characters.', 'max_length');
+    END IF;
+    RETURN v #>> '{}';
+END $$;
+
+-- `filters` / `query`: a JSON object (a form body may send it JSON-encoded), or null.
+CREATE FUNCTION api._object_field(p_body jsonb, p_attr text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v jsonb := p_body->p_attr;
+BEGIN
+    IF jsonb_typeof(v) = 'string' AND (v #>> '{}') ~ '^\s*\{' THEN
+        BEGIN
+            v := (v #>> '{}')::jsonb;
+        EXCEPTION WHEN invalid_text_representation THEN
+            PERFORM api._field_error(p_attr, 'Value must be valid JSON.');
+        END;
+    END IF;
+    IF jsonb_typeof(v) IN ('object', 'null') THEN
+        RETURN CASE WHEN jsonb_typeof(v) = 'null' THEN NULL ELSE v END;
+    END IF;
+    PERFORM api._field_error(p_attr, format('Expected a dictionary of items but got type "%s".',
+                                            CASE jsonb_typeof(v) WHEN 'array' THEN 'list'
+                                                 WHEN 'string' THEN 'str' WHEN 'number' THEN 'int'
+                                                 ELSE jsonb_typeof(v) END), 'not_a_dict');
+END $$;
+
+-- A JSON list, or DRF's not_a_list error.
+CREATE FUNCTION api._list_field(p_body jsonb, p_attr text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v jsonb := p_body->p_attr;
+BEGIN
+    IF jsonb_typeof(v) = 'array' THEN
+        RETURN v;
+    ELSIF jsonb_typeof(v) = 'null' THEN
+        PERFORM api._field_error(p_attr, 'This field may not be null.', 'null');
+    END IF;
+    PERFORM api._field_error(p_attr, format('Expected a list of items but got type "%s".',
+                                            CASE jsonb_typeof(v) WHEN 'object' THEN 'dict'
+                                                 WHEN 'string' THEN 'str' WHEN 'number' THEN 'int'
+                                                 WHEN 'boolean' THEN 'bool' END), 'not_a_list');
+END $$;
+
+-- A list of integer ids (dashboards, insight_ids).
+CREATE FUNCTION api._id_list_field(p_body jsonb, p_attr text) RETURNS bigint[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    v jsonb := api._list_field(p_body, p_attr);
+    e jsonb;
+    v_ids bigint[] := '{}';
+BEGIN
+    FOR e IN SELECT x FROM jsonb_array_elements(v) AS x LOOP
+        IF NOT ((jsonb_typeof(e) = 'number' AND (e #>> '{}') ~ '^\d{1,18}$')
+                OR (jsonb_typeof(e) = 'string' AND (e #>> '{}') ~ '^\d{1,18}$')) THEN
+            PERFORM api._field_error(p_attr, format('Incorrect type. Expected pk value, received %s.',
+                                                    CASE jsonb_typeof(e) WHEN 'string' THEN 'str'
+                                                         WHEN 'number' THEN 'float' WHEN 'object' THEN 'dict'
+                                                         WHEN 'array' THEN 'list' WHEN 'boolean' THEN 'bool'
+                                                         ELSE 'NoneType' END), 'incorrect_type');
+        END IF;
+        v_ids := v_ids || (e #>> '{}')::bigint;
+    END LOOP;
+    RETURN v_ids;
+END $$;
+
+-- A random short_id: 8 characters of [A-Za-z0-9] (PostHog's generate_short_id), from
+-- gen_random_uuid's strong randomness.
+CREATE FUNCTION api._new_short_id() RETURNS text
+LANGUAGE sql VOLATILE AS $$
+    SELECT string_agg(substr('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789',
+                             get_byte(b, i) % 62 + 1, 1), '' ORDER BY i)
+      FROM (SELECT sha256(uuid_send(gen_random_uuid())) AS b) r, generate_series(0, 7) AS i
+$$;
+
+-- An insight by the :id path segment (numeric id or short_id), deleted ones only on request.
+-- RLS restricts it to the request's project.
+CREATE FUNCTION api._insight_by_path(p_include_deleted boolean) RETURNS insights.saved_insights
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_id text := api._header('x-pgi-id');
+    v_row insights.saved_insights;
+BEGIN
+    IF v_id ~ '^\d{1,18}$' THEN
+        SELECT * INTO v_row FROM insights.saved_insights WHERE id = v_id::bigint;
+    ELSIF v_id ~ '^[A-Za-z0-9]{8}$' THEN
+        SELECT * INTO v_row FROM insights.saved_insights WHERE short_id = v_id;
+    END IF;
+    IF v_row.id IS NULL OR (v_row.deleted AND NOT p_include_deleted) THEN
+        RETURN NULL;
+    END IF;
+    RETURN v_row;
+END $$;
+
+-- A pagination URL as DRF builds it: this path, the query parameters sorted, p_set replaced and
+-- p_remove removed.
+CREATE FUNCTION api._page_url(p_set jsonb, p_remove text DEFAULT NULL) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(api._header('x-pgi-base'), '') || coalesce(api._header('x-pgi-path'), '/') ||
+           coalesce('?' || string_agg(format('%s=%s', key,
+                                             replace(replace(replace(replace(value, '%', '%25'), '&', '%26'),
+                                                                     ' ', '%20'), '#', '%23')),
+                                      '&' ORDER BY key), '')
+      FROM jsonb_each_text((api._query() - coalesce(p_remove, '')) || p_set)
+$$;
+
+---------------------------------------------------------------------------------------------------
+-- Results and the query cache (§9.4)
+
+-- Which engine computes an insight: 'funnel', 'trend', 'retention', or NULL when none of ours
+-- does (paths, stickiness, lifecycle, SQL, or an empty insight): those get `result: null`.
+CREATE FUNCTION api._insight_kind(p_filters jsonb, p_query jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN jsonb_typeof(p_query) = 'object' THEN
+            CASE CASE WHEN p_query->>'kind' = 'InsightVizNode' THEN p_query->'source'->>'kind'
+                      ELSE p_query->>'kind' END
+                WHEN 'FunnelsQuery' THEN 'funnel'
+                WHEN 'TrendsQuery' THEN 'trend'
+                WHEN 'RetentionQuery' THEN 'retention'
+            END
+        WHEN jsonb_typeof(p_filters) = 'object' THEN
+            CASE upper(coalesce(nullif(p_filters->>'insight', ''), 'TRENDS'))
+                WHEN 'FUNNELS' THEN 'funnel'
+                WHEN 'RETENTION' THEN 'retention'
+                WHEN 'TRENDS' THEN CASE WHEN p_filters ? 'events' OR p_filters ? 'actions'
+                                        THEN 'trend' END
+            END
+    END
+$$;
+
+-- The query an insight's result is computed from (`query` wins over legacy `filters`).
+CREATE FUNCTION api._insight_source(p_filters jsonb, p_query jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN jsonb_typeof(p_query) = 'object' THEN p_query ELSE p_filters END
+$$;
+
+-- The interval of a query (legacy `interval`, or `interval` of the query source), lower-case.
+CREATE FUNCTION api._insight_interval(p_source jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT lower(coalesce(p_source->'source'->>'interval', p_source->>'interval', 'day'))
+$$;
+
+-- The date range strings of a query (legacy date_from/date_to or the source's dateRange).
+CREATE FUNCTION api._insight_date(p_source jsonb, p_which text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT nullif(coalesce(p_source->'source'->'dateRange'->>p_which, p_source->'dateRange'->>p_which,
+                           p_source->>p_which), '')
+$$;
+
+-- An absolute date_to as an instant (end of that day for a bare date, in the project timezone);
+-- NULL for relative values ("-7d", "now"…), which always reach up to now.
+CREATE FUNCTION api._absolute_date_to(p_value text, p_tz text) RETURNS timestamptz
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_value ~ '^\d{4}-\d{2}-\d{2}$' THEN
+        RETURN ((p_value::date + 1)::timestamp AT TIME ZONE p_tz);
+    ELSIF p_value ~ '^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}' THEN
+        IF p_value ~ '(Z|[+-]\d{2}(:?\d{2})?)$' THEN
+            RETURN p_value::timestamptz;
+        END IF;
+        RETURN p_value::timestamp AT TIME ZONE p_tz;
+    END IF;
+    RETURN NULL;
+EXCEPTION WHEN data_exception THEN
+    RETURN NULL;
+END $$;
+
+-- PostHog's staleness threshold per interval (default and lazy tables of §9.4).
+CREATE FUNCTION api._stale_after(p_interval text, p_lazy boolean) RETURNS interval
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE p_interval
+        WHEN 'minute' THEN CASE WHEN p_lazy THEN interval '15 minutes' ELSE interval '5 minutes' END
+        WHEN 'hour' THEN CASE WHEN p_lazy THEN interval '2 hours' ELSE interval '1 hour' END
+        WHEN 'week' THEN interval '1 day'
+        WHEN 'month' THEN interval '1 day'
+        ELSE CASE WHEN p_lazy THEN interval '12 hours' ELSE interval '6 hours' END
+    END
+$$;
+
+-- The minimum gap between client-forced refreshes: 1 min for minute intervals, 3 min for hour
+-- intervals or date ranges of at most 7 days, else 15 min. Only the date_from forms "-N<unit>"
+-- and absolute dates are measured; any other range counts as longer than 7 days.
+CREATE FUNCTION api._min_refresh_gap(p_source jsonb, p_interval text) RETURNS interval
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_from text := coalesce(api._insight_date(p_source, 'date_from'), '-7d');
+    v_to text := api._insight_date(p_source, 'date_to');
+    v_days numeric;
+BEGIN
+    IF p_interval = 'minute' THEN
+        RETURN interval '1 minute';
+    ELSIF p_interval = 'hour' THEN
+        RETURN interval '3 minutes';
+    END IF;
+    IF v_from ~ '^-\d{1,6}[hdwmy]$' AND v_to IS NULL THEN
+        v_days := substring(v_from FROM 2 FOR length(v_from) - 2)::numeric *
+                  CASE right(v_from, 1) WHEN 'h' THEN 1.0 / 24 WHEN 'd' THEN 1 WHEN 'w' THEN 7
+                                        WHEN 'm' THEN 30 ELSE 365 END;
+    ELSIF v_from ~ '^\d{4}-\d{2}-\d{2}' AND coalesce(v_to, '') ~ '^\d{4}-\d{2}-\d{2}' THEN
+        BEGIN
+            v_days := left(v_to, 10)::date - left(v_from, 10)::date;
+        EXCEPTION WHEN data_exception THEN
+            v_days := NULL;
+        END;
+    END IF;
+    RETURN CASE WHEN v_days <= 7 THEN interval '3 minutes' ELSE interval '15 minutes' END;
+END $$;
+
+-- The result part of an insight's serializer under a refresh mode (§9.4): result, is_cached,
+-- last_refresh, cache_target_age, next_allowed_client_refresh, timezone, query_status.
+-- Results are cached per (project, cache_key) where cache_key = 'cache_' || md5(kind + the
+-- normalized query: jsonb's canonical text, so key order and whitespace do not matter).
+--
+-- There is no background worker: the async modes (async, lazy_async, force_async,
+-- async_except_on_cache_miss) compute synchronously when they would start a calculation, and say
+-- so in `query_status` ("query_async": false, "complete": true).
+CREATE FUNCTION api._insight_result(p_insight insights.saved_insights, p_mode text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_kind text := api._insight_kind(p_insight.filters, p_insight.query);
+    v_source jsonb := api._insight_source(p_insight.filters, p_insight.query);
+    v_project insights.projects := api._project();
+    v_interval text := api._insight_interval(v_source);
+    v_key text;
+    v_cache insights.query_cache;
+    v_fixed boolean;
+    v_fresh boolean;
+    v_lazy_fresh boolean;
+    v_gap interval := api._min_refresh_gap(v_source, v_interval);
+    v_async boolean := p_mode IN ('async', 'lazy_async', 'force_async', 'async_except_on_cache_miss');
+    v_compute boolean;
+    v_body jsonb;
+    v_started timestamptz;
+BEGIN
+    IF v_kind IS NULL THEN
+        RETURN jsonb_build_object('result', NULL, 'is_cached', false, 'last_refresh', NULL,
+                                  'cache_target_age', NULL, 'next_allowed_client_refresh', NULL,
+                                  'timezone', v_project.timezone, 'query_status', NULL);
+    END IF;
+    v_key := 'cache_' || md5(v_project.id::text || ':' || v_kind || ':' || v_source::text);
+    SELECT * INTO v_cache FROM insights.query_cache WHERE project_id = v_project.id AND cache_key = v_key;
+
+    IF v_cache.cache_key IS NOT NULL THEN
+        -- A range that ended before the calculation cannot change: never stale.
+        v_fixed := api._absolute_date_to(api._insight_date(v_source, 'date_to'), v_project.timezone)
+                   < v_cache.last_refresh - interval '10 seconds';
+        v_fresh := coalesce(v_fixed, false) OR now() <= v_cache.last_refresh + api._stale_after(v_interval, false);
+        v_lazy_fresh := coalesce(v_fixed, false) OR now() <= v_cache.last_refresh + api._stale_after(v_interval, true);
+    END IF;
+
+    v_compute := CASE p_mode
+        WHEN 'blocking' THEN NOT coalesce(v_fresh, false)
+        WHEN 'async' THEN NOT coalesce(v_fresh, false)
+        WHEN 'async_except_on_cache_miss' THEN NOT coalesce(v_fresh, false)
+        WHEN 'lazy_async' THEN NOT coalesce(v_lazy_fresh, false)
+        -- A forced refresh within next_allowed_client_refresh is served from the cache.
+        WHEN 'force_blocking' THEN v_cache.cache_key IS NULL OR now() >= v_cache.last_refresh + v_gap
+        WHEN 'force_async' THEN v_cache.cache_key IS NULL OR now() >= v_cache.last_refresh + v_gap
+        ELSE false  -- force_cache
+    END;
+
+    IF v_compute THEN
+        v_started := clock_timestamp();
+        v_body := CASE v_kind
+            WHEN 'funnel' THEN insights.funnel_json(v_project.id, v_source)
+            WHEN 'trend' THEN insights.trend_json(v_project.id, v_source)
+            WHEN 'retention' THEN insights.retention_json(v_project.id, v_source)
+        END;
+        INSERT INTO insights.query_cache AS c (project_id, cache_key, result, last_refresh)
+        VALUES (v_project.id, v_key, v_body, now())
+        ON CONFLICT (project_id, cache_key) DO UPDATE SET result = excluded.result,
+                                                          last_refresh = excluded.last_refresh
+        RETURNING * INTO v_cache;
+    END IF;
+
+    IF v_cache.cache_key IS NULL THEN
+        -- force_cache on a cache miss: PostHog's CacheMissResponse.
+        RETURN jsonb_build_object('result', NULL, 'is_cached', false, 'last_refresh', NULL,
+                                  'cache_target_age', NULL, 'next_allowed_client_refresh', NULL,
+                                  'timezone', v_project.timezone, 'query_status', NULL,
+                                  'cache_key', v_key);
+    END IF;
+    RETURN jsonb_build_object(
+        'result', v_cache.result->'result',
+        'is_cached', NOT v_compute,
+        'last_refresh', api._ts(v_cache.last_refresh),
+        'cache_target_age', api._ts(v_cache.last_refresh + api._stale_after(v_interval, false)),
+        'next_allowed_client_refresh', api._ts(v_cache.last_refresh + v_gap),
+        'timezone', coalesce(v_cache.result->>'timezone', v_project.timezone),
+        'cache_key', v_key,
+        'query_status', CASE WHEN v_compute AND v_async THEN jsonb_build_object(
+            'id', gen_random_uuid(), 'query_async', false, 'team_id', v_project.id,
+            'complete', true, 'error', false, 'error_message', NULL, 'results', NULL,
+            'start_time', api._ts(v_started), 'end_time', api._ts(clock_timestamp()),
+            'pickup_time', api._ts(v_started), 'expiration_time', NULL, 'task_id', NULL,
+            'query_progress', NULL) END);
+END $$;
+
+-- PostHog's `refresh` parameter → execution mode (execution_mode_from_refresh): the mode names,
+-- true → force_blocking, anything else (false, missing, unknown) → force_cache.
+CREATE FUNCTION api._refresh_mode(p_query jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN p_query->>'refresh' IN ('blocking', 'force_blocking', 'force_cache', 'async', 'lazy_async',
+                                     'force_async', 'async_except_on_cache_miss') THEN p_query->>'refresh'
+        WHEN lower(p_query->>'refresh') IN ('true', '1') THEN 'force_blocking'
+        ELSE 'force_cache'
+    END
+$$;
+
+---------------------------------------------------------------------------------------------------
+-- Serializers (§9.2)
+
+-- dashboards / dashboard_tiles of an insight: live tiles on live dashboards.
+CREATE FUNCTION api._insight_tiles(p_insight_id bigint) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object('id', t.id, 'dashboard_id', t.dashboard_id,
+                                                 'deleted', t.deleted) ORDER BY t.id), '[]')
+      FROM insights.dashboard_tiles t JOIN insights.dashboards d ON d.id = t.dashboard_id
+     WHERE t.insight_id = p_insight_id AND NOT t.deleted AND NOT d.deleted
+$$;
+
+-- The basic serializer (list with basic=true, my_last_viewed): no results.
+CREATE FUNCTION api._insight_basic_json(i insights.saved_insights) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'id', i.id, 'short_id', i.short_id, 'name', i.name, 'derived_name', i.derived_name,
+        'filters', CASE WHEN i.query IS NOT NULL THEN '{}'::jsonb ELSE i.filters END,
+        'query', i.query,
+        'dashboards', (SELECT coalesce(jsonb_agg(DISTINCT t->'dashboard_id'), '[]')
+                         FROM jsonb_array_elements(tiles) t),
+        'dashboard_tiles', tiles,
+        'description', i.description,
+        'last_refresh', NULL, 'refreshing', false, 'saved', i.saved,
+        'tags', to_jsonb(i.tags), 'updated_at', api._ts(i.updated_at),
+        'created_by', api._user_json(i.created_by), 'created_at', api._ts(i.created_at),
+        'last_modified_at', api._ts(i.last_modified_at), 'favorited', i.favorited,
+        'user_access_level', 'editor')
+      FROM (SELECT api._insight_tiles(i.id) AS tiles) t
+$$;
+
+-- The full serializer, with the result part for a refresh mode.
+CREATE FUNCTION api._insight_json(i insights.saved_insights, p_mode text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_result jsonb := api._insight_result(i, p_mode);
+BEGIN
+    RETURN api._insight_basic_json(i) || jsonb_build_object(
+        'order', i."order", 'deleted', i.deleted,
+        'last_refresh', v_result->'last_refresh',
+        'cache_target_age', v_result->'cache_target_age',
+        'next_allowed_client_refresh', v_result->'next_allowed_client_refresh',
+        'result', v_result->'result', 'hasMore', NULL, 'columns', NULL,
+        'last_modified_by', api._user_json(i.last_modified_by),
+        'is_sample', false,
+        -- Access control is not modelled: every project member may edit (PostHog's
+        -- "everyone in the project can edit" 21 and "can edit" 37).
+        'effective_restriction_level', 21, 'effective_privilege_level', 37,
+        'timezone', v_result->'timezone', 'is_cached', v_result->'is_cached',
+        'query_status', v_result->'query_status', 'hogql', NULL, 'types', NULL,
+        'alerts', '[]'::jsonb,
+        'last_viewed_at', (SELECT api._ts(v.last_viewed_at) FROM insights.insight_views v
+                            WHERE v.insight_id = i.id AND v.user_id = insights.request_user_id()));
+END $$;
+
+---------------------------------------------------------------------------------------------------
+-- Writes: body → row, dashboards, activity (§9.8)
+
+-- Applies a create/update body to an insight row (only the fields present), validating each as
+-- PostHog's serializer does. Read-only and unknown fields are ignored, as DRF does.
+CREATE FUNCTION api._insight_apply_body(i insights.saved_insights, p_body jsonb) RETURNS insights.saved_insights
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_tag jsonb;
+BEGIN
+    IF p_body ? 'name' THEN i.name := api._text_field(p_body, 'name', true); END IF;
+    IF p_body ? 'derived_name' THEN i.derived_name := api._text_field(p_body, 'derived_name', true); END IF;
+    IF p_body ? 'description' THEN i.description := api._text_field(p_body, 'description', false); END IF;
+    IF p_body ? 'filters' THEN i.filters := coalesce(api._object_field(p_body, 'filters'), '{}'); END IF;
+    IF p_body ? 'query' THEN i.query := api._object_field(p_body, 'query'); END IF;
+    IF p_body ? 'order' THEN
+        IF jsonb_typeof(p_body->'order') = 'null' THEN
+            i."order" := NULL;
+        ELSIF (p_body->>'order') ~ '^\s*-?\d{1,9}\s*$' AND jsonb_typeof(p_body->'order') IN ('number', 'string') THEN
+            i."order" := (p_body->>'order')::integer;
+        ELSE
+            PERFORM api._field_error('order', 'A valid integer is required.');
+        END IF;
+    END IF;
+    IF p_body ? 'deleted' THEN i.deleted := api._bool_field(p_body, 'deleted'); END IF;
+    IF p_body ? 'saved' THEN i.saved := api._bool_field(p_body, 'saved'); END IF;
+    IF p_body ? 'favorited' THEN i.favorited := api._bool_field(p_body, 'favorited'); END IF;
+    IF p_body ? 'tags' THEN
+        i.tags := '{}';
+        FOR v_tag IN SELECT x FROM jsonb_array_elements(api._list_field(p_body, 'tags')) AS x LOOP
+            IF jsonb_typeof(v_tag) <> 'string' THEN
+                PERFORM api._field_error('tags', 'Not a valid string.');
+            END IF;
+            IF NOT (v_tag #>> '{}') = ANY (i.tags) THEN
+                i.tags := i.tags || (v_tag #>> '{}');
+            END IF;
+        END LOOP;
+    END IF;
+    IF p_body ? '_create_in_folder' AND jsonb_typeof(p_body->'_create_in_folder') NOT IN ('string', 'null') THEN
+        PERFORM api._field_error('_create_in_folder', 'Not a valid string.');
+    END IF;
+    RETURN i;
+END $$;
+
+-- Writes `dashboards` (the deprecated id list): a tile per listed dashboard, other tiles soft-
+-- deleted. Each id must be a live dashboard of the project (RLS hides the others).
+CREATE FUNCTION api._insight_set_dashboards(p_insight_id bigint, p_ids bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    FOREACH v_id IN ARRAY p_ids LOOP
+        IF NOT EXISTS (SELECT 1 FROM insights.dashboards WHERE id = v_id AND NOT deleted) THEN
+            PERFORM api._field_error('dashboards', format('Invalid pk "%s" - object does not exist.', v_id),
+                                     'does_not_exist');
+        END IF;
+        INSERT INTO insights.dashboard_tiles (dashboard_id, insight_id) VALUES (v_id, p_insight_id)
+        ON CONFLICT (dashboard_id, insight_id) DO UPDATE SET deleted = false;
+    END LOOP;
+    UPDATE insights.dashboard_tiles SET deleted = true
+     WHERE insight_id = p_insight_id AND NOT deleted AND NOT (dashboard_id = ANY (p_ids));
+END $$;
+
+-- The changes list of an "updated" activity: one entry per changed field.
+CREATE FUNCTION api._insight_changes(p_before jsonb, p_after jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object('type', 'Insight', 'action', 'changed', 'field', f,
+                                                 'before', p_before->f, 'after', p_after->f) ORDER BY n), '[]')
+      FROM unnest(ARRAY['name', 'derived_name', 'description', 'filters', 'query', 'tags', 'dashboards',
+                        'favorited', 'deleted', 'order']) WITH ORDINALITY AS u(f, n)
+     WHERE p_before->f IS DISTINCT FROM p_after->f
+$$;
+
+-- One activity entry for an insight (PostHog's log_activity with scope "Insight").
+CREATE FUNCTION api._insight_log(i insights.saved_insights, p_activity text, p_changes jsonb) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO insights.activity_log (project_id, user_id, scope, item_id, activity, detail)
+    VALUES (i.project_id, insights.request_user_id(), 'Insight', i.id::text, p_activity,
+            jsonb_build_object('id', i.id::text, 'name', coalesce(i.name, i.derived_name),
+                               'short_id', i.short_id, 'type', NULL, 'trigger', NULL, 'merge', NULL,
+                               'changes', p_changes))
+$$;
+
+-- The fields activity compares, as the serializer shows them.
+CREATE FUNCTION api._insight_audit_json(i insights.saved_insights) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('name', i.name, 'derived_name', i.derived_name, 'description', i.description,
+                              'filters', i.filters, 'query', i.query, 'tags', to_jsonb(i.tags),
+                              'favorited', i.favorited, 'deleted', i.deleted, 'order', i."order",
+                              'dashboards', (SELECT coalesce(jsonb_agg(t.dashboard_id ORDER BY t.dashboard_id), '[]')
+                                               FROM insights.dashboard_tiles t
+                                              WHERE t.insight_id = i.id AND NOT t.deleted))
+$$;
+
+---------------------------------------------------------------------------------------------------
+-- Endpoints
+
+-- GET insights/: list (insight:read). POST insights/: create (insight:write), 201.
+CREATE FUNCTION api.insights(bytea) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_method text := api._method();
+    v_query jsonb := api._query();
+    v_body jsonb;
+    v_denied json;
+    v_limit integer;
+    v_offset integer;
+    v_basic boolean;
+    v_mode text;
+    v_created_by bigint;
+    v_kind text;
+    v_count bigint;
+    v_ids bigint[];
+    v_results jsonb := '[]';
+    v_row insights.saved_insights;
+    v_state text;
+    v_message text;
+    v_detail text;
+    v_hint text;
+BEGIN
+    IF v_method NOT IN ('GET', 'HEAD', 'POST') THEN
+        RETURN api._method_not_allowed();
+    END IF;
+    BEGIN
+        v_body := insights.decode_api_body($1);
+        v_denied := api._authenticate(CASE WHEN v_method = 'POST' THEN 'insight:write' ELSE 'insight:read' END,
+                                      v_body);
+        IF v_denied IS NOT NULL THEN
+            RETURN v_denied;
+        END IF;
+
+        IF v_method = 'POST' THEN
+            v_row.project_id := insights.request_project_id();
+            v_row.filters := '{}';
+            v_row.description := '';
+            v_row.tags := '{}';
+            v_row.deleted := false;
+            v_row.saved := false;
+            v_row.favorited := false;
+            v_row := api._insight_apply_body(v_row, v_body);
+            v_ids := CASE WHEN v_body ? 'dashboards' THEN api._id_list_field(v_body, 'dashboards') END;
+            LOOP
+                v_row.short_id := api._new_short_id();
+                EXIT WHEN NOT EXISTS (SELECT 1 FROM insights.saved_insights WHERE short_id = v_row.short_id);
+            END LOOP;
+            INSERT INTO insights.saved_insights
+                   (project_id, short_id, name, derived_name, description, filters, query, "order",
+                    deleted, saved, favorited, tags, created_by, last_modified_by)
+            VALUES (v_row.project_id, v_row.short_id, v_row.name, v_row.derived_name, v_row.description,
+                    v_row.filters, v_row.query, v_row."order", v_row.deleted, v_row.saved, v_row.favorited,
+                    v_row.tags, insights.request_user_id(), insights.request_user_id())
+            RETURNING * INTO v_row;
+            IF v_ids IS NOT NULL THEN
+                PERFORM api._insight_set_dashboards(v_row.id, v_ids);
+            END IF;
+            -- PostHog records a view for the creator and a "created" activity.
+            INSERT INTO insights.insight_views (project_id, user_id, insight_id)
+            VALUES (v_row.project_id, insights.request_user_id(), v_row.id);
+            PERFORM api._insight_log(v_row, 'created', NULL);
+            PERFORM set_config('response.status', '201', true);
+            RETURN api._insight_json(v_row, 'force_cache');
+        END IF;
+
+        v_limit := api._int_param(v_query, 'limit', 100, 1, 1000);
+        v_offset := api._int_param(v_query, 'offset', 0, 0, 2147483647);
+        v_created_by := api._int_param(v_query, 'created_by', NULL, 0, 2147483647);
+        v_basic := lower(coalesce(v_query->>'basic', '')) IN ('true', '1');
+        v_mode := api._refresh_mode(v_query);
+        v_kind := upper(nullif(v_query->>'insight', ''));
+
+        WITH matching AS (
+            SELECT i.* FROM insights.saved_insights i
+             WHERE NOT i.deleted
+               AND (v_query->>'short_id' IS NULL OR i.short_id = v_query->>'short_id')
+               AND (v_created_by IS NULL OR i.created_by = v_created_by)
+               AND (lower(v_query->>'user') IS DISTINCT FROM 'true' OR i.created_by = insights.request_user_id())
+               AND (lower(v_query->>'saved') IS NULL OR lower(v_query->>'saved') NOT IN ('true', 'false')
+                    OR i.saved = (lower(v_query->>'saved') = 'true'))
+               AND (lower(v_query->>'favorited') IS DISTINCT FROM 'true' OR i.favorited)
+               AND (v_kind IS NULL OR v_kind = upper(coalesce(
+                        CASE WHEN i.query->>'kind' = 'InsightVizNode'
+                             THEN replace(upper(i.query->'source'->>'kind'), 'QUERY', '')
+                             WHEN i.query->>'kind' = 'HogQLQuery' THEN 'SQL'
+                             WHEN i.query IS NOT NULL THEN 'JSON' END,
+                        nullif(i.filters->>'insight', ''), 'TRENDS')))
+               AND (coalesce(v_query->>'search', '') = ''
+                    OR i.name ILIKE '%' || (v_query->>'search') || '%'
+                    OR i.derived_name ILIKE '%' || (v_query->>'search') || '%'
+                    OR i.description ILIKE '%' || (v_query->>'search') || '%'
+                    OR EXISTS (SELECT 1 FROM unnest(i.tags) tag WHERE tag ILIKE '%' || (v_query->>'search') || '%'))
+        )
+        SELECT (SELECT count(*) FROM matching),
+               (SELECT array_agg(m.id ORDER BY m.ord)
+                  FROM (SELECT id, row_number() OVER (ORDER BY "order" NULLS LAST, last_modified_at DESC, id DESC) AS ord
+                          FROM matching ORDER BY ord LIMIT v_limit OFFSET v_offset) m)
+          INTO v_count, v_ids;
+
+        FOR v_row IN SELECT i.* FROM unnest(coalesce(v_ids, '{}')) WITH ORDINALITY AS u(id, n)
+                       JOIN insights.saved_insights i ON i.id = u.id ORDER BY u.n LOOP
+            v_results := v_results || jsonb_build_array(
+                CASE WHEN v_basic THEN api._insight_basic_json(v_row) ELSE api._insight_json(v_row, v_mode) END);
+        END LOOP;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
+    END;
+    -- DRF's LimitOffsetPagination links.
+    RETURN json_build_object(
+        'count', v_count,
+        'next', CASE WHEN v_offset + v_limit < v_count
+                     THEN api._page_url(jsonb_build_object('limit', v_limit, 'offset', v_offset + v_limit)) END,
+        'previous', CASE WHEN v_offset <= 0 THEN NULL
+                         WHEN v_offset - v_limit <= 0 THEN api._page_url(jsonb_build_object('limit', v_limit), 'offset')
+                         ELSE api._page_url(jsonb_build_object('limit', v_limit, 'offset', v_offset - v_limit)) END,
+        'results', v_results);
+END $$;
+
+-- GET insights/:id/ (insight:read), PATCH/PUT (insight:write; `deleted` soft-deletes and
+-- restores), DELETE → 405 after the insight:write check, as PostHog's ForbidDestroyModel.
+CREATE FUNCTION api.insight(bytea) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_method text := api._method();
+    v_query jsonb := api._query();
+    v_body jsonb;
+    v_denied json;
+    v_row insights.saved_insights;
+    v_new insights.saved_insights;
+    v_before jsonb;
+    v_changes jsonb;
+    v_ids bigint[];
+    v_material boolean;
+    v_state text;
+    v_message text;
+    v_detail text;
+    v_hint text;
+BEGIN
+    IF v_method NOT IN ('GET', 'HEAD', 'PATCH', 'PUT', 'DELETE') THEN
+        RETURN api._method_not_allowed();
+    END IF;
+    BEGIN
+        v_body := insights.decode_api_body($1);
+        v_denied := api._authenticate(CASE WHEN v_method IN ('GET', 'HEAD') THEN 'insight:read'
+                                           ELSE 'insight:write' END, v_body);
+        IF v_denied IS NOT NULL THEN
+            RETURN v_denied;
+        END IF;
+        IF v_method = 'DELETE' THEN
+            RETURN api._method_not_allowed();
+        END IF;
+
+        IF v_method IN ('GET', 'HEAD') THEN
+            -- from_dashboard: dashboards carry no filter overrides here, so it only has to be an id.
+            PERFORM api._int_param(v_query, 'from_dashboard', NULL, 0, 2147483647);
+            v_row := api._insight_by_path(false);
+            IF v_row.id IS NULL THEN
+                RETURN api._not_found();
+            END IF;
+            RETURN api._insight_json(v_row, api._refresh_mode(v_query));
+        END IF;
+
+        -- PATCH/PUT. Restoring ({"deleted": false}) is the one update that finds deleted insights.
+        v_row := api._insight_by_path(coalesce(v_body->'deleted' IN ('false'::jsonb, '"false"'::jsonb), false));
+        IF v_row.id IS NULL THEN
+            RETURN api._not_found();
+        END IF;
+        SELECT * INTO v_row FROM insights.saved_insights WHERE id = v_row.id FOR UPDATE;
+        v_before := api._insight_audit_json(v_row);
+        v_new := api._insight_apply_body(v_row, v_body);
+        v_ids := CASE WHEN v_body ? 'dashboards' THEN api._id_list_field(v_body, 'dashboards') END;
+        -- PostHog bumps last_modified_* only for material changes; any update through the API saves.
+        v_material := v_body ?| ARRAY['name', 'derived_name', 'description', 'filters', 'query'];
+        UPDATE insights.saved_insights
+           SET name = v_new.name, derived_name = v_new.derived_name, description = v_new.description,
+               filters = v_new.filters, query = v_new.query, "order" = v_new."order",
+               deleted = v_new.deleted, saved = CASE WHEN v_body ? 'saved' THEN v_new.saved ELSE true END,
+               favorited = v_new.favorited, tags = v_new.tags, updated_at = now(),
+               last_modified_at = CASE WHEN v_material THEN now() ELSE last_modified_at END,
+               last_modified_by = CASE WHEN v_material THEN insights.request_user_id() ELSE last_modified_by END
+         WHERE id = v_row.id
+        RETURNING * INTO v_new;
+        IF v_new.deleted AND NOT v_row.deleted THEN
+            -- Soft delete also soft-deletes the insight's dashboard tiles.
+            UPDATE insights.dashboard_tiles SET deleted = true WHERE insight_id = v_new.id AND NOT deleted;
+        ELSIF v_ids IS NOT NULL THEN
+            PERFORM api._insight_set_dashboards(v_new.id, v_ids);
+        END IF;
+
+        v_changes := api._insight_changes(v_before, api._insight_audit_json(v_new));
+        IF v_new.deleted AND NOT v_row.deleted THEN
+            PERFORM api._insight_log(v_new, 'deleted', v_changes);
+        ELSIF v_row.deleted AND NOT v_new.deleted THEN
+            PERFORM api._insight_log(v_new, 'restored', v_changes);
+        ELSIF jsonb_array_length(v_changes) > 0 THEN
+            -- PostHog skips "updated" entries without changes.
+            PERFORM api._insight_log(v_new, 'updated', v_changes);
+        END IF;
+        RETURN api._insight_json(v_new, api._refresh_mode(v_query));
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
+    END;
+END $$;
+
+-- The activity page of insights (one insight or all): {"results","next","previous","total_count"},
+-- newest first, page-based (limit ≥ 1, default 10; page ≥ 1, default 1).
+CREATE FUNCTION api._insight_activity_page(p_item_id text) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_query jsonb := api._query();
+    v_limit integer := api._int_param(v_query, 'limit', 10, 1, 1000);
+    v_page integer := api._int_param(v_query, 'page', 1, 1, 2147483647);
+    v_total bigint;
+    v_results jsonb;
+BEGIN
+    SELECT count(*) INTO v_total FROM insights.activity_log a
+     WHERE a.scope = 'Insight' AND (p_item_id IS NULL OR a.item_id = p_item_id);
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'id', a.id, 'user', api._user_json(a.user_id), 'unread', false,
+               'is_system', a.is_system, 'was_impersonated', false, 'activity', a.activity,
+               'scope', a.scope, 'item_id', a.item_id, 'detail', a.detail,
+               'created_at', api._ts(a.created_at)) ORDER BY a.created_at DESC, a.id), '[]')
+      INTO v_results
+      FROM (SELECT * FROM insights.activity_log a
+             WHERE a.scope = 'Insight' AND (p_item_id IS NULL OR a.item_id = p_item_id)
+             ORDER BY a.created_at DESC, a.id
+             LIMIT v_limit OFFSET (v_page - 1)::bigint * v_limit) a;
+    RETURN json_build_object(
+        'results', v_results,
+        'next', CASE WHEN v_page::bigint * v_limit < v_total
+                     THEN api._page_url(jsonb_build_object('limit', v_limit, 'page', v_page + 1)) END,
+        'previous', CASE WHEN v_page > 1
+                         THEN api._page_url(jsonb_build_object('limit', v_limit, 'page', v_page - 1)) END,
+        'total_count', v_total);
+END $$;
+
+-- GET insights/activity/ and insights/:id/activity/ (activity_log:read).
+CREATE FUNCTION api.insight_activity(bytea) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_denied json;
+    v_row insights.saved_insights;
+    v_state text;
+    v_message text;
+    v_detail text;
+    v_hint text;
+BEGIN
+    IF api._method() NOT IN ('GET', 'HEAD') THEN
+        RETURN api._method_not_allowed();
+    END IF;
+    BEGIN
+        v_denied := api._authenticate('activity_log:read', insights.decode_api_body($1));
+        IF v_denied IS NOT NULL THEN
+            RETURN v_denied;
+        END IF;
+        IF api._header('x-pgi-id') IS NULL OR api._header('x-pgi-id') = '' THEN
+            RETURN api._insight_activity_page(NULL);
+        END IF;
+        v_row := api._insight_by_path(false);
+        IF v_row.id IS NULL THEN
+            RETURN api._not_found();
+        END IF;
+        RETURN api._insight_activity_page(v_row.id::text);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
+    END;
+END $$;
+
+-- Records that the request's user viewed these insights now (ids outside the project are not
+-- visible through RLS and are ignored).
+CREATE FUNCTION api._insights_mark_viewed(p_ids bigint[]) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO insights.insight_views (project_id, user_id, insight_id, last_viewed_at)
+    SELECT i.project_id, insights.request_user_id(), i.id, now()
+      FROM insights.saved_insights i WHERE i.id = ANY (p_ids)
+    ON CONFLICT (user_id, insight_id) DO UPDATE SET last_viewed_at = excluded.last_viewed_at
+$$;
+
+-- POST insights/viewed/ {"insight_ids": [...]} and POST insights/:id/viewed/ (insight:read) → 201.
+CREATE FUNCTION api.insight_viewed(bytea) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_body jsonb;
+    v_denied json;
+    v_row insights.saved_insights;
+    v_ids bigint[];
+    v_state text;
+    v_message text;
+    v_detail text;
+    v_hint text;
+BEGIN
+    IF api._method() <> 'POST' THEN
+        RETURN api._method_not_allowed();
+    END IF;
+    BEGIN
+        v_body := insights.decode_api_body($1);
+        v_denied := api._authenticate('insight:read', v_body);
+        IF v_denied IS NOT NULL THEN
+            RETURN v_denied;
+        END IF;
+        IF coalesce(api._header('x-pgi-id'), '') <> '' THEN
+            v_row := api._insight_by_path(false);
+            IF v_row.id IS NULL THEN
+                RETURN api._not_found();
+            END IF;
+            v_ids := ARRAY[v_row.id];
+        ELSE
+            IF NOT v_body ? 'insight_ids' THEN
+                PERFORM api._field_error('insight_ids', 'This field is required.', 'required');
+            END IF;
+            v_ids := api._id_list_field(v_body, 'insight_ids');
+            IF cardinality(v_ids) > 2500 THEN
+                PERFORM api._field_error('insight_ids', 'You can only mark up to 2500 insights as viewed at once.');
+            END IF;
+        END IF;
+        PERFORM api._insights_mark_viewed(v_ids);
+        PERFORM set_config('response.status', '201', true);
+        RETURN NULL;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
+    END;
+END $$;
+
+-- GET insights/my_last_viewed/: the user's 5 most recently viewed live insights, basic serializer.
+-- PostHog declares no API-key scope for this action (session only); here it needs insight:read.
+CREATE FUNCTION api.insights_my_last_viewed(bytea) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_denied json;
+BEGIN
+    IF api._method() NOT IN ('GET', 'HEAD') THEN
+        RETURN api._method_not_allowed();
+    END IF;
+    BEGIN
+        v_denied := api._authenticate('insight:read', insights.decode_api_body($1));
+    EXCEPTION WHEN invalid_text_representation THEN
+        RETURN api._error(400, 'invalid_request', 'parse_error', SQLERRM);
+    END;
+    IF v_denied IS NOT NULL THEN
+        RETURN v_denied;
+    END IF;
+    RETURN (SELECT coalesce(json_agg(api._insight_basic_json(i) ORDER BY v.last_viewed_at DESC, i.id DESC), '[]')
+              FROM (SELECT * FROM insights.insight_views
+                     WHERE user_id = insights.request_user_id()
+                       AND EXISTS (SELECT 1 FROM insights.saved_insights s WHERE s.id = insight_id AND NOT s.deleted)
+                     ORDER BY last_viewed_at DESC, insight_id DESC LIMIT 5) v
+              JOIN insights.saved_insights i ON i.id = v.insight_id);
+END $$;
+
+-- GET/PATCH insights/:id/sharing/ (sharing_configuration:read / :write). The configuration is
+-- created lazily, disabled, with a secrets.token_urlsafe(22)-like token (30 url-safe characters).
+CREATE FUNCTION api.insight_sharing(bytea) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_method text := api._method();
+    v_body jsonb;
+    v_denied json;
+    v_row insights.saved_insights;
+    v_share insights.sharing_configurations;
+    v_state text;
+    v_message text;
+    v_detail text;
+    v_hint text;
+BEGIN
+    IF v_method NOT IN ('GET', 'HEAD', 'PATCH', 'PUT') THEN
+        RETURN api._method_not_allowed();
+    END IF;
+    BEGIN
+        v_body := insights.decode_api_body($1);
+        v_denied := api._authenticate(CASE WHEN v_method IN ('GET', 'HEAD') THEN 'sharing_configuration:read'
+                                           ELSE 'sharing_configuration:write' END, v_body);
+        IF v_denied IS NOT NULL THEN
+            RETURN v_denied;
+        END IF;
+        v_row := api._insight_by_path(false);
+        IF v_row.id IS NULL THEN
+            RETURN api._not_found();
+        END IF;
+        SELECT * INTO v_share FROM insights.sharing_configurations WHERE insight_id = v_row.id
+         ORDER BY id LIMIT 1 FOR UPDATE;
+        IF v_share.id IS NULL THEN
+            INSERT INTO insights.sharing_configurations (project_id, insight_id, enabled, access_token)
+            VALUES (v_row.project_id, v_row.id, false,
+                    rtrim(translate(encode(substring(sha256(uuid_send(gen_random_uuid()) ||
+                                                            uuid_send(gen_random_uuid())) FROM 1 FOR 22),
+                                           'base64'), '+/', '-_'), '='))
+            RETURNING * INTO v_share;
+        END IF;
+        IF v_method IN ('PATCH', 'PUT') THEN
+            IF v_body ? 'enabled' THEN
+                v_share.enabled := api._bool_field(v_body, 'enabled');
+            END IF;
+            IF v_body ? 'settings' THEN
+                IF jsonb_typeof(v_body->'settings') NOT IN ('object', 'null') THEN
+                    PERFORM api._field_error('settings', 'Value must be valid JSON.');
+                END IF;
+                v_share.settings := coalesce(nullif(v_body->'settings', 'null'::jsonb), '{}');
+            END IF;
+            UPDATE insights.sharing_configurations SET enabled = v_share.enabled, settings = v_share.settings
+             WHERE id = v_share.id RETURNING * INTO v_share;
+        END IF;
+        RETURN json_build_object('created_at', api._ts(v_share.created_at), 'enabled', v_share.enabled,
+                                 'access_token', v_share.access_token, 'settings', v_share.settings);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
+    END;
+END $$;
+
+-- POST insights/cancel/ {"client_query_id"} (insight:read). Queries run synchronously inside the
+-- request here, so there is never a running query to cancel: the call validates and answers 201,
+-- as PostHog does after cancelling.
+CREATE FUNCTION api.insights_cancel(bytea) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_body jsonb;
+    v_denied json;
+    v_state text;
+    v_message text;
+    v_detail text;
+    v_hint text;
+BEGIN
+    IF api._method() <> 'POST' THEN
+        RETURN api._method_not_allowed();
+    END IF;
+    BEGIN
+        v_body := insights.decode_api_body($1);
+        v_denied := api._authenticate('insight:read', v_body);
+        IF v_denied IS NOT NULL THEN
+            RETURN v_denied;
+        END IF;
+        IF coalesce(v_body->>'client_query_id', '') = '' THEN
+            PERFORM api._field_error('client_query_id', 'This field is required.', 'required');
+        END IF;
+        PERFORM set_config('response.status', '201', true);
+        RETURN NULL;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
+    END;
+END $$;
+
+-- POST insights/timing/ (insight:read): PostHog only forwards client timings to its metrics;
+-- there is nothing to record here, so it answers {} with 200.
+CREATE FUNCTION api.insights_timing(bytea) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_denied json;
+BEGIN
+    IF api._method() <> 'POST' THEN
+        RETURN api._method_not_allowed();
+    END IF;
+    BEGIN
+        v_denied := api._authenticate('insight:read', insights.decode_api_body($1));
+    EXCEPTION WHEN invalid_text_representation THEN
+        RETURN api._error(400, 'invalid_request', 'parse_error', SQLERRM);
+    END;
+    RETURN coalesce(v_denied, '{}'::json);
+END $$;
