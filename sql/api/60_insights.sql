@@ -344,6 +344,11 @@ BEGIN
         ELSE false  -- force_cache
     END;
 
+    -- async_except_on_cache_miss is blocking when nothing at all is cached.
+    IF p_mode = 'async_except_on_cache_miss' AND v_cache.cache_key IS NULL THEN
+        v_async := false;
+    END IF;
+
     IF v_compute THEN
         v_started := clock_timestamp();
         v_body := CASE v_kind
@@ -550,7 +555,7 @@ CREATE FUNCTION api.insights(bytea) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
     v_method text := api._method();
-    v_query jsonb := api._query();
+    v_query jsonb;
     v_body jsonb;
     v_denied json;
     v_limit integer;
@@ -572,6 +577,7 @@ BEGIN
         RETURN api._method_not_allowed();
     END IF;
     BEGIN
+        v_query := api._query();
         v_body := insights.decode_api_body($1);
         v_denied := api._authenticate(CASE WHEN v_method = 'POST' THEN 'insight:write' ELSE 'insight:read' END,
                                       v_body);
@@ -672,7 +678,7 @@ CREATE FUNCTION api.insight(bytea) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
     v_method text := api._method();
-    v_query jsonb := api._query();
+    v_query jsonb;
     v_body jsonb;
     v_denied json;
     v_row insights.saved_insights;
@@ -690,6 +696,7 @@ BEGIN
         RETURN api._method_not_allowed();
     END IF;
     BEGIN
+        v_query := api._query();
         v_body := insights.decode_api_body($1);
         v_denied := api._authenticate(CASE WHEN v_method IN ('GET', 'HEAD') THEN 'insight:read'
                                            ELSE 'insight:write' END, v_body);
@@ -883,14 +890,20 @@ CREATE FUNCTION api.insights_my_last_viewed(bytea) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
     v_denied json;
+    v_state text;
+    v_message text;
+    v_detail text;
+    v_hint text;
 BEGIN
     IF api._method() NOT IN ('GET', 'HEAD') THEN
         RETURN api._method_not_allowed();
     END IF;
     BEGIN
         v_denied := api._authenticate('insight:read', insights.decode_api_body($1));
-    EXCEPTION WHEN invalid_text_representation THEN
-        RETURN api._error(400, 'invalid_request', 'parse_error', SQLERRM);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
     END;
     IF v_denied IS NOT NULL THEN
         RETURN v_denied;
@@ -1004,14 +1017,20 @@ CREATE FUNCTION api.insights_timing(bytea) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
     v_denied json;
+    v_state text;
+    v_message text;
+    v_detail text;
+    v_hint text;
 BEGIN
     IF api._method() <> 'POST' THEN
         RETURN api._method_not_allowed();
     END IF;
     BEGIN
         v_denied := api._authenticate('insight:read', insights.decode_api_body($1));
-    EXCEPTION WHEN invalid_text_representation THEN
-        RETURN api._error(400, 'invalid_request', 'parse_error', SQLERRM);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
     END;
     RETURN coalesce(v_denied, '{}'::json);
 END $$;
