@@ -148,6 +148,25 @@ BEGIN
     RETURN v_ids;
 END $$;
 
+-- A list query parameter: a JSON array ('["a","b"]'), or one plain value; NULL when absent.
+CREATE FUNCTION api._list_param(p_query jsonb, p_name text) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v text := nullif(p_query->>p_name, '');
+BEGIN
+    IF v IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF v ~ '^\s*\[' THEN
+        BEGIN
+            RETURN ARRAY(SELECT x #>> '{}' FROM jsonb_array_elements(v::jsonb) AS x);
+        EXCEPTION WHEN invalid_text_representation THEN
+            PERFORM api._field_error(p_name, 'Value must be valid JSON.');
+        END;
+    END IF;
+    RETURN ARRAY[v];
+END $$;
+
 -- A random short_id: 8 characters of [A-Za-z0-9] (PostHog's generate_short_id), from
 -- gen_random_uuid's strong randomness.
 CREATE FUNCTION api._new_short_id() RETURNS text
@@ -435,7 +454,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_result jsonb := api._insight_result(i, p_mode);
 BEGIN
-    RETURN api._insight_basic_json(i) || jsonb_build_object(
+    RETURN (api._insight_basic_json(i) - 'refreshing') || jsonb_build_object(
         'order', i."order", 'deleted', i.deleted,
         'last_refresh', v_result->'last_refresh',
         'cache_target_age', v_result->'cache_target_age',
@@ -564,6 +583,8 @@ DECLARE
     v_mode text;
     v_created_by bigint;
     v_kind text;
+    v_tags text[];
+    v_dashboards text[];
     v_count bigint;
     v_ids bigint[];
     v_results jsonb := '[]';
@@ -623,6 +644,12 @@ BEGIN
         v_basic := lower(coalesce(v_query->>'basic', '')) IN ('true', '1');
         v_mode := api._refresh_mode(v_query);
         v_kind := upper(nullif(v_query->>'insight', ''));
+        -- tags / dashboards: a JSON list (as PostHog's frontend sends them) or a single value.
+        v_tags := api._list_param(v_query, 'tags');
+        v_dashboards := api._list_param(v_query, 'dashboards');
+        IF v_dashboards IS NOT NULL AND EXISTS (SELECT 1 FROM unnest(v_dashboards) d WHERE d !~ '^\d{1,18}$') THEN
+            PERFORM api._field_error('dashboards', 'A valid integer is required.');
+        END IF;
 
         WITH matching AS (
             SELECT i.* FROM insights.saved_insights i
@@ -630,8 +657,17 @@ BEGIN
                AND (v_query->>'short_id' IS NULL OR i.short_id = v_query->>'short_id')
                AND (v_created_by IS NULL OR i.created_by = v_created_by)
                AND (lower(v_query->>'user') IS DISTINCT FROM 'true' OR i.created_by = insights.request_user_id())
+               -- saved=true also lists insights that sit on a dashboard, as PostHog does.
                AND (lower(v_query->>'saved') IS NULL OR lower(v_query->>'saved') NOT IN ('true', 'false')
-                    OR i.saved = (lower(v_query->>'saved') = 'true'))
+                    OR (lower(v_query->>'saved') = 'true' AND (i.saved OR EXISTS (
+                            SELECT 1 FROM insights.dashboard_tiles t JOIN insights.dashboards d ON d.id = t.dashboard_id
+                             WHERE t.insight_id = i.id AND NOT t.deleted AND NOT d.deleted)))
+                    OR (lower(v_query->>'saved') = 'false' AND NOT i.saved))
+               AND (v_tags IS NULL OR i.tags && v_tags)
+               AND (v_dashboards IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM unnest(v_dashboards) AS want(id)
+                         WHERE NOT EXISTS (SELECT 1 FROM insights.dashboard_tiles t
+                                            WHERE t.insight_id = i.id AND t.dashboard_id = want.id::bigint AND NOT t.deleted)))
                AND (lower(v_query->>'favorited') IS DISTINCT FROM 'true' OR i.favorited)
                AND (v_kind IS NULL OR v_kind = upper(coalesce(
                         CASE WHEN i.query->>'kind' = 'InsightVizNode'
@@ -639,11 +675,12 @@ BEGIN
                              WHEN i.query->>'kind' = 'HogQLQuery' THEN 'SQL'
                              WHEN i.query IS NOT NULL THEN 'JSON' END,
                         nullif(i.filters->>'insight', ''), 'TRENDS')))
+               -- search: case-insensitive substring (icontains), no LIKE wildcards from the user.
                AND (coalesce(v_query->>'search', '') = ''
-                    OR i.name ILIKE '%' || (v_query->>'search') || '%'
-                    OR i.derived_name ILIKE '%' || (v_query->>'search') || '%'
-                    OR i.description ILIKE '%' || (v_query->>'search') || '%'
-                    OR EXISTS (SELECT 1 FROM unnest(i.tags) tag WHERE tag ILIKE '%' || (v_query->>'search') || '%'))
+                    OR strpos(lower(i.name), lower(v_query->>'search')) > 0
+                    OR strpos(lower(i.derived_name), lower(v_query->>'search')) > 0
+                    OR strpos(lower(i.description), lower(v_query->>'search')) > 0
+                    OR EXISTS (SELECT 1 FROM unnest(i.tags) tag WHERE strpos(lower(tag), lower(v_query->>'search')) > 0))
         )
         SELECT (SELECT count(*) FROM matching),
                (SELECT array_agg(m.id ORDER BY m.ord)

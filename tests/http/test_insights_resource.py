@@ -347,6 +347,9 @@ def test_list_filters_and_basic(db, project, make_project):
     assert ids(f"?created_by={p['user_id']}") == sorted([a["id"], b["id"], c["id"]])
     assert ids(f"?created_by={p['user_id'] + 100000}") == []
     assert ids("?user=true") == sorted([a["id"], b["id"], c["id"]])
+    assert ids("?tags=marketing") == [b["id"]]
+    assert ids('?tags=["marketing","nope"]') == [b["id"]]
+    assert ids("?search=%25") == []  # no LIKE wildcards from the user
     assert_error(api("GET", f"{base(p)}/?created_by=me", p["key"]), 400, "validation_error", "invalid_input",
                  attr="created_by")
 
@@ -478,8 +481,15 @@ def test_dashboards_field_writes_tiles(db, project, make_project):
     (d2,) = sql(db, "INSERT INTO insights.dashboards (project_id, name) VALUES (%s, 'd2') RETURNING id", p["id"])[0]
     ins = create(p, {"name": "on dash", "dashboards": [d1]})
     assert ins["dashboards"] == [d1] and [t["dashboard_id"] for t in ins["dashboard_tiles"]] == [d1]
+    listed = api("GET", f"{base(p)}/?dashboards=[{d1}]", p["key"]).json()["results"]
+    assert [x["id"] for x in listed] == [ins["id"]]
+    # saved=true also lists insights that are on a dashboard.
+    assert [x["id"] for x in api("GET", f"{base(p)}/?saved=true", p["key"]).json()["results"]] == [ins["id"]]
     body = api("PATCH", f"{base(p)}/{ins['id']}/", p["key"], json={"dashboards": [d2]}).json()
     assert body["dashboards"] == [d2]
+    assert api("GET", f"{base(p)}/?dashboards=[{d1}]", p["key"]).json()["count"] == 0
+    assert_error(api("GET", f"{base(p)}/?dashboards=[\"x\"]", p["key"]), 400, "validation_error", "invalid_input",
+                 attr="dashboards")
     other = make_project()
     (od,) = sql(db, "INSERT INTO insights.dashboards (project_id, name) VALUES (%s, 'o') RETURNING id", other["id"])[0]
     r = api("PATCH", f"{base(p)}/{ins['id']}/", p["key"], json={"dashboards": [od]})
