@@ -583,6 +583,7 @@ DECLARE
     v_mode text;
     v_created_by bigint;
     v_kind text;
+    v_order text;
     v_tags text[];
     v_dashboards text[];
     v_count bigint;
@@ -644,6 +645,12 @@ BEGIN
         v_basic := lower(coalesce(v_query->>'basic', '')) IN ('true', '1');
         v_mode := api._refresh_mode(v_query);
         v_kind := upper(nullif(v_query->>'insight', ''));
+        v_order := nullif(v_query->>'order', '');
+        IF v_order IS NOT NULL AND v_order NOT IN ('name', 'created_at', 'last_modified_at', 'updated_at', 'id', 'order',
+                                                   '-name', '-created_at', '-last_modified_at', '-updated_at', '-id',
+                                                   '-order') THEN
+            PERFORM api._field_error('order', format('Cannot order by "%s".', v_order));
+        END IF;
         -- tags / dashboards: a JSON list (as PostHog's frontend sends them) or a single value.
         v_tags := api._list_param(v_query, 'tags');
         v_dashboards := api._list_param(v_query, 'dashboards');
@@ -684,7 +691,20 @@ BEGIN
         )
         SELECT (SELECT count(*) FROM matching),
                (SELECT array_agg(m.id ORDER BY m.ord)
-                  FROM (SELECT id, row_number() OVER (ORDER BY "order" NULLS LAST, last_modified_at DESC, id DESC) AS ord
+                  FROM (SELECT id, row_number() OVER (ORDER BY
+                                   -- `order`: one of these fields, '-' for descending; else the default.
+                                   CASE WHEN v_order = 'name' THEN name END,
+                                   CASE WHEN v_order = '-name' THEN name END DESC,
+                                   CASE WHEN v_order = 'created_at' THEN created_at END,
+                                   CASE WHEN v_order = '-created_at' THEN created_at END DESC,
+                                   CASE WHEN v_order = 'last_modified_at' THEN last_modified_at END,
+                                   CASE WHEN v_order = '-last_modified_at' THEN last_modified_at END DESC,
+                                   CASE WHEN v_order = 'updated_at' THEN updated_at END,
+                                   CASE WHEN v_order = '-updated_at' THEN updated_at END DESC,
+                                   CASE WHEN v_order = 'id' THEN id END,
+                                   CASE WHEN v_order = '-id' THEN id END DESC,
+                                   CASE WHEN v_order = '-order' THEN "order" END DESC NULLS LAST,
+                                   "order" NULLS LAST, last_modified_at DESC, id DESC) AS ord
                           FROM matching ORDER BY ord LIMIT v_limit OFFSET v_offset) m)
           INTO v_count, v_ids;
 
@@ -709,6 +729,28 @@ BEGIN
         'results', v_results);
 END $$;
 
+-- `?sharing_access_token=`: the insight an enabled sharing configuration of the path's project
+-- opens, with the request's project set for row-level security; NULL for a wrong, disabled or
+-- foreign token. SECURITY DEFINER: the token is the credential, so the lookup precedes RLS.
+CREATE FUNCTION api._sharing_authenticate(p_token text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_project text := api._header('x-pgi-project');
+    v_share insights.sharing_configurations;
+BEGIN
+    IF v_project !~ '^\d{1,18}$' THEN
+        RETURN NULL;
+    END IF;
+    SELECT s.* INTO v_share FROM insights.sharing_configurations s
+      JOIN insights.saved_insights i ON i.id = s.insight_id
+     WHERE s.access_token = p_token AND s.enabled AND NOT i.deleted AND s.project_id = v_project::bigint;
+    IF v_share.id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM set_config('pgi.project_id', v_share.project_id::text, true);
+    RETURN v_share.insight_id;
+END $$;
+
 -- GET insights/:id/ (insight:read), PATCH/PUT (insight:write; `deleted` soft-deletes and
 -- restores), DELETE → 405 after the insight:write check, as PostHog's ForbidDestroyModel.
 CREATE FUNCTION api.insight(bytea) RETURNS json
@@ -724,6 +766,7 @@ DECLARE
     v_changes jsonb;
     v_ids bigint[];
     v_material boolean;
+    v_shared bigint;
     v_state text;
     v_message text;
     v_detail text;
@@ -735,6 +778,26 @@ BEGIN
     BEGIN
         v_query := api._query();
         v_body := insights.decode_api_body($1);
+        IF v_method IN ('GET', 'HEAD') AND coalesce(v_query->>'sharing_access_token', '') <> ''
+           AND coalesce(api._header('x-pgi-authorization'), '') = ''
+           AND coalesce(v_body->>'personal_api_key', v_query->>'personal_api_key', '') = '' THEN
+            -- A shared insight: the token opens this one insight, read-only, and viewers cannot
+            -- force a calculation (PostHog remaps the refresh modes).
+            v_shared := api._sharing_authenticate(v_query->>'sharing_access_token');
+            IF v_shared IS NULL THEN
+                RETURN api._error(401, 'authentication_error', 'authentication_failed',
+                                  'Sharing access token is invalid.');
+            END IF;
+            v_row := api._insight_by_path(false);
+            IF v_row.id IS DISTINCT FROM v_shared THEN
+                RETURN api._not_found();
+            END IF;
+            RETURN api._insight_json(v_row, CASE api._refresh_mode(v_query)
+                                                WHEN 'force_cache' THEN 'lazy_async'
+                                                WHEN 'force_blocking' THEN 'blocking'
+                                                WHEN 'force_async' THEN 'async'
+                                                ELSE api._refresh_mode(v_query) END);
+        END IF;
         v_denied := api._authenticate(CASE WHEN v_method IN ('GET', 'HEAD') THEN 'insight:read'
                                            ELSE 'insight:write' END, v_body);
         IF v_denied IS NOT NULL THEN

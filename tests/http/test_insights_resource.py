@@ -757,3 +757,48 @@ def test_no_server_errors_on_odd_input(project):
         for q in queries:
             r = api("GET", base(p) + path + q, p["key"])
             assert r.status_code < 500, (path, q, r.text)
+
+
+def test_list_order_parameter(project):
+    p = project
+    ids = [create(p, {"name": n})["id"] for n in ("b", "c", "a")]
+
+    def names(q):
+        return [x["name"] for x in api("GET", f"{base(p)}/{q}", p["key"]).json()["results"]]
+
+    assert names("?order=name") == ["a", "b", "c"]
+    assert names("?order=-name") == ["c", "b", "a"]
+    assert names("?order=created_at") == ["b", "c", "a"]
+    api("PATCH", f"{base(p)}/{ids[1]}/", p["key"], json={"order": 1})
+    assert names("") == ["c", "a", "b"]  # `order` first, then newest modification
+    assert_error(api("GET", f"{base(p)}/?order=secret;drop", p["key"]), 400, "validation_error", "invalid_input",
+                 attr="order")
+
+
+def test_sharing_access_token_opens_one_insight_read_only(db, with_events, make_project):
+    p = with_events
+    ins = create(p, {"name": "public", "filters": FUNNEL_FILTERS})
+    private = create(p, {"name": "private"})
+    token = api("GET", f"{base(p)}/{ins['id']}/sharing/", p["key"]).json()["access_token"]
+    url = f"{base(p)}/{ins['id']}/?sharing_access_token={token}"
+    # Disabled: the token is invalid.
+    assert_error(api("GET", url), 401, "authentication_error", "authentication_failed")
+    api("PATCH", f"{base(p)}/{ins['id']}/sharing/", p["key"], json={"enabled": True})
+    r = api("GET", url)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    # Viewers cannot force a calculation but get one when nothing is cached (force_cache → lazy_async).
+    assert body["name"] == "public" and [s["count"] for s in body["result"]] == [5, 3, 2]
+    assert body["last_viewed_at"] is None
+    # The token opens that insight only, in that project only, and only for reading.
+    assert_error(api("GET", f"{base(p)}/{private['id']}/?sharing_access_token={token}"), 404, "invalid_request",
+                 "not_found")
+    other = make_project()
+    assert_error(api("GET", f"{base(other)}/{ins['id']}/?sharing_access_token={token}"), 401,
+                 "authentication_error", "authentication_failed")
+    assert_error(api("GET", f"{base(p)}/?sharing_access_token={token}"), 401, "authentication_error",
+                 "not_authenticated")
+    assert_error(api("PATCH", url, json={"name": "x"}), 401, "authentication_error", "not_authenticated")
+    assert_error(api("GET", f"{base(p)}/{ins['id']}/?sharing_access_token=wrong"), 401, "authentication_error",
+                 "authentication_failed")
+    assert sql(db, "SELECT name FROM insights.saved_insights WHERE id = %s", ins["id"])[0][0] == "public"
