@@ -423,13 +423,18 @@ fn _funnel(
 
 /// SQL: `insights.funnel_actors(project_id, query, step, breakdown)`: ids of the persons (or
 /// groups) who reached step `step` (1-based), or dropped off right before step `-step`.
+/// Only `breakdown` may be NULL; a NULL project, query or step gives no rows, as a STRICT
+/// function would (the rest of the SQL surface is STRICT; this one cannot be, for `breakdown`).
 #[pg_extern(stable, parallel_safe)]
 fn _funnel_actors(
-    project_id: i64,
-    query: &str,
-    step: i32,
+    project_id: Option<i64>,
+    query: Option<&str>,
+    step: Option<i32>,
     breakdown: Option<&str>,
 ) -> SetOfIterator<'static, String> {
+    let (Some(project_id), Some(query), Some(step)) = (project_id, query, step) else {
+        return SetOfIterator::new(Vec::new());
+    };
     if step == 0 || step == -1 {
         raise(
             SqlState::InvalidParameter,

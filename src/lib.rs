@@ -16,6 +16,7 @@ mod retention;
 mod trends;
 mod util;
 mod window_funnel;
+mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -23,6 +24,16 @@ mod window_funnel;
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/ingest.sql", name = "ingest", requires = ["schema"]);
 extension_sql_file!("../sql/admin.sql", name = "admin", requires = ["schema"]);
+extension_sql_file!("../sql/tasks.sql", name = "tasks", requires = ["schema"]);
+
+/// Library load. Loaded through shared_preload_libraries, it registers the background worker
+/// that runs asynchronous insight queries (src/worker.rs); loaded on demand, it does nothing.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        worker::register();
+    }
+}
 
 #[cfg(test)]
 pub mod pg_test {

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Build the OpenAPI 3 document of the PostHog-path API from the routing table.
+
+nginx/routes.conf is the one list of endpoints: each row maps a path regex to an RPC and ends with
+an annotation comment `#: METHODS | scope | summary` (scope `-` for the token-authenticated
+capture paths). This script expands each row into its concrete paths (both `/api/projects/{id}/`
+and `/api/environments/{id}/`, alternatives like `(batch|capture)`), and writes the document that
+nginx serves at /api/schema/. A row without an annotation is an error, so the document cannot
+silently fall behind the routes.
+
+    scripts/openapi.py nginx/routes.conf OUT.json
+"""
+
+import itertools
+import json
+import re
+import sys
+
+ROW = re.compile(r'^\s*~(\^\S+)\s+"(\w+)";\s*#:\s*(.+)$')
+CAPTURE_NAMES = {"pgi_project": None, "pgi_id": "id"}
+ERROR = {
+    "type": "object",
+    "description": "PostHog's error body (drf-exceptions-hog).",
+    "properties": {
+        "type": {"type": "string", "example": "validation_error"},
+        "code": {"type": "string", "example": "invalid_input"},
+        "detail": {"type": "string"},
+        "attr": {"type": "string", "nullable": True},
+    },
+    "required": ["type", "code", "detail", "attr"],
+}
+
+
+def expand(regex):
+    """`^/api/(projects|environments)/(?<pgi_project>[^/]+)/x/?$` → concrete OpenAPI paths."""
+    body = regex.lstrip("^").rstrip("$")
+    body = re.sub(r"/\?$", "/", body)  # optional trailing slash: document the canonical form
+    parts = re.split(r"(\((?:\?<\w+>)?[^()]*\))", body)
+    choices = []
+    for part in parts:
+        m = re.fullmatch(r"\(\?<(\w+)>[^()]*\)", part)
+        if m:
+            choices.append([("{%s}" % m.group(1), m.group(1))])
+        elif part.startswith("(") and part.endswith(")"):
+            choices.append([(alt, None) for alt in part[1:-1].split("|")])
+        elif part:
+            choices.append([(part, None)])
+    paths = []
+    for combo in itertools.product(*choices):
+        text = "".join(t for t, _ in combo)
+        prefix = "environment_id" if "/api/environments/" in text else "project_id"
+        text = text.replace("{pgi_project}", "{%s}" % prefix).replace("{pgi_id}", "{id}")
+        paths.append(text)
+    return paths
+
+
+def operation(method, rpc, scope, summary, path):
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"\{(\w+)\}", path)
+    ]
+    op = {
+        "operationId": f"{rpc}_{method.lower()}" + ("_env" if "/environments/" in path else ""),
+        "summary": summary,
+        "parameters": params,
+        "responses": {
+            "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "400": {"description": "Invalid input", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            "404": {"description": "Not found", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        },
+        "tags": [rpc.split("_")[0]],
+    }
+    if scope != "-":
+        op["security"] = [{"PersonalAPIKeyAuth": [scope]}]
+        op["x-required-scopes"] = [scope]
+        op["responses"]["401"] = {"description": "Missing or invalid personal API key",
+                                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        op["responses"]["403"] = {"description": "Missing scope or no access to the project",
+                                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    else:
+        op["security"] = []
+    if method in ("POST", "PATCH", "PUT"):
+        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": {"type": "object"}}}}
+    return op
+
+
+def build(routes_text):
+    paths = {}
+    for lineno, line in enumerate(routes_text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped.startswith("~"):
+            continue
+        m = ROW.match(line)
+        if not m:
+            raise SystemExit(f"routes.conf:{lineno}: route without a `#: METHODS | scope | summary` annotation")
+        regex, rpc, note = m.groups()
+        fields = [f.strip() for f in note.split("|")]
+        if len(fields) != 3:
+            raise SystemExit(f"routes.conf:{lineno}: annotation must be `METHODS | scope | summary`")
+        methods, scope, summary = fields
+        for path in expand(regex):
+            item = paths.setdefault(path, {})
+            for method in methods.split(","):
+                item[method.strip().lower()] = operation(method.strip(), rpc, scope, summary, path)
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "pg_insights: PostHog-compatible API",
+            "version": "0.1.0",
+            "description": "PostHog's REST paths served by PostgREST + nginx over the pg_insights extension. "
+                           "Authenticate with a personal API key: `Authorization: Bearer phx_…`.",
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "securitySchemes": {"PersonalAPIKeyAuth": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": ERROR},
+        },
+    }
+
+
+if __name__ == "__main__":
+    src, out = sys.argv[1], sys.argv[2]
+    with open(src) as f:
+        doc = build(f.read())
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=1)
