@@ -12,7 +12,8 @@
 ---------------------------------------------------------------------------------------------------
 -- Helpers
 
--- PostHog's timestamps: ISO 8601 in UTC with microseconds and a Z.
+-- PostHog's timestamps: ISO 8601 in UTC with microseconds and a Z. (api._iso of 70_query.sql is the
+-- same, but SQL-language bodies here are checked when created, before that file runs.)
 CREATE FUNCTION api._ts(p timestamptz) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT to_char(p AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
@@ -238,171 +239,34 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN jsonb_typeof(p_query) = 'object' THEN p_query ELSE p_filters END
 $$;
 
--- The interval of a query (legacy `interval`, or `interval` of the query source), lower-case.
-CREATE FUNCTION api._insight_interval(p_source jsonb) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT lower(coalesce(p_source->'source'->>'interval', p_source->>'interval', 'day'))
-$$;
-
--- The date range strings of a query (legacy date_from/date_to or the source's dateRange).
-CREATE FUNCTION api._insight_date(p_source jsonb, p_which text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT nullif(coalesce(p_source->'source'->'dateRange'->>p_which, p_source->'dateRange'->>p_which,
-                           p_source->>p_which), '')
-$$;
-
--- An absolute date_to as an instant (end of that day for a bare date, in the project timezone);
--- NULL for relative values ("-7d", "now"…), which always reach up to now.
-CREATE FUNCTION api._absolute_date_to(p_value text, p_tz text) RETURNS timestamptz
-LANGUAGE plpgsql STABLE AS $$
-BEGIN
-    IF p_value ~ '^\d{4}-\d{2}-\d{2}$' THEN
-        RETURN ((p_value::date + 1)::timestamp AT TIME ZONE p_tz);
-    ELSIF p_value ~ '^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}' THEN
-        IF p_value ~ '(Z|[+-]\d{2}(:?\d{2})?)$' THEN
-            RETURN p_value::timestamptz;
-        END IF;
-        RETURN p_value::timestamp AT TIME ZONE p_tz;
-    END IF;
-    RETURN NULL;
-EXCEPTION WHEN data_exception THEN
-    RETURN NULL;
-END $$;
-
--- PostHog's staleness threshold per interval (default and lazy tables of §9.4).
-CREATE FUNCTION api._stale_after(p_interval text, p_lazy boolean) RETURNS interval
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE p_interval
-        WHEN 'minute' THEN CASE WHEN p_lazy THEN interval '15 minutes' ELSE interval '5 minutes' END
-        WHEN 'hour' THEN CASE WHEN p_lazy THEN interval '2 hours' ELSE interval '1 hour' END
-        WHEN 'week' THEN interval '1 day'
-        WHEN 'month' THEN interval '1 day'
-        ELSE CASE WHEN p_lazy THEN interval '12 hours' ELSE interval '6 hours' END
-    END
-$$;
-
--- The minimum gap between client-forced refreshes: 1 min for minute intervals, 3 min for hour
--- intervals or date ranges of at most 7 days, else 15 min. Only the date_from forms "-N<unit>"
--- and absolute dates are measured; any other range counts as longer than 7 days.
-CREATE FUNCTION api._min_refresh_gap(p_source jsonb, p_interval text) RETURNS interval
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v_from text := coalesce(api._insight_date(p_source, 'date_from'), '-7d');
-    v_to text := api._insight_date(p_source, 'date_to');
-    v_days numeric;
-BEGIN
-    IF p_interval = 'minute' THEN
-        RETURN interval '1 minute';
-    ELSIF p_interval = 'hour' THEN
-        RETURN interval '3 minutes';
-    END IF;
-    IF v_from ~ '^-\d{1,6}[hdwmy]$' AND v_to IS NULL THEN
-        v_days := substring(v_from FROM 2 FOR length(v_from) - 2)::numeric *
-                  CASE right(v_from, 1) WHEN 'h' THEN 1.0 / 24 WHEN 'd' THEN 1 WHEN 'w' THEN 7
-                                        WHEN 'm' THEN 30 ELSE 365 END;
-    ELSIF v_from ~ '^\d{4}-\d{2}-\d{2}' AND coalesce(v_to, '') ~ '^\d{4}-\d{2}-\d{2}' THEN
-        BEGIN
-            v_days := left(v_to, 10)::date - left(v_from, 10)::date;
-        EXCEPTION WHEN data_exception THEN
-            v_days := NULL;
-        END;
-    END IF;
-    RETURN CASE WHEN v_days <= 7 THEN interval '3 minutes' ELSE interval '15 minutes' END;
-END $$;
-
 -- The result part of an insight's serializer under a refresh mode (§9.4): result, is_cached,
 -- last_refresh, cache_target_age, next_allowed_client_refresh, timezone, query_status.
--- Results are cached per (project, cache_key) where cache_key = 'cache_' || md5(kind + the
--- normalized query: jsonb's canonical text, so key order and whitespace do not matter).
---
--- There is no background worker: the async modes (async, lazy_async, force_async,
--- async_except_on_cache_miss) compute synchronously when they would start a calculation, and say
--- so in `query_status` ("query_async": false, "complete": true).
+-- The refresh modes, the cache (insights.query_cache, keyed by project + kind + normalized query)
+-- and the async runs (insights.query_tasks, run by the background worker) are api._cached_compute's
+-- (70_query.sql, created after this file: plpgsql resolves it at call time), so a saved insight
+-- and the same query sent to /query/ share one cache entry.
 CREATE FUNCTION api._insight_result(p_insight insights.saved_insights, p_mode text) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     v_kind text := api._insight_kind(p_insight.filters, p_insight.query);
-    v_source jsonb := api._insight_source(p_insight.filters, p_insight.query);
-    v_project insights.projects := api._project();
-    v_interval text := api._insight_interval(v_source);
-    v_key text;
-    v_cache insights.query_cache;
-    v_fixed boolean;
-    v_fresh boolean;
-    v_lazy_fresh boolean;
-    v_gap interval := api._min_refresh_gap(v_source, v_interval);
-    v_async boolean := p_mode IN ('async', 'lazy_async', 'force_async', 'async_except_on_cache_miss');
-    v_compute boolean;
-    v_body jsonb;
-    v_started timestamptz;
+    v_tz text := (api._project()).timezone;
+    v_out jsonb;
 BEGIN
     IF v_kind IS NULL THEN
         RETURN jsonb_build_object('result', NULL, 'is_cached', false, 'last_refresh', NULL,
                                   'cache_target_age', NULL, 'next_allowed_client_refresh', NULL,
-                                  'timezone', v_project.timezone, 'query_status', NULL);
+                                  'timezone', v_tz, 'query_status', NULL);
     END IF;
-    v_key := 'cache_' || md5(v_project.id::text || ':' || v_kind || ':' || v_source::text);
-    SELECT * INTO v_cache FROM insights.query_cache WHERE project_id = v_project.id AND cache_key = v_key;
-
-    IF v_cache.cache_key IS NOT NULL THEN
-        -- A range that ended before the calculation cannot change: never stale.
-        v_fixed := api._absolute_date_to(api._insight_date(v_source, 'date_to'), v_project.timezone)
-                   < v_cache.last_refresh - interval '10 seconds';
-        v_fresh := coalesce(v_fixed, false) OR now() <= v_cache.last_refresh + api._stale_after(v_interval, false);
-        v_lazy_fresh := coalesce(v_fixed, false) OR now() <= v_cache.last_refresh + api._stale_after(v_interval, true);
-    END IF;
-
-    v_compute := CASE p_mode
-        WHEN 'blocking' THEN NOT coalesce(v_fresh, false)
-        WHEN 'async' THEN NOT coalesce(v_fresh, false)
-        WHEN 'async_except_on_cache_miss' THEN NOT coalesce(v_fresh, false)
-        WHEN 'lazy_async' THEN NOT coalesce(v_lazy_fresh, false)
-        -- A forced refresh within next_allowed_client_refresh is served from the cache.
-        WHEN 'force_blocking' THEN v_cache.cache_key IS NULL OR now() >= v_cache.last_refresh + v_gap
-        WHEN 'force_async' THEN v_cache.cache_key IS NULL OR now() >= v_cache.last_refresh + v_gap
-        ELSE false  -- force_cache
-    END;
-
-    -- async_except_on_cache_miss is blocking when nothing at all is cached.
-    IF p_mode = 'async_except_on_cache_miss' AND v_cache.cache_key IS NULL THEN
-        v_async := false;
-    END IF;
-
-    IF v_compute THEN
-        v_started := clock_timestamp();
-        v_body := CASE v_kind
-            WHEN 'funnel' THEN insights.funnel_json(v_project.id, v_source)
-            WHEN 'trend' THEN insights.trend_json(v_project.id, v_source)
-            WHEN 'retention' THEN insights.retention_json(v_project.id, v_source)
-        END;
-        INSERT INTO insights.query_cache AS c (project_id, cache_key, result, last_refresh)
-        VALUES (v_project.id, v_key, v_body, now())
-        ON CONFLICT (project_id, cache_key) DO UPDATE SET result = excluded.result,
-                                                          last_refresh = excluded.last_refresh
-        RETURNING * INTO v_cache;
-    END IF;
-
-    IF v_cache.cache_key IS NULL THEN
-        -- force_cache on a cache miss: PostHog's CacheMissResponse.
-        RETURN jsonb_build_object('result', NULL, 'is_cached', false, 'last_refresh', NULL,
-                                  'cache_target_age', NULL, 'next_allowed_client_refresh', NULL,
-                                  'timezone', v_project.timezone, 'query_status', NULL,
-                                  'cache_key', v_key);
-    END IF;
+    v_out := api._cached_compute(v_kind, api._insight_source(p_insight.filters, p_insight.query), p_mode);
     RETURN jsonb_build_object(
-        'result', v_cache.result->'result',
-        'is_cached', NOT v_compute,
-        'last_refresh', api._ts(v_cache.last_refresh),
-        'cache_target_age', api._ts(v_cache.last_refresh + api._stale_after(v_interval, false)),
-        'next_allowed_client_refresh', api._ts(v_cache.last_refresh + v_gap),
-        'timezone', coalesce(v_cache.result->>'timezone', v_project.timezone),
-        'cache_key', v_key,
-        'query_status', CASE WHEN v_compute AND v_async THEN jsonb_build_object(
-            'id', gen_random_uuid(), 'query_async', false, 'team_id', v_project.id,
-            'complete', true, 'error', false, 'error_message', NULL, 'results', NULL,
-            'start_time', api._ts(v_started), 'end_time', api._ts(clock_timestamp()),
-            'pickup_time', api._ts(v_started), 'expiration_time', NULL, 'task_id', NULL,
-            'query_progress', NULL) END);
+        'result', v_out->'result',
+        'is_cached', v_out->'is_cached',
+        'last_refresh', v_out->'last_refresh',
+        'cache_target_age', CASE WHEN v_out->>'last_refresh' IS NOT NULL THEN v_out->'cache_target_age' END,
+        'next_allowed_client_refresh',
+            CASE WHEN v_out->>'last_refresh' IS NOT NULL THEN v_out->'next_allowed_client_refresh' END,
+        'timezone', coalesce(v_out->>'timezone', v_tz),
+        'query_status', v_out->'query_status');
 END $$;
 
 -- PostHog's `refresh` parameter → execution mode (execution_mode_from_refresh): the mode names,
@@ -1077,14 +941,15 @@ BEGIN
     END;
 END $$;
 
--- POST insights/cancel/ {"client_query_id"} (insight:read). Queries run synchronously inside the
--- request here, so there is never a running query to cancel: the call validates and answers 201,
--- as PostHog does after cancelling.
+-- POST insights/cancel/ {"client_query_id"} (insight:read) → 201. The id is a query_status id
+-- (an async run of insights.query_tasks); a queued or running run of this project is cancelled
+-- through insights.cancel_query_task. Any other id is accepted and ignored, as PostHog does.
 CREATE FUNCTION api.insights_cancel(bytea) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
     v_body jsonb;
     v_denied json;
+    v_id text;
     v_state text;
     v_message text;
     v_detail text;
@@ -1099,8 +964,12 @@ BEGIN
         IF v_denied IS NOT NULL THEN
             RETURN v_denied;
         END IF;
-        IF coalesce(v_body->>'client_query_id', '') = '' THEN
+        v_id := v_body->>'client_query_id';
+        IF coalesce(v_id, '') = '' THEN
             PERFORM api._field_error('client_query_id', 'This field is required.', 'required');
+        END IF;
+        IF v_id ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' THEN
+            PERFORM insights.cancel_query_task(insights.request_project_id(), v_id::uuid);
         END IF;
         PERFORM set_config('response.status', '201', true);
         RETURN NULL;

@@ -8,6 +8,7 @@ simulated by moving insights.query_cache.last_refresh back through the superuser
 
 import json
 import re
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -95,6 +96,16 @@ def age_cache(db, project, delta):
 
 def parse_ts(s):
     return datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def wait_for(fetch, done, timeout=30.0):
+    """Poll `fetch()` until `done(value)`: async runs finish in the background worker."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,12 +240,16 @@ def test_staleness_thresholds_and_lazy_async(db, with_events):
     blocking = get(p, ins["id"], "?refresh=blocking").json()
     assert blocking["is_cached"] is False and blocking["query_status"] is None
     age_cache(db, p, timedelta(hours=13))
+    stale_refresh = get(p, ins["id"]).json()["last_refresh"]
+    # lazy_async on a stale result: the stale result at once, and a run for the background worker.
     lazy = get(p, ins["id"], "?refresh=lazy_async").json()
-    # No background worker: the async modes calculate synchronously and say so in query_status.
-    assert lazy["is_cached"] is False
+    assert lazy["is_cached"] is True and lazy["last_refresh"] == stale_refresh
     qs = lazy["query_status"]
-    assert qs["complete"] is True and qs["query_async"] is False and qs["error"] is False
-    assert qs["team_id"] == p["id"] and qs["id"]
+    assert qs["query_async"] is True and qs["complete"] is False and qs["team_id"] == p["id"] and qs["id"]
+    fresh = wait_for(lambda: get(p, ins["id"]).json(), lambda b: b["last_refresh"] != stale_refresh)
+    assert parse_ts(fresh["last_refresh"]) > parse_ts(stale_refresh) + timedelta(hours=12)
+    status = api("GET", f"/api/projects/{p['id']}/query/{qs['id']}/", p["key"]).json()["query_status"]
+    assert status["complete"] is True and status["error"] is False
 
 
 def test_past_date_range_is_never_stale(db, with_events):
@@ -246,23 +261,47 @@ def test_past_date_range_is_never_stale(db, with_events):
     assert body["is_cached"] is True and body["result"]
 
 
-def test_async_modes(db, with_events):
+def test_async_modes_queue_runs_for_the_worker(db, with_events):
     p = with_events
     ins = create(p, {"filters": {**FUNNEL_FILTERS, "date_from": "-30d", "date_to": None}})
     # async_except_on_cache_miss with nothing cached: blocking, no query_status.
     body = get(p, ins["id"], "?refresh=async_except_on_cache_miss").json()
     assert body["is_cached"] is False and body["query_status"] is None and body["result"] is not None
-    # async on a fresh cache: served from it.
+    # async on a fresh cache: served from it, nothing queued.
     body = get(p, ins["id"], "?refresh=async").json()
     assert body["is_cached"] is True and body["query_status"] is None
     age_cache(db, p, timedelta(hours=7))
+    stale = get(p, ins["id"]).json()["last_refresh"]
     body = get(p, ins["id"], "?refresh=async_except_on_cache_miss").json()
-    assert body["is_cached"] is False and body["query_status"]["complete"] is True
-    # force_async within the minimum refresh gap: cached; after it: recalculated.
-    assert get(p, ins["id"], "?refresh=force_async").json()["is_cached"] is True
-    age_cache(db, p, timedelta(minutes=16))
+    assert body["is_cached"] is True and body["last_refresh"] == stale and body["query_status"]["complete"] is False
+    wait_for(lambda: get(p, ins["id"]).json(), lambda b: b["last_refresh"] != stale)
+    # force_async always queues a run; insights/cancel/ with its id cancels it unless it already ran.
     body = get(p, ins["id"], "?refresh=force_async").json()
-    assert body["is_cached"] is False and body["query_status"]["complete"] is True
+    assert body["is_cached"] is True and body["query_status"]["complete"] is False
+    r = api("POST", f"{base(p)}/cancel/", p["key"], json={"client_query_id": body["query_status"]["id"]})
+    assert r.status_code == 201, r.text
+    status = wait_for(lambda: api("GET", f"/api/projects/{p['id']}/query/{body['query_status']['id']}/",
+                                  p["key"]).json()["query_status"], lambda s: s["complete"])
+    assert status["status"] in ("cancelled", "complete")
+
+
+def test_async_run_on_a_cache_miss(with_events):
+    p = with_events
+    ins = create(p, {"filters": FUNNEL_FILTERS})
+    body = get(p, ins["id"], "?refresh=async").json()
+    assert body["result"] is None and body["is_cached"] is False and body["query_status"]["complete"] is False
+    done = wait_for(lambda: get(p, ins["id"]).json(), lambda b: b["result"] is not None)
+    assert [s["count"] for s in done["result"]] == [5, 3, 2] and done["is_cached"] is True
+
+
+def test_saved_insight_and_query_endpoint_share_the_cache(with_events):
+    p = with_events
+    ins = create(p, {"query": TRENDS_QUERY})
+    computed = get(p, ins["id"], "?refresh=blocking").json()
+    r = api("POST", f"/api/projects/{p['id']}/query/", p["key"], json={"query": TRENDS_QUERY, "refresh": "force_cache"})
+    assert r.status_code == 200, r.text
+    assert r.json()["is_cached"] is True and r.json()["results"] == computed["result"]
+    assert r.json()["last_refresh"] == computed["last_refresh"]
 
 
 def test_cache_is_keyed_by_normalized_query(db, with_events):
@@ -588,6 +627,8 @@ def test_sharing_scopes(db, make_project):
 def test_cancel_and_timing(project):
     p = project
     assert api("POST", f"{base(p)}/cancel/", p["key"], json={"client_query_id": "abc"}).status_code == 201
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert api("POST", f"{base(p)}/cancel/", p["key"], json={"client_query_id": unknown}).status_code == 201
     assert_error(api("POST", f"{base(p)}/cancel/", p["key"], json={}), 400, "validation_error", "required",
                  attr="client_query_id")
     r = api("POST", f"{base(p)}/timing/", p["key"], json={"insight": "TRENDS", "timings": {}})
@@ -787,9 +828,12 @@ def test_sharing_access_token_opens_one_insight_read_only(db, with_events, make_
     r = api("GET", url)
     assert r.status_code == 200, r.text
     body = r.json()
-    # Viewers cannot force a calculation but get one when nothing is cached (force_cache → lazy_async).
-    assert body["name"] == "public" and [s["count"] for s in body["result"]] == [5, 3, 2]
-    assert body["last_viewed_at"] is None
+    # Viewers cannot force a calculation, but a miss queues one (force_cache → lazy_async).
+    assert body["name"] == "public" and body["last_viewed_at"] is None
+    assert body["result"] is None and body["query_status"]["complete"] is False
+    body = wait_for(lambda: api("GET", url).json(), lambda b: b["result"] is not None)
+    assert [s["count"] for s in body["result"]] == [5, 3, 2]
+    assert api("GET", url + "&refresh=force_blocking").json()["is_cached"] is True  # remapped to blocking
     # The token opens that insight only, in that project only, and only for reading.
     assert_error(api("GET", f"{base(p)}/{private['id']}/?sharing_access_token={token}"), 404, "invalid_request",
                  "not_found")
