@@ -168,6 +168,45 @@ BEGIN
     RETURN ARRAY[v];
 END $$;
 
+-- A list filter date (PostHog's relative_date_parse subset): "-Nh" (exact), "-Nd"/"-Nw"/"-Nm"/"-Ny"
+-- (start of that day), dStart/mStart/yStart, or an ISO date/datetime, in the project timezone.
+-- NULL when absent; a 400 naming the parameter otherwise.
+CREATE FUNCTION api._date_param(p_query jsonb, p_name text, p_tz text) RETURNS timestamptz
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v text := nullif(btrim(p_query->>p_name), '');
+    v_today timestamp := date_trunc('day', now() AT TIME ZONE p_tz);
+    v_n integer;
+BEGIN
+    IF v IS NULL THEN
+        RETURN NULL;
+    ELSIF v ~ '^-\d{1,6}h$' THEN
+        RETURN now() - make_interval(hours => substring(v FROM 2 FOR length(v) - 2)::integer);
+    ELSIF v ~ '^-\d{1,6}[dwmy]$' THEN
+        v_n := substring(v FROM 2 FOR length(v) - 2)::integer;
+        RETURN (v_today - CASE right(v, 1) WHEN 'd' THEN make_interval(days => v_n)
+                                           WHEN 'w' THEN make_interval(weeks => v_n)
+                                           WHEN 'm' THEN make_interval(months => v_n)
+                                           ELSE make_interval(years => v_n) END) AT TIME ZONE p_tz;
+    ELSIF v = 'dStart' THEN
+        RETURN v_today AT TIME ZONE p_tz;
+    ELSIF v = 'mStart' THEN
+        RETURN date_trunc('month', v_today) AT TIME ZONE p_tz;
+    ELSIF v = 'yStart' THEN
+        RETURN date_trunc('year', v_today) AT TIME ZONE p_tz;
+    ELSIF v ~ '^\d{4}-\d{2}-\d{2}$' THEN
+        RETURN v::date::timestamp AT TIME ZONE p_tz;
+    ELSIF v ~ '^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}' THEN
+        IF v ~ '(Z|[+-]\d{2}(:?\d{2})?)$' THEN
+            RETURN v::timestamptz;
+        END IF;
+        RETURN v::timestamp AT TIME ZONE p_tz;
+    END IF;
+    PERFORM api._field_error(p_name, format('"%s" is not a valid date.', v));
+EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format OR numeric_value_out_of_range THEN
+    PERFORM api._field_error(p_name, format('"%s" is not a valid date.', v));
+END $$;
+
 -- A random short_id: 8 characters of [A-Za-z0-9] (PostHog's generate_short_id), from
 -- gen_random_uuid's strong randomness.
 CREATE FUNCTION api._new_short_id() RETURNS text
@@ -448,6 +487,13 @@ DECLARE
     v_created_by bigint;
     v_kind text;
     v_order text;
+    v_tz text;
+    v_mod_from timestamptz;
+    v_mod_to timestamptz;
+    v_created_from timestamptz;
+    v_created_to timestamptz;
+    v_viewed_from timestamptz;
+    v_viewed_to timestamptz;
     v_tags text[];
     v_dashboards text[];
     v_count bigint;
@@ -509,6 +555,15 @@ BEGIN
         v_basic := lower(coalesce(v_query->>'basic', '')) IN ('true', '1');
         v_mode := api._refresh_mode(v_query);
         v_kind := upper(nullif(v_query->>'insight', ''));
+        -- Date filters: date_from/date_to on last_modified_at, created_date_*, last_viewed_date_*
+        -- (the request user's views).
+        v_tz := (api._project()).timezone;
+        v_mod_from := api._date_param(v_query, 'date_from', v_tz);
+        v_mod_to := api._date_param(v_query, 'date_to', v_tz);
+        v_created_from := api._date_param(v_query, 'created_date_from', v_tz);
+        v_created_to := api._date_param(v_query, 'created_date_to', v_tz);
+        v_viewed_from := api._date_param(v_query, 'last_viewed_date_from', v_tz);
+        v_viewed_to := api._date_param(v_query, 'last_viewed_date_to', v_tz);
         v_order := nullif(v_query->>'order', '');
         IF v_order IS NOT NULL AND v_order NOT IN ('name', 'created_at', 'last_modified_at', 'updated_at', 'id', 'order',
                                                    '-name', '-created_at', '-last_modified_at', '-updated_at', '-id',
@@ -535,6 +590,15 @@ BEGIN
                              WHERE t.insight_id = i.id AND NOT t.deleted AND NOT d.deleted)))
                     OR (lower(v_query->>'saved') = 'false' AND NOT i.saved))
                AND (v_tags IS NULL OR i.tags && v_tags)
+               AND (v_mod_from IS NULL OR i.last_modified_at > v_mod_from)
+               AND (v_mod_to IS NULL OR i.last_modified_at < v_mod_to)
+               AND (v_created_from IS NULL OR i.created_at > v_created_from)
+               AND (v_created_to IS NULL OR i.created_at < v_created_to)
+               AND (v_viewed_from IS NULL AND v_viewed_to IS NULL OR EXISTS (
+                        SELECT 1 FROM insights.insight_views v
+                         WHERE v.insight_id = i.id AND v.user_id = insights.request_user_id()
+                           AND (v_viewed_from IS NULL OR v.last_viewed_at > v_viewed_from)
+                           AND (v_viewed_to IS NULL OR v.last_viewed_at < v_viewed_to)))
                AND (v_dashboards IS NULL OR NOT EXISTS (
                         SELECT 1 FROM unnest(v_dashboards) AS want(id)
                          WHERE NOT EXISTS (SELECT 1 FROM insights.dashboard_tiles t

@@ -846,3 +846,29 @@ def test_sharing_access_token_opens_one_insight_read_only(db, with_events, make_
     assert_error(api("GET", f"{base(p)}/{ins['id']}/?sharing_access_token=wrong"), 401, "authentication_error",
                  "authentication_failed")
     assert sql(db, "SELECT name FROM insights.saved_insights WHERE id = %s", ins["id"])[0][0] == "public"
+
+
+def test_list_date_filters(db, project):
+    p = project
+    old = create(p, {"name": "old"})
+    new = create(p, {"name": "new"})
+    sql(db, "UPDATE insights.saved_insights SET last_modified_at = '2024-01-05T12:00:00Z', "
+            "created_at = '2024-01-01T00:00:00Z' WHERE id = %s", old["id"])
+    sql(db, "UPDATE insights.insight_views SET last_viewed_at = now() - interval '10 days' WHERE insight_id = %s",
+        old["id"])
+
+    def ids(q):
+        r = api("GET", f"{base(p)}/{q}", p["key"])
+        assert r.status_code == 200, r.text
+        return sorted(x["id"] for x in r.json()["results"])
+
+    assert ids("?date_from=-7d") == [new["id"]]
+    assert ids("?date_to=2024-01-06") == [old["id"]]
+    assert ids("?date_from=2024-01-05&date_to=2024-01-06") == [old["id"]]
+    assert ids("?created_date_to=2024-01-02") == [old["id"]]
+    assert ids("?created_date_from=-1h") == [new["id"]]
+    assert ids("?last_viewed_date_to=-3d") == [old["id"]]
+    assert ids("?last_viewed_date_from=dStart") == [new["id"]]
+    for bad in ("yesterday", "2024-13-45", "-99999999d"):
+        assert_error(api("GET", f"{base(p)}/?date_from={bad}", p["key"]), 400, "validation_error", "invalid_input",
+                     attr="date_from")
