@@ -192,6 +192,50 @@ pub fn plan(
     lookups: &Lookups,
     now: DateTime<Utc>,
 ) -> Result<RetentionPlan> {
+    plan_inner(q, project, lookups, now, None)
+}
+
+/// Plan the retention actors of one cohort (`persons/retention/?selected_interval=c`, §5.4): a
+/// statement returning one row `(actor text, r int8)` per actor of cohort `c` (0 = the oldest
+/// cohort), `r` being the actor's return mask over all periods; [`appearances`] turns it into
+/// the actor's appearances. `selected_interval` outside the cohorts is 22023 on
+/// `selected_interval`.
+pub fn plan_actors(
+    q: &InsightQuery,
+    project: &Project,
+    lookups: &Lookups,
+    now: DateTime<Utc>,
+    selected_interval: i64,
+) -> Result<RetentionPlan> {
+    if selected_interval < 0 {
+        return Err(invalid(
+            "selected_interval",
+            format!("selected_interval must be 0 or more, got {selected_interval}"),
+        ));
+    }
+    plan_inner(q, project, lookups, now, Some(selected_interval as usize))
+}
+
+/// The appearances of an actor of cohort `cohort` with return mask `r` (a row of
+/// [`plan_actors`]' statement): the period offsets `k` (0 = the cohort period, always present)
+/// within the cohort's `min(total_intervals, cohorts − cohort)` values at which the actor
+/// returned (with `minimumOccurrences` applied, never cumulated).
+pub fn appearances(plan: &RetentionPlan, cohort: usize, r: i64) -> Vec<i32> {
+    let n = plan.range.starts.len();
+    let len = plan.intervals.min(n.saturating_sub(cohort));
+    (0..len)
+        .filter(|&k| k == 0 || (cohort + k < 63 && (r >> (cohort + k)) & 1 == 1))
+        .map(|k| k as i32)
+        .collect()
+}
+
+fn plan_inner(
+    q: &InsightQuery,
+    project: &Project,
+    lookups: &Lookups,
+    now: DateTime<Utc>,
+    selected: Option<usize>,
+) -> Result<RetentionPlan> {
     let r = &q.retention;
     if q.breakdown.as_ref().is_some_and(|bd| !bd.values.is_empty()) {
         return Err(invalid(
@@ -503,6 +547,31 @@ pub fn plan(
         );
         (g, t_expr, "g.r".to_string())
     };
+
+    if let Some(c) = selected {
+        // Actors: the actors of cohort c with their return masks.
+        if c >= n {
+            return Err(invalid(
+                "selected_interval",
+                format!("selected_interval must be below the number of cohorts ({n}), got {c}"),
+            ));
+        }
+        let c_p = b.int(c as i64);
+        let sql = format!(
+            "SELECT a.actor::text AS actor, a.r FROM (SELECT g.actor, {t_expr} AS t, coalesce({r_expr}, 0::int8) AS r \
+             FROM ({g}) g) a WHERE ((a.t >> {c_p}::int4) & 1::int8) = 1::int8"
+        );
+        return Ok(RetentionPlan {
+            sql,
+            params: b.params,
+            range: RetentionRange { starts, end },
+            intervals: lookahead,
+            period,
+            pt: project.pt,
+            retention_type: mode,
+            cumulative: r.cumulative,
+        });
+    }
 
     // Steps 2 and 3: group actors by mask pair, expand into (cohort, period) cells.
     let n_p = b.int(n as i64);
@@ -1760,5 +1829,72 @@ mod tests {
                 prop_assert_eq!(rows(&out).len(), p.range.starts.len() * p.intervals);
             }
         }
+    }
+
+    // ---- Actors --------------------------------------------------------------------------------
+
+    fn actors_utc(q: &InsightQuery, c: i64) -> Result<RetentionPlan> {
+        plan_actors(
+            q,
+            &project("UTC", 0),
+            &lookups(),
+            t("2020-06-20T12:00:00Z"),
+            c,
+        )
+    }
+
+    #[test]
+    fn actors_select_one_cohort() {
+        for min_occ in [1, 3] {
+            for ty in [RetentionType::Recurring, RetentionType::FirstTime] {
+                let q = query(|q| {
+                    q.date_to = Some("2020-06-16T06:00:00Z".into());
+                    q.retention.minimum_occurrences = min_occ;
+                    q.retention.retention_type = ty;
+                });
+                let p = actors_utc(&q, 2).unwrap();
+                assert_params_consistent(&p);
+                assert!(
+                    p.sql.starts_with("SELECT a.actor::text AS actor, a.r FROM"),
+                    "{}",
+                    p.sql
+                );
+                assert!(p.params.contains(&Param::Int(2)));
+                assert!(!p.sql.contains("generate_series"), "{}", p.sql);
+            }
+        }
+    }
+
+    #[test]
+    fn actors_reject_a_cohort_outside_the_range() {
+        let q = query(|q| q.date_to = Some("2020-06-16T06:00:00Z".into()));
+        for c in [-1, 11, 1000] {
+            let e = actors_utc(&q, c).unwrap_err();
+            assert_eq!(e.attr.as_deref(), Some("selected_interval"), "{c}");
+        }
+        assert!(actors_utc(&q, 10).is_ok());
+    }
+
+    #[test]
+    fn appearances_are_offsets_within_the_cohort_lookahead() {
+        let q = query(|q| {
+            q.date_to = Some("2020-06-20T06:00:00Z".into());
+            q.retention.total_intervals = 11;
+        });
+        let p = actors_utc(&q, 2).unwrap();
+        // R23: P2 returned in periods 1, 2, 3, 6, 7 → offsets from cohort 2: 0, 1, 4, 5.
+        let r = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 6) | (1 << 7);
+        assert_eq!(appearances(&p, 2, r), vec![0, 1, 4, 5]);
+        // Offset 0 is always present; periods past the range are not.
+        assert_eq!(appearances(&p, 10, 0), vec![0]);
+        assert_eq!(appearances(&p, 9, -1), vec![0, 1]);
+        // The lookahead caps the offsets.
+        let q = query(|q| {
+            q.date_to = Some("2020-06-20T06:00:00Z".into());
+            q.date_from = Some("2020-06-01T00:00:00Z".into());
+            q.retention.total_intervals = 3;
+        });
+        let p = actors_utc(&q, 0).unwrap();
+        assert_eq!(appearances(&p, 0, 0b11110), vec![0, 1, 2]);
     }
 }
