@@ -64,7 +64,7 @@ use crate::dates::{self, Interval, ProjectTime};
 use crate::error::{QueryError, Result};
 use crate::funnels::{Lookups, Project};
 use crate::properties::{self, FilterContext, TRUE_SQL};
-use crate::query::{Entity, EntityKind, InsightQuery, RetentionType};
+use crate::query::{BreakdownProperty, Entity, EntityKind, InsightQuery, RetentionType};
 use crate::sql::{Param, SqlBuilder};
 
 /// The most periods (cohorts, and values per cohort) one retention query may have: every period
@@ -96,6 +96,17 @@ pub struct RetentionPlan {
     pub pt: ProjectTime,
     pub retention_type: RetentionType,
     pub cumulative: bool,
+    /// With a breakdown, the statement has a fourth column `breakdown text` (NULL: no value)
+    /// and [`render_breakdown`] renders it.
+    pub breakdown: Option<RetentionBreakdown>,
+}
+
+/// How breakdown values are kept (§4.5 rules: top `limit` by total cohort size, the rest in
+/// Other unless hidden).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionBreakdown {
+    pub limit: usize,
+    pub hide_other: bool,
 }
 
 /// One row of the statement: `actors` distinct actors of cohort `cohort` (0 = oldest) returned in
@@ -124,6 +135,8 @@ struct Source {
     r: String,
     /// Returning and inside the range (first-time modes also scan older target events).
     r_in_range: String,
+    /// The breakdown value of the row's event, with a breakdown.
+    bd: Option<String>,
 }
 
 /// An event by name without filters of its own: matched exactly by an `event IN (…)` filter.
@@ -237,12 +250,32 @@ fn plan_inner(
     selected: Option<usize>,
 ) -> Result<RetentionPlan> {
     let r = &q.retention;
-    if q.breakdown.as_ref().is_some_and(|bd| !bd.values.is_empty()) {
-        return Err(invalid(
-            "breakdown",
-            "Retention breakdowns are not supported: remove the breakdown.",
-        ));
-    }
+    // One property breakdown (§5.4); the actors of a cohort ignore it.
+    let bd_spec = match &q.breakdown {
+        Some(bd) if !bd.values.is_empty() && selected.is_none() => {
+            if bd.values.len() > 1 {
+                return Err(invalid(
+                    "breakdowns",
+                    "Retention supports one breakdown property, not several.",
+                ));
+            }
+            let spec = &bd.values[0];
+            let BreakdownProperty::Property(key) = &spec.property else {
+                return Err(invalid(
+                    "breakdown",
+                    "Cohort breakdowns are not supported for retention: break down by a property.",
+                ));
+            };
+            if spec.histogram_bin_count.is_some() {
+                return Err(invalid(
+                    "breakdown_histogram_bin_count",
+                    "Histogram breakdowns are not supported for retention.",
+                ));
+            }
+            Some((spec, key.clone()))
+        }
+        _ => None,
+    };
     if let Some(g) = q.aggregation_group_type_index
         && g > 4
     {
@@ -342,6 +375,20 @@ fn plan_inner(
         }
     };
 
+    // The breakdown value of an event (text, NULL when missing).
+    let bd_expr = match &bd_spec {
+        Some((spec, key)) => {
+            let x =
+                properties::breakdown_expr(&spec.kind, key, spec.group_type_index, &mut b, &cx)?;
+            Some(if spec.normalize_url {
+                crate::trends::normalize_url(&x)
+            } else {
+                x
+            })
+        }
+        None => None,
+    };
+
     // The scanned events.
     let ets = "e.\"timestamp\"";
     let names_t = entity_event_names(&r.target_entity, lookups);
@@ -391,15 +438,20 @@ fn plan_inner(
         } else {
             target.clone()
         };
+        let (bd1, bd2) = match &bd_expr {
+            Some(x) => (format!(", ({x})::text AS bd"), ", NULL::text".to_string()),
+            None => (String::new(), String::new()),
+        };
         Source {
             from: format!(
-                "(SELECT {actor_sql} AS actor, {ets} AS ts, {is_t} AS is_t, true AS is_tb, false AS is_r \
+                "(SELECT {actor_sql} AS actor, {ets} AS ts, {is_t} AS is_t, true AS is_tb, false AS is_r{bd1} \
                  FROM insights.events e WHERE {} \
-                 UNION ALL SELECT {actor_sql}, {ets}, false, false, true \
+                 UNION ALL SELECT {actor_sql}, {ets}, false, false, true{bd2} \
                  FROM insights.events e WHERE {}) u",
                 w1.join(" AND "),
                 w2.join(" AND ")
             ),
+            bd: bd_expr.as_ref().map(|_| "u.bd".to_string()),
             actor: "u.actor".into(),
             ts: "u.ts".into(),
             t: "u.is_t".into(),
@@ -439,6 +491,7 @@ fn plan_inner(
         w.extend(common);
         Source {
             from: format!("insights.events e WHERE {}", w.join(" AND ")),
+            bd: bd_expr.clone(),
             actor: actor_sql,
             ts: ets.into(),
             t: target.clone(),
@@ -459,6 +512,7 @@ fn plan_inner(
         tb: tb_cond,
         r: r_cond,
         r_in_range,
+        bd: bd_col,
     } = src;
     let bucket = format!("(width_bucket({ts}, {starts_arr}) - 1)");
 
@@ -548,6 +602,21 @@ fn plan_inner(
         (g, t_expr, "g.r".to_string())
     };
 
+    // Breakdown: each actor's value is that of its first target event (PostHog's argMin).
+    let g = match &bd_col {
+        Some(bd) => format!(
+            "SELECT g0.*, bdq.bd FROM ({g}) g0 LEFT JOIN (SELECT {actor_sql} AS actor, \
+             (array_agg(({bd})::text ORDER BY {ts}) FILTER (WHERE {t_cond}))[1] AS bd \
+             FROM {from} GROUP BY 1) bdq ON bdq.actor = g0.actor"
+        ),
+        None => g,
+    };
+    let (bd_sel, bd_a, bd_x, bd_group) = if bd_col.is_some() {
+        (", g.bd", ", a.bd", ", x.bd::text AS breakdown", ", 4")
+    } else {
+        ("", "", "", "")
+    };
+
     if let Some(c) = selected {
         // Actors: the actors of cohort c with their return masks.
         if c >= n {
@@ -570,6 +639,7 @@ fn plan_inner(
             pt: project.pt,
             retention_type: mode,
             cumulative: r.cumulative,
+            breakdown: None,
         });
     }
 
@@ -588,14 +658,14 @@ fn plan_inner(
         "((x.r >> (c.c + k.k)::int4) & 1::int8) = 1::int8".to_string()
     };
     let sql = format!(
-        "SELECT c.c::int4 AS cohort_index, k.k::int4 AS period_index, sum(x.w)::int8 AS actors \
-         FROM (SELECT a.t, a.r, count(*) AS w \
-         FROM (SELECT {t_expr} AS t, coalesce({r_expr}, 0::int8) AS r FROM ({g}) g) a \
-         WHERE a.t <> 0 GROUP BY a.t, a.r) x \
+        "SELECT c.c::int4 AS cohort_index, k.k::int4 AS period_index, sum(x.w)::int8 AS actors{bd_x} \
+         FROM (SELECT a.t, a.r{bd_a}, count(*) AS w \
+         FROM (SELECT {t_expr} AS t, coalesce({r_expr}, 0::int8) AS r{bd_sel} FROM ({g}) g) a \
+         WHERE a.t <> 0 GROUP BY a.t, a.r{bd_a}) x \
          CROSS JOIN LATERAL generate_series(0, {n_p} - 1) AS c(c) \
          CROSS JOIN LATERAL generate_series(0, least({kmax_p}, {n_p} - c.c) - 1) AS k(k) \
          WHERE ((x.t >> c.c::int4) & 1::int8) = 1::int8 AND (k.k = 0 OR {returned}) \
-         GROUP BY 1, 2 ORDER BY 1, 2"
+         GROUP BY 1, 2{bd_group} ORDER BY 1, 2{bd_group}"
     );
     Ok(RetentionPlan {
         sql,
@@ -606,6 +676,16 @@ fn plan_inner(
         pt: project.pt,
         retention_type: mode,
         cumulative: r.cumulative,
+        breakdown: bd_col.as_ref().map(|_| RetentionBreakdown {
+            limit: q
+                .breakdown
+                .as_ref()
+                .and_then(|b| b.limit)
+                .map(|l| l as usize)
+                .unwrap_or(crate::trends::DEFAULT_BREAKDOWN_LIMIT)
+                .max(1),
+            hide_other: q.breakdown.as_ref().is_some_and(|b| b.hide_other),
+        }),
     })
 }
 
@@ -665,6 +745,59 @@ pub fn render(plan: &RetentionPlan, rows: &[Row]) -> Value {
             })
             .collect(),
     )
+}
+
+/// PostHog's `result` with a breakdown: the full matrix of [`render`] per breakdown value
+/// (`rows` are `(breakdown, row)`; a missing or empty value is
+/// `$$_posthog_breakdown_null_$$`), values ranked by their total cohort size (the sum of the
+/// cohorts' `values[0]`; ties by value), the top `limit` kept and the rest summed into
+/// `$$_posthog_breakdown_other_$$` (each actor has one value, so the sums are exact) unless
+/// hidden. Values with no actor in any cohort do not appear.
+pub fn render_breakdown(plan: &RetentionPlan, rows: &[(Option<String>, Row)]) -> Value {
+    use crate::trends::{BREAKDOWN_NULL, BREAKDOWN_OTHER};
+    let bd = plan.breakdown.unwrap_or(RetentionBreakdown {
+        limit: crate::trends::DEFAULT_BREAKDOWN_LIMIT,
+        hide_other: false,
+    });
+    let mut groups: Vec<(String, Vec<Row>)> = Vec::new();
+    for (v, row) in rows {
+        let key = v
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(BREAKDOWN_NULL)
+            .to_string();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(*row),
+            None => groups.push((key, vec![*row])),
+        }
+    }
+    let size = |g: &[Row]| -> i64 { g.iter().filter(|r| r.period == 0).map(|r| r.actors).sum() };
+    groups.retain(|(_, g)| size(g) > 0);
+    groups.sort_by(|(ka, a), (kb, b)| size(b).cmp(&size(a)).then_with(|| ka.cmp(kb)));
+    let mut kept: Vec<(String, Vec<Row>)> = Vec::new();
+    let mut other: Vec<Row> = Vec::new();
+    for (i, (k, g)) in groups.into_iter().enumerate() {
+        if i < bd.limit {
+            kept.push((k, g));
+        } else {
+            other.extend(g);
+        }
+    }
+    if !other.is_empty() && !bd.hide_other {
+        kept.push((BREAKDOWN_OTHER.to_string(), other));
+    }
+    let mut out = Vec::new();
+    for (k, g) in kept {
+        if let Value::Array(items) = render(plan, &g) {
+            for mut item in items {
+                if let Value::Object(m) = &mut item {
+                    m.insert("breakdown_value".into(), json!(k));
+                }
+                out.push(item);
+            }
+        }
+    }
+    Value::Array(out)
 }
 
 /// One typed row for BI tools: (cohort date ISO, cohort label, period index, count, percentage
@@ -1036,9 +1169,33 @@ mod tests {
             limit: None,
             hide_other: false,
         };
+        // A property breakdown plans; cohort, histogram and multiple breakdowns do not.
+        assert!(
+            plan(
+                &query(|q| q.breakdown = Some(bd.clone())),
+                &prj,
+                &lookups(),
+                now
+            )
+            .is_ok()
+        );
+        let mut cohorts = bd.clone();
+        cohorts.values[0].property = BreakdownProperty::Cohorts(vec![]);
         assert_eq!(
-            err(query(|q| q.breakdown = Some(bd.clone()))),
+            err(query(|q| q.breakdown = Some(cohorts))),
             ("22023", Some("breakdown".into()))
+        );
+        let mut hist = bd.clone();
+        hist.values[0].histogram_bin_count = Some(3);
+        assert_eq!(
+            err(query(|q| q.breakdown = Some(hist))),
+            ("22023", Some("breakdown_histogram_bin_count".into()))
+        );
+        let mut two = bd.clone();
+        two.values.push(bd.values[0].clone());
+        assert_eq!(
+            err(query(|q| q.breakdown = Some(two))),
+            ("22023", Some("breakdowns".into()))
         );
         assert_eq!(
             err(query(|q| q.retention.total_intervals = 64)),
@@ -1896,5 +2053,124 @@ mod tests {
         });
         let p = actors_utc(&q, 0).unwrap();
         assert_eq!(appearances(&p, 0, 0b11110), vec![0, 1, 2]);
+    }
+
+    // ---- Breakdowns ----------------------------------------------------------------------------
+
+    fn browser_breakdown(limit: Option<u32>, hide_other: bool) -> Breakdown {
+        Breakdown {
+            values: vec![BreakdownSpec {
+                property: BreakdownProperty::Property("$browser".into()),
+                kind: "event".into(),
+                group_type_index: None,
+                histogram_bin_count: None,
+                normalize_url: false,
+            }],
+            limit,
+            hide_other,
+        }
+    }
+
+    #[test]
+    fn breakdown_statement_shape() {
+        for ty in [RetentionType::Recurring, RetentionType::FirstTime] {
+            for min_occ in [1, 2] {
+                let q = query(|q| {
+                    q.date_to = Some("2020-06-16T06:00:00Z".into());
+                    q.breakdown = Some(browser_breakdown(None, false));
+                    q.retention.retention_type = ty;
+                    q.retention.minimum_occurrences = min_occ;
+                    q.retention.returning_entity.kind = EntityKind::Event {
+                        name: Some("other".into()),
+                    };
+                });
+                let p = plan_utc(&q);
+                assert_params_consistent(&p);
+                assert!(p.params.contains(&Param::Text("$browser".into())));
+                assert!(p.sql.contains("x.bd::text AS breakdown"), "{}", p.sql);
+                assert!(p.sql.contains("array_agg("), "{}", p.sql);
+                assert!(
+                    p.sql.ends_with("GROUP BY 1, 2, 4 ORDER BY 1, 2, 4"),
+                    "{}",
+                    p.sql
+                );
+                assert_eq!(
+                    p.breakdown,
+                    Some(RetentionBreakdown {
+                        limit: 25,
+                        hide_other: false
+                    })
+                );
+            }
+        }
+        // Without a breakdown the statement is unchanged.
+        let p = plan_utc(&query(|q| q.date_to = Some("2020-06-16T06:00:00Z".into())));
+        assert!(!p.sql.contains("array_agg") && p.breakdown.is_none());
+    }
+
+    #[test]
+    fn breakdown_render_ranks_limits_and_merges_other() {
+        let q = query(|q| {
+            q.date_to = Some("2020-06-11T06:00:00Z".into());
+            q.retention.total_intervals = 2;
+            q.breakdown = Some(browser_breakdown(Some(2), false));
+        });
+        let p = plan_utc(&q);
+        let row = |bd: Option<&str>, cohort, period, actors| {
+            (
+                bd.map(str::to_string),
+                Row {
+                    cohort,
+                    period,
+                    actors,
+                },
+            )
+        };
+        let rows = vec![
+            row(Some("Safari"), 0, 0, 1),
+            row(Some("Chrome"), 0, 0, 2),
+            row(Some("Chrome"), 0, 1, 1),
+            row(None, 1, 0, 3),
+            row(Some("Edge"), 0, 0, 1),
+            row(Some("Edge"), 0, 1, 1),
+        ];
+        let out = render_breakdown(&p, &rows);
+        let items = out.as_array().unwrap();
+        let summary: Vec<(String, String, Vec<i64>)> = items
+            .iter()
+            .map(|i| {
+                (
+                    i["breakdown_value"].as_str().unwrap().to_string(),
+                    i["label"].as_str().unwrap().to_string(),
+                    i["values"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v["count"].as_i64().unwrap())
+                        .collect(),
+                )
+            })
+            .collect();
+        let s = |v: &str, l: &str, c: Vec<i64>| (v.to_string(), l.to_string(), c);
+        assert_eq!(
+            summary,
+            vec![
+                s("$$_posthog_breakdown_null_$$", "Day 0", vec![0, 0]),
+                s("$$_posthog_breakdown_null_$$", "Day 1", vec![3, 0]),
+                s("Chrome", "Day 0", vec![2, 1]),
+                s("Chrome", "Day 1", vec![0, 0]),
+                s("$$_posthog_breakdown_other_$$", "Day 0", vec![2, 1]),
+                s("$$_posthog_breakdown_other_$$", "Day 1", vec![0, 0]),
+            ]
+        );
+        let mut hidden = p.clone();
+        hidden.breakdown = Some(RetentionBreakdown {
+            limit: 2,
+            hide_other: true,
+        });
+        assert_eq!(
+            render_breakdown(&hidden, &rows).as_array().unwrap().len(),
+            4
+        );
     }
 }

@@ -933,8 +933,9 @@ def retention_error(db, project, query, exc=psycopg.errors.InvalidParameterValue
     (rq(totalIntervals=0), psycopg.errors.InvalidParameterValue, "total_intervals|retentionFilter__totalIntervals"),
     (rq(targetEntity=entity(987654321, "actions")), psycopg.errors.InvalidParameterValue, "target_entity__id"),
     (rq(date_to="nonsense"), psycopg.errors.InvalidDatetimeFormat, "date_to"),
-    ({**rq(), "breakdownFilter": {"breakdown": "$browser"}}, psycopg.errors.InvalidParameterValue, "breakdown"),
-], ids=["too-many-intervals", "zero-intervals", "unknown-action", "bad-date", "breakdown"])
+    ({**rq(), "breakdownFilter": {"breakdown": [1], "breakdown_type": "cohort"}},
+     psycopg.errors.InvalidParameterValue, "breakdown"),
+], ids=["too-many-intervals", "zero-intervals", "unknown-action", "bad-date", "cohort-breakdown"])
 def test_retention_validation_errors(db, project, query, exc, attr):
     err = retention_error(db, project, query, exc)
     got = _attr(err)
@@ -1256,3 +1257,77 @@ def test_trend_csv_errors_stay_json(db, project):
     assert_error(r, 400, "validation_error", "invalid_input", attr="date_from")
     r = api("GET", f"/api/projects/{project['id']}/insights/trend/", params={"format": "csv"})
     assert_error(r, 401, "authentication_error", "not_authenticated")
+
+
+# ---------------------------------------------------------------------------------------------
+# Retention breakdowns (§5.4)
+# ---------------------------------------------------------------------------------------------
+
+
+def r2_browser_events(p2_first="Firefox"):
+    """R2 with $browser on every pageview: P1 Chrome, P2 Firefox (P2's first pageview `p2_first`)."""
+    props = {i: {"$browser": "Chrome"} for i in range(6)}
+    props.update({i: {"$browser": "Firefox"} for i in range(7, 10)})
+    props[6] = {"$browser": p2_first}
+    return r2_events(props)
+
+
+def retention_json_http(db, project, query, method="POST"):
+    body = sql(db, "SELECT insights.retention_json(%s, %s::jsonb)", project["id"], json.dumps(query))[0][0]
+    r = retention_http(project, query, method=method)
+    assert r.status_code == 200, r.text
+    assert r.json()["result"] == body["result"]
+    return body["result"]
+
+
+def by_breakdown(result):
+    out = {}
+    for row in result:
+        out.setdefault(row["breakdown_value"], []).append([v["count"] for v in row["values"]])
+    return out
+
+
+def test_retention_breakdown_event_property(db, project):
+    ingest(db, project, r2_browser_events())
+    plain = counts(run_retention(db, project, rq(date_to=d(10, hour=6), totalIntervals=11)))
+    q = {**rq(date_to=d(10, hour=6), totalIntervals=11), "breakdownFilter": {"breakdown": "$browser"}}
+    result = retention_json_http(db, project, q)
+    # The full matrix per value, ranked by total cohort size: Chrome (P1: 5 cohorts), Firefox (P2: 4).
+    assert [r["breakdown_value"] for r in result] == ["Chrome"] * 11 + ["Firefox"] * 11
+    assert [r["label"] for r in result] == day_labels(11) * 2
+    assert [r["date"] for r in result[:11]] == [r["date"] for r in result[11:]]
+    m = by_breakdown(result)
+    assert m["Chrome"][0] == [1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0]
+    assert m["Firefox"][1] == [1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0]
+    # Each person has one value: the matrices add up to the unbroken one.
+    assert [[a + b for a, b in zip(x, y)] for x, y in zip(m["Chrome"], m["Firefox"])] == plain
+
+
+def test_retention_breakdown_value_of_the_first_target_event(db, project):
+    # P2's first pageview says Safari: P2 is counted under Safari in every cohort.
+    ingest(db, project, r2_browser_events(p2_first="Safari"))
+    q = {**rq(date_to=d(10, hour=6), totalIntervals=11), "breakdownFilter": {"breakdown": "$browser"}}
+    m = by_breakdown(retention_json_http(db, project, q))
+    assert sorted(m) == ["Chrome", "Safari"]
+    assert [row[0] for row in m["Safari"]] == [0, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0]
+
+
+def test_retention_breakdown_limit_other_and_legacy_get(db, project):
+    ingest(db, project, r2_browser_events() + [ev("person3", PV, d(1))])
+    legacy = {"insight": "RETENTION", "date_to": _iso(d(10, hour=6)), "total_intervals": 11,
+              "breakdown": "$browser", "breakdown_type": "event", "breakdown_limit": 1}
+    m = by_breakdown(retention_json_http(db, project, legacy, method="GET"))
+    # Chrome (5) kept; Firefox (4) and the person without a browser (1) merge into Other.
+    assert list(m) == ["Chrome", "$$_posthog_breakdown_other_$$"]
+    assert m["$$_posthog_breakdown_other_$$"][1][0] == 2
+    m = by_breakdown(retention_json_http(db, project, {**legacy, "breakdown_limit": 5}, method="GET"))
+    assert list(m) == ["Chrome", "Firefox", "$$_posthog_breakdown_null_$$"]
+    m = by_breakdown(retention_json_http(db, project, {**legacy, "breakdown_hide_other_aggregation": True},
+                                         method="GET"))
+    assert list(m) == ["Chrome"]
+
+
+def test_retention_typed_rows_reject_breakdowns(db, project):
+    q = {**rq(), "breakdownFilter": {"breakdown": "$browser"}}
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        sql(db, "SELECT * FROM insights.retention(%s, %s::jsonb)", project["id"], json.dumps(q))
