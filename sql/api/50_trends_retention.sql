@@ -8,7 +8,8 @@
 CREATE DOMAIN api."*/*" AS bytea;
 
 -- `?format=csv` (§9.6): PostHog's CSV export (insights.trend_csv), `text/csv` with
--- `Content-Disposition: attachment; filename="<export_name slug> (<from> - <to>) from PostHog.csv"`.
+-- `Content-Disposition: attachment; filename="<export_name slug> (<from> - <to>) from PostHog.csv"`
+-- and, with `export_insight_id`, the line `<site>/insights/<id>/` first (as PostHog).
 -- Errors stay PostHog's JSON bodies.
 CREATE FUNCTION api.insight_trend(bytea) RETURNS api."*/*"
 LANGUAGE plpgsql AS $$
@@ -22,7 +23,7 @@ DECLARE
     v_message text;
     v_detail text;
 BEGIN
-    IF lower(coalesce(v_query->>'format', '')) = 'csv' AND api._method() IN ('GET', 'POST', 'HEAD') THEN
+    IF v_query->>'format' = 'csv' AND api._method() IN ('GET', 'POST', 'HEAD') THEN
         BEGIN
             v_body := insights.decode_api_body($1);
             v_json := api._authenticate('insight:read', v_body);
@@ -40,6 +41,11 @@ BEGIN
             PERFORM set_config('response.headers', json_build_array(
                 json_build_object('Content-Type', 'text/csv; charset=utf-8'),
                 json_build_object('Content-Disposition', format('attachment; filename="%s"', v_name)))::text, true);
+            -- PostHog prefixes the link of the exported insight when export_insight_id is given.
+            IF coalesce(v_query->>'export_insight_id', '') <> '' THEN
+                v_csv := format(E'%s/insights/%s/\n', coalesce(api._header('x-pgi-base'), ''),
+                                v_query->>'export_insight_id') || v_csv;
+            END IF;
             RETURN convert_to(v_csv, 'UTF8');
         END IF;
     ELSE

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 import pytest
-from conftest import api, assert_error, sql
+from conftest import BASE_URL, api, assert_error, sql
 
 # ---------------------------------------------------------------------------------------------
 # Helpers (copied from test_funnels.py): events, ingestion
@@ -1168,6 +1168,34 @@ def test_trend_persons_cohort_breakdown(db, tq_project):
     assert follow(tq_project, by_value["all"]["persons_urls"][3]["url"]) == ["p1", "p2", "p3"]
 
 
+def test_trend_persons_urls_compare_previous(db, tq_project):
+    q = tq([PV], "2020-01-15", "2020-01-19", compareFilter={"compare": True})
+    current, previous = run_trend(db, tq_project, q)
+    assert previous["compare_label"] == "previous" and previous["days"][0] == "2020-01-10"
+    for item in (current, previous):
+        for day, u in zip(item["days"], item["persons_urls"]):
+            assert follow(tq_project, u["url"]) == tq_persons_on(PV, int(day[8:10])), day
+
+
+def test_trend_persons_urls_groups(db, tq_project):
+    def grp(did, key, ts):
+        return ev(did, "$groupidentify", ts, {"$group_type": "organization", "$group_key": key,
+                                             "$group_set": {"name": key.upper()}})
+    ingest(db, tq_project, [grp("p1", "org:1", "2020-01-01 00:00:00"),
+                            ev("p1", "login", "2020-01-12 10:00:00", {"$groups": {"organization": "org:1"}}),
+                            ev("p2", "login", "2020-01-12 11:00:00", {"$groups": {"organization": "org:1"}}),
+                            ev("p3", "login", "2020-01-12 12:00:00", {"$groups": {"organization": "org:2"}})])
+    q = tq([node("login", math="unique_group", math_group_type_index=0)])
+    (item,) = run_trend(db, tq_project, q)
+    assert item["data"][3] == 2
+    r = api("GET", item["persons_urls"][3]["url"], tq_project["key"])
+    assert r.status_code == 200, r.text
+    people = r.json()["results"][0]["people"]
+    assert [(a["type"], a["group_key"], a["group_type_index"]) for a in people] == \
+        [("group", "org:1", 0), ("group", "org:2", 0)]
+    assert people[0]["group_properties"] == {"name": "ORG:1"}
+
+
 def persons_trends(project, params, method="GET", key=None, prefix="projects"):
     path = f"/api/{prefix}/{project['id']}/persons/trends/"
     if method == "POST":
@@ -1249,6 +1277,11 @@ def test_trend_csv_breakdown_and_export_name(db, tq_project):
     assert r.text == ("series,12-Jan-2020,13-Jan-2020\r\n"
                       "Chrome,1,1\r\nEdge,1,0\r\nFirefox,1,0\r\n")
     assert 'filename="my-views (2020-01-12 - 2020-01-13) from PostHog.csv"' in r.headers["Content-Disposition"]
+    r = api("GET", f"/api/projects/{tq_project['id']}/insights/trend/", tq_project["key"],
+            params={"events": json.dumps([{"id": PV}]), "date_from": "2020-01-12", "date_to": "2020-01-12",
+                    "format": "csv", "export_insight_id": "abc123"})
+    assert r.status_code == 200, r.text
+    assert r.text == f"{BASE_URL}/insights/abc123/\nseries,12-Jan-2020\r\n$pageview,3\r\n"
 
 
 def test_trend_csv_errors_stay_json(db, project):
