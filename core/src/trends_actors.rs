@@ -564,4 +564,29 @@ mod tests {
         assert_eq!(p.group_type_index, Some(1));
         assert!(p.sql.contains("NULLIF(e.group_1, '')"));
     }
+
+    #[test]
+    fn cumulative_persons_urls_start_at_the_range_start() {
+        let v = json!({"insight": "TRENDS", "events": [{"id": "$pageview", "math": "dau"}],
+                       "date_from": "2020-01-09", "date_to": "2020-01-11",
+                       "display": "ActionsLineGraphCumulative"});
+        let q = parse_query(&v).unwrap();
+        let lookups = Lookups {
+            cohort: &cohort,
+            action: &action,
+        };
+        let p = crate::trends::plan(&q, &project(), &lookups, now(), None).unwrap();
+        let out = crate::trends::render(&p, &[vec![]]);
+        let urls = out[0]["persons_urls"].as_array().unwrap();
+        for (i, u) in urls.iter().enumerate() {
+            let u = u["url"].as_str().unwrap();
+            assert!(u.contains("date_from=2020-01-09T00%3A00%3A00Z"), "{i}: {u}");
+        }
+        assert!(
+            urls[2]["url"]
+                .as_str()
+                .unwrap()
+                .contains("date_to=2020-01-11T23%3A59%3A59.999999Z")
+        );
+    }
 }
