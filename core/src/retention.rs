@@ -55,7 +55,14 @@
 //!
 //! Range (§5.2): `[start of the first cohort, start of the period after date_to)`. Global
 //! `properties` and test-account filters apply to every event, the entities' own properties to
-//! their own entity only (R15–R19). Breakdowns are rejected (22023).
+//! their own entity only (R15–R19).
+//!
+//! Breakdowns (one property; cohort, histogram and multiple breakdowns are 22023): each actor's
+//! value is that of its first target event (`array_agg(bd ORDER BY ts)[1]` per actor, joined to
+//! step 1, PostHog's `argMin`), the masks are grouped by `(t, r, bd)` and the statement returns a
+//! fourth column; [`render_breakdown`] ranks, limits and renders one matrix per value.
+//!
+//! Actors ([`plan_actors`]): step 1 only, filtered to the actors of one cohort.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
