@@ -7,6 +7,7 @@
 
 use pgrx::prelude::*;
 
+mod actors;
 mod agg;
 mod context;
 mod errors;

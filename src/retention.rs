@@ -20,13 +20,26 @@ fn run(project_id: i64, query: &Value) -> (Value, String) {
         retention::plan(&q, &project, lookups, chrono::Utc::now())
     })
     .unwrap_or_else(|e| raise_query_error(&e));
+    let with_breakdown = plan.breakdown.is_some();
     let rows = select_rows(&plan.sql, &plan.params, "retention", |r| {
-        Ok(Row {
-            cohort: r.get::<i32>(1)?.unwrap_or(0).max(0) as usize,
-            period: r.get::<i32>(2)?.unwrap_or(0).max(0) as usize,
-            actors: r.get::<i64>(3)?.unwrap_or(0),
-        })
+        let breakdown = if with_breakdown {
+            r.get::<String>(4)?
+        } else {
+            None
+        };
+        Ok((
+            breakdown,
+            Row {
+                cohort: r.get::<i32>(1)?.unwrap_or(0).max(0) as usize,
+                period: r.get::<i32>(2)?.unwrap_or(0).max(0) as usize,
+                actors: r.get::<i64>(3)?.unwrap_or(0),
+            },
+        ))
     });
+    if with_breakdown {
+        return (retention::render_breakdown(&plan, &rows), project.timezone);
+    }
+    let rows: Vec<Row> = rows.into_iter().map(|(_, row)| row).collect();
     (retention::render(&plan, &rows), project.timezone)
 }
 
@@ -56,7 +69,19 @@ fn _retention(
         name!(percentage, f64),
     ),
 > {
-    let (result, _) = run(project_id, &parse_json(query, "query"));
+    let query = parse_json(query, "query");
+    if parse_insight(&query, InsightKind::Retention)
+        .breakdown
+        .is_some_and(|b| !b.values.is_empty())
+    {
+        crate::errors::raise(
+            pg_insights_core::SqlState::InvalidParameter,
+            "insights.retention (typed rows) has no breakdown column: use insights.retention_json for retention breakdowns.",
+            Some("breakdown"),
+            None,
+        );
+    }
+    let (result, _) = run(project_id, &query);
     TableIterator::new(retention::rows(&result))
 }
 

@@ -14,7 +14,7 @@ use crate::context::{
 use crate::errors::raise_query_error;
 
 /// Parse, plan and run a trends query: its PostHog `result` value and the project timezone.
-fn run(project_id: i64, query: &Value) -> (Value, pg_insights_core::funnels::Project) {
+pub(crate) fn run(project_id: i64, query: &Value) -> (Value, pg_insights_core::funnels::Project) {
     let project = load_project(project_id);
     let q = parse_insight(query, InsightKind::Trends);
     let earliest = earliest_event(project_id, &q);

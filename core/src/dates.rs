@@ -781,7 +781,7 @@ pub fn bucket_start(ts: DateTime<Utc>, interval: Interval, pt: &ProjectTime) -> 
 }
 
 /// The bucket `n` buckets after (negative: before) the bucket starting at `start`.
-fn offset_bucket(
+pub fn offset_bucket(
     start: DateTime<Utc>,
     interval: Interval,
     n: i64,

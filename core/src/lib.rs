@@ -24,5 +24,7 @@ pub mod query;
 pub mod retention;
 pub mod sql;
 pub mod trends;
+pub mod trends_actors;
+pub mod trends_export;
 
 pub use error::{QueryError, SqlState};

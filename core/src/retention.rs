@@ -55,7 +55,14 @@
 //!
 //! Range (§5.2): `[start of the first cohort, start of the period after date_to)`. Global
 //! `properties` and test-account filters apply to every event, the entities' own properties to
-//! their own entity only (R15–R19). Breakdowns are rejected (22023).
+//! their own entity only (R15–R19).
+//!
+//! Breakdowns (one property; cohort, histogram and multiple breakdowns are 22023): each actor's
+//! value is that of its first target event (`array_agg(bd ORDER BY ts)[1]` per actor, joined to
+//! step 1, PostHog's `argMin`), the masks are grouped by `(t, r, bd)` and the statement returns a
+//! fourth column; [`render_breakdown`] ranks, limits and renders one matrix per value.
+//!
+//! Actors ([`plan_actors`]): step 1 only, filtered to the actors of one cohort.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -64,7 +71,7 @@ use crate::dates::{self, Interval, ProjectTime};
 use crate::error::{QueryError, Result};
 use crate::funnels::{Lookups, Project};
 use crate::properties::{self, FilterContext, TRUE_SQL};
-use crate::query::{Entity, EntityKind, InsightQuery, RetentionType};
+use crate::query::{BreakdownProperty, Entity, EntityKind, InsightQuery, RetentionType};
 use crate::sql::{Param, SqlBuilder};
 
 /// The most periods (cohorts, and values per cohort) one retention query may have: every period
@@ -96,6 +103,17 @@ pub struct RetentionPlan {
     pub pt: ProjectTime,
     pub retention_type: RetentionType,
     pub cumulative: bool,
+    /// With a breakdown, the statement has a fourth column `breakdown text` (NULL: no value)
+    /// and [`render_breakdown`] renders it.
+    pub breakdown: Option<RetentionBreakdown>,
+}
+
+/// How breakdown values are kept (§4.5 rules: top `limit` by total cohort size, the rest in
+/// Other unless hidden).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionBreakdown {
+    pub limit: usize,
+    pub hide_other: bool,
 }
 
 /// One row of the statement: `actors` distinct actors of cohort `cohort` (0 = oldest) returned in
@@ -124,6 +142,8 @@ struct Source {
     r: String,
     /// Returning and inside the range (first-time modes also scan older target events).
     r_in_range: String,
+    /// The breakdown value of the row's event, with a breakdown.
+    bd: Option<String>,
 }
 
 /// An event by name without filters of its own: matched exactly by an `event IN (…)` filter.
@@ -192,13 +212,77 @@ pub fn plan(
     lookups: &Lookups,
     now: DateTime<Utc>,
 ) -> Result<RetentionPlan> {
-    let r = &q.retention;
-    if q.breakdown.as_ref().is_some_and(|bd| !bd.values.is_empty()) {
+    plan_inner(q, project, lookups, now, None)
+}
+
+/// Plan the retention actors of one cohort (`persons/retention/?selected_interval=c`, §5.4): a
+/// statement returning one row `(actor text, r int8)` per actor of cohort `c` (0 = the oldest
+/// cohort), `r` being the actor's return mask over all periods; [`appearances`] turns it into
+/// the actor's appearances. `selected_interval` outside the cohorts is 22023 on
+/// `selected_interval`.
+pub fn plan_actors(
+    q: &InsightQuery,
+    project: &Project,
+    lookups: &Lookups,
+    now: DateTime<Utc>,
+    selected_interval: i64,
+) -> Result<RetentionPlan> {
+    if selected_interval < 0 {
         return Err(invalid(
-            "breakdown",
-            "Retention breakdowns are not supported: remove the breakdown.",
+            "selected_interval",
+            format!("selected_interval must be 0 or more, got {selected_interval}"),
         ));
     }
+    plan_inner(q, project, lookups, now, Some(selected_interval as usize))
+}
+
+/// The appearances of an actor of cohort `cohort` with return mask `r` (a row of
+/// [`plan_actors`]' statement): the period offsets `k` (0 = the cohort period, always present)
+/// within the cohort's `min(total_intervals, cohorts − cohort)` values at which the actor
+/// returned (with `minimumOccurrences` applied, never cumulated).
+pub fn appearances(plan: &RetentionPlan, cohort: usize, r: i64) -> Vec<i32> {
+    let n = plan.range.starts.len();
+    let len = plan.intervals.min(n.saturating_sub(cohort));
+    (0..len)
+        .filter(|&k| k == 0 || (cohort + k < 63 && (r >> (cohort + k)) & 1 == 1))
+        .map(|k| k as i32)
+        .collect()
+}
+
+fn plan_inner(
+    q: &InsightQuery,
+    project: &Project,
+    lookups: &Lookups,
+    now: DateTime<Utc>,
+    selected: Option<usize>,
+) -> Result<RetentionPlan> {
+    let r = &q.retention;
+    // One property breakdown (§5.4); the actors of a cohort ignore it.
+    let bd_spec = match &q.breakdown {
+        Some(bd) if !bd.values.is_empty() && selected.is_none() => {
+            if bd.values.len() > 1 {
+                return Err(invalid(
+                    "breakdowns",
+                    "Retention supports one breakdown property, not several.",
+                ));
+            }
+            let spec = &bd.values[0];
+            let BreakdownProperty::Property(key) = &spec.property else {
+                return Err(invalid(
+                    "breakdown",
+                    "Cohort breakdowns are not supported for retention: break down by a property.",
+                ));
+            };
+            if spec.histogram_bin_count.is_some() {
+                return Err(invalid(
+                    "breakdown_histogram_bin_count",
+                    "Histogram breakdowns are not supported for retention.",
+                ));
+            }
+            Some((spec, key.clone()))
+        }
+        _ => None,
+    };
     if let Some(g) = q.aggregation_group_type_index
         && g > 4
     {
@@ -298,6 +382,20 @@ pub fn plan(
         }
     };
 
+    // The breakdown value of an event (text, NULL when missing).
+    let bd_expr = match &bd_spec {
+        Some((spec, key)) => {
+            let x =
+                properties::breakdown_expr(&spec.kind, key, spec.group_type_index, &mut b, &cx)?;
+            Some(if spec.normalize_url {
+                crate::trends::normalize_url(&x)
+            } else {
+                x
+            })
+        }
+        None => None,
+    };
+
     // The scanned events.
     let ets = "e.\"timestamp\"";
     let names_t = entity_event_names(&r.target_entity, lookups);
@@ -347,15 +445,20 @@ pub fn plan(
         } else {
             target.clone()
         };
+        let (bd1, bd2) = match &bd_expr {
+            Some(x) => (format!(", ({x})::text AS bd"), ", NULL::text".to_string()),
+            None => (String::new(), String::new()),
+        };
         Source {
             from: format!(
-                "(SELECT {actor_sql} AS actor, {ets} AS ts, {is_t} AS is_t, true AS is_tb, false AS is_r \
+                "(SELECT {actor_sql} AS actor, {ets} AS ts, {is_t} AS is_t, true AS is_tb, false AS is_r{bd1} \
                  FROM insights.events e WHERE {} \
-                 UNION ALL SELECT {actor_sql}, {ets}, false, false, true \
+                 UNION ALL SELECT {actor_sql}, {ets}, false, false, true{bd2} \
                  FROM insights.events e WHERE {}) u",
                 w1.join(" AND "),
                 w2.join(" AND ")
             ),
+            bd: bd_expr.as_ref().map(|_| "u.bd".to_string()),
             actor: "u.actor".into(),
             ts: "u.ts".into(),
             t: "u.is_t".into(),
@@ -395,6 +498,7 @@ pub fn plan(
         w.extend(common);
         Source {
             from: format!("insights.events e WHERE {}", w.join(" AND ")),
+            bd: bd_expr.clone(),
             actor: actor_sql,
             ts: ets.into(),
             t: target.clone(),
@@ -415,6 +519,7 @@ pub fn plan(
         tb: tb_cond,
         r: r_cond,
         r_in_range,
+        bd: bd_col,
     } = src;
     let bucket = format!("(width_bucket({ts}, {starts_arr}) - 1)");
 
@@ -504,6 +609,47 @@ pub fn plan(
         (g, t_expr, "g.r".to_string())
     };
 
+    // Breakdown: each actor's value is that of its first target event (PostHog's argMin).
+    let g = match &bd_col {
+        Some(bd) => format!(
+            "SELECT g0.*, bdq.bd FROM ({g}) g0 LEFT JOIN (SELECT {actor_sql} AS actor, \
+             (array_agg(({bd})::text ORDER BY {ts}) FILTER (WHERE {t_cond}))[1] AS bd \
+             FROM {from} GROUP BY 1) bdq ON bdq.actor = g0.actor"
+        ),
+        None => g,
+    };
+    let (bd_sel, bd_a, bd_x, bd_group) = if bd_col.is_some() {
+        (", g.bd", ", a.bd", ", x.bd::text AS breakdown", ", 4")
+    } else {
+        ("", "", "", "")
+    };
+
+    if let Some(c) = selected {
+        // Actors: the actors of cohort c with their return masks.
+        if c >= n {
+            return Err(invalid(
+                "selected_interval",
+                format!("selected_interval must be below the number of cohorts ({n}), got {c}"),
+            ));
+        }
+        let c_p = b.int(c as i64);
+        let sql = format!(
+            "SELECT a.actor::text AS actor, a.r FROM (SELECT g.actor, {t_expr} AS t, coalesce({r_expr}, 0::int8) AS r \
+             FROM ({g}) g) a WHERE ((a.t >> {c_p}::int4) & 1::int8) = 1::int8"
+        );
+        return Ok(RetentionPlan {
+            sql,
+            params: b.params,
+            range: RetentionRange { starts, end },
+            intervals: lookahead,
+            period,
+            pt: project.pt,
+            retention_type: mode,
+            cumulative: r.cumulative,
+            breakdown: None,
+        });
+    }
+
     // Steps 2 and 3: group actors by mask pair, expand into (cohort, period) cells.
     let n_p = b.int(n as i64);
     let kmax_p = b.int(lookahead.min(n) as i64);
@@ -519,14 +665,14 @@ pub fn plan(
         "((x.r >> (c.c + k.k)::int4) & 1::int8) = 1::int8".to_string()
     };
     let sql = format!(
-        "SELECT c.c::int4 AS cohort_index, k.k::int4 AS period_index, sum(x.w)::int8 AS actors \
-         FROM (SELECT a.t, a.r, count(*) AS w \
-         FROM (SELECT {t_expr} AS t, coalesce({r_expr}, 0::int8) AS r FROM ({g}) g) a \
-         WHERE a.t <> 0 GROUP BY a.t, a.r) x \
+        "SELECT c.c::int4 AS cohort_index, k.k::int4 AS period_index, sum(x.w)::int8 AS actors{bd_x} \
+         FROM (SELECT a.t, a.r{bd_a}, count(*) AS w \
+         FROM (SELECT {t_expr} AS t, coalesce({r_expr}, 0::int8) AS r{bd_sel} FROM ({g}) g) a \
+         WHERE a.t <> 0 GROUP BY a.t, a.r{bd_a}) x \
          CROSS JOIN LATERAL generate_series(0, {n_p} - 1) AS c(c) \
          CROSS JOIN LATERAL generate_series(0, least({kmax_p}, {n_p} - c.c) - 1) AS k(k) \
          WHERE ((x.t >> c.c::int4) & 1::int8) = 1::int8 AND (k.k = 0 OR {returned}) \
-         GROUP BY 1, 2 ORDER BY 1, 2"
+         GROUP BY 1, 2{bd_group} ORDER BY 1, 2{bd_group}"
     );
     Ok(RetentionPlan {
         sql,
@@ -537,6 +683,16 @@ pub fn plan(
         pt: project.pt,
         retention_type: mode,
         cumulative: r.cumulative,
+        breakdown: bd_col.as_ref().map(|_| RetentionBreakdown {
+            limit: q
+                .breakdown
+                .as_ref()
+                .and_then(|b| b.limit)
+                .map(|l| l as usize)
+                .unwrap_or(crate::trends::DEFAULT_BREAKDOWN_LIMIT)
+                .max(1),
+            hide_other: q.breakdown.as_ref().is_some_and(|b| b.hide_other),
+        }),
     })
 }
 
@@ -596,6 +752,59 @@ pub fn render(plan: &RetentionPlan, rows: &[Row]) -> Value {
             })
             .collect(),
     )
+}
+
+/// PostHog's `result` with a breakdown: the full matrix of [`render`] per breakdown value
+/// (`rows` are `(breakdown, row)`; a missing or empty value is
+/// `$$_posthog_breakdown_null_$$`), values ranked by their total cohort size (the sum of the
+/// cohorts' `values[0]`; ties by value), the top `limit` kept and the rest summed into
+/// `$$_posthog_breakdown_other_$$` (each actor has one value, so the sums are exact) unless
+/// hidden. Values with no actor in any cohort do not appear.
+pub fn render_breakdown(plan: &RetentionPlan, rows: &[(Option<String>, Row)]) -> Value {
+    use crate::trends::{BREAKDOWN_NULL, BREAKDOWN_OTHER};
+    let bd = plan.breakdown.unwrap_or(RetentionBreakdown {
+        limit: crate::trends::DEFAULT_BREAKDOWN_LIMIT,
+        hide_other: false,
+    });
+    let mut groups: Vec<(String, Vec<Row>)> = Vec::new();
+    for (v, row) in rows {
+        let key = v
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(BREAKDOWN_NULL)
+            .to_string();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(*row),
+            None => groups.push((key, vec![*row])),
+        }
+    }
+    let size = |g: &[Row]| -> i64 { g.iter().filter(|r| r.period == 0).map(|r| r.actors).sum() };
+    groups.retain(|(_, g)| size(g) > 0);
+    groups.sort_by(|(ka, a), (kb, b)| size(b).cmp(&size(a)).then_with(|| ka.cmp(kb)));
+    let mut kept: Vec<(String, Vec<Row>)> = Vec::new();
+    let mut other: Vec<Row> = Vec::new();
+    for (i, (k, g)) in groups.into_iter().enumerate() {
+        if i < bd.limit {
+            kept.push((k, g));
+        } else {
+            other.extend(g);
+        }
+    }
+    if !other.is_empty() && !bd.hide_other {
+        kept.push((BREAKDOWN_OTHER.to_string(), other));
+    }
+    let mut out = Vec::new();
+    for (k, g) in kept {
+        if let Value::Array(items) = render(plan, &g) {
+            for mut item in items {
+                if let Value::Object(m) = &mut item {
+                    m.insert("breakdown_value".into(), json!(k));
+                }
+                out.push(item);
+            }
+        }
+    }
+    Value::Array(out)
 }
 
 /// One typed row for BI tools: (cohort date ISO, cohort label, period index, count, percentage
@@ -967,9 +1176,33 @@ mod tests {
             limit: None,
             hide_other: false,
         };
+        // A property breakdown plans; cohort, histogram and multiple breakdowns do not.
+        assert!(
+            plan(
+                &query(|q| q.breakdown = Some(bd.clone())),
+                &prj,
+                &lookups(),
+                now
+            )
+            .is_ok()
+        );
+        let mut cohorts = bd.clone();
+        cohorts.values[0].property = BreakdownProperty::Cohorts(vec![]);
         assert_eq!(
-            err(query(|q| q.breakdown = Some(bd.clone()))),
+            err(query(|q| q.breakdown = Some(cohorts))),
             ("22023", Some("breakdown".into()))
+        );
+        let mut hist = bd.clone();
+        hist.values[0].histogram_bin_count = Some(3);
+        assert_eq!(
+            err(query(|q| q.breakdown = Some(hist))),
+            ("22023", Some("breakdown_histogram_bin_count".into()))
+        );
+        let mut two = bd.clone();
+        two.values.push(bd.values[0].clone());
+        assert_eq!(
+            err(query(|q| q.breakdown = Some(two))),
+            ("22023", Some("breakdowns".into()))
         );
         assert_eq!(
             err(query(|q| q.retention.total_intervals = 64)),
@@ -1760,5 +1993,191 @@ mod tests {
                 prop_assert_eq!(rows(&out).len(), p.range.starts.len() * p.intervals);
             }
         }
+    }
+
+    // ---- Actors --------------------------------------------------------------------------------
+
+    fn actors_utc(q: &InsightQuery, c: i64) -> Result<RetentionPlan> {
+        plan_actors(
+            q,
+            &project("UTC", 0),
+            &lookups(),
+            t("2020-06-20T12:00:00Z"),
+            c,
+        )
+    }
+
+    #[test]
+    fn actors_select_one_cohort() {
+        for min_occ in [1, 3] {
+            for ty in [RetentionType::Recurring, RetentionType::FirstTime] {
+                let q = query(|q| {
+                    q.date_to = Some("2020-06-16T06:00:00Z".into());
+                    q.retention.minimum_occurrences = min_occ;
+                    q.retention.retention_type = ty;
+                });
+                let p = actors_utc(&q, 2).unwrap();
+                assert_params_consistent(&p);
+                assert!(
+                    p.sql.starts_with("SELECT a.actor::text AS actor, a.r FROM"),
+                    "{}",
+                    p.sql
+                );
+                assert!(p.params.contains(&Param::Int(2)));
+                assert!(!p.sql.contains("generate_series"), "{}", p.sql);
+            }
+        }
+    }
+
+    #[test]
+    fn actors_reject_a_cohort_outside_the_range() {
+        let q = query(|q| q.date_to = Some("2020-06-16T06:00:00Z".into()));
+        for c in [-1, 11, 1000] {
+            let e = actors_utc(&q, c).unwrap_err();
+            assert_eq!(e.attr.as_deref(), Some("selected_interval"), "{c}");
+        }
+        assert!(actors_utc(&q, 10).is_ok());
+    }
+
+    #[test]
+    fn appearances_are_offsets_within_the_cohort_lookahead() {
+        let q = query(|q| {
+            q.date_to = Some("2020-06-20T06:00:00Z".into());
+            q.retention.total_intervals = 11;
+        });
+        let p = actors_utc(&q, 2).unwrap();
+        // R23: P2 returned in periods 1, 2, 3, 6, 7 → offsets from cohort 2: 0, 1, 4, 5.
+        let r = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 6) | (1 << 7);
+        assert_eq!(appearances(&p, 2, r), vec![0, 1, 4, 5]);
+        // Offset 0 is always present; periods past the range are not.
+        assert_eq!(appearances(&p, 10, 0), vec![0]);
+        assert_eq!(appearances(&p, 9, -1), vec![0, 1]);
+        // The lookahead caps the offsets.
+        let q = query(|q| {
+            q.date_to = Some("2020-06-20T06:00:00Z".into());
+            q.date_from = Some("2020-06-01T00:00:00Z".into());
+            q.retention.total_intervals = 3;
+        });
+        let p = actors_utc(&q, 0).unwrap();
+        assert_eq!(appearances(&p, 0, 0b11110), vec![0, 1, 2]);
+    }
+
+    // ---- Breakdowns ----------------------------------------------------------------------------
+
+    fn browser_breakdown(limit: Option<u32>, hide_other: bool) -> Breakdown {
+        Breakdown {
+            values: vec![BreakdownSpec {
+                property: BreakdownProperty::Property("$browser".into()),
+                kind: "event".into(),
+                group_type_index: None,
+                histogram_bin_count: None,
+                normalize_url: false,
+            }],
+            limit,
+            hide_other,
+        }
+    }
+
+    #[test]
+    fn breakdown_statement_shape() {
+        for ty in [RetentionType::Recurring, RetentionType::FirstTime] {
+            for min_occ in [1, 2] {
+                let q = query(|q| {
+                    q.date_to = Some("2020-06-16T06:00:00Z".into());
+                    q.breakdown = Some(browser_breakdown(None, false));
+                    q.retention.retention_type = ty;
+                    q.retention.minimum_occurrences = min_occ;
+                    q.retention.returning_entity.kind = EntityKind::Event {
+                        name: Some("other".into()),
+                    };
+                });
+                let p = plan_utc(&q);
+                assert_params_consistent(&p);
+                assert!(p.params.contains(&Param::Text("$browser".into())));
+                assert!(p.sql.contains("x.bd::text AS breakdown"), "{}", p.sql);
+                assert!(p.sql.contains("array_agg("), "{}", p.sql);
+                assert!(
+                    p.sql.ends_with("GROUP BY 1, 2, 4 ORDER BY 1, 2, 4"),
+                    "{}",
+                    p.sql
+                );
+                assert_eq!(
+                    p.breakdown,
+                    Some(RetentionBreakdown {
+                        limit: 25,
+                        hide_other: false
+                    })
+                );
+            }
+        }
+        // Without a breakdown the statement is unchanged.
+        let p = plan_utc(&query(|q| q.date_to = Some("2020-06-16T06:00:00Z".into())));
+        assert!(!p.sql.contains("array_agg") && p.breakdown.is_none());
+    }
+
+    #[test]
+    fn breakdown_render_ranks_limits_and_merges_other() {
+        let q = query(|q| {
+            q.date_to = Some("2020-06-11T06:00:00Z".into());
+            q.retention.total_intervals = 2;
+            q.breakdown = Some(browser_breakdown(Some(2), false));
+        });
+        let p = plan_utc(&q);
+        let row = |bd: Option<&str>, cohort, period, actors| {
+            (
+                bd.map(str::to_string),
+                Row {
+                    cohort,
+                    period,
+                    actors,
+                },
+            )
+        };
+        let rows = vec![
+            row(Some("Safari"), 0, 0, 1),
+            row(Some("Chrome"), 0, 0, 2),
+            row(Some("Chrome"), 0, 1, 1),
+            row(None, 1, 0, 3),
+            row(Some("Edge"), 0, 0, 1),
+            row(Some("Edge"), 0, 1, 1),
+        ];
+        let out = render_breakdown(&p, &rows);
+        let items = out.as_array().unwrap();
+        let summary: Vec<(String, String, Vec<i64>)> = items
+            .iter()
+            .map(|i| {
+                (
+                    i["breakdown_value"].as_str().unwrap().to_string(),
+                    i["label"].as_str().unwrap().to_string(),
+                    i["values"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v["count"].as_i64().unwrap())
+                        .collect(),
+                )
+            })
+            .collect();
+        let s = |v: &str, l: &str, c: Vec<i64>| (v.to_string(), l.to_string(), c);
+        assert_eq!(
+            summary,
+            vec![
+                s("$$_posthog_breakdown_null_$$", "Day 0", vec![0, 0]),
+                s("$$_posthog_breakdown_null_$$", "Day 1", vec![3, 0]),
+                s("Chrome", "Day 0", vec![2, 1]),
+                s("Chrome", "Day 1", vec![0, 0]),
+                s("$$_posthog_breakdown_other_$$", "Day 0", vec![2, 1]),
+                s("$$_posthog_breakdown_other_$$", "Day 1", vec![0, 0]),
+            ]
+        );
+        let mut hidden = p.clone();
+        hidden.breakdown = Some(RetentionBreakdown {
+            limit: 2,
+            hide_other: true,
+        });
+        assert_eq!(
+            render_breakdown(&hidden, &rows).as_array().unwrap().len(),
+            4
+        );
     }
 }

@@ -179,7 +179,7 @@ fn shown(s: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Agg {
+pub(crate) enum Agg {
     Sum,
     Avg,
     Min,
@@ -216,7 +216,7 @@ impl Agg {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Math {
+pub(crate) enum Math {
     Total,
     Dau,
     Active { days: i64 },
@@ -228,7 +228,7 @@ enum Math {
     Hogql(String),
 }
 
-fn parse_math(e: &Entity, attr: &str) -> Result<Math> {
+pub(crate) fn parse_math(e: &Entity, attr: &str) -> Result<Math> {
     let name = e.math.as_deref().unwrap_or("total");
     let need = |field: &str| {
         invalid(
@@ -567,7 +567,7 @@ fn eval(e: &Expr, vars: &[f64]) -> f64 {
 // Planning
 // ---------------------------------------------------------------------------------------------
 
-fn series_meta(e: &Entity, order: usize, lookups: &Lookups) -> Result<SeriesMeta> {
+pub(crate) fn series_meta(e: &Entity, order: usize, lookups: &Lookups) -> Result<SeriesMeta> {
     let (base, entity_id, entity_type) = match &e.kind {
         EntityKind::Event { name: Some(n) } => (n.clone(), json!(n), "events"),
         EntityKind::Event { name: None } => ("All events".to_string(), Value::Null, "events"),
@@ -875,7 +875,7 @@ fn build_run(
 }
 
 /// `breakdown_normalize_url`: drop the query and fragment, then trailing slashes (`/` stays).
-fn normalize_url(x: &str) -> String {
+pub(crate) fn normalize_url(x: &str) -> String {
     format!(
         "(SELECT CASE WHEN pgi_u.u = '' AND pgi_u.o <> '' THEN '/' ELSE pgi_u.u END FROM \
          (SELECT rtrim(regexp_replace({x}, '[?#].*$', ''), '/') AS u, {x} AS o) pgi_u)"
@@ -1387,6 +1387,13 @@ impl ItemCx<'_> {
                 (b.max(period.range.from), end.min(period.range.to))
             }
             None => (period.range.from, period.range.to),
+        };
+        // Cumulative displays: a point sums everything up to it, so its persons are those
+        // from the start of the range.
+        let from = if self.plan.cumulative {
+            period.range.from
+        } else {
+            from
         };
         let mut q = self.filter_base.clone();
         if let Some(s) = series {

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 import pytest
-from conftest import api, assert_error, sql
+from conftest import BASE_URL, api, assert_error, sql
 
 # ---------------------------------------------------------------------------------------------
 # Helpers (copied from test_funnels.py): events, ingestion
@@ -885,8 +885,6 @@ def test_r23_matrix(db, project):
     assert counts(result)[2] == [2, 1, 0, 1, 2, 1, 0, 0, 0, 0, 0]
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: retention actors (R23) are not implemented: "
-                   "GET persons/retention/?selected_interval=2 expected P2 [0,1,4,5] before P1 [0,3,4], got 404")
 def test_r23_retention_actors(db, project):
     ingest(db, project, r2_events() + [ev("person2", PV, d(7))])
     legacy = {"insight": "RETENTION", "date_to": _iso(d(10, hour=6)), "total_intervals": 11,
@@ -935,8 +933,9 @@ def retention_error(db, project, query, exc=psycopg.errors.InvalidParameterValue
     (rq(totalIntervals=0), psycopg.errors.InvalidParameterValue, "total_intervals|retentionFilter__totalIntervals"),
     (rq(targetEntity=entity(987654321, "actions")), psycopg.errors.InvalidParameterValue, "target_entity__id"),
     (rq(date_to="nonsense"), psycopg.errors.InvalidDatetimeFormat, "date_to"),
-    ({**rq(), "breakdownFilter": {"breakdown": "$browser"}}, psycopg.errors.InvalidParameterValue, "breakdown"),
-], ids=["too-many-intervals", "zero-intervals", "unknown-action", "bad-date", "breakdown"])
+    ({**rq(), "breakdownFilter": {"breakdown": [1], "breakdown_type": "cohort"}},
+     psycopg.errors.InvalidParameterValue, "breakdown"),
+], ids=["too-many-intervals", "zero-intervals", "unknown-action", "bad-date", "cohort-breakdown"])
 def test_retention_validation_errors(db, project, query, exc, attr):
     err = retention_error(db, project, query, exc)
     got = _attr(err)
@@ -964,3 +963,404 @@ def test_retention_wrong_method_and_malformed_body(db, project):
     r = api("POST", f"/api/projects/{project['id']}/insights/retention/", project["key"], data=b"{bad",
             headers={"Content-Type": "application/json"})
     assert_error(r, 400, "invalid_request", "parse_error")
+
+
+# ---------------------------------------------------------------------------------------------
+# Retention actors: persons/retention/ (§5.4)
+# ---------------------------------------------------------------------------------------------
+
+
+def retention_actors(project, query, method="GET", prefix="projects", key=None, **extra):
+    path = f"/api/{prefix}/{project['id']}/persons/retention/"
+    key = key or project["key"]
+    q = {**query, **extra}
+    if method == "POST":
+        return api("POST", path, key, json=q)
+    params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in q.items()}
+    return api("GET", path, key, params=params)
+
+
+def actor_rows(resp):
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    return [(sorted(p["person"]["distinct_ids"]), p["appearances"]) for p in body["result"]]
+
+
+R23_LEGACY = {"insight": "RETENTION", "date_to": _iso(d(10, hour=6)), "total_intervals": 11}
+
+
+def test_retention_actors_interval_0_get_and_post(db, project):
+    ingest(db, project, r2_events() + [ev("person2", PV, d(7))])
+    rows = actor_rows(retention_actors(project, R23_LEGACY, selected_interval=0))
+    assert rows == [(["alias1", "person1"], [0, 1, 2, 5, 6])]
+    # Default selected_interval is 0; a RetentionQuery POST body works too, on both path prefixes.
+    assert actor_rows(retention_actors(project, R23_LEGACY)) == rows
+    body = rq(date_to=d(10, hour=6), totalIntervals=11)
+    assert actor_rows(retention_actors(project, body, method="POST", selected_interval=0)) == rows
+    assert actor_rows(retention_actors(project, body, method="POST", prefix="environments",
+                                      selected_interval=0)) == rows
+    r = retention_actors(project, R23_LEGACY, selected_interval=0)
+    person = r.json()["result"][0]["person"]
+    assert person["type"] == "person" and set(person) >= {"id", "uuid", "distinct_ids", "properties", "name"}
+    assert r.json()["next"] is None and r.json()["missing_persons"] == 0
+
+
+def test_retention_actors_last_interval(db, project):
+    ingest(db, project, r2_events())
+    q = {**R23_LEGACY, "date_to": _iso(d(6, hour=6)), "total_intervals": 7}
+    rows = actor_rows(retention_actors(project, q, selected_interval=6))
+    # Both persons viewed on d6: one appearance each (the cohort period), ordered by person uuid.
+    assert sorted(r[0] for r in rows) == [["alias1", "person1"], ["person2"]]
+    assert [r[1] for r in rows] == [[0], [0]]
+    # Cohort 5 (d5, only P1) has two values: d5 and d6.
+    assert actor_rows(retention_actors(project, q, selected_interval=5)) == [(["alias1", "person1"], [0, 1])]
+
+
+@pytest.mark.parametrize("retention_type", [None, "retention_recurring", "retention_first_time"])
+def test_retention_actors_match_the_matrix(db, project, retention_type):
+    # Without a breakdown: for every cohort, the actors are the cohort (values[0]) and the actors
+    # with offset k in their appearances are the count of values[k].
+    ingest(db, project, r2_events() + [ev("person2", PV, d(7))])
+    rf = {} if retention_type is None else {"retentionType": retention_type}
+    query = rq(date_to=d(10, hour=6), totalIntervals=11, **rf)
+    matrix = counts(run_retention(db, project, query))
+    for c, row in enumerate(matrix):
+        rows = actor_rows(retention_actors(project, query, method="POST", selected_interval=c))
+        assert len(rows) == row[0], (c, rows)
+        for k, count in enumerate(row):
+            assert sum(1 for _, apps in rows if k in apps) == count, (c, k, rows)
+        lens = [len(a) for _, a in rows]
+        assert lens == sorted(lens, reverse=True)
+
+
+def test_retention_actors_first_time(db, project):
+    ingest(db, project, r2_events())
+    q = {**R23_LEGACY, "retention_type": "retention_first_time"}
+    # P1's first pageview is d0; P2's is d1 (then d2, d3, d6).
+    assert actor_rows(retention_actors(project, q, selected_interval=1)) == [(["person2"], [0, 1, 2, 5])]
+    assert actor_rows(retention_actors(project, q, selected_interval=2)) == []
+
+
+def test_retention_actors_sql_function(db, project):
+    ingest(db, project, r2_events() + [ev("person2", PV, d(7))])
+    rows = sql(db, "SELECT d.distinct_id, a.appearances FROM insights.retention_actors(%s, %s::jsonb, 2) a "
+                   "JOIN insights.person_distinct_ids d ON d.person_id = a.actor::bigint AND d.distinct_id LIKE 'person%%' "
+                   "ORDER BY 1", project["id"], json.dumps(R23_LEGACY))
+    assert rows == [("person1", [0, 3, 4]), ("person2", [0, 1, 4, 5])]
+
+
+def test_retention_actors_paging(db, project):
+    ingest(db, project, [ev(f"u{i}", PV, d(0)) for i in range(5)])
+    r = retention_actors(project, R23_LEGACY, selected_interval=0, limit=2)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["result"]) == 2 and body["next"] and "offset=2" in body["next"]
+    seen = [p["person"]["uuid"] for p in body["result"]]
+    while body["next"]:
+        body = requests_get(body["next"], project["key"])
+        seen += [p["person"]["uuid"] for p in body["result"]]
+    assert len(seen) == 5 and len(set(seen)) == 5
+
+
+def requests_get(url, key):
+    import requests
+    r = requests.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.mark.parametrize("value", ["x", "-1", "11", "1.5"])
+def test_retention_actors_bad_selected_interval(db, project, value):
+    ingest(db, project, r2_events())
+    r = retention_actors(project, R23_LEGACY, selected_interval=value)
+    assert_error(r, 400, "validation_error", "invalid_input", attr="selected_interval")
+
+
+def test_retention_actors_scope_and_method(db, make_project):
+    p = make_project(scopes=["insight:read"])
+    r = retention_actors(p, R23_LEGACY)
+    assert_error(r, 403, "authentication_error", "permission_denied")
+    p = make_project(scopes=["person:read"])
+    assert retention_actors(p, R23_LEGACY).status_code == 200
+    r = api("DELETE", f"/api/projects/{p['id']}/persons/retention/", p["key"])
+    assert_error(r, 405, "invalid_request", "method_not_allowed")
+
+
+# ---------------------------------------------------------------------------------------------
+# Trends actors: persons/trends/ and persons_urls (§8.2)
+# ---------------------------------------------------------------------------------------------
+
+
+def follow(project, url, key=None):
+    """GET a persons_url (a path with its query string) → the distinct ids of each person."""
+    assert url.startswith(f"/api/projects/{project['id']}/persons/trends/?"), url
+    r = api("GET", url, key or project["key"])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) >= {"results", "next", "missing_persons"}
+    (res,) = body["results"]
+    assert res["count"] == len(res["people"])
+    return sorted(p["distinct_ids"][0] for p in res["people"])
+
+
+def tq_persons_on(event, day, browser=None):
+    return sorted(p for p, per in TQ_EVENTS.items() if day in per.get(event, [])
+                  and (browser is None or TQ_PERSONS[p]["$browser"] == browser))
+
+
+@pytest.mark.parametrize("math", ["total", "dau"])
+def test_trend_persons_urls_total_and_dau(db, tq_project, math):
+    q = tq([node(PV, math=math), node(PL, math=math)])
+    result = run_trend(db, tq_project, q, http=True)
+    days = list(range(9, 20))
+    for item, event in zip(result, [PV, PL]):
+        assert len(item["persons_urls"]) == 11
+        for i, u in enumerate(item["persons_urls"]):
+            people = follow(tq_project, u["url"])
+            assert people == tq_persons_on(event, days[i]), (event, days[i])
+            if math == "dau":
+                assert len(people) == item["data"][i]
+
+
+def test_trend_persons_urls_breakdown(db, tq_project):
+    q = tq([node(PV, math="dau")], breakdownFilter={"breakdown": "$browser", "breakdown_type": "event"},
+           date_to="2020-01-20")
+    result = run_trend(db, tq_project, q, http=True)
+    assert [i["breakdown_value"] for i in result] == ["Chrome", "Firefox", "Edge", "Safari"]
+    for item in result:
+        for i, u in enumerate(item["persons_urls"]):
+            people = follow(tq_project, u["url"])
+            assert people == tq_persons_on(PV, 9 + i, item["breakdown_value"])
+            assert len(people) == item["data"][i]
+
+
+def test_trend_persons_urls_legacy_get_and_total_value(db, tq_project):
+    legacy = {"insight": "TRENDS", "events": [{"id": PV, "math": "dau"}], "date_from": "2020-01-09",
+              "date_to": "2020-01-19", "display": "BoldNumber"}
+    r = trend_http(tq_project, legacy, method="GET")
+    assert r.status_code == 200, r.text
+    (item,) = r.json()["result"]
+    assert item["aggregated_value"] == 4
+    assert follow(tq_project, item["persons_urls"][0]["url"]) == ["p1", "p2", "p3", "p4"]
+
+
+def test_trend_persons_urls_weekly_active(db, tq_project):
+    q = tq([node(PV, math="weekly_active")], date_to="2020-01-20")
+    (item,) = run_trend(db, tq_project, q)
+    assert item["data"] == [1, 1, 2, 3, 3, 3, 4, 4, 4, 4, 2, 2]
+    assert [len(follow(tq_project, u["url"])) for u in item["persons_urls"]] == item["data"]
+
+
+def test_trend_persons_urls_cumulative_dau(db, tq_project):
+    # Cumulative: a point's persons are those from the start of the range up to the point.
+    q = tq([node(PV, math="dau")], trends={"display": "ActionsLineGraphCumulative"})
+    (item,) = run_trend(db, tq_project, q)
+    assert item["data"] == [1, 1, 2, 3, 3, 3, 4, 4, 4, 4, 4]
+    assert [len(follow(tq_project, u["url"])) for u in item["persons_urls"]] == item["data"]
+
+
+def test_trend_persons_cohort_breakdown(db, tq_project):
+    c1 = static_cohort(db, tq_project, "c1", ["p1"])
+    q = tq([node(PV)], breakdownFilter={"breakdown": [c1, "all"], "breakdown_type": "cohort"})
+    result = run_trend(db, tq_project, q)
+    by_value = {i["breakdown_value"]: i for i in result}
+    assert follow(tq_project, by_value[c1]["persons_urls"][3]["url"]) == ["p1"]
+    assert follow(tq_project, by_value["all"]["persons_urls"][3]["url"]) == ["p1", "p2", "p3"]
+
+
+def test_trend_persons_urls_compare_previous(db, tq_project):
+    q = tq([PV], "2020-01-15", "2020-01-19", compareFilter={"compare": True})
+    current, previous = run_trend(db, tq_project, q)
+    assert previous["compare_label"] == "previous" and previous["days"][0] == "2020-01-10"
+    for item in (current, previous):
+        for day, u in zip(item["days"], item["persons_urls"]):
+            assert follow(tq_project, u["url"]) == tq_persons_on(PV, int(day[8:10])), day
+
+
+def test_trend_persons_urls_groups(db, tq_project):
+    def grp(did, key, ts):
+        return ev(did, "$groupidentify", ts, {"$group_type": "organization", "$group_key": key,
+                                             "$group_set": {"name": key.upper()}})
+    ingest(db, tq_project, [grp("p1", "org:1", "2020-01-01 00:00:00"),
+                            ev("p1", "login", "2020-01-12 10:00:00", {"$groups": {"organization": "org:1"}}),
+                            ev("p2", "login", "2020-01-12 11:00:00", {"$groups": {"organization": "org:1"}}),
+                            ev("p3", "login", "2020-01-12 12:00:00", {"$groups": {"organization": "org:2"}})])
+    q = tq([node("login", math="unique_group", math_group_type_index=0)])
+    (item,) = run_trend(db, tq_project, q)
+    assert item["data"][3] == 2
+    r = api("GET", item["persons_urls"][3]["url"], tq_project["key"])
+    assert r.status_code == 200, r.text
+    people = r.json()["results"][0]["people"]
+    assert [(a["type"], a["group_key"], a["group_type_index"]) for a in people] == \
+        [("group", "org:1", 0), ("group", "org:2", 0)]
+    assert people[0]["group_properties"] == {"name": "ORG:1"}
+
+
+def persons_trends(project, params, method="GET", key=None, prefix="projects"):
+    path = f"/api/{prefix}/{project['id']}/persons/trends/"
+    if method == "POST":
+        return api("POST", path, key or project["key"], json=params)
+    params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}
+    return api("GET", path, key or project["key"], params=params)
+
+
+def test_persons_trends_direct_request_and_paging(db, tq_project):
+    base = {"events": [{"id": PV}], "entity_id": PV, "entity_type": "events", "entity_math": "total",
+            "date_from": "2020-01-12T00:00:00Z", "date_to": "2020-01-12T23:59:59Z", "explicit_date": "true"}
+    r = persons_trends(tq_project, {**base, "limit": "2"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["results"][0]["people"]) == 2 and body["results"][0]["label"] == PV
+    assert body["next"] and "offset=2" in body["next"]
+    rest = requests_get(body["next"], tq_project["key"])
+    assert len(rest["results"][0]["people"]) == 1 and rest["next"] is None
+    # POST body, environments prefix, and an entity that is not among the series.
+    r = persons_trends(tq_project, {**base, "events": [], "entity_id": PL}, method="POST", prefix="environments")
+    assert r.status_code == 200, r.text
+    assert sorted(p["distinct_ids"][0] for p in r.json()["results"][0]["people"]) == ["p1"]
+    r = persons_trends(tq_project, {**base, "entity_id": PL, "date_from": "2020-01-13T00:00:00Z",
+                                    "date_to": "2020-01-13T23:59:59Z"}, method="POST")
+    assert sorted(p["distinct_ids"][0] for p in r.json()["results"][0]["people"]) == ["p1", "p2", "p3"]
+
+
+@pytest.mark.parametrize("extra, attr", [
+    ({"breakdown": "$browser", "breakdown_value": "$$_posthog_breakdown_other_$$"}, "breakdown_value"),
+    ({"entity_id": "nope"}, "entity_type"),
+    ({"entity_id": "x", "entity_type": "actions"}, "entity_id"),
+    ({"date_from": "nonsense"}, "date_from"),
+    ({"events": [{"id": PV, "math": "bogus"}], "entity_math": "bogus"}, None),
+], ids=["other", "unknown-entity", "bad-action-id", "bad-date", "bad-math"])
+def test_persons_trends_errors(db, tq_project, extra, attr):
+    base = {"events": [{"id": PV}], "date_from": "2020-01-12", "date_to": "2020-01-12"}
+    r = persons_trends(tq_project, {**base, **extra})
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == "validation_error", r.json()
+    if attr is not None:
+        assert r.json()["attr"] == attr, r.json()
+
+
+def test_persons_trends_needs_person_read(db, make_project):
+    p = make_project(scopes=["insight:read"])
+    r = persons_trends(p, {"events": [{"id": PV}]})
+    assert_error(r, 403, "authentication_error", "permission_denied")
+
+
+# ---------------------------------------------------------------------------------------------
+# Trends CSV export: /insights/trend/?format=csv (§9.6)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_trend_csv_small_case(db, tq_project):
+    params = {"events": json.dumps([{"id": PV}, {"id": PL, "custom_name": "Leaves, all"}]),
+              "date_from": "2020-01-11", "date_to": "2020-01-13", "format": "csv"}
+    r = api("GET", f"/api/projects/{tq_project['id']}/insights/trend/", tq_project["key"], params=params)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("text/csv")
+    assert r.headers["Content-Disposition"] == \
+        'attachment; filename="export (2020-01-11 - 2020-01-13) from PostHog.csv"'
+    assert r.text == ("series,11-Jan-2020,12-Jan-2020,13-Jan-2020\r\n"
+                      "$pageview,1,3,1\r\n"
+                      "\"Leaves, all\",1,1,3\r\n")
+    # Without format=csv the same endpoint still answers JSON.
+    params.pop("format")
+    r = api("GET", f"/api/projects/{tq_project['id']}/insights/trend/", tq_project["key"], params=params)
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert [i["data"] for i in r.json()["result"]] == [[1, 3, 1], [1, 1, 3]]
+
+
+def test_trend_csv_breakdown_and_export_name(db, tq_project):
+    q = tq([PV], date_from="2020-01-12", date_to="2020-01-13",
+           breakdownFilter={"breakdown": "$browser", "breakdown_type": "event"})
+    r = api("POST", f"/api/projects/{tq_project['id']}/insights/trend/?format=csv&export_name=My%20Views!",
+            tq_project["key"], json=q)
+    assert r.status_code == 200, r.text
+    assert r.text == ("series,12-Jan-2020,13-Jan-2020\r\n"
+                      "Chrome,1,1\r\nEdge,1,0\r\nFirefox,1,0\r\n")
+    assert 'filename="my-views (2020-01-12 - 2020-01-13) from PostHog.csv"' in r.headers["Content-Disposition"]
+    r = api("GET", f"/api/projects/{tq_project['id']}/insights/trend/", tq_project["key"],
+            params={"events": json.dumps([{"id": PV}]), "date_from": "2020-01-12", "date_to": "2020-01-12",
+                    "format": "csv", "export_insight_id": "abc123"})
+    assert r.status_code == 200, r.text
+    assert r.text == f"{BASE_URL}/insights/abc123/\nseries,12-Jan-2020\r\n$pageview,3\r\n"
+
+
+def test_trend_csv_errors_stay_json(db, project):
+    r = api("GET", f"/api/projects/{project['id']}/insights/trend/", project["key"],
+            params={"events": json.dumps([{"id": PV}]), "date_from": "nonsense", "format": "csv"})
+    assert_error(r, 400, "validation_error", "invalid_input", attr="date_from")
+    r = api("GET", f"/api/projects/{project['id']}/insights/trend/", params={"format": "csv"})
+    assert_error(r, 401, "authentication_error", "not_authenticated")
+
+
+# ---------------------------------------------------------------------------------------------
+# Retention breakdowns (§5.4)
+# ---------------------------------------------------------------------------------------------
+
+
+def r2_browser_events(p2_first="Firefox"):
+    """R2 with $browser on every pageview: P1 Chrome, P2 Firefox (P2's first pageview `p2_first`)."""
+    props = {i: {"$browser": "Chrome"} for i in range(6)}
+    props.update({i: {"$browser": "Firefox"} for i in range(7, 10)})
+    props[6] = {"$browser": p2_first}
+    return r2_events(props)
+
+
+def retention_json_http(db, project, query, method="POST"):
+    body = sql(db, "SELECT insights.retention_json(%s, %s::jsonb)", project["id"], json.dumps(query))[0][0]
+    r = retention_http(project, query, method=method)
+    assert r.status_code == 200, r.text
+    assert r.json()["result"] == body["result"]
+    return body["result"]
+
+
+def by_breakdown(result):
+    out = {}
+    for row in result:
+        out.setdefault(row["breakdown_value"], []).append([v["count"] for v in row["values"]])
+    return out
+
+
+def test_retention_breakdown_event_property(db, project):
+    ingest(db, project, r2_browser_events())
+    plain = counts(run_retention(db, project, rq(date_to=d(10, hour=6), totalIntervals=11)))
+    q = {**rq(date_to=d(10, hour=6), totalIntervals=11), "breakdownFilter": {"breakdown": "$browser"}}
+    result = retention_json_http(db, project, q)
+    # The full matrix per value, ranked by total cohort size: Chrome (P1: 5 cohorts), Firefox (P2: 4).
+    assert [r["breakdown_value"] for r in result] == ["Chrome"] * 11 + ["Firefox"] * 11
+    assert [r["label"] for r in result] == day_labels(11) * 2
+    assert [r["date"] for r in result[:11]] == [r["date"] for r in result[11:]]
+    m = by_breakdown(result)
+    assert m["Chrome"][0] == [1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0]
+    assert m["Firefox"][1] == [1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0]
+    # Each person has one value: the matrices add up to the unbroken one.
+    assert [[a + b for a, b in zip(x, y)] for x, y in zip(m["Chrome"], m["Firefox"])] == plain
+
+
+def test_retention_breakdown_value_of_the_first_target_event(db, project):
+    # P2's first pageview says Safari: P2 is counted under Safari in every cohort.
+    ingest(db, project, r2_browser_events(p2_first="Safari"))
+    q = {**rq(date_to=d(10, hour=6), totalIntervals=11), "breakdownFilter": {"breakdown": "$browser"}}
+    m = by_breakdown(retention_json_http(db, project, q))
+    assert sorted(m) == ["Chrome", "Safari"]
+    assert [row[0] for row in m["Safari"]] == [0, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0]
+
+
+def test_retention_breakdown_limit_other_and_legacy_get(db, project):
+    ingest(db, project, r2_browser_events() + [ev("person3", PV, d(1))])
+    legacy = {"insight": "RETENTION", "date_to": _iso(d(10, hour=6)), "total_intervals": 11,
+              "breakdown": "$browser", "breakdown_type": "event", "breakdown_limit": 1}
+    m = by_breakdown(retention_json_http(db, project, legacy, method="GET"))
+    # Chrome (5) kept; Firefox (4) and the person without a browser (1) merge into Other.
+    assert list(m) == ["Chrome", "$$_posthog_breakdown_other_$$"]
+    assert m["$$_posthog_breakdown_other_$$"][1][0] == 2
+    m = by_breakdown(retention_json_http(db, project, {**legacy, "breakdown_limit": 5}, method="GET"))
+    assert list(m) == ["Chrome", "Firefox", "$$_posthog_breakdown_null_$$"]
+    m = by_breakdown(retention_json_http(db, project, {**legacy, "breakdown_hide_other_aggregation": True},
+                                         method="GET"))
+    assert list(m) == ["Chrome"]
+
+
+def test_retention_typed_rows_reject_breakdowns(db, project):
+    q = {**rq(), "breakdownFilter": {"breakdown": "$browser"}}
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        sql(db, "SELECT * FROM insights.retention(%s, %s::jsonb)", project["id"], json.dumps(q))

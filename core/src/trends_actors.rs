@@ -1,0 +1,592 @@
+//! Trends actors (§8.2 `persons/trends/`): the actors behind one data point of a trends result.
+//! Pure Rust; the extension runs the one statement planned here.
+//!
+//! The request is the trends filter plus what the result item's `persons_urls` carry:
+//! `entity_id` / `entity_type` / `entity_math` (which series), `date_from` / `date_to` (the
+//! bucket, exact bounds) and `breakdown_value`. The statement returns the distinct actors (person
+//! ids, or group keys when the series aggregates groups) whose events count in that point:
+//!
+//! ```sql
+//! SELECT DISTINCT <actor>::text AS actor FROM insights.events e
+//!  WHERE e.project_id = $1 AND e."timestamp" >= $from AND e."timestamp" <= $to
+//!    AND <entity> AND <global properties> AND <test accounts> [AND <cohort>] [AND <breakdown = value>]
+//!    AND <actor> IS NOT NULL
+//! ```
+//! * Every math counts the actors with at least one matching event in the bucket (for `total`
+//!   and the property maths those are the persons whose events were counted; for `dau` they are
+//!   exactly the counted persons).
+//! * `weekly_active` / `monthly_active` with a day/hour/minute interval widen the window to the
+//!   7 / 30 days ending with the bucket (as the trends statement does); in total-value displays
+//!   the window is the 7 / 30 days ending at `date_to`.
+//! * `first_time_for_user[_with_filters]`: the first-time condition of the series.
+//! * Breakdowns: a property breakdown matches the value (`$$_posthog_breakdown_null_$$` matches a
+//!   missing or empty value), a multi-breakdown each part, a cohort breakdown the cohort (or
+//!   everyone for `all`). The Other bucket and histogram bins depend on the whole query range,
+//!   which the data point's URL no longer carries: they are rejected (22023 on
+//!   `breakdown_value`).
+//! * Formulas have no actors of their own: the request names one of the series.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Value, json};
+
+use crate::dates::{self, Interval};
+use crate::error::{QueryError, Result};
+use crate::funnels::{Lookups, Project};
+use crate::properties::{self, FilterContext, TRUE_SQL};
+use crate::query::{BreakdownProperty, CohortRef, Entity, EntityKind, InsightKind, InsightQuery};
+use crate::sql::SqlBuilder;
+use crate::trends::{
+    BREAKDOWN_NULL, BREAKDOWN_OTHER, Math, normalize_url, parse_math, series_meta,
+};
+
+/// A planned trends-actors statement.
+#[derive(Debug, Clone)]
+pub struct TrendsActorsPlan {
+    /// Returns one row per actor: `(actor text)`.
+    pub sql: String,
+    pub params: Vec<crate::sql::Param>,
+    /// `Some(g)` when the actors are groups of type `g` (group keys), `None` for persons.
+    pub group_type_index: Option<u8>,
+    /// The series label (`custom_name`, event name, action name or `All events`).
+    pub label: String,
+    /// The series' math.
+    pub math: String,
+}
+
+fn invalid(attr: &str, detail: impl Into<String>) -> QueryError {
+    QueryError::invalid(attr.to_string(), detail)
+}
+
+/// A request value as text: strings as they are, other JSON as its text; `None` when missing,
+/// null or blank.
+fn text_of(req: &Value, key: &str) -> Option<String> {
+    match req.get(key)? {
+        Value::Null => None,
+        Value::String(s) if s.trim().is_empty() => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The entity id as `persons_urls` spell it: the event name, `""` for All events, the action id.
+fn entity_id_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The series the request names (PostHog's `get_target_entity`): the query's series with that
+/// `entity_id` and `entity_type` (and `entity_math`, when given and one matches); else, with an
+/// `entity_type`, an entity built from the three parameters; without `entity_id` the first series.
+fn target_entity(q: &InsightQuery, req: &Value, lookups: &Lookups) -> Result<(usize, Entity)> {
+    let id = req.get("entity_id").filter(|v| !v.is_null());
+    let ty = text_of(req, "entity_type");
+    let math = text_of(req, "entity_math");
+    let Some(id) = id else {
+        return match q.series.first() {
+            Some(e) => Ok((0, e.clone())),
+            None => Err(invalid(
+                "entity_id",
+                "An entity must be provided for target entity to be determined",
+            )),
+        };
+    };
+    let id = entity_id_text(id);
+    let mut candidates = Vec::new();
+    for (i, e) in q.series.iter().enumerate() {
+        let meta = series_meta(e, i, lookups).map_err(|er| er.within(&format!("events__{i}")))?;
+        if entity_id_text(&meta.entity_id) == id
+            && ty.as_deref().is_none_or(|t| t == meta.entity_type)
+        {
+            candidates.push((i, e, meta.math));
+        }
+    }
+    let picked = match &math {
+        Some(m) => candidates
+            .iter()
+            .find(|(_, _, cm)| cm == m)
+            .or(candidates.first()),
+        None => candidates.first(),
+    };
+    if let Some((i, e, _)) = picked {
+        return Ok((*i, (*e).clone()));
+    }
+    let kind = match ty.as_deref() {
+        Some("events") => EntityKind::Event {
+            name: (!id.is_empty() && id != "null").then(|| id.clone()),
+        },
+        Some("actions") => EntityKind::Action {
+            id: id.trim().parse().map_err(|_| {
+                invalid(
+                    "entity_id",
+                    format!("An action id must be an integer, got \"{}\"", shown(&id)),
+                )
+            })?,
+        },
+        Some(other) => {
+            return Err(invalid(
+                "entity_type",
+                format!(
+                    "entity_type must be \"events\" or \"actions\", got \"{}\"",
+                    shown(other)
+                ),
+            ));
+        }
+        None => {
+            return Err(invalid(
+                "entity_type",
+                "entity_type is required when entity_id names no series of the query",
+            ));
+        }
+    };
+    let mut e = Entity::new(kind);
+    e.math = math;
+    Ok((q.series.len(), e))
+}
+
+fn shown(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// Plan the actors of one data point. `req` is the request object (the filter plus
+/// `entity_id`, `entity_type`, `entity_math`, `breakdown_value`); `q` its parsed query, whose
+/// `date_from` / `date_to` are the data point's bounds.
+pub fn plan_actors(
+    q: &InsightQuery,
+    req: &Value,
+    project: &Project,
+    lookups: &Lookups,
+    now: DateTime<Utc>,
+    earliest: Option<DateTime<Utc>>,
+) -> Result<TrendsActorsPlan> {
+    if q.kind != InsightKind::Trends {
+        return Err(invalid(
+            "insight",
+            format!("Expected a trends query, got {}.", q.kind.legacy_name()),
+        ));
+    }
+    let (index, e) = target_entity(q, req, lookups)?;
+    let attr = format!("events__{index}");
+    let math = parse_math(&e, &attr)?;
+    let meta = series_meta(&e, index, lookups).map_err(|er| er.within(&attr))?;
+    let interval = match &q.interval {
+        Some(i) => Interval::parse(i)?,
+        None => Interval::Day,
+    };
+    let pt = project.pt;
+    let range = dates::resolve_range(
+        q.date_from.as_deref(),
+        q.date_to.as_deref(),
+        interval,
+        q.explicit_date,
+        now,
+        &pt,
+        earliest,
+    )?;
+    let total_value = q.trends.is_total_value();
+
+    let cohort_fn = |id: i64| (lookups.cohort)(id).map(|(s, f, _)| (s, f));
+    let action_fn = |id: i64| (lookups.action)(id).map(|(s, _)| s);
+    let mut b = SqlBuilder::new();
+    let p = b.int(project.id);
+    let cx = FilterContext {
+        event_alias: "e",
+        project_param: p.clone(),
+        person_props: None,
+        pt: &project.pt,
+        cohort: &cohort_fn,
+        action: &action_fn,
+        test_account_filters: &project.test_account_filters,
+    };
+
+    let mut filters = Vec::new();
+    let ent = properties::compile_entity_at(&e, &mut b, &cx, now).map_err(|er| er.within(&attr))?;
+    let ent = match math {
+        Math::FirstTime { with_filters } => {
+            properties::first_time_condition(&e, &ent, with_filters, &mut b, &cx, now)
+                .map_err(|er| er.within(&attr))?
+        }
+        _ => ent,
+    };
+    filters.push(ent);
+    filters.push(
+        properties::compile_properties_at(&q.properties, &mut b, &cx, now)
+            .map_err(|er| er.within("properties"))?,
+    );
+    if q.filter_test_accounts {
+        filters.push(
+            properties::compile_properties_at(&project.test_account_filters, &mut b, &cx, now)
+                .map_err(|er| er.within("filter_test_accounts"))?,
+        );
+    }
+
+    // The breakdown value.
+    let bd_value = req.get("breakdown_value").filter(|v| !v.is_null());
+    if let (Some(bd), Some(value)) = (&q.breakdown, bd_value)
+        && !bd.values.is_empty()
+    {
+        let value_text = entity_id_text(value);
+        if value_text == BREAKDOWN_OTHER {
+            return Err(invalid(
+                "breakdown_value",
+                "The persons of the Other breakdown bucket are not available: query a specific breakdown value.",
+            ));
+        }
+        if bd.values.iter().any(|v| v.histogram_bin_count.is_some()) {
+            return Err(invalid(
+                "breakdown_value",
+                "The persons of a histogram breakdown bin are not available.",
+            ));
+        }
+        let match_part = |x: &str, v: &str, b: &mut SqlBuilder| -> String {
+            if v == BREAKDOWN_NULL {
+                format!("coalesce({x}, '') = ''")
+            } else {
+                format!("{x} = {}", b.text(v))
+            }
+        };
+        match &bd.values[..] {
+            [one] => match &one.property {
+                BreakdownProperty::Cohorts(_) => {
+                    let cohort = match value {
+                        Value::Number(n) => n.as_i64().map(CohortRef::Id),
+                        Value::String(s) if s.trim() == "all" => Some(CohortRef::All),
+                        Value::String(s) => s.trim().parse().ok().map(CohortRef::Id),
+                        _ => None,
+                    }
+                    .ok_or_else(|| {
+                        invalid(
+                            "breakdown_value",
+                            format!(
+                                "A cohort breakdown value must be a cohort id or \"all\", got \"{}\"",
+                                shown(&value_text)
+                            ),
+                        )
+                    })?;
+                    if let CohortRef::Id(id) = cohort {
+                        let prop = json!([{"type": "cohort", "key": "id", "value": id}]);
+                        filters.push(
+                            properties::compile_properties_at(&prop, &mut b, &cx, now)
+                                .map_err(|er| er.within("breakdown_value"))?,
+                        );
+                    }
+                }
+                BreakdownProperty::Property(key) => {
+                    let x = properties::breakdown_expr(
+                        &one.kind,
+                        key,
+                        one.group_type_index,
+                        &mut b,
+                        &cx,
+                    )?;
+                    let x = if one.normalize_url {
+                        normalize_url(&x)
+                    } else {
+                        x
+                    };
+                    let cond = match_part(&x, &value_text, &mut b);
+                    filters.push(cond);
+                }
+            },
+            many => {
+                let parts: Vec<String> = match value {
+                    Value::Array(a) => a.iter().map(entity_id_text).collect(),
+                    Value::String(s) => match serde_json::from_str::<Value>(s) {
+                        Ok(Value::Array(a)) => a.iter().map(entity_id_text).collect(),
+                        _ => s.split("::").map(str::to_string).collect(),
+                    },
+                    other => vec![entity_id_text(other)],
+                };
+                if parts.len() != many.len() {
+                    return Err(invalid(
+                        "breakdown_value",
+                        format!(
+                            "The breakdown value needs {} parts (one per breakdown), got {}",
+                            many.len(),
+                            parts.len()
+                        ),
+                    ));
+                }
+                for (spec, v) in many.iter().zip(&parts) {
+                    let BreakdownProperty::Property(key) = &spec.property else {
+                        return Err(invalid(
+                            "breakdowns",
+                            "Cohort breakdowns cannot be combined with other breakdowns.",
+                        ));
+                    };
+                    let x = properties::breakdown_expr(
+                        &spec.kind,
+                        key,
+                        spec.group_type_index,
+                        &mut b,
+                        &cx,
+                    )?;
+                    let x = if spec.normalize_url {
+                        normalize_url(&x)
+                    } else {
+                        x
+                    };
+                    let cond = match_part(&x, v, &mut b);
+                    filters.push(cond);
+                }
+            }
+        }
+    }
+
+    // The window: the data point, widened for weekly/monthly active.
+    let mut from = range.from;
+    if let Math::Active { days } = math {
+        if total_value {
+            from = range
+                .to
+                .checked_sub_signed(TimeDelta::days(days))
+                .and_then(|t| t.checked_add_signed(TimeDelta::microseconds(1)))
+                .unwrap_or(range.from);
+        } else {
+            let first = dates::bucket_start(range.from, interval, &pt);
+            from = match interval {
+                Interval::Day => dates::offset_bucket(first, Interval::Day, 1 - days, &pt),
+                Interval::Hour => first.checked_sub_signed(TimeDelta::hours(days * 24 - 1)),
+                Interval::Minute => first.checked_sub_signed(TimeDelta::minutes(days * 1440 - 1)),
+                Interval::Week | Interval::Month => Some(range.from),
+            }
+            .unwrap_or(range.from);
+        }
+    }
+    let from_p = b.param(crate::sql::Param::timestamp(from));
+    let to_p = b.param(crate::sql::Param::timestamp(range.to));
+
+    let group_type_index = match (&math, q.aggregation_group_type_index) {
+        (Math::UniqueGroup(g), _) => Some(*g),
+        (_, Some(g)) if g <= 4 => Some(g),
+        (_, Some(g)) => {
+            return Err(invalid(
+                "aggregation_group_type_index",
+                format!("aggregation_group_type_index must be between 0 and 4, got {g}"),
+            ));
+        }
+        _ => None,
+    };
+    let actor = match group_type_index {
+        Some(g) => format!("NULLIF(e.group_{g}, '')"),
+        None => "e.person_id".to_string(),
+    };
+    let mut w = vec![
+        format!("e.project_id = {p}"),
+        format!("e.\"timestamp\" >= {from_p}"),
+        format!("e.\"timestamp\" <= {to_p}"),
+    ];
+    w.extend(filters.into_iter().filter(|f| f != TRUE_SQL));
+    if matches!(math, Math::UniqueSession) {
+        w.push("e.session_id <> ''".to_string());
+    }
+    w.push(format!("{actor} IS NOT NULL"));
+    let sql = format!(
+        "SELECT DISTINCT ({actor})::text AS actor FROM insights.events e WHERE {}",
+        w.join(" AND ")
+    );
+    Ok(TrendsActorsPlan {
+        sql,
+        params: b.params,
+        group_type_index,
+        label: meta.label,
+        math: meta.math,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dates::ProjectTime;
+    use crate::query::parse_query;
+    use crate::sql::Param;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2020, 1, 21, 12, 0, 0).unwrap()
+    }
+
+    fn project() -> Project {
+        Project {
+            id: 7,
+            pt: ProjectTime::utc(),
+            timezone: "UTC".into(),
+            test_account_filters: json!([]),
+        }
+    }
+
+    fn cohort(id: i64) -> Option<(bool, Value, String)> {
+        (id == 1).then(|| (true, json!({}), "c1".to_string()))
+    }
+
+    fn action(id: i64) -> Option<(Value, String)> {
+        (id == 3).then(|| (json!([{"event": "sign up"}]), "Signed up".to_string()))
+    }
+
+    fn try_plan(v: Value) -> Result<TrendsActorsPlan> {
+        let q = parse_query(&v)?;
+        plan_actors(
+            &q,
+            &v,
+            &project(),
+            &Lookups {
+                cohort: &cohort,
+                action: &action,
+            },
+            now(),
+            None,
+        )
+    }
+
+    fn req(extra: Value) -> Value {
+        let mut base = json!({
+            "insight": "TRENDS",
+            "events": [{"id": "$pageview", "order": 0}, {"id": "$pageleave", "order": 1, "math": "dau"}],
+            "date_from": "2020-01-12T00:00:00Z",
+            "date_to": "2020-01-12T23:59:59.999999Z",
+            "explicit_date": "true",
+        });
+        if let (Value::Object(b), Value::Object(x)) = (&mut base, extra) {
+            b.extend(x);
+        }
+        base
+    }
+
+    fn ts(p: &TrendsActorsPlan) -> Vec<i64> {
+        p.params
+            .iter()
+            .filter_map(|x| match x {
+                Param::Timestamp(t) => Some(*t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn us(d: u32, h: u32) -> i64 {
+        Utc.with_ymd_and_hms(2020, 1, d, h, 0, 0)
+            .unwrap()
+            .timestamp_micros()
+    }
+
+    #[test]
+    fn picks_the_named_series_and_binds_everything() {
+        let p = try_plan(req(
+            json!({"entity_id": "$pageleave", "entity_type": "events", "entity_math": "dau"}),
+        ))
+        .unwrap();
+        assert_eq!(p.label, "$pageleave");
+        assert_eq!(p.math, "dau");
+        assert!(p.params.contains(&Param::Text("$pageleave".into())));
+        assert!(!p.sql.contains("$pageleave"), "{}", p.sql);
+        assert!(
+            p.sql
+                .starts_with("SELECT DISTINCT (e.person_id)::text AS actor"),
+            "{}",
+            p.sql
+        );
+        assert_eq!(ts(&p), vec![us(12, 0), us(13, 0) - 1]);
+        assert_eq!(p.group_type_index, None);
+        // Without entity_id: the first series.
+        let p = try_plan(req(json!({}))).unwrap();
+        assert_eq!(p.label, "$pageview");
+    }
+
+    #[test]
+    fn unknown_entity_is_built_from_the_parameters() {
+        let p = try_plan(req(json!({"entity_id": "other", "entity_type": "events"}))).unwrap();
+        assert_eq!(p.label, "other");
+        let p = try_plan(req(json!({"entity_id": 3, "entity_type": "actions"}))).unwrap();
+        assert_eq!(p.label, "Signed up");
+        let e = try_plan(req(json!({"entity_id": "x", "entity_type": "actions"}))).unwrap_err();
+        assert_eq!(e.attr.as_deref(), Some("entity_id"));
+        let e = try_plan(req(json!({"entity_id": "x"}))).unwrap_err();
+        assert_eq!(e.attr.as_deref(), Some("entity_type"));
+        let e = try_plan(req(json!({"entity_id": "x", "entity_type": "cohorts"}))).unwrap_err();
+        assert_eq!(e.attr.as_deref(), Some("entity_type"));
+    }
+
+    #[test]
+    fn weekly_active_widens_the_window() {
+        let p = try_plan(req(
+            json!({"events": [{"id": "$pageview", "math": "weekly_active"}]}),
+        ))
+        .unwrap();
+        assert_eq!(ts(&p), vec![us(6, 0), us(13, 0) - 1]);
+        let p = try_plan(req(
+            json!({"events": [{"id": "$pageview", "math": "monthly_active"}],
+                                    "display": "BoldNumber"}),
+        ))
+        .unwrap();
+        assert_eq!(ts(&p)[0], us(13, 0) - 30 * 86_400_000_000 - 1 + 1);
+    }
+
+    #[test]
+    fn breakdown_values() {
+        let p = try_plan(req(
+            json!({"breakdown": "$browser", "breakdown_value": "Chrome"}),
+        ))
+        .unwrap();
+        assert!(p.params.contains(&Param::Text("Chrome".into())));
+        assert!(!p.sql.contains("Chrome"));
+        let p = try_plan(req(
+            json!({"breakdown": "$browser", "breakdown_value": BREAKDOWN_NULL}),
+        ))
+        .unwrap();
+        assert!(p.sql.contains("= ''"), "{}", p.sql);
+        let e = try_plan(req(
+            json!({"breakdown": "$browser", "breakdown_value": BREAKDOWN_OTHER}),
+        ))
+        .unwrap_err();
+        assert_eq!(e.attr.as_deref(), Some("breakdown_value"));
+        let p = try_plan(req(
+            json!({"breakdown": [1, "all"], "breakdown_type": "cohort", "breakdown_value": "1"}),
+        ))
+        .unwrap();
+        assert!(p.sql.contains("cohort"), "{}", p.sql);
+        let e = try_plan(req(
+            json!({"breakdown": [1], "breakdown_type": "cohort", "breakdown_value": "x"}),
+        ))
+        .unwrap_err();
+        assert_eq!(e.attr.as_deref(), Some("breakdown_value"));
+        let p = try_plan(req(json!({
+            "breakdowns": [{"property": "$browser", "type": "event"}, {"property": "$os", "type": "event"}],
+            "breakdown_value": "[\"Chrome\",\"Mac\"]"})))
+        .unwrap();
+        assert!(p.params.contains(&Param::Text("Mac".into())));
+    }
+
+    #[test]
+    fn groups_are_the_actors_of_unique_group() {
+        let p = try_plan(req(json!({"events": [{"id": "$pageview", "math": "unique_group", "math_group_type_index": 1}]})))
+            .unwrap();
+        assert_eq!(p.group_type_index, Some(1));
+        assert!(p.sql.contains("NULLIF(e.group_1, '')"));
+    }
+
+    #[test]
+    fn cumulative_persons_urls_start_at_the_range_start() {
+        let v = json!({"insight": "TRENDS", "events": [{"id": "$pageview", "math": "dau"}],
+                       "date_from": "2020-01-09", "date_to": "2020-01-11",
+                       "display": "ActionsLineGraphCumulative"});
+        let q = parse_query(&v).unwrap();
+        let lookups = Lookups {
+            cohort: &cohort,
+            action: &action,
+        };
+        let p = crate::trends::plan(&q, &project(), &lookups, now(), None).unwrap();
+        let out = crate::trends::render(&p, &[vec![]]);
+        let urls = out[0]["persons_urls"].as_array().unwrap();
+        for (i, u) in urls.iter().enumerate() {
+            let u = u["url"].as_str().unwrap();
+            assert!(u.contains("date_from=2020-01-09T00%3A00%3A00Z"), "{i}: {u}");
+        }
+        assert!(
+            urls[2]["url"]
+                .as_str()
+                .unwrap()
+                .contains("date_to=2020-01-11T23%3A59%3A59.999999Z")
+        );
+    }
+}
