@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 
 mod agg;
 mod context;
+mod correlation;
 mod errors;
 mod funnel;
 mod http_body;
