@@ -435,3 +435,162 @@ def test_scopes(db, make_project):
     assert_error(corr_http(p2, legacy(), key=p["key"]), 403, "authentication_error", "permission_denied")
     r = api("GET", f"/api/projects/{p2['id']}/insights/funnel/correlation/")
     assert_error(r, 401, "authentication_error", "not_authenticated")
+
+
+# ---------------------------------------------------------------------------------------------
+# Population variants: funnel_step, three steps, strict and unordered funnels, groups
+# ---------------------------------------------------------------------------------------------
+
+
+def three_step_events():
+    """a → b → c: p1, p2 reach c; p3, p4 stop at b; p5, p6 stop at a. `x` done by p1, p3, p5."""
+    evs = []
+    for p, n in [("p1", 3), ("p2", 3), ("p3", 2), ("p4", 2), ("p5", 1), ("p6", 1)]:
+        for i, step in enumerate(["a", "b", "c"][:n]):
+            evs.append(ev(p, step, f"2021-05-02 1{i}:00:00"))
+    for p in ["p1", "p3", "p5"]:
+        evs.append(ev(p, "x", "2021-05-02 10:30:00"))
+    return evs
+
+
+def three_steps(**kw):
+    return legacy(events=[{"id": s, "order": i} for i, s in enumerate(["a", "b", "c"])], **kw)
+
+
+def test_funnel_step_selects_the_population(db, project):
+    ingest(db, project, three_step_events())
+    # Everyone who entered: S = 2, F = 4; x: s = 1 (p1), f = 2 (p3, p5) → (2·3)/(2·3) = 1.0.
+    assert summary(corr_sql(db, project, three_steps())["result"]) == [("x", 1, 2, 1.0, "failure")]
+    assert odds(1, 2, 2, 4) == 1.0
+    # funnel_step=2: those who reached b: S = 2, F = 2 (p3, p4); x: s = 1, f = 1 → (2·2)/(2·2) = 1.0.
+    assert summary(corr_sql(db, project, three_steps(funnel_step=2))["result"]) == [("x", 1, 1, 1.0, "failure")]
+    # funnel_step=-2: only those who dropped before b: nobody converts → empty and skewed.
+    assert corr_sql(db, project, three_steps(funnel_step=-2))["result"] == {"events": [], "skewed": True}
+    # The persons endpoint uses the same population.
+    r = persons_http(project, three_steps(funnel_step=2, funnel_correlation_person_entity={"id": "x"}))
+    assert names(r.json()) == {"p1", "p3"}
+
+
+@pytest.mark.parametrize("order", ["strict", "unordered"])
+def test_strict_and_unordered_funnels(db, project, order):
+    ingest(db, project, three_step_events())
+    # In a strict funnel, p1's x between a and b breaks the chain: p1 stops at a (F = 5, S = 1).
+    result = corr_sql(db, project, three_steps(funnel_order_type=order))["result"]
+    if order == "strict":
+        # x: s = 0, f = 3 → (1·3)/(2·4) = 0.375.
+        assert summary(result) == [("x", 0, 3, odds(0, 3, 1, 5), "failure")]
+        assert odds(0, 3, 1, 5) == 0.375
+    else:
+        assert summary(result) == [("x", 1, 2, 1.0, "failure")]
+
+
+def test_group_aggregation(db, project):
+    def grp(key, industry):
+        return ev("admin", "$groupidentify", "2021-05-01 00:00:00", {"$group_type": "organization",
+                                                                    "$group_key": key,
+                                                                    "$group_set": {"industry": industry}})
+
+    def e(did, name, ts, org):
+        return ev(did, name, ts, {"$groups": {"organization": org}})
+
+    ingest(db, project, [
+        grp("org:1", "finance"), grp("org:2", "tech"), grp("org:3", "tech"),
+        e("u1", "a", "2021-05-02 10:00:00", "org:1"), e("u2", "x", "2021-05-02 10:30:00", "org:1"),
+        e("u1", "b", "2021-05-02 11:00:00", "org:1"),
+        e("u3", "a", "2021-05-02 10:00:00", "org:2"), e("u3", "x", "2021-05-02 10:30:00", "org:2"),
+        e("u4", "a", "2021-05-02 10:00:00", "org:3"),
+    ])
+    q = legacy(events=[{"id": "a", "order": 0}, {"id": "b", "order": 1}], aggregation_group_type_index=0)
+    # Groups: org:1 converts (S = 1); org:2, org:3 do not (F = 2). x: s = 1, f = 1 → (2·2)/(1·2) = 2.0.
+    assert summary(corr_sql(db, project, q)["result"]) == [("x", 1, 1, 2.0, "success")]
+    props = corr_sql(db, project, {**q, "funnel_correlation_type": "properties",
+                                   "funnel_correlation_names": ["industry"]})["result"]
+    # industry=finance: s = 1, f = 0 → (2·3)/(1·1) = 6.0; tech: s = 0, f = 2 → (1·1)/(2·3).
+    assert summary(props) == [("industry::finance", 1, 0, 6.0, "success"),
+                              ("industry::tech", 0, 2, odds(0, 2, 1, 2), "failure")]
+    r = persons_http(project, {**q, "funnel_correlation_person_entity": {"id": "x"},
+                               "funnel_correlation_person_converted": "false"})
+    assert r.status_code == 200, r.text
+    people = r.json()["results"][0]["people"]
+    assert [(p["type"], p["group_key"]) for p in people] == [("group", "org:2")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Randomised cross-check against a reference written here
+# ---------------------------------------------------------------------------------------------
+
+
+def test_random_data_matches_reference(db, project):
+    import random
+    from datetime import datetime, timedelta
+
+    rnd = random.Random(20211)
+    start, window = datetime(2021, 5, 2), timedelta(days=1)
+    evs, people = [], {}
+    for i in range(80):
+        p = f"u{i}"
+        t0 = start + timedelta(minutes=rnd.randrange(0, 6 * 24 * 60))
+        paid = t0 + timedelta(minutes=rnd.randrange(1, 2 * 24 * 60)) if rnd.random() < 0.5 else None
+        evs.append(ev(p, SIGNUP, t0.strftime("%Y-%m-%d %H:%M:%S")))
+        if paid:
+            evs.append(ev(p, PAID, paid.strftime("%Y-%m-%d %H:%M:%S")))
+        others = []
+        for _ in range(rnd.randrange(0, 6)):
+            t = t0 + timedelta(minutes=rnd.randrange(-600, 3 * 24 * 60))
+            name = rnd.choice(["e1", "e2", "e3", "e4", "e5"])
+            others.append((name, t))
+            evs.append(ev(p, name, t.strftime("%Y-%m-%d %H:%M:%S")))
+        converted = paid is not None and paid <= t0 + window
+        end = paid if converted else t0 + window
+        people[p] = (converted, {n for n, t in others if t0 < t < end})
+    ingest(db, project, evs)
+
+    S = sum(1 for c, _ in people.values() if c)
+    F = len(people) - S
+    expected = []
+    for name in ["e1", "e2", "e3", "e4", "e5"]:
+        s = sum(1 for c, seen in people.values() if c and name in seen)
+        f = sum(1 for c, seen in people.values() if not c and name in seen)
+        if s + f == 0 or s + f < min(25, 0.02 * (S + F)):
+            continue
+        o = odds(s, f, S, F)
+        expected.append((name, s, f, o, "success" if o > 1 else "failure"))
+    expected = (sorted([e for e in expected if e[4] == "success"], key=lambda e: (-e[3], e[0]))
+                + sorted([e for e in expected if e[4] == "failure"], key=lambda e: (e[3], e[0])))
+    q = legacy(funnel_window_interval=1)
+    result = corr_sql(db, project, q)["result"]
+    assert result["skewed"] == (S / F > 10 or F / S > 10)
+    assert summary(result) == expected
+    for item in result["events"]:
+        name = item["event"]["event"]
+        for converted, url in ((True, item["success_people_url"]), (False, item["failure_people_url"])):
+            want = {p for p, (c, seen) in people.items() if c == converted and name in seen}
+            assert people_at(project, url) == want, (name, converted)
+
+
+# ---------------------------------------------------------------------------------------------
+# Odd input never makes a server error
+# ---------------------------------------------------------------------------------------------
+
+ODD_VALUES = ["", "null", "[]", "{}", "[1,2]", "true", "-5", "99999999999999999999", "\u0000", "'; DROP TABLE x; --",
+              "[\"$all\"]", "{\"id\": null}", "{\"id\": [1]}", "[{\"key\": null}]", "[{\"type\": \"cohort\", \"value\": 999}]"]
+ODD_KEYS = ["funnel_correlation_type", "funnel_correlation_names", "funnel_correlation_exclude_names",
+            "funnel_correlation_event_names", "funnel_correlation_exclude_event_names",
+            "funnel_correlation_event_exclude_property_names", "funnel_correlation_person_entity",
+            "funnel_correlation_property_values", "funnel_correlation_person_converted", "funnel_step",
+            "aggregation_group_type_index"]
+
+
+@pytest.mark.parametrize("key", ODD_KEYS)
+def test_odd_values_never_500(corr, key):
+    for value in ODD_VALUES:
+        for typ in ("events", "properties", "event_with_properties"):
+            q = legacy(funnel_correlation_type=typ, funnel_correlation_names=["plan"],
+                       funnel_correlation_event_names=["watched video"],
+                       funnel_correlation_person_entity={"id": "read docs"},
+                       funnel_correlation_property_values=[{"key": "plan", "value": "pro", "type": "person"}])
+            q[key] = value
+            for r in (corr_http(corr, q, method="GET"), persons_http(corr, q)):
+                assert r.status_code in (200, 400), (key, value, typ, r.status_code, r.text)
+                if r.status_code == 400:
+                    assert r.json()["type"] in ("validation_error", "invalid_request"), r.text
