@@ -397,6 +397,18 @@ pub fn parse_request(v: &Value) -> Result<CorrelationRequest> {
     }
 }
 
+impl CorrelationRequest {
+    /// Event property correlation over `$autocapture`: candidates are elements chains.
+    pub fn autocapture_elements(&self) -> bool {
+        self.kind == CorrelationType::EventWithProperties
+            && self.event_names.iter().any(|n| n == AUTOCAPTURE_EVENT)
+    }
+}
+
+pub const AUTOCAPTURE_EVENT: &str = "$autocapture";
+/// Between the event type and the elements chain in an autocapture candidate's value.
+pub const ELEMENTS_DIVIDER: &str = "__~~__";
+
 /// The correlation keys of a request in legacy form, for the people URLs.
 fn legacy_params(req: &CorrelationRequest) -> Vec<(String, String)> {
     let list = |v: &[String]| serde_json::to_string(v).unwrap_or_default();
@@ -681,6 +693,22 @@ pub fn plan_counts(
             format!(
                 "WITH {w} SELECT e.event, NULL::text, NULL::text, {success}, {failure} \
                  FROM {join} WHERE e.event <> ALL({excl}) GROUP BY e.event"
+            )
+        }
+        CorrelationType::EventWithProperties if req.autocapture_elements() => {
+            // PostHog's special case: with `$autocapture` among the events, each listed event's
+            // candidate is its event type and elements chain (`elements_chain`).
+            let join = events_join(actor, &project_p, range, step_names, &mut b);
+            let names = b.param(Param::TextArray(req.event_names.clone()));
+            let excl = b.param(Param::TextArray(req.event_exclude_property_names.clone()));
+            let divider = b.text(ELEMENTS_DIVIDER);
+            format!(
+                "WITH {w} SELECT e.event, 'elements_chain', \
+                 coalesce(e.properties ->> '$event_type', '') || {divider} || e.elements_chain, \
+                 {success}, {failure} \
+                 FROM {join} AND e.event = ANY({names}) \
+                 WHERE 'elements_chain' <> ALL({excl}) \
+                 GROUP BY 1, 2, 3 HAVING count(DISTINCT w.actor) > 2"
             )
         }
         CorrelationType::EventWithProperties => {
@@ -990,6 +1018,28 @@ fn people_url(
             "funnel_correlation_person_entity".into(),
             json!({"id": c.event, "type": "events"}).to_string(),
         )),
+        CorrelationType::EventWithProperties
+            if req.autocapture_elements() && c.key.as_deref() == Some("elements_chain") =>
+        {
+            let (_, chain) = split_elements_value(c.value.as_deref().unwrap_or(""));
+            let elements = chain_to_elements(chain);
+            let mut props = Vec::new();
+            if let Some(first) = elements.first() {
+                for key in ["tag_name", "href", "text"] {
+                    if let Some(v) = first.get(key).filter(|v| !v.is_null()) {
+                        props.push(json!({"key": key, "value": [v], "type": "element", "operator": "exact"}));
+                    }
+                }
+                props.push(
+                    json!({"key": "selector", "value": [build_selector(&elements)],
+                                  "type": "element", "operator": "exact"}),
+                );
+            }
+            q.push((
+                "funnel_correlation_person_entity".into(),
+                json!({"id": c.event, "type": "events", "properties": props}).to_string(),
+            ))
+        }
         CorrelationType::EventWithProperties => q.push((
             "funnel_correlation_person_entity".into(),
             json!({"id": c.event, "type": "events", "properties": [
@@ -1025,7 +1075,7 @@ pub fn result(
         .iter()
         .map(|s| {
             json!({
-                "event": {"event": s.candidate.name(), "properties": {}, "elements": []},
+                "event": event_definition(req, &s.candidate),
                 "success_count": s.candidate.success_count,
                 "failure_count": s.candidate.failure_count,
                 "odds_ratio": s.odds_ratio,
@@ -1036,6 +1086,134 @@ pub fn result(
         })
         .collect();
     json!({"events": events, "skewed": skewed})
+}
+
+/// A candidate's `event` object: `{event, properties, elements}`; autocapture candidates carry
+/// their `$event_type` and the parsed elements.
+fn event_definition(req: &CorrelationRequest, c: &Candidate) -> Value {
+    if req.autocapture_elements()
+        && c.event.as_deref() == Some(AUTOCAPTURE_EVENT)
+        && c.key.as_deref() == Some("elements_chain")
+    {
+        let (event_type, chain) = split_elements_value(c.value.as_deref().unwrap_or(""));
+        return json!({
+            "event": c.name(),
+            "properties": {"$event_type": event_type},
+            "elements": chain_to_elements(chain),
+        });
+    }
+    json!({"event": c.name(), "properties": {}, "elements": []})
+}
+
+fn split_elements_value(v: &str) -> (&str, &str) {
+    v.split_once(ELEMENTS_DIVIDER).unwrap_or(("", v))
+}
+
+/// Split on `sep` outside double quotes (a backslash escapes the next character).
+fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut quoted, mut escaped, mut start) = (false, false, 0);
+    for (i, ch) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if ch == '\\' {
+            escaped = true;
+        } else if ch == '"' {
+            quoted = !quoted;
+        } else if ch == sep && !quoted {
+            out.push(&s[start..i]);
+            start = i + ch.len_utf8();
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+/// `k="v"k2="v2"…` → pairs, with `\"` unescaped.
+fn parse_chain_attributes(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(eq) = rest.find("=\"") {
+        let key = rest[..eq].to_string();
+        let body = &rest[eq + 2..];
+        let mut value = String::new();
+        let mut escaped = false;
+        let mut end = body.len();
+        for (i, ch) in body.char_indices() {
+            if escaped {
+                value.push(ch);
+                escaped = false;
+            } else if ch == '\\' {
+                escaped = true;
+            } else if ch == '"' {
+                end = i + 1;
+                break;
+            } else {
+                value.push(ch);
+            }
+        }
+        out.push((key, value));
+        rest = &body[end.min(body.len())..];
+    }
+    out
+}
+
+/// An elements chain (`tag.class:attr="v"…;parent…`) → PostHog's serialised elements
+/// (`text, tag_name, attr_class, href, attr_id, nth_child, nth_of_type, attributes, order`).
+pub fn chain_to_elements(chain: &str) -> Vec<Value> {
+    if chain.is_empty() {
+        return Vec::new();
+    }
+    split_unquoted(chain, ';')
+        .into_iter()
+        .enumerate()
+        .map(|(order, el)| {
+            let (head, attrs) = match el.find(':') {
+                Some(i) => (&el[..i], &el[i + 1..]),
+                None => (el, ""),
+            };
+            let mut parts = head.split('.');
+            let tag = parts.next().unwrap_or("").to_string();
+            let classes: Vec<&str> = parts.filter(|c| !c.is_empty()).collect();
+            let pairs = parse_chain_attributes(attrs);
+            let get = |k: &str| pairs.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
+            let attributes: Map<String, Value> = pairs
+                .iter()
+                .filter(|(k, _)| k.starts_with("attr__"))
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            json!({
+                "event": null,
+                "text": get("text"),
+                "tag_name": tag,
+                "attr_class": if classes.is_empty() { Value::Null } else { json!(classes) },
+                "href": get("href"),
+                "attr_id": get("attr__id"),
+                "nth_child": get("nth-child").and_then(|v| v.parse::<i64>().ok()),
+                "nth_of_type": get("nth-of-type").and_then(|v| v.parse::<i64>().ok()),
+                "attributes": attributes,
+                "order": order,
+            })
+        })
+        .collect()
+}
+
+/// A CSS selector for a chain (clicked element last): `[id="x"]` where an element has an id,
+/// else its tag, joined by ` > `.
+pub fn build_selector(elements: &[Value]) -> String {
+    elements
+        .iter()
+        .rev()
+        .map(|e| match e.get("attr_id").and_then(Value::as_str) {
+            Some(id) if !id.is_empty() => format!("[id=\"{id}\"]"),
+            _ => e
+                .get("tag_name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" > ")
 }
 
 #[cfg(test)]
@@ -1105,6 +1283,26 @@ mod tests {
         assert_eq!(r[0].candidate.name(), "s02");
         // Lowest failure odds: f = 4 → (1)(2)/((6)(5)) = 1/15.
         assert_eq!(r[10].odds_ratio, 1.0 / 15.0);
+    }
+
+    #[test]
+    fn elements_chain_parsing() {
+        let els = chain_to_elements(
+            r#"button.btn.primary:attr__id="pay"attr__class="btn primary"nth-child="2"nth-of-type="1"text="Pay \"now\"";div:nth-child="1";body"#,
+        );
+        assert_eq!(els.len(), 3);
+        assert_eq!(els[0]["tag_name"], json!("button"));
+        assert_eq!(els[0]["attr_class"], json!(["btn", "primary"]));
+        assert_eq!(els[0]["attr_id"], json!("pay"));
+        assert_eq!(els[0]["text"], json!("Pay \"now\""));
+        assert_eq!(els[0]["nth_child"], json!(2));
+        assert_eq!(els[0]["order"], json!(0));
+        assert_eq!(els[0]["attributes"]["attr__class"], json!("btn primary"));
+        assert_eq!(els[1]["tag_name"], json!("div"));
+        assert_eq!(els[1]["attr_class"], Value::Null);
+        assert_eq!(els[2]["tag_name"], json!("body"));
+        assert_eq!(build_selector(&els), r#"body > div > [id="pay"]"#);
+        assert!(chain_to_elements("").is_empty());
     }
 
     #[test]

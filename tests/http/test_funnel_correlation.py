@@ -280,6 +280,37 @@ def test_event_with_properties(db, corr):
     assert corr_sql(db, corr, q)["result"] == {"events": [], "skewed": False}
 
 
+def test_event_with_properties_autocapture_elements(db, project):
+    def click(p, ts, text):
+        return ev(p, "$autocapture", ts, {"$event_type": "click", "$elements": [
+            {"tag_name": "button", "$el_text": text, "attr_class": ["btn"], "nth_child": 1, "nth_of_type": 1,
+             "attributes": {"attr__class": "btn"}},
+            {"tag_name": "div", "nth_child": 2, "nth_of_type": 1}]})
+
+    evs = []
+    for p in ["s1", "s2", "s3", "s4", "f1", "f2"]:
+        evs.append(ev(p, SIGNUP, "2021-05-02 10:00:00"))
+        if p.startswith("s"):
+            evs.append(ev(p, PAID, "2021-05-02 12:00:00"))
+    evs += [click(p, "2021-05-02 11:00:00", "Pay") for p in ["s1", "s2", "s3"]]
+    evs += [click("f1", "2021-05-02 11:00:00", "Cancel")]
+    ingest(db, project, evs)
+    (chain,) = sql(db, "SELECT DISTINCT elements_chain FROM insights.events WHERE project_id = %s "
+                   "AND event = '$autocapture' AND properties->'$elements'->0->>'$el_text' = 'Pay'", project["id"])[0]
+    q = legacy(funnel_correlation_type="event_with_properties", funnel_correlation_event_names=["$autocapture"])
+    result = corr_sql(db, project, q)["result"]
+    # S = 4, F = 2. The Pay click: s = 3, f = 0 → (4·3)/(2·1) = 6.0; the Cancel click has s + f = 1 ≤ 2.
+    name = f"$autocapture::elements_chain::click__~~__{chain}"
+    assert summary(result) == [(name, 3, 0, odds(3, 0, 4, 2), "success")]
+    assert odds(3, 0, 4, 2) == 6.0
+    event = result["events"][0]["event"]
+    assert event["properties"] == {"$event_type": "click"}
+    assert [(e["tag_name"], e["text"], e["attr_class"], e["nth_child"], e["order"]) for e in event["elements"]] == [
+        ("button", "Pay", ["btn"], 1, 0), ("div", None, None, 2, 1)]
+    assert people_at(project, result["events"][0]["success_people_url"]) == {"s1", "s2", "s3"}
+    assert people_at(project, result["events"][0]["failure_people_url"]) == set()
+
+
 # ---------------------------------------------------------------------------------------------
 # Person property correlation
 # ---------------------------------------------------------------------------------------------
