@@ -630,6 +630,8 @@ pub fn step_event_names(q: &InsightQuery, lookups: &Lookups) -> Vec<String> {
 }
 
 /// `WITH w AS (…)`: the population as a relation `w(actor, success, t0, t1)`, from bound arrays.
+/// Materialized, so each window bound is computed once per actor rather than once per joined
+/// event (a quarter of the time on 100k actors × 1M events).
 fn population_cte(pop: &Population, actor: ActorColumn, b: &mut SqlBuilder) -> String {
     let ids = match actor {
         ActorColumn::Person => b.param(Param::IntArray(pop.ids.clone())),
@@ -639,7 +641,7 @@ fn population_cte(pop: &Population, actor: ActorColumn, b: &mut SqlBuilder) -> S
     let t0 = b.param(Param::IntArray(pop.from_us.clone()));
     let t1 = b.param(Param::IntArray(pop.to_us.clone()));
     format!(
-        "w AS (SELECT u.actor, u.success = 1 AS success, \
+        "w AS MATERIALIZED (SELECT u.actor, u.success = 1 AS success, \
          timestamptz '2000-01-01 00:00:00+00' + u.t0 * interval '1 microsecond' AS t0, \
          timestamptz '2000-01-01 00:00:00+00' + u.t1 * interval '1 microsecond' AS t1 \
          FROM unnest({ids}, {success}, {t0}, {t1}) AS u(actor, success, t0, t1))"

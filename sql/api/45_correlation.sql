@@ -40,8 +40,11 @@ BEGIN
             RETURN v_denied;
         END IF;
         v_filter := api._filter_from_request(v_body);
-        v_limit := api._int_param(v_filter || api._query(), 'limit', 100, 1, 10000);
-        v_offset := api._int_param(v_filter || api._query(), 'offset', 0, 0, 2147483647);
+        -- PostHog's own names for the page (funnel_correlation_person_limit/offset) work too.
+        v_limit := api._int_param(v_filter || api._query(), 'limit',
+                       api._int_param(v_filter, 'funnel_correlation_person_limit', 100, 1, 10000), 1, 10000);
+        v_offset := api._int_param(v_filter || api._query(), 'offset',
+                       api._int_param(v_filter, 'funnel_correlation_person_offset', 0, 0, 2147483647), 0, 2147483647);
         v_group := nullif(v_filter->>'aggregation_group_type_index', '');
 
         IF v_group IS NOT NULL AND v_group ~ '^\s*[0-4]\s*$' THEN

@@ -381,6 +381,9 @@ def test_persons_endpoint_forms_and_paging(db, corr):
     assert page["results"][0]["count"] == 3 and page["next"]
     rest = requests.get(page["next"], headers={"Authorization": f"Bearer {corr['key']}"}, timeout=60).json()
     assert names(page) | names(rest) == {"f1", "f2", "f3", "f4"}
+    # PostHog's own page parameters.
+    page = persons_http(corr, {**q, "funnel_correlation_person_limit": 2, "funnel_correlation_person_offset": 1}).json()
+    assert page["results"][0]["count"] == 2 and names(page) < {"f1", "f2", "f3", "f4"}
     # Event property filter on the entity.
     hd = {"id": "watched video", "type": "events",
           "properties": [{"key": "quality", "value": "sd", "type": "event", "operator": "exact"}]}
