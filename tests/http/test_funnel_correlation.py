@@ -628,3 +628,38 @@ def test_odd_values_never_500(corr, key):
                 assert r.status_code in (200, 400), (key, value, typ, r.status_code, r.text)
                 if r.status_code == 400:
                     assert r.json()["type"] in ("validation_error", "invalid_request"), r.text
+
+
+def test_node_actors_query_and_plain_name_parameter(db, corr):
+    source = {"kind": "FunnelsQuery",
+              "series": [{"kind": "EventsNode", "event": SIGNUP}, {"kind": "EventsNode", "event": PAID}],
+              "dateRange": {"date_from": "2021-05-01", "date_to": "2021-05-20"}}
+    actors = {"kind": "FunnelCorrelationActorsQuery", "funnelCorrelationPersonConverted": True,
+              "funnelCorrelationPersonEntity": {"kind": "EventsNode", "event": "watched video"},
+              "source": {"kind": "FunnelCorrelationQuery", "funnelCorrelationType": "events",
+                         "source": {"kind": "FunnelsActorsQuery", "funnelStep": 1, "source": source}}}
+    r = persons_http(corr, actors, method="POST")
+    assert r.status_code == 200, r.text
+    assert names(r.json()) == {"s1", "s2", "s3"}
+    # A plain (not JSON-encoded) name in a GET query string is one name.
+    r = api("GET", f"/api/projects/{corr['id']}/insights/funnel/correlation/", corr["key"],
+            params={**encode(legacy()), "funnel_correlation_type": "properties", "funnel_correlation_names": "plan"})
+    assert r.status_code == 200, r.text
+    assert summary(r.json()["result"]) == PROPS_EXPECTED
+
+
+def test_property_persons_with_cohort_filters(db, corr):
+    (dynamic,), = sql(db, "INSERT INTO insights.cohorts (project_id, name, filters) VALUES (%s, 'pro', %s::jsonb) "
+                          "RETURNING id", corr["id"], json.dumps({"properties": {"type": "AND", "values": [
+                              {"key": "plan", "value": "pro", "type": "person"}]}}))
+    (static,), = sql(db, "INSERT INTO insights.cohorts (project_id, name, is_static) VALUES (%s, 'st', true) "
+                         "RETURNING id", corr["id"])
+    sql(db, "INSERT INTO insights.cohort_people (cohort_id, person_id) SELECT %s, person_id "
+            "FROM insights.person_distinct_ids WHERE project_id = %s AND distinct_id IN ('s4', 'f2')", static, corr["id"])
+    for cohort, converted, expected in [(dynamic, "false", {"f5"}), (dynamic, "true", {"s1", "s2", "s3"}),
+                                        (static, "false", {"f2"})]:
+        q = legacy(funnel_correlation_type="properties", funnel_correlation_person_converted=converted,
+                   funnel_correlation_property_values=[{"key": "id", "value": cohort, "type": "cohort"}])
+        r = persons_http(corr, q)
+        assert r.status_code == 200, r.text
+        assert names(r.json()) == expected
