@@ -1308,6 +1308,40 @@ mod tests {
     }
 
     #[test]
+    fn engine_detail_mode_reports_outcomes() {
+        use crate::funnel_engine::Ev;
+        let cfg: crate::funnels::EngineConfig = serde_json::from_value(json!({
+            "order": "ordered", "num_steps": 2, "window_us": 1_000, "exclusions": [],
+            "attribution": "first_touch", "attribution_step": 0, "has_breakdown": false,
+            "optional_steps": 0, "viz": "steps", "breakdown_limit": null, "no_other": false,
+            "from_step": 0, "to_step": 1, "bin_count": null, "interval": "day", "timezone": "UTC",
+            "week_start": 0, "actors": {"step": 1, "breakdown": null, "detail": true},
+        }))
+        .unwrap();
+        let ev = |ts, steps| Ev {
+            ts,
+            steps,
+            excl: 0,
+            bd: 0,
+        };
+        // Two entries completing with the same event: the engine's chain is the later entry (PostHog's
+        // `latest_0`), so the window starts there.
+        let mut a = vec![ev(100, 1), ev(50, 1), ev(900, 2)];
+        let mut b = vec![ev(100, 1), ev(2_000, 2)]; // step 2 outside the window
+        let mut c = vec![ev(100, 2)]; // never entered
+        let actors = vec![
+            (json!(1), a.as_mut_slice()),
+            (json!(2), b.as_mut_slice()),
+            (json!(3), c.as_mut_slice()),
+        ];
+        let out = crate::funnels::summarize(&cfg, actors.into_iter(), &[None]);
+        assert_eq!(
+            out,
+            json!({"outcomes": [[1, 2, 100, 900], [2, 1, 100, null]]})
+        );
+    }
+
+    #[test]
     fn candidate_names() {
         let mut c = cand("e", 1, 1);
         assert_eq!(c.name(), "e");
