@@ -446,6 +446,7 @@ fn _funnel_actors(
     let req = ActorsRequest {
         step: step as i64,
         breakdown: breakdown.map(|b| parse_json(b, "funnel_step_breakdown")),
+        detail: false,
     };
     let (_, outputs, _) = run(project_id, &parse_json(query, "query"), Some(req));
     let mut ids: Vec<String> = outputs

@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 mod actors;
 mod agg;
 mod context;
+mod correlation;
 mod errors;
 mod funnel;
 mod http_body;

@@ -47,6 +47,12 @@ pub struct Lookups<'a> {
 pub struct ActorsRequest {
     pub step: i64,
     pub breakdown: Option<Value>,
+    /// Funnel correlation: instead of ids, every actor who entered the funnel with its furthest
+    /// step and timestamps, `{"outcomes": [[id, level, first_ts, final_ts|null], …]}` (µs since
+    /// 2000-01-01; `final_ts` is the last step's time for converted actors). `step` and
+    /// `breakdown` are ignored.
+    #[serde(default)]
+    pub detail: bool,
 }
 
 /// The engine configuration, passed as the aggregate's first (constant) argument.
@@ -665,6 +671,24 @@ fn summarize_actors<'a>(
     bd_names: &[Option<String>],
 ) -> Value {
     let mut out = Vec::new();
+    if req.detail {
+        for (id, evs) in actors {
+            // Several outcomes (per-value attribution): the furthest, then the earliest completion.
+            let best = funnel_engine::evaluate(spec, evs)
+                .into_iter()
+                .filter(|o| o.level > 0 && !o.step_ts.is_empty())
+                .max_by(|a, b| {
+                    a.level
+                        .cmp(&b.level)
+                        .then(b.step_ts.last().cmp(&a.step_ts.last()))
+                });
+            if let Some(o) = best {
+                let last = (o.level >= cfg.num_steps).then(|| o.step_ts[o.level - 1]);
+                out.push(json!([id, o.level, o.step_ts[0], last]));
+            }
+        }
+        return json!({ "outcomes": out });
+    }
     for (id, evs) in actors {
         let outcomes = funnel_engine::evaluate(spec, evs);
         let hit = outcomes.iter().any(|o| {

@@ -13,7 +13,9 @@
 //! - [`query`]: one typed model for legacy `filters` JSON and query nodes (`FunnelsQuery`, …).
 //! - [`funnel_engine`]: the per-actor funnel state machine (ordered, strict, unordered).
 //! - [`funnels`]: funnel planning (query → SQL + engine config) and PostHog response rendering.
+//! - [`correlation`]: funnel correlation (odds ratios of events and properties, §8.3).
 
+pub mod correlation;
 pub mod dates;
 pub mod error;
 pub mod funnel_engine;

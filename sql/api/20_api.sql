@@ -197,7 +197,8 @@ LANGUAGE sql STABLE AS $$
            - 'personal_api_key' - 'format' - 'refresh' - 'client_query_id' - 'limit' - 'offset'
 $$;
 
--- The legacy compute endpoints (/insights/funnel/, /insights/trend/, /insights/retention/): method
+-- The legacy compute endpoints (/insights/funnel/, /insights/trend/, /insights/retention/,
+-- /insights/funnel/correlation/): method
 -- check, personal API key with insight:read, the filter from the request, the engine's PostHog
 -- body; SQL errors become PostHog's error bodies.
 CREATE FUNCTION api._insight_compute(p_body bytea, p_kind text) RETURNS json
@@ -225,6 +226,7 @@ BEGIN
             WHEN 'funnel' THEN insights.funnel_json(insights.request_project_id(), v_filter)
             WHEN 'trend' THEN insights.trend_json(insights.request_project_id(), v_filter)
             WHEN 'retention' THEN insights.retention_json(insights.request_project_id(), v_filter)
+            WHEN 'funnel_correlation' THEN insights.funnel_correlation_json(insights.request_project_id(), v_filter)
         END;
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
