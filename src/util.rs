@@ -54,7 +54,10 @@ pub fn query_pairs(query: &str) -> Vec<(String, serde_json::Value)> {
         .collect()
 }
 
-/// Percent-decoding with `+` as space (form encoding); a broken escape is kept literally.
+/// Percent-decoding with `+` as space (form encoding); a broken escape is kept literally. A
+/// decoded NUL (`%00`) becomes U+FFFD, as invalid UTF-8 does: Postgres text and jsonb cannot hold
+/// NUL, and the value must reach the endpoint's validation (a 400 naming the field), not fail
+/// while the query string is read.
 pub fn url_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -74,7 +77,7 @@ pub fn url_decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&out).replace('\0', "\u{FFFD}")
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -88,6 +91,7 @@ mod tests {
     fn query_strings_decode() {
         assert_eq!(url_decode("a%20b+c%2"), "a b c%2");
         assert_eq!(url_decode("%E2%9C%93"), "✓");
+        assert_eq!(url_decode("a%00b"), "a\u{FFFD}b");
         let pairs = query_pairs("?limit=5&events=%5B%7B%22id%22%3A1%7D%5D&flag&limit=7");
         assert_eq!(pairs[1].1, "[{\"id\":1}]");
         assert_eq!(pairs[2], ("flag".to_string(), serde_json::json!("")));

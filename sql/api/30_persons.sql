@@ -106,3 +106,146 @@ BEGIN
     RETURN api._person_json(v_person);
 END $$;
 GRANT EXECUTE ON FUNCTION api.person(bytea) TO pgi_api;
+
+---------------------------------------------------------------------------------------------------
+-- Insight actors: the persons (or groups) behind a funnel step, a funnel correlation row or a
+-- trends data point. One request handler for the three endpoints; each kind only says how to
+-- get its actor keys (the engines' *_actors functions). persons/retention (55_actors.sql) pages
+-- actors with their appearances and has its own handler.
+
+-- An actor as PostHog serialises it: a person (§8.1 plus "type"), or a group.
+CREATE FUNCTION api._actor_json(p_key text, p_group_type_index integer) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN p_group_type_index IS NULL THEN
+            (SELECT jsonb_build_object('type', 'person') || api._person_json(p)
+               FROM insights.persons p WHERE p.id = p_key::bigint)
+        ELSE
+            (SELECT jsonb_build_object(
+                        'type', 'group', 'id', p_key, 'group_key', p_key,
+                        'group_type_index', p_group_type_index,
+                        'group_properties', coalesce(g.properties, '{}'),
+                        'properties', coalesce(g.properties, '{}'),
+                        'created_at', g.created_at)
+               FROM (SELECT 1) one
+               LEFT JOIN insights.groups g
+                 ON g.project_id = insights.request_project_id() AND g.group_key = p_key
+                AND g.group_type_index = p_group_type_index)
+    END
+$$;
+
+-- The `next` / `previous` / `initial` links of a page.
+CREATE FUNCTION api._page_links(p_limit integer, p_offset integer, p_total integer) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'next', CASE WHEN p_offset + p_limit < p_total
+                     THEN api._url_with(jsonb_build_object('limit', p_limit, 'offset', p_offset + p_limit)) END,
+        'previous', CASE WHEN p_offset > 0
+                         THEN api._url_with(jsonb_build_object('limit', p_limit,
+                                                               'offset', greatest(p_offset - p_limit, 0))) END,
+        'initial', api._url_with(jsonb_build_object('limit', p_limit, 'offset', 0)))
+$$;
+
+-- One page of actors (person ids, or group keys when p_gti is set), ordered by id / key: the
+-- serialised page, how many actors there are, and how many of them are persons that no longer
+-- exist (merged away since the events were written: PostHog's missing_persons).
+CREATE FUNCTION api._actor_page(p_keys text[], p_gti integer, p_limit integer, p_offset integer,
+                                OUT people jsonb, OUT total integer, OUT missing integer)
+LANGUAGE sql STABLE AS $$
+    WITH ids AS (
+        SELECT DISTINCT k FROM unnest(p_keys) k
+    ), live AS (
+        SELECT k FROM ids
+         WHERE p_gti IS NOT NULL OR EXISTS (SELECT 1 FROM insights.persons p WHERE p.id = k::bigint)
+    ), page AS (
+        SELECT k FROM live
+         ORDER BY CASE WHEN p_gti IS NULL THEN k::bigint END, k
+         LIMIT p_limit OFFSET p_offset
+    )
+    SELECT coalesce((SELECT jsonb_agg(api._actor_json(page.k, p_gti)
+                                      ORDER BY CASE WHEN p_gti IS NULL THEN page.k::bigint END, page.k)
+                       FROM page), '[]'),
+           (SELECT count(*) FROM ids)::integer,
+           ((SELECT count(*) FROM ids) - (SELECT count(*) FROM live))::integer
+$$;
+
+-- GET/POST persons/funnel/, persons/funnel/correlation/, persons/trends/ (scope person:read).
+-- GET takes the filter as query parameters, POST as a JSON body (query parameters are merged
+-- under it). Paged with limit (default 100) / offset:
+-- {"results": [{"people": [...], "count": <on this page>(, "label")}], "next", "previous",
+--  "initial", "missing_persons"(, "is_cached", "last_refresh")}.
+CREATE FUNCTION api._actors_response(p_body bytea, p_kind text) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_project bigint;
+    v_body jsonb;
+    v_denied json;
+    v_filter jsonb;
+    v_query jsonb;
+    v_limit integer;
+    v_offset integer;
+    v_gti integer;
+    v_keys text[];
+    v_meta jsonb := '{}';
+    v_page record;
+    v_state text;
+    v_message text;
+    v_detail text;
+BEGIN
+    IF api._method() NOT IN ('GET', 'POST', 'HEAD') THEN
+        RETURN api._method_not_allowed();
+    END IF;
+    BEGIN
+        v_body := insights.decode_api_body(p_body);
+        v_query := api._query();   -- inside the block: a query string jsonb cannot hold (\u0000) is a 400
+        v_denied := api._authenticate('person:read', v_body);
+        IF v_denied IS NOT NULL THEN
+            RETURN v_denied;
+        END IF;
+        v_project := insights.request_project_id();
+        v_filter := api._filter_from_request(v_body);
+        IF api._method() = 'POST' AND v_body <> '{}'::jsonb THEN
+            v_filter := (v_query - 'personal_api_key' - 'format' - 'refresh' - 'limit' - 'offset') || v_filter;
+        END IF;
+        -- Correlation people URLs page with PostHog's own names (funnel_correlation_person_*).
+        v_limit := api._int_param(v_filter || v_query, 'limit',
+                       api._int_param(v_filter, 'funnel_correlation_person_limit', 100, 1, 10000), 1, 10000);
+        v_offset := api._int_param(v_filter || v_query, 'offset',
+                       api._int_param(v_filter, 'funnel_correlation_person_offset', 0, 0, 2147483647), 0, 2147483647);
+        v_gti := CASE WHEN coalesce(v_filter->>'aggregation_group_type_index', '') ~ '^\s*\d{1,9}\s*$'
+                      THEN (v_filter->>'aggregation_group_type_index')::integer END;
+        CASE p_kind
+        WHEN 'funnel' THEN
+            -- funnel_step N: converted at step N; -N: dropped off right before step N.
+            v_keys := ARRAY(SELECT insights.funnel_actors(
+                v_project, v_filter - 'funnel_step' - 'funnel_step_breakdown',
+                api._int_param(v_filter, 'funnel_step', 1, -2147483647, 2147483647),
+                CASE WHEN coalesce(v_filter->>'funnel_step_breakdown', '') = '' THEN NULL
+                     WHEN jsonb_typeof(v_filter->'funnel_step_breakdown') = 'string'
+                          AND (v_filter->>'funnel_step_breakdown') ~ '^\s*[\[\{"]'
+                          THEN (v_filter->>'funnel_step_breakdown')::jsonb
+                     ELSE v_filter->'funnel_step_breakdown' END));
+        WHEN 'funnel_correlation' THEN
+            v_keys := ARRAY(SELECT insights.funnel_correlation_actors(v_project, v_filter));
+        WHEN 'trends' THEN
+            v_meta := insights.trend_actors_meta(v_project, v_filter);
+            v_gti := (v_meta->>'group_type_index')::integer;
+            v_keys := ARRAY(SELECT insights.trend_actors(v_project, v_filter));
+        END CASE;
+        v_page := api._actor_page(v_keys, v_gti, v_limit, v_offset);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                v_detail = PG_EXCEPTION_DETAIL;
+        RETURN api._error_from_sql(v_state, v_message, v_detail);
+    END;
+    RETURN (jsonb_build_object(
+                'results', jsonb_build_array(
+                    jsonb_build_object('people', v_page.people, 'count', jsonb_array_length(v_page.people))
+                    || CASE WHEN p_kind = 'trends' THEN jsonb_build_object('label', v_meta->'label') ELSE '{}' END),
+                'missing_persons', v_page.missing)
+            || CASE WHEN p_kind = 'trends'
+                    THEN jsonb_build_object('is_cached', false, 'last_refresh',
+                                            to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+                    ELSE '{}' END
+            || api._page_links(v_limit, v_offset, v_page.total - v_page.missing))::json;
+END $$;
