@@ -14,6 +14,7 @@ mod funnel;
 mod http_body;
 mod retention;
 mod trends;
+mod uniq;
 mod util;
 mod window_funnel;
 
