@@ -325,10 +325,10 @@ WHERE lvl > 0 GROUP BY b, lvl ORDER BY b, lvl{s}"""
     # first interruption and never restarts, which is not PostHog's strict funnel).
     lead = lambda c, k: f"leadInFrame({c}, {k}) OVER w"  # noqa: E731
     q["funnel_strict"] = f"""SELECT lvl, count() AS persons FROM (
-  SELECT p, max(if(s2 = 2 AND {win('t2')}, if(s3 = 3 AND {win('t3')}, if(s4 = 4 AND {win('t4')}, 4, 3), 2), 1)) AS lvl
-  FROM (SELECT p, t, s, {lead('s', 1)} AS s2, {lead('t', 1)} AS t2, {lead('s', 2)} AS s3,
-               {lead('t', 2)} AS t3, {lead('s', 3)} AS s4, {lead('t', 3)} AS t4
-        FROM (SELECT p, run, any(s) AS s, if(any(s) = 1, max(t), min(t)) AS t
+  SELECT p, max(if(s2 = 2 AND {win('t2', 'rt')}, if(s3 = 3 AND {win('t3', 'rt')}, if(s4 = 4 AND {win('t4', 'rt')}, 4, 3), 2), 1)) AS lvl
+  FROM (SELECT p, rt, rs, {lead('rs', 1)} AS s2, {lead('rt', 1)} AS t2, {lead('rs', 2)} AS s3,
+               {lead('rt', 2)} AS t3, {lead('rs', 3)} AS s4, {lead('rt', 3)} AS t4
+        FROM (SELECT p, run, any(s) AS rs, if(any(s) = 1, max(t), min(t)) AS rt
               FROM (SELECT p, t, s, sum(chg) OVER (PARTITION BY p ORDER BY t ROWS UNBOUNDED PRECEDING) AS run
                     FROM (SELECT p, t, s, if(s != lagInFrame(s, 1, toUInt8(255)) OVER (PARTITION BY p ORDER BY t
                                  ROWS BETWEEN 1 PRECEDING AND CURRENT ROW), 1, 0) AS chg
@@ -336,7 +336,7 @@ WHERE lvl > 0 GROUP BY b, lvl ORDER BY b, lvl{s}"""
                                 WHERE {rng(FROM_TS, TO_TS)})))
               GROUP BY p, run)
         WINDOW w AS (PARTITION BY p ORDER BY run ROWS BETWEEN CURRENT ROW AND 3 FOLLOWING))
-  WHERE s = 1 GROUP BY p)
+  WHERE rs = 1 GROUP BY p)
 GROUP BY lvl ORDER BY lvl{s}"""
     nxt = lambda k: f"minIf(t, s = {k}) OVER w"  # noqa: E731
     inw = lambda c: f"toUInt8({c} != 0 AND {c} <= t + {WINDOW_US})"  # noqa: E731

@@ -119,12 +119,12 @@ def section(r):
     http = r.get("http")
     if http:
         out += [f"HTTP latency (`bench/http_latency.py`, {http['note']}):", "",
-                "| endpoint | concurrency | duration | requests | errors | req/s | p50 | p95 | p99 | max |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                "| endpoint | concurrency | duration | requests | errors | req/s | p50 | p95 | p99 | max | load avg |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for e in http["results"]:
             out.append(f"| {e['endpoint']} | {e['concurrency']} | {e['seconds']} s | {e['requests']} | "
                        f"{e['errors']} | {e['rps']:.1f} | {fmt_ms(e['p50_ms'])} | {fmt_ms(e['p95_ms'])} | "
-                       f"{fmt_ms(e['p99_ms'])} | {fmt_ms(e['max_ms'])} |")
+                       f"{fmt_ms(e['p99_ms'])} | {fmt_ms(e['max_ms'])} | {' '.join(e.get('loadavg', []))} |")
         out.append("")
     out += ["Queries (identical results required from every engine before timings count):", ""]
     for qname, q in r["queries"].items():
