@@ -32,6 +32,12 @@ PG_BIN = "/usr/lib/postgresql/15/bin"
 PG_PORT = 54359
 PG_EXT_DIR = "/usr/share/postgresql/15/extension"
 PG_LIB = "/usr/lib/postgresql/15/lib/pg_insights.so"
+# PGI_BENCH_PKG: a `cargo pgrx package` output dir; the library and the extension script come from
+# there instead of the system install (see bench/run, PGI_BENCH_PACKAGE=1).
+PKG = os.environ.get("PGI_BENCH_PKG")
+if PKG:
+    PG_LIB = os.path.join(PKG, "usr/lib/postgresql/15/lib/pg_insights.so")
+    PG_EXT_DIR = os.path.join(PKG, "usr/share/postgresql/15/extension")
 
 PG_SETTINGS = {  # performance.md §7.5 (shared_buffers 4GB instead of 6GB: shared 24 GB machine)
     "shared_buffers": "4GB",
@@ -148,6 +154,17 @@ class Postgres:
         return r[0][0] if r else None
 
 
+def release_install_lock():
+    """bench/run holds the shared install lock (fd PGI_BENCH_LOCK_FD) from `cargo pgrx install` until
+    the library is snapshotted and the extension created from the system files: release it."""
+    fd = int(os.environ.pop("PGI_BENCH_LOCK_FD", "-1"))
+    if fd >= 0:
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        log("released the install lock")
+
+
 def snapshot_lib():
     """Copy PG_LIB to bench/.pg/lib once it has been stable for 5 s (not half-written) → its info."""
     libdir = os.path.join(PGDIR, "lib")
@@ -212,7 +229,18 @@ def pg_load(pg, n, paths, reload):
     pg.q(f"CREATE DATABASE {db}")
     pg.connect(db)
     info = {"mode": mode}
-    if mode == "extension":
+    if mode == "extension" and PKG:
+        # No CREATE EXTENSION (PostgreSQL 15 only reads control files from the system directory):
+        # the packaged script is run as is in its schema, which is what CREATE EXTENSION would do.
+        script = open(os.path.join(PG_EXT_DIR, "pg_insights--0.1.0.sql")).read()
+        script = "\n".join(ln for ln in script.splitlines() if not ln.startswith("\\"))
+        pg.q("CREATE SCHEMA insights")
+        pg.q("SET search_path TO insights, public")
+        pg.q(script.replace("MODULE_PATHNAME", "pg_insights"))
+        pg.q("RESET search_path")
+        pid = pg.one("SELECT project_id FROM insights.create_project('bench')")
+        pg.q(f"UPDATE insights.projects SET week_start_day = 1 WHERE id = {pid}")
+    elif mode == "extension":
         pg.q("CREATE EXTENSION pg_insights")
         pid = pg.one("SELECT project_id FROM insights.create_project('bench')")
         # ISO weeks (Monday), as the retention peers use.
@@ -226,6 +254,7 @@ def pg_load(pg, n, paths, reload):
         pid = pg.one("INSERT INTO insights.projects (name, api_token) "
                      "VALUES ('bench', 'phc_benchbenchbenchbenchbench') RETURNING id")
     info["project_id"] = pid
+    release_install_lock()  # the catalog is created: the COPY does not need the system files
     tables = ["insights.events", "insights.persons", "insights.person_distinct_ids"]
     # Secondary indexes and foreign keys off during COPY, rebuilt after (same definitions).
     fks = pg.q("""SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint
@@ -422,9 +451,30 @@ def variants(pid):
             ("DuckDB SQL (funnel_v2)", "duckdb", dk["funnel_breakdown"], fz),
             ("chdb windowFunnel + argMinIf", "chdb", ch["funnel_breakdown"], fz),
         ],
+        "funnel_strict": [
+            ("PG plain SQL (runs + lead)", "pg", pg["funnel_strict"], fz),
+            ("pg_insights funnel() strict", "pgi:funnel", Q.pgi_funnel(pid, False, "strict"), "posthog"),
+            ("DuckDB SQL (runs + lead)", "duckdb", dk["funnel_strict"], fz),
+            ("chdb runs + leadInFrame", "chdb", ch["funnel_strict"], fz),
+        ],
+        "funnel_unordered": [
+            ("PG plain SQL (next step per row)", "pg", pg["funnel_unordered"], fz),
+            ("pg_insights funnel() unordered", "pgi:funnel", Q.pgi_funnel(pid, False, "unordered"), "posthog"),
+            ("DuckDB SQL (next step per row)", "duckdb", dk["funnel_unordered"], fz),
+            ("chdb minIf OVER", "chdb", ch["funnel_unordered"], fz),
+        ],
+        "trend_filter": [
+            ("PG plain SQL (jsonb ->>)", "pg", pg["trend_filter"], None),
+            ("pg_insights trend()", "pgi:trend", Q.pgi_trend_filter(pid), None),
+            ("DuckDB SQL (column)", "duckdb", dk["trend_filter"], None),
+            ("DuckDB SQL (JSON)", "duckdb", dk["trend_filter_json"], None),
+            ("chdb count (column)", "chdb", ch["trend_filter"], None),
+            ("chdb count (JSON)", "chdb", ch["trend_filter_json"], None),
+        ],
         "dau": [
             ("PG plain SQL (jsonb ->>)", "pg", pg["dau"], None),
             ("pg_insights trend()", "pgi:trend", Q.pgi_dau(pid), None),
+            ("trend()'s previous statement (DISTINCT), as SQL", "pg", Q.pgi_dau_previous(pid), None),
             ("DuckDB SQL (column)", "duckdb", dk["dau"], None),
             ("DuckDB SQL (JSON)", "duckdb", dk["dau_json"], None),
             ("chdb uniqExact (column)", "chdb", ch["dau"], None),
@@ -439,9 +489,101 @@ def variants(pid):
     }
 
 
+def rss_anon_kb(pid):
+    """RssAnon of a process (private anonymous resident memory: heap, hash tables, sort memory; not the
+    shared buffers, which every backend maps), in kB; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def children(pid):
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return out
+
+
+class MemSampler:
+    """Peak memory of one query, sampled every 5 ms from /proc while it runs (the warm-up run).
+
+    Postgres: the sum of RssAnon over the session's backend and its parallel workers (children of
+    the postmaster whose command line names the backend's pid), peak minus the backend's RssAnon just
+    before the query. DuckDB and chdb run inside this Python process: the growth of its RssAnon over
+    the value before the query (a lower bound: memory their allocators kept from earlier queries is
+    reused without growing RSS)."""
+
+    def __init__(self, pids_fn):
+        import threading
+        self.pids_fn = pids_fn
+        self.base = sum(rss_anon_kb(p) for p in pids_fn())
+        self.peak = self.base
+        self.stop_ev = threading.Event()
+        self.th = threading.Thread(target=self._loop, daemon=True)
+        self.th.start()
+
+    def _loop(self):
+        while not self.stop_ev.is_set():
+            self.peak = max(self.peak, sum(rss_anon_kb(p) for p in self.pids_fn()))
+            self.stop_ev.wait(0.005)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.th.join()
+        self.peak = max(self.peak, sum(rss_anon_kb(p) for p in self.pids_fn()))
+        return {"peak_kb": self.peak, "base_kb": self.base, "delta_kb": self.peak - self.base}
+
+
 class Runner:
     def __init__(self, pg, duck, ch):
         self.pg, self.duck, self.ch = pg, duck, ch
+        self.backend = pg.one("SELECT pg_backend_pid()")
+        try:
+            self.postmaster = int(open(os.path.join(PGDATA, "postmaster.pid")).readline())
+        except (OSError, ValueError):
+            self.postmaster = None
+
+    def pg_pids(self):
+        pids = [self.backend]
+        if self.postmaster:
+            tag = f"parallel worker for PID {self.backend}".encode()
+            for c in children(self.postmaster):
+                try:
+                    if tag in open(f"/proc/{c}/cmdline", "rb").read():
+                        pids.append(c)
+                except OSError:
+                    pass
+        return pids
+
+    def run_mem(self, engine, sql):
+        """run() while sampling memory → (seconds, rows, cols, mem dict)"""
+        pg_side = engine == "pg" or engine.startswith("pgi:")
+        if pg_side:  # a fresh backend, so its RssAnon starts low (freed memory is not always returned)
+            import psycopg
+            main_conn, main_backend = self.pg.conn, self.backend
+            self.pg.conn = psycopg.connect(host=PGDIR, port=PG_PORT, user="postgres",
+                                           dbname=main_conn.info.dbname, autocommit=True, prepare_threshold=None)
+            self.backend = self.pg.one("SELECT pg_backend_pid()")
+        sampler = MemSampler(self.pg_pids if pg_side else (lambda: [os.getpid()]))
+        try:
+            el, rows, cols = self.run(engine, sql)
+        finally:
+            mem = sampler.stop()
+            if pg_side:
+                self.pg.conn.close()
+                self.pg.conn, self.backend = main_conn, main_backend
+        mem["method"] = ("RssAnon of a fresh backend + its parallel workers" if pg_side
+                         else "RssAnon growth of the Python process")
+        return el, rows, cols, mem
 
     def available(self, engine):
         if not engine.startswith("pgi:"):
@@ -546,7 +688,7 @@ def bench_queries(runner, pid, names, runs, keep_going, result):
                 log(f"  {label}: {why}")
                 continue
             try:
-                el, rows, cols = runner.run(engine, sql)  # warm-up, and the cross-check
+                el, rows, cols, mem = runner.run_mem(engine, sql)  # warm-up, cross-check, memory
             except Exception as e:  # noqa: BLE001
                 v["status"] = f"error: {str(e).strip().splitlines()[0][:300]}"
                 log(f"  {label}: {v['status']}")
@@ -556,6 +698,7 @@ def bench_queries(runner, pid, names, runs, keep_going, result):
                 continue
             got = runner.normalise(kind, rows, cols)
             v["warmup_ms"] = ms(el)
+            v["mem"] = mem
             if ref is None:
                 ref, ref_label = got, label
                 entry["rows"] = [list(r) for r in got]
@@ -674,7 +817,8 @@ def versions(pg, ch):
     return v | {
         "postgres": pg.one("SELECT version()"),
         "pg_insights": pg.one("SELECT extversion FROM pg_extension WHERE extname = 'pg_insights'")
-        or "not installed (tables from sql/schema.sql)",
+        or ("0.1.0 (cargo pgrx package, script run in schema insights)" if PKG
+            else "not installed (tables from sql/schema.sql)"),
         "pg_insights_commit": git_commit(),
         "duckdb": duckdb.__version__,
         "python": platform.python_version(), "pyarrow": pyarrow.__version__, "numpy": numpy.__version__,
@@ -720,9 +864,10 @@ def main():
     result.setdefault("queries", {})
 
     pg = Postgres()
-    pg.start()
     try:
+        pg.start()
         db, pg_info = pg_load(pg, n, paths, args.reload)
+        release_install_lock()
         pg.connect(db)
         pid = json.loads(pg.one("SELECT v FROM public.bench_meta WHERE k = 'load'"))["project_id"]
         duck = ch = None
@@ -747,6 +892,7 @@ def main():
             ch.close()
             duck.close()
     finally:
+        release_install_lock()
         if not args.keep_pg:
             pg.stop()
     result["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -158,6 +158,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, required=True)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--memory-limit", default="8GB",
+                    help="DuckDB memory_limit of the final sort (spills above it; the data is the same)")
     ap.add_argument("--chunk-events", type=int, default=CHUNK_EVENTS,
                     help="events per generation chunk (memory bound); changes the data")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
@@ -202,7 +204,9 @@ def main():
         print(f"  chunk {k}: persons {p_lo + 1}..{p_hi}, {int(counts[p_lo:p_hi].sum())} events "
               f"({time.time() - t0:.1f}s)", file=sys.stderr)
         p_lo, k = p_hi, k + 1
-    con.execute("SET preserve_insertion_order = true; SET memory_limit = '8GB'")
+    # The time-ordered merge is DuckDB's external sort: above memory_limit it spills to temp files,
+    # so this step is memory-bounded whatever the size (it does not change the data).
+    con.execute(f"SET preserve_insertion_order = true; SET memory_limit = '{args.memory_limit}'")
     con.execute(f"COPY (SELECT * FROM read_parquet('{parts}/*.parquet') ORDER BY ts, person_id) "
                 f"TO '{out}.tmp' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)")
     os.replace(out + ".tmp", out)

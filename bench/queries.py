@@ -77,6 +77,70 @@ FROM per_person GROUP BY lvl ORDER BY lvl"""
 {final}"""
 
 
+# ---------------------------------------------------------------------------------------------
+# Strict and unordered funnels (PostHog's semantics, as the project's funnel engine implements them:
+# core/src/funnel_engine.rs), exact on this data (timestamps unique per person, one step per event).
+#
+# strict: every event of the person in range counts. PostHog's strict machine keeps a step only
+#   while the events match it: any other event breaks the chain, but a repeat of the step just
+#   reached does not (A B B C reaches 3), a new step 1 restarts the chain, and each step must come
+#   within 14 days of the chain's step-1 event. In SQL: collapse each person's consecutive events of
+#   the same step into runs (a step-1 run keeps its last timestamp, the chain restarts there; other
+#   runs their first), then level = over step-1 runs, how many of the next 3 runs are steps 2, 3, 4
+#   in order and in the window (lead over runs). ClickHouse windowFunnel 'strict_order' is a
+#   different rule (it stops at the first interruption and never restarts), so chdb runs the same
+#   window-function form instead.
+# unordered: the steps in any order; level = the most distinct steps among the events in
+#   [t, t + 14 days] over every step event t (PostHog's sliding-window UDF): per step-event row, the
+#   next occurrence of each step at or after it (min(ts) FILTER … OVER, the row itself included).
+# ---------------------------------------------------------------------------------------------
+_step_case_all = "CASE event " + " ".join(f"WHEN '{s}' THEN {i + 1}" for i, s in enumerate(STEPS)) + " ELSE 0 END"
+
+
+def funnel_strict(src, where, person, ts, window):
+    w = lambda t: f"{t} <= ts + {window}"  # noqa: E731
+    return f"""WITH f AS (
+  SELECT p, ts, s, CASE WHEN s IS DISTINCT FROM lag(s) OVER (PARTITION BY p ORDER BY ts) THEN 1 ELSE 0 END AS chg
+  FROM (SELECT {person} AS p, {ts} AS ts, {_step_case_all} AS s FROM {src} WHERE {where}) e
+), runs AS (
+  SELECT p, run, min(s) AS s, CASE WHEN min(s) = 1 THEN max(ts) ELSE min(ts) END AS ts
+  FROM (SELECT p, ts, s, sum(chg) OVER (PARTITION BY p ORDER BY ts ROWS UNBOUNDED PRECEDING) AS run FROM f) g
+  GROUP BY p, run
+), l AS (
+  SELECT p, ts, s,
+         lead(s, 1) OVER w AS s2, lead(ts, 1) OVER w AS t2,
+         lead(s, 2) OVER w AS s3, lead(ts, 2) OVER w AS t3,
+         lead(s, 3) OVER w AS s4, lead(ts, 3) OVER w AS t4
+  FROM runs WINDOW w AS (PARTITION BY p ORDER BY run)
+), per_person AS (
+  SELECT p, max(CASE WHEN s2 = 2 AND {w('t2')} THEN
+                  CASE WHEN s3 = 3 AND {w('t3')} THEN
+                    CASE WHEN s4 = 4 AND {w('t4')} THEN 4 ELSE 3 END
+                  ELSE 2 END
+                ELSE 1 END) AS lvl
+  FROM l WHERE s = 1 GROUP BY p
+)
+SELECT lvl, count(*) AS persons FROM per_person GROUP BY lvl ORDER BY lvl"""
+
+
+def funnel_unordered(src, where, person, ts, window):
+    within = lambda t: f"coalesce({t} <= ts + {window}, false)::int"  # noqa: E731
+    return f"""WITH n AS (
+  SELECT p, ts,
+         min(ts) FILTER (WHERE s = 1) OVER w AS n1,
+         min(ts) FILTER (WHERE s = 2) OVER w AS n2,
+         min(ts) FILTER (WHERE s = 3) OVER w AS n3,
+         min(ts) FILTER (WHERE s = 4) OVER w AS n4
+  FROM (SELECT {person} AS p, {ts} AS ts, {_step_case_all} AS s FROM {src}
+        WHERE {where} AND event IN ({_in})) e
+  WINDOW w AS (PARTITION BY p ORDER BY ts DESC ROWS UNBOUNDED PRECEDING)
+), per_person AS (
+  SELECT p, max({within('n1')} + {within('n2')} + {within('n3')} + {within('n4')}) AS lvl
+  FROM n GROUP BY p
+)
+SELECT lvl, count(*) AS persons FROM per_person GROUP BY lvl ORDER BY lvl"""
+
+
 def pg_where(pid, lo, hi):
     return f"""project_id = {pid} AND "timestamp" >= '{lo}+00' AND "timestamp" < '{hi}+00'"""
 
@@ -95,6 +159,13 @@ def pg_queries(pid):
     q["funnel_breakdown"] = funnel_v2("insights.events", w, "person_id", '"timestamp"',
                                       "properties->>'$browser'", f"interval '{WINDOW_DAYS} days'", True,
                                       lookup)
+    q["funnel_strict"] = funnel_strict("insights.events", w, "person_id", '"timestamp"',
+                                       f"interval '{WINDOW_DAYS} days'")
+    q["funnel_unordered"] = funnel_unordered("insights.events", w, "person_id", '"timestamp"',
+                                             f"interval '{WINDOW_DAYS} days'")
+    q["trend_filter"] = f"""SELECT ("timestamp" AT TIME ZONE 'UTC')::date AS d, count(*) AS events
+FROM insights.events WHERE {w} AND event = '$pageview' AND properties->>'$browser' = 'Chrome'
+GROUP BY d ORDER BY d"""
     # DISTINCT (day, browser, person) then GROUP BY: slightly faster than count(DISTINCT) in PG.
     q["dau"] = f"""SELECT d, b, count(*) AS persons FROM (
   SELECT DISTINCT ("timestamp" AT TIME ZONE 'UTC')::date AS d, properties->>'$browser' AS b, person_id
@@ -127,14 +198,14 @@ def pgi_window_funnel(pid):
 WHERE lvl > 0 GROUP BY lvl ORDER BY lvl"""
 
 
-def funnels_query(breakdown):
+def funnels_query(breakdown, order="ordered"):
     q = {
         "kind": "FunnelsQuery",
         "series": [{"kind": "EventsNode", "event": s, "name": s} for s in STEPS],
         "dateRange": {"date_from": "2026-10-02T00:00:00Z", "date_to": "2026-10-31T23:59:59.999999Z",
                       "explicitDate": True},
         "funnelsFilter": {"funnelWindowInterval": WINDOW_DAYS, "funnelWindowIntervalUnit": "day",
-                          "funnelOrderType": "ordered", "funnelVizType": "steps"},
+                          "funnelOrderType": order, "funnelVizType": "steps"},
     }
     if breakdown:
         q["breakdownFilter"] = {"breakdown": "$browser", "breakdown_type": "event"}
@@ -142,8 +213,21 @@ def funnels_query(breakdown):
     return json.dumps(q)
 
 
-def pgi_funnel(pid, breakdown):
-    return f"SELECT * FROM insights.funnel({pid}::bigint, '{funnels_query(breakdown)}'::jsonb)"
+def pgi_funnel(pid, breakdown, order="ordered"):
+    return f"SELECT * FROM insights.funnel({pid}::bigint, '{funnels_query(breakdown, order)}'::jsonb)"
+
+
+def pgi_trend_filter(pid):
+    q = {
+        "kind": "TrendsQuery",
+        "series": [{"kind": "EventsNode", "event": "$pageview", "math": "total"}],
+        "interval": "day",
+        "dateRange": {"date_from": "2026-10-02T00:00:00Z", "date_to": "2026-10-31T23:59:59.999999Z",
+                      "explicitDate": True},
+        "properties": [{"key": "$browser", "value": "Chrome", "operator": "exact", "type": "event"}],
+    }
+    return f"""SELECT (bucket AT TIME ZONE 'UTC')::date AS d, value::bigint AS events
+FROM insights.trend({pid}::bigint, '{json.dumps(q)}'::jsonb) WHERE value > 0"""
 
 
 def pgi_dau(pid):
@@ -158,6 +242,20 @@ def pgi_dau(pid):
     return f"""SELECT (bucket AT TIME ZONE 'UTC')::date AS d,
        nullif(breakdown_value, '$$_posthog_breakdown_null_$$') AS b, value::bigint AS persons
 FROM insights.trend({pid}::bigint, '{json.dumps(q)}'::jsonb) WHERE value > 0"""
+
+
+def pgi_dau_previous(pid):
+    """The statement insights.trend ran for Q3 before the _uniq_actors aggregate (commit bd55056),
+    parameters inlined: DISTINCT (bucket, breakdown, person) rows, then a count per group. Kept as an
+    A/B reference next to trend()."""
+    w = (f"""e.project_id = {pid} AND e."timestamp" >= '2026-10-02 00:00:00+00'::timestamptz """
+         f"""AND e."timestamp" <= '2026-10-31 23:59:59.999999+00'::timestamptz""")
+    return f"""SELECT (bucket AT TIME ZONE 'UTC')::date AS d, breakdown AS b, v AS persons FROM (
+  SELECT d.bucket, d.breakdown, count(*) AS v FROM (
+    SELECT DISTINCT (date_trunc('day', e."timestamp" AT TIME ZONE 'UTC'::text) AT TIME ZONE 'UTC'::text) AS bucket,
+           (e.properties ->> '$browser'::text) AS breakdown, e.person_id AS actor
+    FROM insights.events e WHERE {w} AND e.person_id IS NOT NULL) d
+  GROUP BY 1, 2) a"""
 
 
 def pgi_retention(pid):
@@ -178,6 +276,12 @@ def duckdb_queries():
     q["funnel"] = funnel_v2("events", w, "person_id", "ts", "browser", f"INTERVAL {WINDOW_DAYS} DAY", False)
     q["funnel_breakdown"] = funnel_v2("events", w, "person_id", "ts", "browser",
                                       f"INTERVAL {WINDOW_DAYS} DAY", True)
+    q["funnel_strict"] = funnel_strict("events", w, "person_id", "ts", f"INTERVAL {WINDOW_DAYS} DAY")
+    q["funnel_unordered"] = funnel_unordered("events", w, "person_id", "ts", f"INTERVAL {WINDOW_DAYS} DAY")
+    tf = """SELECT ts::DATE AS d, count(*) AS events FROM events
+WHERE {w} AND event = '$pageview' AND {b} = 'Chrome' GROUP BY d ORDER BY d"""
+    q["trend_filter"] = tf.format(b="browser", w=w)
+    q["trend_filter_json"] = tf.format(b="json_extract_string(properties, '$.\"$browser\"')", w=w)
     dau = """SELECT ts::DATE AS d, {b} AS b, count(DISTINCT person_id) AS persons
 FROM events WHERE {w} GROUP BY d, b ORDER BY d, b"""
     q["dau"] = dau.format(b="browser", w=w)
@@ -213,6 +317,41 @@ WHERE lvl > 0 GROUP BY lvl ORDER BY lvl{s}"""
   FROM bench.events WHERE {rng(FROM_TS, TO_TS)} AND event IN ({_in})
   GROUP BY person_id)
 WHERE lvl > 0 GROUP BY b, lvl ORDER BY b, lvl{s}"""
+    # (the microsecond column is called t: a ClickHouse alias named ts would shadow the column in WHERE)
+    us = "toInt64(toUnixTimestamp64Micro(ts))"
+    case_all = "multiIf(" + ", ".join(f"event = '{x}', {i + 1}" for i, x in enumerate(STEPS)) + ", 0)"
+    win = lambda c, start="t": f"{c} <= {start} + {WINDOW_US}"  # noqa: E731
+    # strict: the same runs + lead() form as PG/DuckDB (windowFunnel 'strict_order' stops at the
+    # first interruption and never restarts, which is not PostHog's strict funnel).
+    lead = lambda c, k: f"leadInFrame({c}, {k}) OVER w"  # noqa: E731
+    q["funnel_strict"] = f"""SELECT lvl, count() AS persons FROM (
+  SELECT p, max(if(s2 = 2 AND {win('t2', 'rt')}, if(s3 = 3 AND {win('t3', 'rt')}, if(s4 = 4 AND {win('t4', 'rt')}, 4, 3), 2), 1)) AS lvl
+  FROM (SELECT p, rt, rs, {lead('rs', 1)} AS s2, {lead('rt', 1)} AS t2, {lead('rs', 2)} AS s3,
+               {lead('rt', 2)} AS t3, {lead('rs', 3)} AS s4, {lead('rt', 3)} AS t4
+        FROM (SELECT p, run, any(s) AS rs, if(any(s) = 1, max(t), min(t)) AS rt
+              FROM (SELECT p, t, s, sum(chg) OVER (PARTITION BY p ORDER BY t ROWS UNBOUNDED PRECEDING) AS run
+                    FROM (SELECT p, t, s, if(s != lagInFrame(s, 1, toUInt8(255)) OVER (PARTITION BY p ORDER BY t
+                                 ROWS BETWEEN 1 PRECEDING AND CURRENT ROW), 1, 0) AS chg
+                          FROM (SELECT person_id AS p, {us} AS t, {case_all} AS s FROM bench.events
+                                WHERE {rng(FROM_TS, TO_TS)})))
+              GROUP BY p, run)
+        WINDOW w AS (PARTITION BY p ORDER BY run ROWS BETWEEN CURRENT ROW AND 3 FOLLOWING))
+  WHERE rs = 1 GROUP BY p)
+GROUP BY lvl ORDER BY lvl{s}"""
+    nxt = lambda k: f"minIf(t, s = {k}) OVER w"  # noqa: E731
+    inw = lambda c: f"toUInt8({c} != 0 AND {c} <= t + {WINDOW_US})"  # noqa: E731
+    q["funnel_unordered"] = f"""SELECT lvl, count() AS persons FROM (
+  SELECT p, max({inw('n1')} + {inw('n2')} + {inw('n3')} + {inw('n4')}) AS lvl
+  FROM (SELECT p, t, {nxt(1)} AS n1, {nxt(2)} AS n2, {nxt(3)} AS n3, {nxt(4)} AS n4
+        FROM (SELECT person_id AS p, {us} AS t, {case_all} AS s FROM bench.events
+              WHERE {rng(FROM_TS, TO_TS)} AND event IN ({_in}))
+        WINDOW w AS (PARTITION BY p ORDER BY t DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))
+  GROUP BY p)
+GROUP BY lvl ORDER BY lvl{s}"""
+    tf = """SELECT toDate(ts) AS d, count() AS events FROM bench.events
+WHERE {w} AND event = '$pageview' AND {b} = 'Chrome' GROUP BY d ORDER BY d{s}"""
+    q["trend_filter"] = tf.format(b="browser", w=rng(FROM_TS, TO_TS), s=s)
+    q["trend_filter_json"] = tf.format(b="JSONExtractString(properties, '$browser')", w=rng(FROM_TS, TO_TS), s=s)
     dau = """SELECT toDate(ts) AS d, {b} AS b, uniqExact(person_id) AS persons
 FROM bench.events WHERE {w} GROUP BY d, b ORDER BY d, b{s}"""
     q["dau"] = dau.format(b="browser", w=rng(FROM_TS, TO_TS), s=s)
@@ -234,6 +373,16 @@ QUERIES = {
               "14-day window from step 1: persons per furthest level 1..4",
     "funnel_breakdown": "Q2 same funnel, broken down by $browser with PostHog's first_touch "
                         "attribution (the person's first funnel event in range, any step)",
+    "funnel_strict": "Q1s the Q1 funnel with PostHog's strict order (funnelOrderType strict): any other event "
+                     "of the person in range breaks the chain (a repeat of the current step does not), 14-day "
+                     "window from step 1; plain SQL/DuckDB/chdb: runs of equal steps, then lead() over the runs "
+                     "(chdb's windowFunnel 'strict_order' stops at the first interruption, a different rule, so "
+                     "it is not used)",
+    "funnel_unordered": "Q1u the Q1 steps in any order (funnelOrderType unordered): the most distinct steps "
+                        "within 14 days of a step event; plain SQL/DuckDB/chdb: next occurrence of each step "
+                        "per row (windowFunnel has no unordered mode)",
+    "trend_filter": "Q5 trend with a property filter: total $pageview events per UTC day where "
+                    "$browser = 'Chrome', 30 days",
     "dau": "Q3 DAU: distinct persons per UTC day × $browser, 30 days",
     "retention": "Q4 weekly retention, 8 ISO weeks, PostHog retention_first_time: cohort = week of the "
                  "first-ever event, returning = any event; cohort × week offset → persons",

@@ -101,6 +101,31 @@ def section(r):
                        f"{fast} | {vs} |")
     out.append("")
     out += ratios(r)
+    mem_rows = []
+    for qname, q in r["queries"].items():
+        for label, x in q["variants"].items():
+            m = x.get("mem")
+            if m and x.get("status") == "ok":
+                mem_rows.append(f"| {qname} | {label} | {m['delta_kb'] / 1024:,.1f} MB | {m['peak_kb'] / 1024:,.1f} MB | "
+                                f"{m['method']} |")
+    if mem_rows:
+        out += ["Peak memory of each query (sampled every 5 ms from `/proc/<pid>/status` during the warm-up "
+                "run; RssAnon = private anonymous memory, so Postgres' shared buffers are not counted; "
+                "'growth' is the peak minus the value just before the query; Postgres runs it in a fresh backend "
+                "and adds its parallel workers; for DuckDB and chdb, which run inside the bench's Python "
+                "process, growth is a lower bound because their allocators keep memory from earlier queries):", "",
+                "| query | engine | growth | peak RssAnon | what is sampled |", "|---|---|---:|---:|---|"]
+        out += mem_rows + [""]
+    http = r.get("http")
+    if http:
+        out += [f"HTTP latency (`bench/http_latency.py`, {http['note']}):", "",
+                "| endpoint | concurrency | duration | requests | errors | req/s | p50 | p95 | p99 | max | load avg |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for e in http["results"]:
+            out.append(f"| {e['endpoint']} | {e['concurrency']} | {e['seconds']} s | {e['requests']} | "
+                       f"{e['errors']} | {e['rps']:.1f} | {fmt_ms(e['p50_ms'])} | {fmt_ms(e['p95_ms'])} | "
+                       f"{fmt_ms(e['p99_ms'])} | {fmt_ms(e['max_ms'])} | {' '.join(e.get('loadavg', []))} |")
+        out.append("")
     out += ["Queries (identical results required from every engine before timings count):", ""]
     for qname, q in r["queries"].items():
         la = f"; load average {' '.join(q['loadavg'])} when it started" if q.get("loadavg") else ""

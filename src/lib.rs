@@ -16,6 +16,7 @@ mod funnel;
 mod http_body;
 mod retention;
 mod trends;
+mod uniq;
 mod util;
 mod window_funnel;
 mod worker;

@@ -767,6 +767,35 @@ fn build_run(
             )
         }
         Math::Total => simple(&mut b, "count(*)", &w),
+        Math::Dau if actor == "e.person_id" => {
+            // Distinct persons per (bucket, breakdown) in one parallel aggregate: a hash set of
+            // (bucket, breakdown, person) per process, merged in the leader (src/uniq.rs). Same
+            // bucket and breakdown expressions, same counts as the DISTINCT form below.
+            // In UTC, day/hour/minute buckets are fixed-width steps from 2000-01-01 00:00 UTC
+            // (PostgreSQL's epoch): the aggregate floors the timestamp itself, which equals
+            // date_trunc in UTC and saves the per-row timezone conversions.
+            let width_us: Option<i64> = match s.interval {
+                _ if total || !is_utc(pt.tz.name()) => None,
+                Interval::Day => Some(86_400_000_000),
+                Interval::Hour => Some(3_600_000_000),
+                Interval::Minute => Some(60_000_000),
+                Interval::Week | Interval::Month => None,
+            };
+            let call = match width_us {
+                Some(wd) => {
+                    let wp = b.int(wd);
+                    format!("insights._uniq_actors_utc(e.\"timestamp\", {wp}, {bd}, {actor})")
+                }
+                None => {
+                    let bk = bucket_expr(&mut b);
+                    format!("insights._uniq_actors({bk}, {bd}, {actor})")
+                }
+            };
+            format!(
+                "SELECT d.bucket, d.breakdown, d.v FROM (SELECT {call} AS s \
+                 FROM {src} WHERE {w} AND {actor} IS NOT NULL) u CROSS JOIN LATERAL insights._uniq_actors_rows(u.s) d"
+            )
+        }
         Math::Dau | Math::UniqueGroup(_) | Math::UniqueSession => {
             // DISTINCT rows, then count: Postgres runs SELECT DISTINCT in parallel workers, while
             // count(DISTINCT …) always runs in one process (the bench's DAU query shows ~2×).
@@ -872,6 +901,14 @@ fn build_run(
          FROM ({inner}) a"
     );
     Ok((sql, b.params))
+}
+
+/// Time zones that are UTC at every instant (no offset, no DST).
+fn is_utc(name: &str) -> bool {
+    matches!(
+        name,
+        "UTC" | "Etc/UTC" | "Etc/GMT" | "GMT" | "Etc/Universal" | "Universal" | "Etc/Zulu" | "Zulu"
+    )
 }
 
 /// `breakdown_normalize_url`: drop the query and fragment, then trailing slashes (`/` stays).
@@ -1947,12 +1984,24 @@ mod tests {
     #[test]
     fn distinct_maths_sql() {
         let dau = math_sql(json!({"id": "$pageview", "math": "dau"}));
-        // DISTINCT (bucket, breakdown, actor) rows, then a count: parallel-friendly.
+        // Persons: the parallel distinct-actors aggregate over (bucket, breakdown, person); in
+        // UTC the day bucket is computed by the aggregate from the timestamp.
         assert!(
-            dau.contains("SELECT DISTINCT") && dau.contains("e.person_id AS actor"),
+            dau.contains("insights._uniq_actors_utc(e.\"timestamp\", $")
+                && dau.contains(", NULL::text, e.person_id) AS s"),
             "{dau}"
         );
-        assert!(dau.contains("count(*) AS v"), "{dau}");
+        assert!(
+            dau.contains("CROSS JOIN LATERAL insights._uniq_actors_rows(u.s) d"),
+            "{dau}"
+        );
+        // Weeks (and non-UTC zones) keep the SQL bucket expression.
+        let (wk, _) =
+            one_sql(json!({"events": [{"id": "$pageview", "math": "dau"}], "interval": "week"}));
+        assert!(
+            wk.contains("insights._uniq_actors(((date_trunc('week'"),
+            "{wk}"
+        );
         let g = math_sql(
             json!({"id": "$pageview", "math": "unique_group", "math_group_type_index": 2}),
         );
@@ -2139,12 +2188,11 @@ mod tests {
         assert!(r.total_value && p.total_value);
         assert!(!r.sql.contains("date_trunc"), "{}", r.sql);
         assert!(
-            r.sql.contains("SELECT DISTINCT $3::timestamptz AS bucket,"),
+            r.sql.contains("insights._uniq_actors($3::timestamptz, "),
             "{}",
             r.sql
         );
-        assert!(r.sql.contains("e.person_id AS actor"), "{}", r.sql);
-        assert!(r.sql.contains("count(*) AS v"), "{}", r.sql);
+        assert!(r.sql.contains(", e.person_id) AS s"), "{}", r.sql);
     }
 
     #[test]
