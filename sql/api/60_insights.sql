@@ -473,7 +473,8 @@ $$;
 -- Endpoints
 
 -- GET insights/: list (insight:read). POST insights/: create (insight:write), 201.
-CREATE FUNCTION api.insights(bytea) RETURNS json
+-- The JSON body; api.insights (75_insights_meta.sql) renders it as JSON or, with ?format=csv, CSV.
+CREATE FUNCTION api._insights_endpoint(bytea) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
     v_method text := api._method();
@@ -681,7 +682,8 @@ END $$;
 
 -- GET insights/:id/ (insight:read), PATCH/PUT (insight:write; `deleted` soft-deletes and
 -- restores), DELETE → 405 after the insight:write check, as PostHog's ForbidDestroyModel.
-CREATE FUNCTION api.insight(bytea) RETURNS json
+-- The JSON body; api.insight (75_insights_meta.sql) renders it as JSON or, with ?format=csv, CSV.
+CREATE FUNCTION api._insight_endpoint(bytea) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
     v_method text := api._method();
