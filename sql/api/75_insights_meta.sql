@@ -680,10 +680,15 @@ BEGIN
         IF v_kind IS NOT NULL AND v_res->>'last_refresh' IS NULL THEN
             v_res := api._insight_result(v_row, 'blocking');
         END IF;
-        r := CASE v_kind WHEN 'trend' THEN api._analyze_trends(v_res->'result')
-                         WHEN 'funnel' THEN api._analyze_funnels(v_res->'result')
-                         WHEN 'retention' THEN api._analyze_retention(v_res->'result')
-                         ELSE ROW('This insight has no result this server can analyze.', '[]'::jsonb) END;
+        IF v_kind = 'trend' THEN
+            r := api._analyze_trends(v_res->'result');
+        ELSIF v_kind = 'funnel' THEN
+            r := api._analyze_funnels(v_res->'result');
+        ELSIF v_kind = 'retention' THEN
+            r := api._analyze_retention(v_res->'result');
+        ELSE
+            SELECT 'This insight has no result this server can analyze.'::text AS summary, '[]'::jsonb AS facts INTO r;
+        END IF;
         RETURN json_build_object(
             'insight_id', v_row.id, 'short_id', v_row.short_id,
             'kind', CASE v_kind WHEN 'trend' THEN 'trends' WHEN 'funnel' THEN 'funnels' ELSE v_kind END,
