@@ -70,7 +70,11 @@ LANGUAGE sql IMMUTABLE AS $$
            (SELECT string_agg(api._csv_field(to_jsonb(k)), ',' ORDER BY i) FROM unnest(h.keys) WITH ORDINALITY u(k, i))
            || E'\r\n' ||
            coalesce((SELECT string_agg(line, '' ORDER BY n)
-                       FROM (SELECT r.n, (SELECT string_agg(coalesce(api._csv_field(c.value), ''), ',' ORDER BY u.i)
+                       FROM (SELECT r.n, (SELECT CASE
+                                                   -- Python's csv quotes a lone empty field, so the line is not blank.
+                                                   WHEN cardinality(h.keys) = 1 AND coalesce(max(api._csv_field(c.value)), '') = ''
+                                                   THEN '""'
+                                                   ELSE string_agg(coalesce(api._csv_field(c.value), ''), ',' ORDER BY u.i) END
                                             FROM unnest(h.keys) WITH ORDINALITY u(k, i)
                                             LEFT JOIN cells c ON c.n = r.n AND c.key = u.k) || E'\r\n' AS line
                                FROM rows r) l), '')
@@ -478,6 +482,7 @@ END $$;
 --   (1 - count_k / count_{k-1}, only where count_{k-1} > 0), the earliest on ties; null with one
 --   step. An empty funnel result (nobody entered) has no facts. Summary: "<entered> entered and
 --   <completed> completed (<x>% overall conversion). Biggest drop-off: <A> → <B>, <n> dropped (<p>%)."
+--   With a breakdown each summary starts with "<value>: " (a list value joined with "::").
 -- * retention, one per breakdown value (one without breakdown):
 --     {"type": "retention", "breakdown_value", "cohorts", "people",
 --      "periods": [{"period", "label", "cohorts", "average_percent"}]}
@@ -489,6 +494,16 @@ END $$;
 --   cohorts)."
 -- Insights no engine here computes (paths, stickiness, SQL…): kind null, no facts. Engine errors
 -- are the usual 400 bodies. Unknown id / another project's insight → 404.
+
+-- A breakdown value as text for the summaries ("Chrome"; a list such as ["Chrome", "Mac"] joined
+-- with "::" as PostHog's multi-breakdown labels); NULL when there is none.
+CREATE FUNCTION api._bv_text(p jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE jsonb_typeof(p)
+        WHEN 'array' THEN (SELECT string_agg(e #>> '{}', '::' ORDER BY n) FROM jsonb_array_elements(p) WITH ORDINALITY x(e, n))
+        WHEN 'null' THEN NULL
+        ELSE p #>> '{}' END
+$$;
 
 CREATE FUNCTION api._pct(p_num numeric, p_den numeric) RETURNS numeric
 LANGUAGE sql IMMUTABLE AS $$
@@ -568,8 +583,7 @@ BEGIN
                                'overall_conversion_percent', api._pct(v_completed, v_entered),
                                'steps', v_steps, 'biggest_drop_off', v_drop);
     summary := format('%s%s entered and %s completed (%s overall conversion).',
-                      CASE WHEN fact->'breakdown_value' IS NOT NULL AND fact->'breakdown_value' <> 'null'::jsonb
-                           THEN (fact->>'breakdown_value') || ': ' ELSE '' END,
+                      coalesce(api._bv_text(fact->'breakdown_value') || ': ', ''),
                       v_entered, v_completed, api._pct_text((fact->>'overall_conversion_percent')::numeric))
                || CASE WHEN v_drop IS NULL THEN '' ELSE
                   format(' Biggest drop-off: %s → %s, %s dropped (%s).', v_drop->>'from_step', v_drop->>'to_step',
@@ -638,7 +652,7 @@ BEGIN
           INTO v_fact;
         facts := facts || jsonb_build_array(v_fact);
         v_lines := v_lines || (
-            CASE WHEN g.bv IS NOT NULL AND g.bv <> 'null'::jsonb THEN (g.bv #>> '{}') || ': ' ELSE '' END ||
+            coalesce(api._bv_text(g.bv) || ': ', '') ||
             CASE WHEN jsonb_array_length(v_fact->'periods') = 0 THEN ''
                  WHEN v_fact->'periods'->0->>'average_percent' IS NULL
                      THEN format('No cohort can be observed at %s yet ', v_fact->'periods'->0->>'label')

@@ -512,3 +512,47 @@ def test_create_and_update_with_csv(project):
     assert cols["name"] == "c" and cols["saved"] == "False"
     r = api("PATCH", f"{base(project)}/{cols['id']}/?format=csv", project["key"], json={"name": "d"})
     assert r.status_code == 200 and ",d," in r.text
+
+
+def test_analyze_breakdowns(db, project):
+    """u0, u1 on Chrome view and sign up; u2 on Firefox only views (2024-01-02)."""
+    events = []
+    for n, browser in enumerate(["Chrome", "Chrome", "Firefox"]):
+        events.append({"event": "$pageview", "distinct_id": f"u{n}", "timestamp": f"2024-01-02T0{n}:00:00Z",
+                       "properties": {"$browser": browser}})
+        if browser == "Chrome":
+            events.append({"event": "signed_up", "distinct_id": f"u{n}", "timestamp": f"2024-01-02T0{n}:10:00Z",
+                           "properties": {"$browser": browser}})
+    sql(db, "SELECT insights.capture_batch(%s, %s::jsonb)", project["id"], json.dumps(events))
+    funnel = create(project, {"filters": {
+        "insight": "FUNNELS", "date_from": "2024-01-01", "date_to": "2024-01-05", "breakdown": "$browser",
+        "breakdown_type": "event", "events": [{"id": "$pageview", "order": 0}, {"id": "signed_up", "order": 1}]}})
+    body = analyze(project, funnel["id"]).json()
+    assert [(f["breakdown_value"], f["entered"], f["completed"], f["overall_conversion_percent"],
+             f["biggest_drop_off"]["dropped"], f["biggest_drop_off"]["drop_off_percent"]) for f in body["facts"]] == [
+        (["Chrome"], 2, 2, 100.0, 0, 0.0), (["Firefox"], 1, 0, 0.0, 1, 100.0)]
+    assert body["summary"] == (
+        "Chrome: 2 entered and 2 completed (100.0% overall conversion). "
+        "Biggest drop-off: $pageview → signed_up, 0 dropped (0.0%). "
+        "Firefox: 1 entered and 0 completed (0.0% overall conversion). "
+        "Biggest drop-off: $pageview → signed_up, 1 dropped (100.0%).")
+    trend = create(project, {"filters": {"insight": "TRENDS", "date_from": "2024-01-02", "date_to": "2024-01-03",
+                                         "breakdown": "$browser", "events": [{"id": "$pageview"}]}})
+    facts = analyze(project, trend["id"]).json()["facts"]
+    assert [(f["label"], f["breakdown_value"], f["total"], f["first_value"], f["last_value"], f["change_percent"])
+            for f in facts] == [("Chrome", "Chrome", 2, 2, 0, -100.0), ("Firefox", "Firefox", 1, 1, 0, -100.0)]
+
+
+@pytest.mark.parametrize("value,expected", [
+    ('[]', ''),
+    ('{"count": 0, "results": []}', ''),
+    ('[{"a": ""}, {"a": 1}, {"a": null}]', 'a\r\n""\r\n1\r\n""\r\n'),
+    ('{"a": {"b": [1, {"c": true}]}, "d": "x\\"y", "e": {}, "f": [], "g": false}',
+     'a.b.0,a.b.1.c,d,g\r\n1,True,"x""y",False\r\n'),
+    ('[{"b": 1.50, "t": ["x", "y", "z", "w", "v", "u", "s", "r", "q", "p", "o"]}, {"a": "l1\\nl2", "c": "\\r"}]',
+     'a,b,c,t.0,t.1,t.10,t.2,t.3,t.4,t.5,t.6,t.7,t.8,t.9\r\n'
+     ',1.50,,x,y,o,z,w,v,u,s,r,q,p\r\n"l1\nl2",,"\r",,,,,,,,,,,\r\n'),
+])
+def test_json_to_csv(db, value, expected):
+    (row,) = sql(db, "SELECT api._json_to_csv(%s::jsonb)", value)
+    assert row[0] == expected
