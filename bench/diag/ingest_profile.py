@@ -60,6 +60,9 @@ def main():
     ap.add_argument("--explain")
     ap.add_argument("--min-ms", type=float, default=0.5)
     ap.add_argument("--perf")
+    ap.add_argument("--set", action="append", default=[],
+                    help="NAME=VALUE: a session setting applied after the untimed batches, e.g. "
+                         "plan_cache_mode=force_generic_plan")
     ap.add_argument("--analyze", action="store_true",
                     help="ANALYZE events, persons and person_distinct_ids after the untimed batches (a test of "
                          "the stale-statistics explanation)")
@@ -80,6 +83,10 @@ def main():
         for b in batches(a.events, 0, a.skip_batches, a.batch):
             conn.execute("SELECT insights.capture_batch(%s, %s::jsonb, NULL)", (pid, b))
         print(f"  {a.skip_batches} earlier batches ingested untimed")
+    for kv in a.set:
+        k, v = kv.split("=", 1)
+        conn.execute(f"SET {k} = '{v}'")
+        print(f"  SET {k} = {v}")
     if a.analyze:
         t = time.perf_counter()
         conn.execute("ANALYZE insights.events, insights.persons, insights.person_distinct_ids")
