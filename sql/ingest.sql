@@ -178,8 +178,17 @@ BEGIN
 END $$;
 
 -- Store a batch of PostHog events for a project. Returns the number of new events stored.
+--
+-- Generic plans (plan_cache_mode): the statements below all look rows up by (project, key) through
+-- an index. With custom plans the planner reads the project's own statistics, and a project that
+-- is newer than the last ANALYZE is estimated at one row, so the duplicate-uuid check and the
+-- distinct-id joins read the whole project per batch and each batch gets slower than the last
+-- (bench/results/notes_profiles_10000000.md: 5.6k → 16.8k events/s for 200 batches into a new
+-- project of the 10M database). The generic plans use the indexes whatever the statistics say.
 CREATE FUNCTION insights.capture_batch(p_project bigint, p_events jsonb, p_sent_at timestamptz DEFAULT NULL)
-RETURNS integer LANGUAGE plpgsql AS $$
+RETURNS integer LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
     r record;
     v_person bigint;
