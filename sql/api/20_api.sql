@@ -34,6 +34,12 @@ LANGUAGE sql STABLE AS $$
     SELECT insights.parse_query_string(coalesce(api._header('x-pgi-query'), ''))
 $$;
 
+-- PostHog's timestamps: ISO 8601 in UTC with microseconds and a Z.
+CREATE FUNCTION api._iso(p_ts timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
 CREATE FUNCTION api._method() RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT upper(coalesce(api._header('x-pgi-method'), 'GET'))
@@ -60,14 +66,19 @@ LANGUAGE sql AS $$
 $$;
 
 -- Map a caught SQL error to PostHog's body. Client mistakes (class 22, 23) become 400 with the
--- field from the extension's `field: <attr>` DETAIL line; anything else is a server error (500),
--- logged with its SQLSTATE.
-CREATE FUNCTION api._error_from_sql(p_state text, p_message text, p_detail text) RETURNS json
-LANGUAGE plpgsql AS $$
+-- field from the extension's `field: <attr>` DETAIL line; a 22023 raised by api._field_error also
+-- carries DRF's error code in a `code: <code>` HINT line (max_length, null, not_a_list…), which
+-- becomes the body's `code`. Anything else is a server error (500), logged with its SQLSTATE.
+CREATE FUNCTION api._error_from_sql(p_state text, p_message text, p_detail text, p_hint text DEFAULT NULL)
+RETURNS json LANGUAGE plpgsql AS $$
 DECLARE
     v_attr text := substring(coalesce(p_detail, '') FROM '^field: (\S+)');
+    v_code text := substring(coalesce(p_hint, '') FROM '^code: (\S+)');
 BEGIN
-    IF p_state = '22P02' AND p_message LIKE 'JSON parse error%' THEN
+    IF p_state = '22023' AND v_code IS NOT NULL THEN
+        RETURN api._error(400, 'validation_error',
+                          CASE v_code WHEN 'invalid' THEN 'invalid_input' ELSE v_code END, p_message, v_attr);
+    ELSIF p_state = '22P02' AND p_message LIKE 'JSON parse error%' THEN
         RETURN api._error(400, 'invalid_request', 'parse_error', p_message);
     ELSIF left(p_state, 2) IN ('22', '23') THEN
         RETURN api._error(400, 'validation_error', 'invalid_input', p_message, v_attr);

@@ -10,7 +10,7 @@ LANGUAGE sql STABLE AS $$
         'name', coalesce(p.properties->>'email', p.properties->>'name', ids.first_id, p.uuid::text),
         'distinct_ids', coalesce(ids.all_ids, '[]'::jsonb),
         'properties', p.properties,
-        'created_at', to_char(p.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'created_at', api._iso(p.created_at),
         'is_identified', p.is_identified,
         'last_seen_at', NULL)
       FROM (SELECT jsonb_agg(d.distinct_id ORDER BY d.distinct_id) AS all_ids,
@@ -244,8 +244,7 @@ BEGIN
                     || CASE WHEN p_kind = 'trends' THEN jsonb_build_object('label', v_meta->'label') ELSE '{}' END),
                 'missing_persons', v_page.missing)
             || CASE WHEN p_kind = 'trends'
-                    THEN jsonb_build_object('is_cached', false, 'last_refresh',
-                                            to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+                    THEN jsonb_build_object('is_cached', false, 'last_refresh', api._iso(now()))
                     ELSE '{}' END
             || api._page_links(v_limit, v_offset, v_page.total - v_page.missing))::json;
 END $$;

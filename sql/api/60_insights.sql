@@ -7,17 +7,10 @@
 -- User values only ever travel as plpgsql variables (bound parameters); nothing is built as SQL text.
 --
 -- Validation errors are raised with SQLSTATE 22023, DETAIL 'field: <attr>' and HINT 'code: <code>'
--- (DRF's error code) and turned into PostHog's body by api._insights_error_from_sql.
+-- (DRF's error code) and turned into PostHog's body by api._error_from_sql.
 
 ---------------------------------------------------------------------------------------------------
 -- Helpers
-
--- PostHog's timestamps: ISO 8601 in UTC with microseconds and a Z. (api._iso of 70_query.sql is the
--- same, but SQL-language bodies here are checked when created, before that file runs.)
-CREATE FUNCTION api._ts(p timestamptz) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT to_char(p AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-$$;
 
 -- A 400 for a body field, in DRF's words; p_code is DRF's code ('invalid' becomes 'invalid_input').
 CREATE FUNCTION api._field_error(p_attr text, p_detail text, p_code text DEFAULT 'invalid')
@@ -25,20 +18,6 @@ RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION '%', p_detail USING ERRCODE = 'invalid_parameter_value',
         DETAIL = 'field: ' || p_attr, HINT = 'code: ' || p_code;
-END $$;
-
--- api._error_from_sql plus DRF's error codes carried in the HINT (max_length, null, not_a_list…).
-CREATE FUNCTION api._insights_error_from_sql(p_state text, p_message text, p_detail text, p_hint text)
-RETURNS json LANGUAGE plpgsql AS $$
-DECLARE
-    v_code text := substring(coalesce(p_hint, '') FROM '^code: (\S+)');
-BEGIN
-    IF p_state = '22023' AND v_code IS NOT NULL THEN
-        RETURN api._error(400, 'validation_error',
-                          CASE v_code WHEN 'invalid' THEN 'invalid_input' ELSE v_code END,
-                          p_message, substring(coalesce(p_detail, '') FROM '^field: (\S+)'));
-    END IF;
-    RETURN api._error_from_sql(p_state, p_message, p_detail);
 END $$;
 
 -- PostHog's user object (created_by, last_modified_by, activity `user`).
@@ -344,9 +323,9 @@ LANGUAGE sql STABLE AS $$
         'dashboard_tiles', tiles,
         'description', i.description,
         'last_refresh', NULL, 'refreshing', false, 'saved', i.saved,
-        'tags', to_jsonb(i.tags), 'updated_at', api._ts(i.updated_at),
-        'created_by', api._user_json(i.created_by), 'created_at', api._ts(i.created_at),
-        'last_modified_at', api._ts(i.last_modified_at), 'favorited', i.favorited,
+        'tags', to_jsonb(i.tags), 'updated_at', api._iso(i.updated_at),
+        'created_by', api._user_json(i.created_by), 'created_at', api._iso(i.created_at),
+        'last_modified_at', api._iso(i.last_modified_at), 'favorited', i.favorited,
         'user_access_level', 'editor')
       FROM (SELECT api._insight_tiles(i.id) AS tiles) t
 $$;
@@ -371,7 +350,7 @@ BEGIN
         'timezone', v_result->'timezone', 'is_cached', v_result->'is_cached',
         'query_status', v_result->'query_status', 'hogql', NULL, 'types', NULL,
         'alerts', '[]'::jsonb,
-        'last_viewed_at', (SELECT api._ts(v.last_viewed_at) FROM insights.insight_views v
+        'last_viewed_at', (SELECT api._iso(v.last_viewed_at) FROM insights.insight_views v
                             WHERE v.insight_id = i.id AND v.user_id = insights.request_user_id()));
 END $$;
 
@@ -645,7 +624,7 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                                 v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
+        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
     END;
     -- DRF's LimitOffsetPagination links.
     RETURN json_build_object(
@@ -787,7 +766,7 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                                 v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
+        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
     END;
 END $$;
 
@@ -808,7 +787,7 @@ BEGIN
                'id', a.id, 'user', api._user_json(a.user_id), 'unread', false,
                'is_system', a.is_system, 'was_impersonated', false, 'activity', a.activity,
                'scope', a.scope, 'item_id', a.item_id, 'detail', a.detail,
-               'created_at', api._ts(a.created_at)) ORDER BY a.created_at DESC, a.id), '[]')
+               'created_at', api._iso(a.created_at)) ORDER BY a.created_at DESC, a.id), '[]')
       INTO v_results
       FROM (SELECT * FROM insights.activity_log a
              WHERE a.scope = 'Insight' AND (p_item_id IS NULL OR a.item_id = p_item_id)
@@ -853,7 +832,7 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                                 v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
+        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
     END;
 END $$;
 
@@ -910,7 +889,7 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                                 v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
+        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
     END;
 END $$;
 
@@ -933,7 +912,7 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                                 v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
+        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
     END;
     IF v_denied IS NOT NULL THEN
         RETURN v_denied;
@@ -998,12 +977,12 @@ BEGIN
             UPDATE insights.sharing_configurations SET enabled = v_share.enabled, settings = v_share.settings
              WHERE id = v_share.id RETURNING * INTO v_share;
         END IF;
-        RETURN json_build_object('created_at', api._ts(v_share.created_at), 'enabled', v_share.enabled,
+        RETURN json_build_object('created_at', api._iso(v_share.created_at), 'enabled', v_share.enabled,
                                  'access_token', v_share.access_token, 'settings', v_share.settings);
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                                 v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
+        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
     END;
 END $$;
 
@@ -1042,7 +1021,7 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                                 v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
+        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
     END;
 END $$;
 
@@ -1065,7 +1044,7 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                                 v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
+        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
     END;
     RETURN coalesce(v_denied, '{}'::json);
 END $$;

@@ -7,12 +7,6 @@
 -- insights.query_tasks, executed by the extension's background worker (src/worker.rs).
 -- api._cached_compute is the one implementation of the refresh modes (§9.4 of the semantics).
 
--- PostHog's timestamp format (UTC, microseconds, Z).
-CREATE FUNCTION api._iso(p_ts timestamptz) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-$$;
-
 -- How long a cached result stays fresh, by the query's interval (PostHog's thresholds; the lazy
 -- ones for lazy_async).
 CREATE FUNCTION api._stale_after(p_query jsonb, p_lazy boolean) RETURNS interval

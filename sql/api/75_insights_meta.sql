@@ -439,7 +439,7 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                                 v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
+        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
     END;
 END $$;
 
@@ -711,7 +711,7 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                                 v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._insights_error_from_sql(v_state, v_message, v_detail, v_hint);
+        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
     END;
 END $$;
 
