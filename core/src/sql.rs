@@ -53,6 +53,30 @@ impl SqlBuilder {
         Self::default()
     }
 
+    /// The statement with only the parameters it references, renumbered in order. For statements
+    /// assembled from parts bound up front, where a branch may not use every part (a trends
+    /// statement of active users reads its own window start, not the range start).
+    pub fn finish(self, sql: &str) -> (String, Vec<Param>) {
+        let mut used = vec![false; self.params.len()];
+        map_placeholders(sql, used.len(), |n| {
+            used[n - 1] = true;
+            n
+        });
+        if used.iter().all(|&u| u) {
+            return (sql.to_string(), self.params);
+        }
+        let mut renumber = vec![0; self.params.len()];
+        let mut params = Vec::new();
+        for (i, p) in self.params.into_iter().enumerate() {
+            if used[i] {
+                params.push(p);
+                renumber[i] = params.len();
+            }
+        }
+        let out = map_placeholders(sql, renumber.len(), |n| renumber[n - 1]);
+        (out, params)
+    }
+
     /// Store a value and return its typed placeholder, e.g. `$4::text`.
     pub fn param(&mut self, p: Param) -> String {
         let ty = p.pg_type();
@@ -78,6 +102,29 @@ pub fn quote_ident(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
+/// `sql` with every typed placeholder `$n::` of a parameter (1 ≤ n ≤ `count`) renumbered to
+/// `$f(n)::`; any other `$` text is kept.
+fn map_placeholders(sql: &str, count: usize, mut f: impl FnMut(usize) -> usize) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let digits = rest[at + 1..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
+        let n: usize = rest[at + 1..at + 1 + digits].parse().unwrap_or(0);
+        if rest[at + 1 + digits..].starts_with("::") && (1..=count).contains(&n) {
+            out.push_str(&format!("${}", f(n)));
+        } else {
+            out.push_str(&rest[at..at + 1 + digits]);
+        }
+        rest = &rest[at + 1 + digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +137,23 @@ mod tests {
         assert_eq!(b.text("a"), "$1::text", "an identical value is reused");
         assert_eq!(b.param(Param::TextArray(vec!["x".into()])), "$3::text[]");
         assert_eq!(b.params.len(), 3);
+    }
+
+    #[test]
+    fn finish_drops_unreferenced_parameters_and_renumbers() {
+        let mut b = SqlBuilder::new();
+        let (p1, p2, p3) = (b.int(1), b.text("unused"), b.int(3));
+        let sql = format!("SELECT {p1} + {p3}, '$9 stays', {p3}");
+        assert_eq!(p2, "$2::text");
+        let (sql, params) = b.finish(&sql);
+        assert_eq!(sql, "SELECT $1::int8 + $2::int8, '$9 stays', $2::int8");
+        assert_eq!(params, vec![Param::Int(1), Param::Int(3)]);
+        let mut all = SqlBuilder::new();
+        let x = all.int(5);
+        assert_eq!(
+            all.finish(&format!("SELECT {x}")),
+            ("SELECT $1::int8".to_string(), vec![Param::Int(5)])
+        );
     }
 
     #[test]
