@@ -267,6 +267,11 @@ def pg_load(pg, n, paths, reload):
         pg.q(f"ALTER TABLE {rel} DROP CONSTRAINT {name}")
     for name, _ in idx:
         pg.q(f"DROP INDEX {name}")
+    # The person-days rollup (sql/rollups.sql) is rebuilt once after the COPY, as its docs advise
+    # for bulk loads, rather than folded in by the row triggers.
+    rollup = pg.one("SELECT to_regclass('insights.person_days') IS NOT NULL")
+    if rollup:
+        pg.q("ALTER TABLE insights.events DISABLE TRIGGER USER")
 
     import duckdb
     tmp = os.path.join(DATA, f"pgload_{n}")
@@ -312,6 +317,12 @@ def pg_load(pg, n, paths, reload):
     for rel, name, d in fks:
         pg.q(f"ALTER TABLE {rel} ADD CONSTRAINT {name} {d}")
     info["add_foreign_keys_s"] = round(time.perf_counter() - t, 2)
+    if rollup:
+        pg.q("ALTER TABLE insights.events ENABLE TRIGGER USER")
+        t = time.perf_counter()
+        info["person_days_rows"] = pg.one(f"SELECT insights.rebuild_person_days({pid})")
+        info["rebuild_person_days_s"] = round(time.perf_counter() - t, 2)
+        tables.append("insights.person_days")
     t = time.perf_counter()
     for tb in tables:
         pg.q(f"VACUUM (FREEZE, ANALYZE) {tb}")
@@ -767,8 +778,10 @@ def bench_ingest(pg, paths, n_events, batch):
            "note": "sent_at NULL (timestamps kept); a fresh project per run, deleted afterwards"}
     log(f"ingest: {res['events_per_s']} events/s, batch median {res['batch_ms_median']} ms")
     pg.q("DELETE FROM insights.projects WHERE id = %s", (pid,))
-    for tb in ("insights.events", "insights.persons", "insights.person_distinct_ids", "insights.elements"):
-        pg.q(f"VACUUM (INDEX_CLEANUP ON, ANALYZE) {tb}")  # no 2 % bypass: all-visible again
+    for tb in ("insights.events", "insights.persons", "insights.person_distinct_ids", "insights.elements",
+               "insights.person_days"):
+        if pg.one("SELECT to_regclass(%s) IS NOT NULL", (tb,)):
+            pg.q(f"VACUUM (INDEX_CLEANUP ON, ANALYZE) {tb}")  # no 2 % bypass: all-visible again
     if stored != n_events or counts[0] != n_events:
         sys.exit(f"ingest: stored {stored}, in table {counts[0]}, expected {n_events}")
     return res

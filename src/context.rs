@@ -14,6 +14,22 @@ use serde_json::{Value, json};
 
 use crate::errors::{raise, raise_query_error};
 
+/// `pg_insights.use_rollups`: engines may read `insights.person_days` (sql/rollups.sql) where it
+/// gives the same answer as the events. Off: every query reads the events (A/B checks).
+pub static USE_ROLLUPS: pgrx::guc::GucSetting<bool> = pgrx::guc::GucSetting::<bool>::new(true);
+
+/// Registers the session settings (from `_PG_init`, whether preloaded or loaded on demand).
+pub fn register_gucs() {
+    pgrx::guc::GucRegistry::define_bool_guc(
+        c"pg_insights.use_rollups",
+        c"Let insight engines read the person-days rollup where it gives the same answer as the events.",
+        c"Off makes every query read insights.events (for A/B checks and benchmarks).",
+        &USE_ROLLUPS,
+        pgrx::guc::GucContext::Userset,
+        pgrx::guc::GucFlags::default(),
+    );
+}
+
 /// Bind a planner parameter as a Postgres datum of the type its placeholder names.
 fn datum(p: &Param) -> DatumWithOid<'static> {
     match p {
@@ -69,6 +85,7 @@ pub fn load_project(project_id: i64) -> Project {
         pt,
         timezone: tz,
         test_account_filters: test_filters,
+        rollups: USE_ROLLUPS.get(),
     }
 }
 

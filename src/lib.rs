@@ -28,11 +28,17 @@ extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/ingest.sql", name = "ingest", requires = ["schema"]);
 extension_sql_file!("../sql/admin.sql", name = "admin", requires = ["schema"]);
 extension_sql_file!("../sql/tasks.sql", name = "tasks", requires = ["schema"]);
+extension_sql_file!(
+    "../sql/rollups.sql",
+    name = "rollups",
+    requires = ["schema"]
+);
 
-/// Library load. Loaded through shared_preload_libraries, it registers the background worker
-/// that runs asynchronous insight queries (src/worker.rs); loaded on demand, it does nothing.
+/// Library load: defines the session settings; loaded through shared_preload_libraries, it also
+/// registers the background worker that runs asynchronous insight queries (src/worker.rs).
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    context::register_gucs();
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         worker::register();
     }

@@ -1516,6 +1516,7 @@ mod tests {
             pt: Default::default(),
             timezone: "UTC".into(),
             test_account_filters: json!([]),
+            rollups: true,
         };
         let range = DateRange {
             from: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),

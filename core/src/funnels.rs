@@ -31,6 +31,9 @@ pub struct Project {
     pub pt: ProjectTime,
     pub timezone: String,
     pub test_account_filters: Value,
+    /// Whether engines may read the rollups (`insights.person_days`) where they give the same
+    /// answer as the events (`pg_insights.use_rollups`).
+    pub rollups: bool,
 }
 
 /// Database lookups the planner needs (the extension answers them through SPI).

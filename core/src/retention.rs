@@ -146,16 +146,25 @@ struct Source {
     bd: Option<String>,
 }
 
-/// An event by name without filters of its own: matched exactly by an `event IN (…)` filter.
-fn bare_event(e: &Entity) -> bool {
-    let empty = match &e.properties {
+/// Whether an entity has no property filters of its own.
+fn no_properties(e: &Entity) -> bool {
+    match &e.properties {
         Value::Null => true,
         Value::Array(a) => a.is_empty(),
         Value::Object(m) => m.is_empty(),
         Value::String(s) => s.trim().is_empty(),
         _ => false,
-    };
-    empty && matches!(&e.kind, EntityKind::Event { name: Some(_) })
+    }
+}
+
+/// An event by name without filters of its own: matched exactly by an `event IN (…)` filter.
+fn bare_event(e: &Entity) -> bool {
+    no_properties(e) && matches!(&e.kind, EntityKind::Event { name: Some(_) })
+}
+
+/// "All events" without filters of its own: every event of the project.
+fn any_event(e: &Entity) -> bool {
+    no_properties(e) && matches!(&e.kind, EntityKind::Event { name: None })
 }
 
 fn invalid(attr: &str, detail: impl Into<String>) -> QueryError {
@@ -382,6 +391,32 @@ fn plan_inner(
         }
     };
 
+    // The person-days rollup (sql/rollups.sql) holds exactly what this query reads when every
+    // event of the project counts, per person, in periods of whole local days: its rows replace
+    // the events (about 9× fewer in the benchmark), with the period bounds as local dates.
+    let rollup = project.rollups
+        && bd_spec.is_none()
+        && matches!(actor, Actor::Person)
+        && period != Interval::Hour
+        && min_occ_of(q) == 1
+        && any_event(&r.target_entity)
+        && any_event(&r.returning_entity)
+        && common.is_empty();
+    let (start_p, end_p, starts_arr) = if rollup {
+        let mut day = |t: &DateTime<Utc>| {
+            let d = t.with_timezone(&project.pt.tz).date_naive();
+            format!("{}::date", b.text(d.format("%Y-%m-%d").to_string()))
+        };
+        let list: Vec<String> = starts.iter().map(&mut day).collect();
+        (
+            day(&starts[0]),
+            day(&end),
+            format!("ARRAY[{}]", list.join(", ")),
+        )
+    } else {
+        (start_p, end_p, starts_arr)
+    };
+
     // The breakdown value of an event (text, NULL when missing).
     let bd_expr = match &bd_spec {
         Some((spec, key)) => {
@@ -413,7 +448,30 @@ fn plan_inner(
         let list: Vec<String> = names.into_iter().map(|n| b.text(n)).collect();
         format!("e.event IN ({})", list.join(", "))
     };
-    let src = if mode != RetentionType::Recurring && target_bare != returning {
+    let src = if rollup {
+        let mut w = vec![
+            format!("e.project_id = {project_param}"),
+            format!("e.day < {end_p}"),
+        ];
+        let in_range = format!("e.day >= {start_p}");
+        if mode == RetentionType::Recurring {
+            w.push(in_range.clone());
+        }
+        Source {
+            from: format!("insights.person_days e WHERE {}", w.join(" AND ")),
+            actor: "e.person_id".into(),
+            ts: "e.day".into(),
+            t: TRUE_SQL.into(),
+            tb: TRUE_SQL.into(),
+            r: TRUE_SQL.into(),
+            r_in_range: if mode == RetentionType::Recurring {
+                TRUE_SQL.into()
+            } else {
+                in_range
+            },
+            bd: None,
+        }
+    } else if mode != RetentionType::Recurring && target_bare != returning {
         // First-time modes with another returning entity: two arms, so that the target arm
         // reads the target's history (for its first event) and the returning arm only the
         // range (each an index range scan on (project, event, timestamp)).
@@ -525,7 +583,7 @@ fn plan_inner(
 
     // Step 1: per-actor masks. `g` is a subquery with one row per actor; `t_expr` / `r_expr`
     // read the cohort and return masks from it.
-    let min_occ = r.minimum_occurrences.max(1);
+    let min_occ = min_occ_of(q);
     let mut first_ts_aggs = vec![format!("min({ts}) FILTER (WHERE {t_cond}) AS t0")];
     if mode == RetentionType::FirstEverOccurrence {
         first_ts_aggs.push(format!("min({ts}) FILTER (WHERE {tb_cond}) AS tb"));
@@ -535,7 +593,7 @@ fn plan_inner(
         let (t_expr, r_expr) = match mode {
             RetentionType::Recurring if n <= PACKED_MAX_PERIODS => {
                 // Target bits 0..31, returning bits 32..63 of one mask: one bucket lookup per event.
-                let flags = if t_cond == r_cond && bare_event(&r.target_entity) {
+                let flags = if t_cond == r_cond && (rollup || bare_event(&r.target_entity)) {
                     // Every scanned event is both (the name filter says so).
                     "4294967297::int8".to_string()
                 } else if t_cond == r_cond {
@@ -637,9 +695,11 @@ fn plan_inner(
             "SELECT a.actor::text AS actor, a.r FROM (SELECT g.actor, {t_expr} AS t, coalesce({r_expr}, 0::int8) AS r \
              FROM ({g}) g) a WHERE ((a.t >> {c_p}::int4) & 1::int8) = 1::int8"
         );
+        // The rollup reads local dates: the timestamp bounds bound above go unused.
+        let (sql, params) = b.finish(&sql);
         return Ok(RetentionPlan {
             sql,
-            params: b.params,
+            params,
             range: RetentionRange { starts, end },
             intervals: lookahead,
             period,
@@ -674,9 +734,10 @@ fn plan_inner(
          WHERE ((x.t >> c.c::int4) & 1::int8) = 1::int8 AND (k.k = 0 OR {returned}) \
          GROUP BY 1, 2{bd_group} ORDER BY 1, 2{bd_group}"
     );
+    let (sql, params) = b.finish(&sql);
     Ok(RetentionPlan {
         sql,
-        params: b.params,
+        params,
         range: RetentionRange { starts, end },
         intervals: lookahead,
         period,
@@ -694,6 +755,11 @@ fn plan_inner(
             hide_other: q.breakdown.as_ref().is_some_and(|b| b.hide_other),
         }),
     })
+}
+
+/// `minimumOccurrences`, at least 1.
+fn min_occ_of(q: &InsightQuery) -> u32 {
+    q.retention.minimum_occurrences.max(1)
 }
 
 /// The cohort mask of an actor in the first-time modes: the bit of the period of its first
@@ -864,6 +930,7 @@ mod tests {
             pt: ProjectTime::new(tz, week_start).unwrap_or_else(|e| panic!("{tz}: {e}")),
             timezone: tz.to_string(),
             test_account_filters: json!([{"key": "email", "value": "@posthog.com", "operator": "not_icontains", "type": "person"}]),
+            rollups: false,
         }
     }
 
@@ -913,6 +980,95 @@ mod tests {
     }
 
     // ---- SQL shape -----------------------------------------------------------------------------
+
+    fn any_event_query(ty: RetentionType, period: RetentionPeriod) -> InsightQuery {
+        query(|q| {
+            q.date_to = Some("2020-06-16T06:00:00Z".into());
+            q.retention.retention_type = ty;
+            q.retention.period = period;
+            q.retention.total_intervals = 4;
+            q.retention.target_entity = Entity::all_events();
+            q.retention.returning_entity = Entity::all_events();
+        })
+    }
+
+    fn plan_rollups(q: &InsightQuery, tz: &str) -> RetentionPlan {
+        let mut p = project(tz, 0);
+        p.rollups = true;
+        plan(q, &p, &lookups(), t("2020-06-20T12:00:00Z"))
+            .unwrap_or_else(|e| panic!("plan: {e} ({:?})", e.attr))
+    }
+
+    #[test]
+    fn all_events_read_the_person_days_rollup_with_local_dates() {
+        for ty in [
+            RetentionType::FirstTime,
+            RetentionType::Recurring,
+            RetentionType::FirstEverOccurrence,
+        ] {
+            let p = plan_rollups(&any_event_query(ty, RetentionPeriod::Day), "Europe/Berlin");
+            assert_params_consistent(&p);
+            assert!(p.sql.contains("FROM insights.person_days e"), "{}", p.sql);
+            assert!(!p.sql.contains("insights.events"), "{}", p.sql);
+            assert!(!p.params.iter().any(|x| matches!(x, Param::Timestamp(_))));
+            // Local dates of the period starts: four days ending with the day of date_to (Berlin),
+            // then the exclusive end.
+            for d in ["2020-06-13", "2020-06-16", "2020-06-17"] {
+                assert!(
+                    p.params.contains(&Param::Text(d.into())),
+                    "{d}: {:?}",
+                    p.params
+                );
+            }
+            assert_eq!(p.range.starts.len(), 4);
+        }
+        // A week period binds the local week starts.
+        let p = plan_rollups(
+            &any_event_query(RetentionType::FirstTime, RetentionPeriod::Week),
+            "UTC",
+        );
+        assert!(p.sql.contains("insights.person_days"));
+        assert!(
+            p.params.contains(&Param::Text("2020-05-24".into())),
+            "{:?}",
+            p.params
+        );
+        // Actors of a cohort read it too.
+        let mut pr = project("UTC", 0);
+        pr.rollups = true;
+        let q = any_event_query(RetentionType::FirstTime, RetentionPeriod::Day);
+        let a = plan_actors(&q, &pr, &lookups(), t("2020-06-20T12:00:00Z"), 1).unwrap();
+        assert!(a.sql.contains("insights.person_days"), "{}", a.sql);
+        assert_params_consistent(&a);
+    }
+
+    #[test]
+    fn the_rollup_is_used_only_where_it_gives_the_same_answer() {
+        let events_only = |f: &dyn Fn(&mut InsightQuery)| {
+            let mut q = any_event_query(RetentionType::FirstTime, RetentionPeriod::Day);
+            f(&mut q);
+            let p = plan_rollups(&q, "UTC");
+            assert!(!p.sql.contains("person_days"), "{}", p.sql);
+            assert!(p.sql.contains("insights.events"));
+            assert_params_consistent(&p);
+        };
+        events_only(&|q| q.retention.period = RetentionPeriod::Hour);
+        events_only(&|q| q.retention.target_entity = Entity::event("signup"));
+        events_only(&|q| q.retention.returning_entity = Entity::event("$pageview"));
+        events_only(&|q| {
+            q.retention.returning_entity.properties =
+                json!([{"key": "$browser", "value": "Chrome", "type": "event"}])
+        });
+        events_only(&|q| {
+            q.properties = json!([{"key": "$browser", "value": "Chrome", "type": "event"}])
+        });
+        events_only(&|q| q.filter_test_accounts = true);
+        events_only(&|q| q.aggregation_group_type_index = Some(0));
+        events_only(&|q| q.retention.minimum_occurrences = 2);
+        // Switched off: the events.
+        let q = any_event_query(RetentionType::FirstTime, RetentionPeriod::Day);
+        assert!(plan_utc(&q).sql.contains("insights.events"));
+    }
 
     #[test]
     fn recurring_days_packed() {

@@ -1798,6 +1798,7 @@ mod tests {
             test_account_filters: json!([
                 {"key": "email", "value": "@posthog.com", "operator": "not_icontains", "type": "person"}
             ]),
+            rollups: false,
         }
     }
 

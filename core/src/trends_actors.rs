@@ -414,6 +414,7 @@ mod tests {
             pt: ProjectTime::utc(),
             timezone: "UTC".into(),
             test_account_filters: json!([]),
+            rollups: true,
         }
     }
 

@@ -23,7 +23,7 @@ BEGIN
     FOREACH t IN ARRAY ARRAY['events', 'persons', 'person_distinct_ids', 'groups', 'group_type_mappings',
                              'cohorts', 'actions', 'dashboards', 'saved_insights', 'insight_views',
                              'sharing_configurations', 'activity_log', 'elements', 'query_cache',
-                             'query_tasks', 'project_members']
+                             'query_tasks', 'project_members', 'person_days']
     LOOP
         EXECUTE format('ALTER TABLE insights.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('DROP POLICY IF EXISTS granted_rows ON insights.%I', t);
@@ -74,7 +74,7 @@ GRANT SELECT ON insights.events, insights.persons, insights.person_distinct_ids,
                 insights.actions, insights.dashboards, insights.dashboard_tiles,
                 insights.saved_insights, insights.insight_views, insights.sharing_configurations,
                 insights.activity_log, insights.elements, insights.query_cache, insights.projects,
-                insights.users, insights.project_members, insights.query_tasks
+                insights.users, insights.project_members, insights.query_tasks, insights.person_days
    TO pgi_api;
 GRANT INSERT, UPDATE ON insights.saved_insights, insights.insight_views, insights.activity_log,
                         insights.sharing_configurations, insights.query_cache,
