@@ -5,6 +5,8 @@
 //! values handed to Postgres with [`Internal`], allocated while the aggregate's memory context is
 //! current so they are dropped with it (also when the query fails).
 
+use std::hash::{BuildHasherDefault, Hasher};
+
 use pgrx::prelude::*;
 
 /// Run `f` with the aggregate memory context current. Call it only when a state is created (once
@@ -86,3 +88,37 @@ impl<'a> Reader<'a> {
         self.take(n)
     }
 }
+
+/// A small multiplicative hasher (FxHash-like): the keys are integers and short strings, and
+/// SipHash costs more than the rest of the transition function.
+#[derive(Default, Clone, Copy)]
+pub struct Fx(u64);
+
+const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+impl Hasher for Fx {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.write_u64(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            self.write_u64(u64::from_le_bytes(b) ^ ((rest.len() as u64) << 59));
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0 ^ i).wrapping_mul(K).rotate_left(20);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0.rotate_left(26)
+    }
+}
+
+/// Hash maps and sets of aggregate states use [`Fx`].
+pub type FxBuild = BuildHasherDefault<Fx>;

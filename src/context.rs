@@ -50,6 +50,16 @@ fn datum(p: &Param) -> DatumWithOid<'static> {
             })
             .into(),
         Param::Json(v) => JsonB(v.clone()).into(),
+        Param::Date(y, m, d) => pgrx::datum::Date::new(*y, *m, *d)
+            .unwrap_or_else(|_| {
+                raise(
+                    SqlState::InvalidDatetime,
+                    "date out of range",
+                    Some("date_from"),
+                    None,
+                )
+            })
+            .into(),
     }
 }
 

@@ -5,10 +5,11 @@
 
 use pg_insights_core::query::InsightKind;
 use pg_insights_core::retention::{self, Row};
-use pgrx::JsonB;
 use pgrx::prelude::*;
+use pgrx::{Internal, JsonB};
 use serde_json::{Value, json};
 
+use crate::agg::{FxBuild, Reader, Writer, in_agg_context};
 use crate::context::{load_project, now_iso, parse_insight, parse_json, select_rows, with_lookups};
 use crate::errors::raise_query_error;
 
@@ -164,6 +165,187 @@ COMMENT ON AGGREGATE insights.retention_flags(VARIADIC bool[]) IS
     requires = [retention_flags_sfunc, retention_flags_final],
 );
 
+// ---------------------------------------------------------------------------------------------
+// insights._actor_periods: each actor's first period and set of periods, as a histogram
+// ---------------------------------------------------------------------------------------------
+
+/// Per actor: the smallest period seen (−1 = before the range) and the bit mask of the periods
+/// 0..63 seen. Retention over the person-days rollup needs nothing else per person: the cohort
+/// of a first-time retention is the first period, and both masks of a recurring one are the
+/// period mask (core/src/retention.rs).
+#[derive(Default)]
+struct ActorPeriods {
+    actors: std::collections::HashMap<i64, (i32, u64), FxBuild>,
+}
+
+impl ActorPeriods {
+    #[inline]
+    fn add(&mut self, actor: i64, first: i32, mask: u64) {
+        let e = self.actors.entry(actor).or_insert((first, 0));
+        e.0 = e.0.min(first);
+        e.1 |= mask;
+    }
+}
+
+/// The mask bit of a period (none outside 0..63).
+fn period_bit(p: i32) -> u64 {
+    if (0..63).contains(&p) { 1 << p } else { 0 }
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _actor_periods_sfunc(
+    mut state: Internal,
+    actor: Option<i64>,
+    period: Option<i32>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    if !state.initialized() {
+        in_agg_context(fcinfo, || unsafe { state.insert(ActorPeriods::default()) });
+    }
+    let (Some(actor), Some(p)) = (actor, period) else {
+        return state;
+    };
+    if let Some(s) = unsafe { state.get_mut::<ActorPeriods>() } {
+        s.add(actor, p, period_bit(p));
+    }
+    state
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _actor_periods_combine(
+    mut a: Internal,
+    mut b: Internal,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    let Some(other) = (unsafe { b.get_mut::<ActorPeriods>() }).map(std::mem::take) else {
+        return a;
+    };
+    if !a.initialized() {
+        in_agg_context(fcinfo, || unsafe { a.insert(other) });
+        return a;
+    }
+    if let Some(mine) = unsafe { a.get_mut::<ActorPeriods>() } {
+        if mine.actors.len() < other.actors.len() {
+            let small = std::mem::replace(mine, other);
+            for (k, (f, m)) in small.actors {
+                mine.add(k, f, m);
+            }
+        } else {
+            for (k, (f, m)) in other.actors {
+                mine.add(k, f, m);
+            }
+        }
+    }
+    a
+}
+
+#[pg_extern(immutable, parallel_safe, strict)]
+fn _actor_periods_serial(mut state: Internal) -> Vec<u8> {
+    let Some(s) = (unsafe { state.get_mut::<ActorPeriods>() }) else {
+        return Vec::new();
+    };
+    let mut w = Writer::with_capacity(8 + s.actors.len() * 20);
+    w.u64(s.actors.len() as u64);
+    for (k, (f, m)) in &s.actors {
+        w.i64(*k);
+        w.u32(*f as u32);
+        w.u64(*m);
+    }
+    w.into_bytes()
+}
+
+#[pg_extern(immutable, parallel_safe, strict)]
+fn _actor_periods_deserial(
+    bytes: &[u8],
+    _unused: Internal,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    let mut s = ActorPeriods::default();
+    if !bytes.is_empty() {
+        let mut r = Reader::new(bytes);
+        let n = r.u64() as usize;
+        s.actors.reserve(n);
+        for _ in 0..n {
+            let k = r.i64();
+            let f = r.u32() as i32;
+            let m = r.u64();
+            s.actors.insert(k, (f, m));
+        }
+    }
+    in_agg_context(fcinfo, || Internal::new(s))
+}
+
+/// The histogram: `n`, then per distinct (first period, period mask) the number of actors.
+#[pg_extern(immutable, parallel_safe)]
+fn _actor_periods_final(mut state: Internal) -> Option<Vec<u8>> {
+    let s = unsafe { state.get_mut::<ActorPeriods>() }?;
+    let mut hist: std::collections::HashMap<(i32, u64), i64, FxBuild> = Default::default();
+    for &(f, m) in s.actors.values() {
+        *hist.entry((f, m)).or_insert(0) += 1;
+    }
+    let mut w = Writer::with_capacity(8 + hist.len() * 20);
+    w.u64(hist.len() as u64);
+    for ((f, m), n) in hist {
+        w.u32(f as u32);
+        w.u64(m);
+        w.i64(n);
+    }
+    Some(w.into_bytes())
+}
+
+/// SQL: `insights._actor_periods_rows(bytea)`: the final value of `insights._actor_periods` as
+/// rows `(first_period, periods, actors)`; `periods` is the mask as `int8`.
+#[allow(clippy::type_complexity)] // pgrx spells the row type out in the signature
+#[pg_extern(immutable, parallel_safe, strict)]
+fn _actor_periods_rows(
+    state: &[u8],
+) -> TableIterator<
+    'static,
+    (
+        name!(first_period, i32),
+        name!(periods, i64),
+        name!(actors, i64),
+    ),
+> {
+    let mut rows = Vec::new();
+    if !state.is_empty() {
+        let mut r = Reader::new(state);
+        let n = r.u64();
+        for _ in 0..n {
+            let f = r.u32() as i32;
+            let m = r.u64() as i64;
+            rows.push((f, m, r.i64()));
+        }
+    }
+    TableIterator::new(rows)
+}
+
+extension_sql!(
+    r#"
+CREATE AGGREGATE insights._actor_periods(actor int8, period int4) (
+    SFUNC            = insights._actor_periods_sfunc,
+    STYPE            = internal,
+    COMBINEFUNC      = insights._actor_periods_combine,
+    SERIALFUNC       = insights._actor_periods_serial,
+    DESERIALFUNC     = insights._actor_periods_deserial,
+    FINALFUNC        = insights._actor_periods_final,
+    FINALFUNC_MODIFY = READ_WRITE,
+    PARALLEL         = SAFE
+);
+COMMENT ON AGGREGATE insights._actor_periods(int8, int4) IS
+  'Internal: per actor the first period and the mask of periods 0..62, counted per distinct pair; run by insights.retention over the person-days rollup, expand with insights._actor_periods_rows.';
+"#,
+    name = "actor_periods_aggregate",
+    requires = [
+        _actor_periods_sfunc,
+        _actor_periods_combine,
+        _actor_periods_serial,
+        _actor_periods_deserial,
+        _actor_periods_final,
+        _actor_periods_rows
+    ],
+);
+
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {
@@ -186,6 +368,38 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(r, vec![false, false]);
+    }
+
+    #[pg_test]
+    fn actor_periods_histogram_serial_and_parallel() {
+        // Actor 1: periods −1 (before the range), 0 and 2; actor 2: 1 and 1; actor 3: 0 and 2;
+        // actor 4: only a NULL period (ignored, so absent).
+        let q = "SELECT string_agg(format('%s:%s:%s', first_period, periods, actors), ' ' ORDER BY first_period, periods)
+                   FROM insights._actor_periods_rows((SELECT insights._actor_periods(a, p) FROM t))";
+        Spi::run("CREATE TABLE t (a int8, p int4)").unwrap();
+        Spi::run("INSERT INTO t VALUES (1, -1), (1, 0), (1, 2), (2, 1), (2, 1), (3, 2), (3, 0), (4, NULL)")
+            .unwrap();
+        assert_eq!(
+            Spi::get_one::<String>(q).unwrap().as_deref(),
+            Some("-1:5:1 0:5:1 1:2:1")
+        );
+        // 100,000 rows over 5,000 actors: a parallel plan gives the serial histogram.
+        Spi::run("TRUNCATE t").unwrap();
+        Spi::run(
+            "INSERT INTO t SELECT g % 5000, (g * 7919) % 11 - 1 FROM generate_series(1, 100000) g",
+        )
+        .unwrap();
+        Spi::run("ANALYZE t").unwrap();
+        Spi::run("SET max_parallel_workers_per_gather = 0").unwrap();
+        let serial = Spi::get_one::<String>(q).unwrap();
+        Spi::run("SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0").unwrap();
+        let parallel = Spi::get_one::<String>(q).unwrap();
+        assert_eq!(serial, parallel);
+        let total = Spi::get_one::<i64>(
+            "SELECT sum(actors)::int8 FROM insights._actor_periods_rows((SELECT insights._actor_periods(a, p) FROM t))",
+        )
+        .unwrap();
+        assert_eq!(total, Some(5000));
     }
 
     #[pg_test]

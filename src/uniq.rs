@@ -17,45 +17,11 @@
 //! `insights._uniq_actors_rows(bytea)`.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use pgrx::Internal;
 use pgrx::prelude::*;
 
-use crate::agg::{Reader, Writer, in_agg_context};
-
-/// A small multiplicative hasher (FxHash-like): the keys are integers and short strings, and
-/// SipHash costs more than the rest of the transition function.
-#[derive(Default, Clone, Copy)]
-struct Fx(u64);
-
-const K: u64 = 0xf135_7aea_2e62_a9c5;
-
-impl Hasher for Fx {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.write_u64(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut b = [0u8; 8];
-            b[..rest.len()].copy_from_slice(rest);
-            self.write_u64(u64::from_le_bytes(b) ^ ((rest.len() as u64) << 59));
-        }
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0 ^ i).wrapping_mul(K).rotate_left(20);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0.rotate_left(26)
-    }
-}
-
-type FxBuild = BuildHasherDefault<Fx>;
+use crate::agg::{FxBuild, Reader, Writer, in_agg_context};
 
 /// One distinct key: the packed (bucket id, breakdown id) group and the actor.
 #[derive(Hash, PartialEq, Eq, Clone, Copy)]

@@ -1334,7 +1334,7 @@ mod tests {
             (json!(2), b.as_mut_slice()),
             (json!(3), c.as_mut_slice()),
         ];
-        let out = crate::funnels::summarize(&cfg, actors.into_iter(), &[None]);
+        let out = crate::funnels::summarize(&cfg, actors.into_iter(), &[None], 1);
         assert_eq!(
             out,
             json!({"outcomes": [[1, 2, 100, 900], [2, 1, 100, null]]})

@@ -385,6 +385,17 @@ impl Tally {
         }
     }
 
+    /// Add another tally's outcomes after this one's (kept conversion times keep that order).
+    pub fn merge(&mut self, other: Tally) {
+        let n = self.num_steps;
+        for (bd, acc) in other.by_bd {
+            self.by_bd
+                .entry(bd)
+                .or_insert_with(|| Acc::new(n))
+                .merge(acc);
+        }
+    }
+
     /// Breakdown values ranked as §3.7 says (deepest step count desc, then the previous step, …;
     /// ties by `bd` ascending), the top `limit` kept in that order, the rest merged into one last
     /// series with `bd = OTHER_BD` ("Other"), unless `no_other` (cohort breakdowns: all kept) or

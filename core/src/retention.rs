@@ -403,10 +403,8 @@ fn plan_inner(
         && any_event(&r.returning_entity)
         && common.is_empty();
     let (start_p, end_p, starts_arr) = if rollup {
-        let mut day = |t: &DateTime<Utc>| {
-            let d = t.with_timezone(&project.pt.tz).date_naive();
-            format!("{}::date", b.text(d.format("%Y-%m-%d").to_string()))
-        };
+        let mut day =
+            |t: &DateTime<Utc>| b.param(Param::date(t.with_timezone(&project.pt.tz).date_naive()));
         let list: Vec<String> = starts.iter().map(&mut day).collect();
         (
             day(&starts[0]),
@@ -724,11 +722,34 @@ fn plan_inner(
     } else {
         "((x.r >> (c.c + k.k)::int4) & 1::int8) = 1::int8".to_string()
     };
+    // Actors grouped by mask pair, with their number `w`.
+    let x = if rollup {
+        // Over the rollup, one Rust aggregate keeps each person's first period and period mask
+        // and returns how many persons share each pair (`insights._actor_periods`, parallel, a
+        // hash map instead of a per-person GROUP BY); the masks follow from the pair.
+        let t_of = if mode == RetentionType::Recurring {
+            "p.periods".to_string()
+        } else {
+            "CASE WHEN p.first_period >= 0 THEN 1::int8 << p.first_period ELSE 0::int8 END"
+                .to_string()
+        };
+        format!(
+            "SELECT a.t, a.r, sum(a.w)::int8 AS w \
+             FROM (SELECT {t_of} AS t, p.periods AS r, p.actors AS w \
+             FROM (SELECT insights._actor_periods(e.person_id, {bucket}::int4) AS s FROM {from}) u \
+             CROSS JOIN LATERAL insights._actor_periods_rows(u.s) p) a \
+             WHERE a.t <> 0 GROUP BY a.t, a.r"
+        )
+    } else {
+        format!(
+            "SELECT a.t, a.r{bd_a}, count(*) AS w \
+             FROM (SELECT {t_expr} AS t, coalesce({r_expr}, 0::int8) AS r{bd_sel} FROM ({g}) g) a \
+             WHERE a.t <> 0 GROUP BY a.t, a.r{bd_a}"
+        )
+    };
     let sql = format!(
         "SELECT c.c::int4 AS cohort_index, k.k::int4 AS period_index, sum(x.w)::int8 AS actors{bd_x} \
-         FROM (SELECT a.t, a.r{bd_a}, count(*) AS w \
-         FROM (SELECT {t_expr} AS t, coalesce({r_expr}, 0::int8) AS r{bd_sel} FROM ({g}) g) a \
-         WHERE a.t <> 0 GROUP BY a.t, a.r{bd_a}) x \
+         FROM ({x}) x \
          CROSS JOIN LATERAL generate_series(0, {n_p} - 1) AS c(c) \
          CROSS JOIN LATERAL generate_series(0, least({kmax_p}, {n_p} - c.c) - 1) AS k(k) \
          WHERE ((x.t >> c.c::int4) & 1::int8) = 1::int8 AND (k.k = 0 OR {returned}) \
@@ -1009,13 +1030,14 @@ mod tests {
             let p = plan_rollups(&any_event_query(ty, RetentionPeriod::Day), "Europe/Berlin");
             assert_params_consistent(&p);
             assert!(p.sql.contains("FROM insights.person_days e"), "{}", p.sql);
+            assert!(p.sql.contains("insights._actor_periods("), "{}", p.sql);
             assert!(!p.sql.contains("insights.events"), "{}", p.sql);
             assert!(!p.params.iter().any(|x| matches!(x, Param::Timestamp(_))));
             // Local dates of the period starts: four days ending with the day of date_to (Berlin),
             // then the exclusive end.
-            for d in ["2020-06-13", "2020-06-16", "2020-06-17"] {
+            for d in [13, 14, 15, 16, 17] {
                 assert!(
-                    p.params.contains(&Param::Text(d.into())),
+                    p.params.contains(&Param::Date(2020, 6, d)),
                     "{d}: {:?}",
                     p.params
                 );
@@ -1029,7 +1051,7 @@ mod tests {
         );
         assert!(p.sql.contains("insights.person_days"));
         assert!(
-            p.params.contains(&Param::Text("2020-05-24".into())),
+            p.params.contains(&Param::Date(2020, 5, 24)),
             "{:?}",
             p.params
         );

@@ -18,6 +18,9 @@ pub enum Param {
     IntArray(Vec<i64>),
     /// Microseconds since the Unix epoch, UTC.
     Timestamp(i64),
+    /// A calendar date: year, month, day (a `date` constant the planner can fold, unlike a
+    /// `text` parameter cast to `date`, whose cast depends on `DateStyle`).
+    Date(i32, u8, u8),
     Json(serde_json::Value),
 }
 
@@ -25,6 +28,12 @@ impl Param {
     /// A `timestamptz` parameter for an instant.
     pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> Param {
         Param::Timestamp(t.timestamp_micros())
+    }
+
+    /// A `date` parameter for a calendar day.
+    pub fn date(d: chrono::NaiveDate) -> Param {
+        use chrono::Datelike;
+        Param::Date(d.year(), d.month() as u8, d.day() as u8)
     }
 
     /// The SQL type the placeholder is cast to.
@@ -37,6 +46,7 @@ impl Param {
             Param::TextArray(_) => "text[]",
             Param::IntArray(_) => "int8[]",
             Param::Timestamp(_) => "timestamptz",
+            Param::Date(..) => "date",
             Param::Json(_) => "jsonb",
         }
     }
