@@ -65,7 +65,7 @@
 //!   like `=` against every item; `null` items never match.
 //! * Bool context (filters, `if`, `and`, …): text/unknown `'true'`/`'false'` → true/false
 //!   (other text → NULL), number → `<> 0`; timestamps/dates are rejected.
-//!   A filter is `coalesce(expr, false)`: NULL never matches.
+//!   A filter is `(expr) IS TRUE`: NULL never matches.
 //! * Text of a number drops trailing zeros (`trim_scale`), of a bool is `true`/`false`, of a
 //!   timestamp is `YYYY-MM-DD HH24:MI:SS` in the project timezone, of a date `YYYY-MM-DD`.
 //! * Text parsed as a timestamp: `YYYY-M-D[( |T)H:MM[:SS[.f]]][Z|±HH[:MM]]` (years 1000–2999,
@@ -184,7 +184,7 @@ pub fn compile_text(
     with_compiler(src, attr, b, cx, |c, v| Ok(c.text(&v)))
 }
 
-/// For filters: a boolean that is never NULL (coalesce(..., false)).
+/// For filters: a boolean that is never NULL (`(…) IS TRUE`).
 pub fn compile_bool(
     src: &str,
     attr: &str,
@@ -192,7 +192,7 @@ pub fn compile_bool(
     cx: &FilterContext,
 ) -> Result<String> {
     with_compiler(src, attr, b, cx, |c, v| {
-        Ok(format!("coalesce({}, false)", c.boolean(&v)?))
+        Ok(format!("({}) IS TRUE", c.boolean(&v)?))
     })
 }
 
@@ -2307,7 +2307,7 @@ mod tests {
         assert_eq!(
             ok(Mode::Bool, "properties.$browser == 'Chrome'"),
             (
-                format!("coalesce(({P2} = $3::text), false)"),
+                format!("(({P2} = $3::text)) IS TRUE"),
                 vec![t("$browser"), t("Chrome")]
             )
         );
@@ -2407,7 +2407,7 @@ mod tests {
         );
         assert_eq!(
             ok(Mode::Bool, "properties.flag").0,
-            format!("coalesce({flag}, false)")
+            format!("({flag}) IS TRUE")
         );
     }
 
@@ -2745,11 +2745,8 @@ mod tests {
             "(CASE (e.event = $2::text) WHEN TRUE THEN 'true' WHEN FALSE THEN 'false' END)"
         );
         assert_eq!(ok(Mode::Text, "null").0, "NULL::text");
-        assert_eq!(
-            ok(Mode::Bool, "1").0,
-            "coalesce(($2::int8::numeric <> 0), false)"
-        );
-        assert_eq!(ok(Mode::Bool, "null").0, "coalesce(NULL::boolean, false)");
+        assert_eq!(ok(Mode::Bool, "1").0, "(($2::int8::numeric <> 0)) IS TRUE");
+        assert_eq!(ok(Mode::Bool, "null").0, "(NULL::boolean) IS TRUE");
         assert_eq!(ok(Mode::Number, "true").0, "((TRUE::int::numeric)::float8)");
         assert_eq!(
             ok(Mode::Number, "toDate(timestamp)").0,

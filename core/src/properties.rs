@@ -294,14 +294,16 @@ fn or_all(parts: Vec<String>) -> String {
     }
 }
 
-/// Missing → false.
+/// Missing → false. `IS TRUE` rather than `coalesce(pred, false)`: the same values, but the
+/// planner estimates a boolean test by its argument, while `coalesce(…)` hides the predicate
+/// (a filtered trend at 10M events got a serial plan, 2.3× slower than with `IS TRUE`).
 fn pos(pred: &str) -> String {
-    format!("coalesce({pred}, false)")
+    format!("({pred}) IS TRUE")
 }
 
-/// The negation, missing → true.
+/// The negation, missing → true (`NOT pred` unless pred is true).
 fn neg(pred: &str) -> String {
-    format!("coalesce(NOT ({pred}), true)")
+    format!("({pred}) IS NOT TRUE")
 }
 
 /// `$n::text` for one value, `ANY($n::text[])` for several.
@@ -2057,9 +2059,9 @@ mod tests {
         let (sql, params) = ok(v);
         assert_eq!(
             sql,
-            "((coalesce((e.properties ->> $2::text) = $3::text, false) AND \
-             coalesce((e.properties ->> $4::text) = $5::text, false)) OR \
-             coalesce((e.properties ->> $6::text) = $7::text, false))"
+            "((((e.properties ->> $2::text) = $3::text) IS TRUE AND \
+             ((e.properties ->> $4::text) = $5::text) IS TRUE) OR \
+             ((e.properties ->> $6::text) = $7::text) IS TRUE)"
         );
         assert_eq!(params, vec![t("a"), t("1"), t("b"), t("2"), t("c"), t("3")]);
     }
@@ -2071,8 +2073,8 @@ mod tests {
         ));
         assert_eq!(
             sql,
-            "(coalesce((e.properties ->> $2::text) = $3::text, false) AND \
-             coalesce((e.properties ->> $4::text) = $5::text, false))"
+            "(((e.properties ->> $2::text) = $3::text) IS TRUE AND \
+             ((e.properties ->> $4::text) = $5::text) IS TRUE)"
         );
     }
 
@@ -2098,7 +2100,7 @@ mod tests {
     #[test]
     fn exact_defaults_and_scalars() {
         let (sql, params) = ok(json!([{"key": "$browser", "value": "Chrome"}]));
-        assert_eq!(sql, format!("coalesce({P} = $3::text, false)"));
+        assert_eq!(sql, format!("({P} = $3::text) IS TRUE"));
         assert_eq!(params, vec![t("$browser"), t("Chrome")]);
         // PostHog string forms of numbers and booleans; a one-item list is unwrapped.
         assert_eq!(ok(f("n", "exact", json!(5))).1, vec![t("n"), t("5")]);
@@ -2106,7 +2108,7 @@ mod tests {
         assert_eq!(
             ok(f("is_saved", "exact", json!([true]))),
             (
-                format!("coalesce({P} = $3::text, false)"),
+                format!("({P} = $3::text) IS TRUE"),
                 vec![t("is_saved"), t("true")]
             )
         );
@@ -2115,7 +2117,7 @@ mod tests {
     #[test]
     fn exact_list_is_any() {
         let (sql, params) = ok(f("$browser", "exact", json!(["Chrome", "Safari"])));
-        assert_eq!(sql, format!("coalesce({P} = ANY($3::text[]), false)"));
+        assert_eq!(sql, format!("({P} = ANY($3::text[])) IS TRUE"));
         assert_eq!(params, vec![t("$browser"), ta(&["Chrome", "Safari"])]);
     }
 
@@ -2145,14 +2147,14 @@ mod tests {
     fn is_not_matches_missing() {
         assert_eq!(
             ok(f("a", "is_not", json!("x"))).0,
-            format!("coalesce(NOT ({P} = $3::text), true)")
+            format!("({P} = $3::text) IS NOT TRUE")
         );
         let (sql, params) = ok(f(
             "a",
             "is_not",
             json!(["other_value", "yet_another_value"]),
         ));
-        assert_eq!(sql, format!("coalesce(NOT ({P} = ANY($3::text[])), true)"));
+        assert_eq!(sql, format!("({P} = ANY($3::text[])) IS NOT TRUE"));
         assert_eq!(params[1], ta(&["other_value", "yet_another_value"]));
     }
 
@@ -2160,11 +2162,11 @@ mod tests {
     fn in_and_not_in_need_lists() {
         assert_eq!(
             ok(f("a", "in", json!(["x", "y"]))).0,
-            format!("coalesce({P} = ANY($3::text[]), false)")
+            format!("({P} = ANY($3::text[])) IS TRUE")
         );
         assert_eq!(
             ok(f("a", "not_in", json!(["x"]))).0,
-            format!("coalesce(NOT ({P} = $3::text), true)")
+            format!("({P} = $3::text) IS NOT TRUE")
         );
         let e = err(f("a", "in", json!("x")));
         assert_eq!(
@@ -2177,7 +2179,7 @@ mod tests {
     fn cleaned_path_exact_is_exact() {
         assert_eq!(
             ok(f("$pathname", "is_cleaned_path_exact", json!("/a"))).0,
-            format!("coalesce({P} = $3::text, false)")
+            format!("({P} = $3::text) IS TRUE")
         );
     }
 
@@ -2186,24 +2188,21 @@ mod tests {
     #[test]
     fn icontains_family() {
         let (sql, params) = ok(f("email", "icontains", json!(".com")));
-        assert_eq!(sql, format!("coalesce({P} ILIKE $3::text, false)"));
+        assert_eq!(sql, format!("({P} ILIKE $3::text) IS TRUE"));
         assert_eq!(params[1], t("%.com%"));
         let (sql, params) = ok(f("email", "not_icontains", json!(["a_b", "c\\"])));
-        assert_eq!(
-            sql,
-            format!("coalesce(NOT ({P} ILIKE ANY($3::text[])), true)")
-        );
+        assert_eq!(sql, format!("({P} ILIKE ANY($3::text[])) IS NOT TRUE"));
         assert_eq!(params[1], ta(&["%a_b%", "%c\\\\%"]));
     }
 
     #[test]
     fn regex_family() {
         let (sql, params) = ok(f("url", "regex", json!("^https?://")));
-        assert_eq!(sql, format!("coalesce({P} ~ $3::text, false)"));
+        assert_eq!(sql, format!("({P} ~ $3::text) IS TRUE"));
         assert_eq!(params[1], t("^https?://"));
         assert_eq!(
             ok(f("url", "not_regex", json!(["a", "b"]))).0,
-            format!("coalesce(NOT ({P} ~ ANY($3::text[])), true)")
+            format!("({P} ~ ANY($3::text[])) IS NOT TRUE")
         );
         assert_eq!(err(f("url", "regex", json!(null))).state.code(), "22023");
     }
@@ -2224,7 +2223,7 @@ mod tests {
             let (sql, params) = ok(f("prop", op, json!("3")));
             assert_eq!(
                 sql,
-                format!("coalesce({n} {sym} $3::float8::numeric, false)"),
+                format!("({n} {sym} $3::float8::numeric) IS TRUE"),
                 "{op}"
             );
             assert_eq!(params[1], Param::Float(3.0));
@@ -2235,10 +2234,7 @@ mod tests {
     #[test]
     fn non_numeric_comparison_value_compares_text() {
         let (sql, params) = ok(f("d", "gt", json!("2024-01-01")));
-        assert_eq!(
-            sql,
-            format!("coalesce({P} COLLATE \"C\" > $3::text, false)")
-        );
+        assert_eq!(sql, format!("({P} COLLATE \"C\" > $3::text) IS TRUE"));
         assert_eq!(params[1], t("2024-01-01"));
         assert_eq!(
             err(f("d", "gt", json!(["1", "2"]))).attr.as_deref(),
@@ -2252,12 +2248,12 @@ mod tests {
         let (sql, params) = ok(f("prop", "between", json!([10, "20.5"])));
         assert_eq!(
             sql,
-            format!("coalesce({n} >= $3::float8::numeric AND {n} <= $4::float8::numeric, false)")
+            format!("({n} >= $3::float8::numeric AND {n} <= $4::float8::numeric) IS TRUE")
         );
         assert_eq!(params[1..], [Param::Float(10.0), Param::Float(20.5)]);
         assert_eq!(
             ok(f("prop", "not_between", json!([1, 2]))).0,
-            format!("coalesce({n} < $3::float8::numeric OR {n} > $4::float8::numeric, false)")
+            format!("({n} < $3::float8::numeric OR {n} > $4::float8::numeric) IS TRUE")
         );
         for (v, msg) in [
             (json!(5), "requires a two-element array [min, max]"),
@@ -2295,13 +2291,13 @@ mod tests {
     fn date_operators() {
         let (sql, params) = ok(f("d", "is_date_before", json!("-7d")));
         assert!(
-            sql.starts_with("coalesce((SELECT CASE WHEN pgi_d.m IS NOT NULL"),
+            sql.starts_with("((SELECT CASE WHEN pgi_d.m IS NOT NULL"),
             "{sql}"
         );
         assert!(sql.contains(&format!("regexp_match(pgi_x.t, '{DATE_RE}')")));
         assert!(
             sql.contains(&format!(
-                "FROM (SELECT {P} AS t) pgi_x) pgi_d) < $4::timestamptz, false)"
+                "FROM (SELECT {P} AS t) pgi_x) pgi_d) < $4::timestamptz) IS TRUE"
             )),
             "{sql}"
         );
@@ -2312,7 +2308,7 @@ mod tests {
         );
 
         let (sql, params) = ok(f("d", "is_date_after", json!("2024-01-02T10:00:00Z")));
-        assert!(sql.ends_with("> $4::timestamptz, false)"));
+        assert!(sql.ends_with("> $4::timestamptz) IS TRUE"));
         assert_eq!(params[2], Param::Timestamp(micros(2024, 1, 2, 10)));
 
         // A bare date is the whole local day.
@@ -2377,8 +2373,8 @@ mod tests {
         let v = "(SELECT CASE WHEN pgi_v.m IS NOT NULL THEN ARRAY[pgi_v.m[1]::int8, coalesce(pgi_v.m[2], '0')::int8, \
                  coalesce(pgi_v.m[3], '0')::int8] END FROM (SELECT regexp_match((e.properties ->> $2::text), '";
         let (sql, params) = ok(f("$app_version", "semver_gte", json!("v1.2.3-beta")));
-        assert!(sql.starts_with(&format!("coalesce({v}")), "{sql}");
-        assert!(sql.ends_with(">= $3::int8[], false)"));
+        assert!(sql.starts_with(&format!("({v}")), "{sql}");
+        assert!(sql.ends_with(">= $3::int8[]) IS TRUE"));
         assert_eq!(params[1], Param::IntArray(vec![1, 2, 3]));
         let arrays = |op: &str, val: &str| ok(f("v", op, json!(val))).1[1..].to_vec();
         let ia = |x: [i64; 3]| Param::IntArray(x.to_vec());
@@ -2406,12 +2402,12 @@ mod tests {
         assert!(
             ok(f("v", "semver_neq", json!("1.0")))
                 .0
-                .starts_with("coalesce(NOT (")
+                .ends_with(") IS NOT TRUE")
         );
         assert!(
             ok(f("v", "semver_wildcard", json!("*")))
                 .0
-                .ends_with("IS NOT NULL, false)")
+                .ends_with("IS NOT NULL) IS TRUE")
         );
         assert_eq!(
             err(f("v", "semver_gt", json!("one.two"))).state.code(),
@@ -2426,8 +2422,8 @@ mod tests {
         let (sql, _) = ok(json!([{"key": "email", "value": "a@b.c", "type": "person"}]));
         assert_eq!(
             sql,
-            "coalesce(((SELECT pgi_p.properties FROM insights.persons pgi_p WHERE pgi_p.id = e.person_id) \
-             ->> $2::text) = $3::text, false)"
+            "(((SELECT pgi_p.properties FROM insights.persons pgi_p WHERE pgi_p.id = e.person_id) \
+             ->> $2::text) = $3::text) IS TRUE"
         );
         let sql = with_cx(Some("p.properties"), |cx, b| {
             compile_properties_at(
@@ -2438,10 +2434,7 @@ mod tests {
             )
             .unwrap()
         });
-        assert_eq!(
-            sql,
-            "coalesce((p.properties ->> $2::text) = $3::text, false)"
-        );
+        assert_eq!(sql, "((p.properties ->> $2::text) = $3::text) IS TRUE");
     }
 
     #[test]
@@ -2451,8 +2444,8 @@ mod tests {
         );
         assert_eq!(
             sql,
-            "coalesce(((SELECT pgi_g.properties FROM insights.groups pgi_g WHERE pgi_g.project_id = $1::int8 \
-             AND pgi_g.group_type_index = 1 AND pgi_g.group_key = e.group_1) ->> $2::text) = $3::text, false)"
+            "(((SELECT pgi_g.properties FROM insights.groups pgi_g WHERE pgi_g.project_id = $1::int8 \
+             AND pgi_g.group_type_index = 1 AND pgi_g.group_key = e.group_1) ->> $2::text) = $3::text) IS TRUE"
         );
         assert_eq!(params, vec![t("industry"), t("finance")]);
         let e = err(json!([{"key": "industry", "value": "x", "type": "group"}]));
@@ -2468,7 +2461,7 @@ mod tests {
         assert_eq!(
             (sql, params),
             (
-                "coalesce(e.session_id = $2::text, false)".to_string(),
+                "(e.session_id = $2::text) IS TRUE".to_string(),
                 vec![t("s1")]
             )
         );
@@ -2477,9 +2470,9 @@ mod tests {
         );
         assert_eq!(
             sql,
-            "coalesce((((SELECT extract(epoch FROM max(pgi_s.\"timestamp\") - min(pgi_s.\"timestamp\")) \
+            "((((SELECT extract(epoch FROM max(pgi_s.\"timestamp\") - min(pgi_s.\"timestamp\")) \
              FROM insights.events pgi_s WHERE pgi_s.project_id = $1::int8 AND pgi_s.person_id = e.person_id \
-             AND pgi_s.session_id = e.session_id))::numeric) > $2::float8::numeric, false)"
+             AND pgi_s.session_id = e.session_id))::numeric) > $2::float8::numeric) IS TRUE"
         );
         assert_eq!(params, vec![Param::Float(60.0)]);
         let e = err(json!([{"key": "$channel_type", "value": "x", "type": "session"}]));
@@ -2495,13 +2488,13 @@ mod tests {
     fn event_metadata_columns() {
         let (sql, params) =
             ok(json!([{"key": "distinct_id", "value": ["a", "b"], "type": "event_metadata"}]));
-        assert_eq!(sql, "coalesce(e.distinct_id = ANY($2::text[]), false)");
+        assert_eq!(sql, "(e.distinct_id = ANY($2::text[])) IS TRUE");
         assert_eq!(params, vec![ta(&["a", "b"])]);
         let (sql, params) = ok(
             json!([{"key": "timestamp", "value": "2024-01-02", "operator": "is_date_after", "type": "event_metadata"}]),
         );
         // A timestamp column needs no timezone parameter: only the date is bound.
-        assert_eq!(sql, "coalesce(e.\"timestamp\" > $2::timestamptz, false)");
+        assert_eq!(sql, "(e.\"timestamp\" > $2::timestamptz) IS TRUE");
         assert_eq!(params[0], Param::Timestamp(micros(2024, 1, 2, 0)));
         assert_eq!(
             ok(json!([{"key": "$group_0", "operator": "is_set", "type": "event_metadata"}])).0,
@@ -2515,7 +2508,7 @@ mod tests {
     fn elements_chain_key_reads_the_column() {
         assert_eq!(
             ok(f("$elements_chain", "icontains", json!("button"))).0,
-            "coalesce(e.elements_chain ILIKE $2::text, false)"
+            "(e.elements_chain ILIKE $2::text) IS TRUE"
         );
     }
 
@@ -2532,7 +2525,7 @@ mod tests {
         assert_eq!(
             sql,
             "(NOT (e.person_id IN (SELECT pgi_c1.id FROM insights.persons pgi_c1 WHERE pgi_c1.project_id = $1::int8 \
-             AND coalesce((pgi_c1.properties ->> $2::text) ILIKE $3::text, false))))"
+             AND ((pgi_c1.properties ->> $2::text) ILIKE $3::text) IS TRUE)))"
         );
         assert_eq!(params, vec![t("email"), t("%@x.com%")]);
         // Legacy negation flips; two flips cancel.
@@ -2555,7 +2548,7 @@ mod tests {
         assert_eq!(
             sql,
             "(e.person_id IN (SELECT pgi_c1.id FROM insights.persons pgi_c1 WHERE pgi_c1.project_id = $1::int8 \
-             AND (coalesce((pgi_c1.properties ->> $2::text) = $3::text, false) OR \
+             AND (((pgi_c1.properties ->> $2::text) = $3::text) IS TRUE OR \
              (pgi_c1.id IN (SELECT pgi_cp.person_id FROM insights.cohort_people pgi_cp WHERE pgi_cp.cohort_id = $4::int8)))))"
         );
         // A negated nested cohort.
@@ -2701,7 +2694,7 @@ mod tests {
             json!([{"key": "properties.$browser == 'Chrome'", "type": "hogql",
                                        "value": null, "operator": "bogus", "negation": true}]),
         );
-        assert_eq!(sql, format!("coalesce(({P} = $3::text), false)"));
+        assert_eq!(sql, format!("(({P} = $3::text)) IS TRUE"));
         assert_eq!(params, vec![t("$browser"), t("Chrome")]);
         let (sql, _) = ok(json!({"type": "OR", "values": [
             {"key": "event = 'a'", "type": "hogql"},
@@ -2709,7 +2702,7 @@ mod tests {
         ]}));
         assert_eq!(
             sql,
-            "(coalesce((e.event = $2::text), false) OR coalesce((NOT (e.distinct_id = '')), false))"
+            "(((e.event = $2::text)) IS TRUE OR ((NOT (e.distinct_id = ''))) IS TRUE)"
         );
         let e = err(json!([{"type": "hogql"}]));
         assert_eq!(
@@ -2753,7 +2746,7 @@ mod tests {
         );
         assert_eq!(
             sql,
-            format!("(coalesce({P} = $3::text, false) AND coalesce(NOT ({P} = $3::text), true))")
+            format!("(({P} = $3::text) IS TRUE AND ({P} = $3::text) IS NOT TRUE)")
         );
         assert_eq!(params.len(), 2);
     }
@@ -2781,7 +2774,7 @@ mod tests {
         e.properties = json!([{"key": "is_saved", "value": ["true"]}]);
         assert_eq!(
             entity(e).unwrap().0,
-            "((e.event = $2::text) AND coalesce((e.properties ->> $3::text) = $4::text, false))"
+            "((e.event = $2::text) AND ((e.properties ->> $3::text) = $4::text) IS TRUE)"
         );
         let mut e = Entity::all_events();
         e.properties = json!([{"key": "a", "operator": "nope"}]);
@@ -2797,7 +2790,7 @@ mod tests {
         assert_eq!(
             sql,
             "(((e.event = $2::text) AND (e.elements_chain ~ $3::text) AND (e.elements_chain ~ $4::text)) OR \
-             ((e.event = $5::text) AND coalesce((e.properties ->> $6::text) LIKE $7::text, false)))"
+             ((e.event = $5::text) AND ((e.properties ->> $6::text) LIKE $7::text) IS TRUE))"
         );
         assert_eq!(
             params,
@@ -2813,13 +2806,13 @@ mod tests {
         let (sql, _) = entity(Entity::action(11)).unwrap();
         assert_eq!(
             sql,
-            "((e.event = $2::text) AND coalesce((e.properties ->> $3::text) = $4::text, false))"
+            "((e.event = $2::text) AND ((e.properties ->> $3::text) = $4::text) IS TRUE)"
         );
         assert_eq!(entity(Entity::action(12)).unwrap().0, TRUE_SQL);
         let (sql, params) = entity(Entity::action(14)).unwrap();
         assert_eq!(
             sql,
-            "(coalesce((e.properties ->> $2::text) ~ $3::text, false) OR coalesce((e.properties ->> $2::text) = $4::text, false))"
+            "(((e.properties ->> $2::text) ~ $3::text) IS TRUE OR ((e.properties ->> $2::text) = $4::text) IS TRUE)"
         );
         assert_eq!(
             params,
@@ -2846,7 +2839,7 @@ mod tests {
         });
         assert_eq!(
             sql,
-            "coalesce(NOT ((p.properties ->> $2::text) ILIKE $3::text), true)"
+            "((p.properties ->> $2::text) ILIKE $3::text) IS NOT TRUE"
         );
         assert_eq!(params, vec![t("email"), t("%@posthog.com%")]);
     }
