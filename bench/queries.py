@@ -145,7 +145,9 @@ def pg_where(pid, lo, hi):
     return f"""project_id = {pid} AND "timestamp" >= '{lo}+00' AND "timestamp" < '{hi}+00'"""
 
 
-def pg_queries(pid):
+def pg_queries(pid, mat=None):
+    """`mat`: the column materialising $browser (insights.materialize_property), if any: adds the
+    `_mat` variants, the same queries reading it instead of the jsonb."""
     w = pg_where(pid, FROM_TS, TO_TS)
     q = {}
     q["funnel"] = funnel_v2("insights.events", w, "person_id", '"timestamp"', "properties->>'$browser'",
@@ -167,10 +169,15 @@ def pg_queries(pid):
 FROM insights.events WHERE {w} AND event = '$pageview' AND properties->>'$browser' = 'Chrome'
 GROUP BY d ORDER BY d"""
     # DISTINCT (day, browser, person) then GROUP BY: slightly faster than count(DISTINCT) in PG.
-    q["dau"] = f"""SELECT d, b, count(*) AS persons FROM (
-  SELECT DISTINCT ("timestamp" AT TIME ZONE 'UTC')::date AS d, properties->>'$browser' AS b, person_id
+    dau = """SELECT d, b, count(*) AS persons FROM (
+  SELECT DISTINCT ("timestamp" AT TIME ZONE 'UTC')::date AS d, {b} AS b, person_id
   FROM insights.events WHERE {w}) s
 GROUP BY d, b ORDER BY d, b"""
+    q["dau"] = dau.format(b="properties->>'$browser'", w=w)
+    if mat:
+        col = '"' + mat.replace('"', '""') + '"'
+        q["dau_mat"] = dau.format(b=col, w=w)
+        q["trend_filter_mat"] = q["trend_filter"].replace("properties->>'$browser'", col)
     # PostHog's retention_first_time, weekly: a person's cohort is the week of their first-ever
     # event (over all history); cohorts are the 8 ISO weeks of the window; returning = any event.
     q["retention"] = f"""WITH f AS (

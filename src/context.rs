@@ -96,7 +96,31 @@ pub fn load_project(project_id: i64) -> Project {
         timezone: tz,
         test_account_filters: test_filters,
         rollups: USE_ROLLUPS.get(),
+        materialized: materialized_properties(),
     }
+}
+
+/// The materialised event properties (sql/materialize.sql) whose column exists: a restore that
+/// recreated the table without it must not make queries name a missing column.
+fn materialized_properties() -> Vec<(String, String)> {
+    Spi::connect(|c| {
+        let t = c.select(
+            "SELECT m.property, m.column_name FROM insights.materialized_properties m
+               JOIN pg_attribute a ON a.attrelid = 'insights.events'::regclass
+                                  AND a.attname = m.column_name AND NOT a.attisdropped
+              ORDER BY 1",
+            None,
+            &[],
+        )?;
+        let mut out = Vec::new();
+        for r in t {
+            if let (Some(k), Some(col)) = (r.get::<String>(1)?, r.get::<String>(2)?) {
+                out.push((k, col));
+            }
+        }
+        Ok::<_, pgrx::spi::SpiError>(out)
+    })
+    .unwrap_or_else(|e| pgrx::error!("pg_insights: materialised properties lookup failed: {e}"))
 }
 
 fn lookup_cohort(project_id: i64, id: i64) -> Option<(bool, Value, String)> {

@@ -33,6 +33,11 @@ extension_sql_file!(
     name = "rollups",
     requires = ["schema"]
 );
+extension_sql_file!(
+    "../sql/materialize.sql",
+    name = "materialize",
+    requires = ["schema"]
+);
 
 /// Library load: defines the session settings; loaded through shared_preload_libraries, it also
 /// registers the background worker that runs asynchronous insight queries (src/worker.rs).

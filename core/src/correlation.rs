@@ -816,6 +816,7 @@ pub fn plan_actors(
                 cohort: &cohort_fn,
                 action: &action_fn,
                 test_account_filters: &project.test_account_filters,
+                materialized: &project.materialized,
             };
             let cond = properties::compile_properties(&filters, &mut b, &cx)
                 .map_err(|e| e.within("funnel_correlation_property_values"))?;
@@ -846,6 +847,7 @@ pub fn plan_actors(
                 cohort: &cohort_fn,
                 action: &action_fn,
                 test_account_filters: &project.test_account_filters,
+                materialized: &project.materialized,
             };
             let cond = properties::compile_entity(&entity, &mut b, &cx)
                 .map_err(|e| e.within("funnel_correlation_person_entity"))?;
@@ -1517,6 +1519,7 @@ mod tests {
             timezone: "UTC".into(),
             test_account_filters: json!([]),
             rollups: true,
+            materialized: vec![],
         };
         let range = DateRange {
             from: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),

@@ -34,6 +34,8 @@ pub struct Project {
     /// Whether engines may read the rollups (`insights.person_days`) where they give the same
     /// answer as the events (`pg_insights.use_rollups`).
     pub rollups: bool,
+    /// Materialised event properties (key, column), see [`FilterContext::materialized`].
+    pub materialized: Vec<(String, String)>,
 }
 
 /// Database lookups the planner needs (the extension answers them through SPI).
@@ -212,6 +214,7 @@ pub fn plan(
         cohort: &cohort_fn,
         action: &action_fn,
         test_account_filters: &project.test_account_filters,
+        materialized: &project.materialized,
     };
 
     // Step and exclusion conditions.

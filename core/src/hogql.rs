@@ -2105,6 +2105,7 @@ mod tests {
             cohort: &no_cohort,
             action: &no_action,
             test_account_filters: &taf,
+            materialized: &[],
         };
         let mut b = SqlBuilder::new();
         assert_eq!(b.int(777), "$1::int8");

@@ -85,7 +85,7 @@ use serde_json::{Map, Value};
 use crate::dates::{self, ParsedDate, ProjectTime};
 use crate::error::{QueryError, Result};
 use crate::query::{Entity, EntityKind};
-use crate::sql::{Param, SqlBuilder};
+use crate::sql::{Param, SqlBuilder, quote_ident};
 
 /// What everything compiles to when there is nothing to filter.
 pub const TRUE_SQL: &str = "TRUE";
@@ -122,6 +122,9 @@ pub struct FilterContext<'a> {
     pub action: &'a dyn Fn(i64) -> Option<Value>,
     /// The project's `test_account_filters` (see [`compile_test_account_filters`]).
     pub test_account_filters: &'a Value,
+    /// Materialised event properties: (property key, column of `insights.events` holding
+    /// `properties ->> key`). Their text value reads the column (see `insights.materialize_property`).
+    pub materialized: &'a [(String, String)],
 }
 
 /// Compile a `properties` value: a list (AND), a nested `{"type","values"}` group, or
@@ -177,6 +180,7 @@ pub fn first_time_condition(
         cohort: cx.cohort,
         action: cx.action,
         test_account_filters: cx.test_account_filters,
+        materialized: cx.materialized,
     };
     let inner = compile_entity_at(&bare, b, &inner_cx, now)?;
     Ok(format!(
@@ -851,9 +855,14 @@ impl<'c, 'a> Compiler<'c, 'a> {
         let a = self.ev();
         Ok(match ty {
             "event" if key == "$elements_chain" => Prop::Text(format!("{a}.elements_chain")),
-            "event" => Prop::Json {
-                base: format!("{a}.properties"),
-                key: b.text(key),
+            "event" => match self.cx.materialized.iter().find(|(k, _)| k == key) {
+                // The stored generated column `properties ->> key`: the same text, without
+                // reading and parsing the jsonb (and coverable by an index).
+                Some((_, column)) => Prop::Text(format!("{a}.{}", quote_ident(column))),
+                None => Prop::Json {
+                    base: format!("{a}.properties"),
+                    key: b.text(key),
+                },
             },
             "person" => Prop::Json {
                 base: self.person_props(),
@@ -1992,10 +2001,48 @@ mod tests {
             cohort: &cohorts,
             action: &actions,
             test_account_filters: &taf,
+            materialized: &[],
         };
         let mut b = SqlBuilder::new();
         assert_eq!(b.int(777), "$1::int8");
         f(&cx, &mut b)
+    }
+
+    #[test]
+    fn materialized_event_properties_read_their_column() {
+        let pt = ProjectTime::utc();
+        let taf = json!([]);
+        let mat = vec![("$browser".to_string(), "mat_$browser".to_string())];
+        let cx = FilterContext {
+            event_alias: "e",
+            project_param: "$1::int8".into(),
+            person_props: None,
+            pt: &pt,
+            cohort: &cohorts,
+            action: &actions,
+            test_account_filters: &taf,
+            materialized: &mat,
+        };
+        let mut b = SqlBuilder::new();
+        b.int(7);
+        let sql = compile_properties_at(
+            &json!([{"key": "$browser", "value": ["Chrome", "Safari"], "type": "event"},
+                    {"key": "$os", "value": "Mac", "type": "event"},
+                    {"key": "$browser", "value": "x", "type": "person"},
+                    {"key": "$browser", "operator": "is_set", "type": "event"}]),
+            &mut b,
+            &cx,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "((e.\"mat_$browser\" = ANY($2::text[])) IS TRUE AND ((e.properties ->> $3::text) = $4::text) IS TRUE \
+             AND (((SELECT pgi_p.properties FROM insights.persons pgi_p WHERE pgi_p.id = e.person_id) ->> $5::text) = $6::text) IS TRUE \
+             AND (e.\"mat_$browser\" IS NOT NULL))"
+        );
+        let bd = breakdown_expr("event", "$browser", None, &mut b, &cx).unwrap();
+        assert_eq!(bd, "e.\"mat_$browser\"");
     }
 
     /// Compile and return (sql, params after the project id).
@@ -2348,6 +2395,7 @@ mod tests {
             cohort: &cohorts,
             action: &actions,
             test_account_filters: &taf,
+            materialized: &[],
         };
         let mut b = SqlBuilder::new();
         b.int(1);

@@ -342,6 +342,7 @@ fn plan_inner(
         cohort: &cohort_fn,
         action: &action_fn,
         test_account_filters: &project.test_account_filters,
+        materialized: &project.materialized,
     };
 
     let target = properties::compile_entity_at(&r.target_entity, &mut b, &cx, now)
@@ -952,6 +953,7 @@ mod tests {
             timezone: tz.to_string(),
             test_account_filters: json!([{"key": "email", "value": "@posthog.com", "operator": "not_icontains", "type": "person"}]),
             rollups: false,
+            materialized: vec![],
         }
     }
 

@@ -1072,6 +1072,7 @@ pub fn plan(
             cohort: &cohort_fn,
             action: &action_fn,
             test_account_filters: &project.test_account_filters,
+            materialized: &project.materialized,
         },
         now,
         interval,
@@ -1799,6 +1800,7 @@ mod tests {
                 {"key": "email", "value": "@posthog.com", "operator": "not_icontains", "type": "person"}
             ]),
             rollups: false,
+            materialized: vec![],
         }
     }
 

@@ -199,6 +199,7 @@ pub fn plan_actors(
         cohort: &cohort_fn,
         action: &action_fn,
         test_account_filters: &project.test_account_filters,
+        materialized: &project.materialized,
     };
 
     let mut filters = Vec::new();
@@ -415,6 +416,7 @@ mod tests {
             timezone: "UTC".into(),
             test_account_filters: json!([]),
             rollups: true,
+            materialized: vec![],
         }
     }
 

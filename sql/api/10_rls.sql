@@ -74,7 +74,8 @@ GRANT SELECT ON insights.events, insights.persons, insights.person_distinct_ids,
                 insights.actions, insights.dashboards, insights.dashboard_tiles,
                 insights.saved_insights, insights.insight_views, insights.sharing_configurations,
                 insights.activity_log, insights.elements, insights.query_cache, insights.projects,
-                insights.users, insights.project_members, insights.query_tasks, insights.person_days
+                insights.users, insights.project_members, insights.query_tasks, insights.person_days,
+                insights.materialized_properties
    TO pgi_api;
 GRANT INSERT, UPDATE ON insights.saved_insights, insights.insight_views, insights.activity_log,
                         insights.sharing_configurations, insights.query_cache,
@@ -96,5 +97,8 @@ REVOKE EXECUTE ON FUNCTION insights.create_project(text, text, integer),
                            insights.create_project_with_key(text, text, text[], text),
                            insights.capture_batch(bigint, jsonb, timestamptz),
                            insights.capture(text, jsonb, timestamptz),
-                           insights.merge_persons(bigint, bigint, bigint)
+                           insights.merge_persons(bigint, bigint, bigint),
+                           insights.rebuild_person_days(bigint),
+                           insights.materialize_property(text),
+                           insights.dematerialize_property(text)
    FROM PUBLIC;

@@ -1,0 +1,46 @@
+"""A/B: insights.capture_batch with and without the person-days rollup triggers, interleaved.
+
+Usage: bench/diag/ab_rollup_ingest.py [rounds]   (against the kept bench cluster, bench/.pg)
+Each round sends one 1000-event batch with the triggers enabled and one with them disabled (order
+alternating) into a fresh project; prints the median batch time of each and the ratio.
+"""
+import json
+import random
+import statistics
+import sys
+import time
+
+import psycopg
+
+rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+conn = psycopg.connect(host="/work/main/bench/.pg", port=54359, user="postgres", dbname="bench_10000000",
+                       autocommit=True)
+rng = random.Random(5)
+pid = conn.execute("SELECT project_id FROM insights.create_project('ab-rollup-ingest')").fetchone()[0]
+
+
+def batch():
+    out = []
+    for _ in range(1000):
+        ts = 1_790_000_000 + rng.randrange(30 * 86400)
+        out.append({"event": rng.choice(["$pageview", "click", "buy"]), "distinct_id": f"d{rng.randrange(20000)}",
+                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)),
+                    "properties": {"$browser": rng.choice(["Chrome", "Safari"]), "n": rng.randrange(100)}})
+    return json.dumps(out)
+
+
+times = {True: [], False: []}
+try:
+    for i in range(rounds):
+        for on in ((True, False) if i % 2 == 0 else (False, True)):
+            conn.execute(f"ALTER TABLE insights.events {'ENABLE' if on else 'DISABLE'} TRIGGER person_days_insert")
+            b = batch()
+            t = time.perf_counter()
+            conn.execute("SELECT insights.capture_batch(%s, %s::jsonb, NULL)", (pid, b))
+            times[on].append(time.perf_counter() - t)
+finally:
+    conn.execute("ALTER TABLE insights.events ENABLE TRIGGER person_days_insert")
+    conn.execute("DELETE FROM insights.projects WHERE id = %s", (pid,))
+on, off = statistics.median(times[True]), statistics.median(times[False])
+print(f"{rounds} rounds of 1000 events: with rollup trigger median {on*1000:.1f} ms, without {off*1000:.1f} ms, "
+      f"ratio {on/off:.2f} ({1000/on:.0f} vs {1000/off:.0f} events/s)")
