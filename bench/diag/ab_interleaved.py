@@ -21,13 +21,18 @@ sys.path.insert(0, BENCH)
 import queries as Q  # noqa: E402
 
 
-def variants(query, pid):
-    pg = Q.pg_queries(pid)
+def variants(query, pid, mat):
+    """Statements to time; `mat` is the column materialising $browser, if any."""
+    pg = Q.pg_queries(pid, mat)
     if query == "dau":
-        return {"PG plain SQL (jsonb ->>)": pg["dau"], "pg_insights trend()": Q.pgi_dau(pid),
-                "trend()'s previous statement (DISTINCT)": Q.pgi_dau_previous(pid)}
+        vs = {"PG plain SQL (jsonb ->>)": pg["dau"], "pg_insights trend()": Q.pgi_dau(pid)}
+        if mat:
+            vs[f"PG plain SQL (materialised column {mat})"] = pg["dau_mat"]
+        return vs
     if query == "retention":
         return {"PG plain SQL": pg["retention"], "pg_insights retention()": Q.pgi_retention(pid)}
+    if query == "funnel":  # row shapes differ (bench/run checks the counts agree)
+        return {"PG plain SQL (funnel_v2)": pg["funnel"], "pg_insights funnel()": Q.pgi_funnel(pid, False)}
     raise SystemExit(f"unknown query {query}")
 
 
@@ -35,15 +40,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, required=True)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--query", default="dau")
+    ap.add_argument("--query", default="dau", help="dau, retention or funnel")
     a = ap.parse_args()
     conn = psycopg.connect(host=os.path.join(BENCH, ".pg"), port=54359, user="postgres",
                            dbname=f"bench_{a.events}", autocommit=True, prepare_threshold=None)
-    pid = json.loads(conn.execute("SELECT v FROM public.bench_meta WHERE k = 'load'").fetchone()[0])["project_id"]
-    vs = variants(a.query, pid)
+    load = json.loads(conn.execute("SELECT v FROM public.bench_meta WHERE k = 'load'").fetchone()[0])
+    pid = load["project_id"]
+    vs = variants(a.query, pid, load.get("materialized_browser"))
     ref = None
     for label, sql in vs.items():  # warm-up round, and the rows must agree
         rows = sorted(tuple(str(x) for x in r) for r in conn.execute(sql).fetchall())
+        if a.query == "funnel":
+            continue
         if ref is None:
             ref = rows
         elif rows != ref:
