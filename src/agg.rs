@@ -21,6 +21,27 @@ pub fn in_agg_context<R>(fcinfo: pg_sys::FunctionCallInfo, f: impl FnOnce() -> R
     unsafe { pgrx::PgMemoryContexts::For(agg_ctx).switch_to(|_| f()) }
 }
 
+/// The body of a COMBINEFUNC for a state type `S` whose `Default` is the empty state: `b`'s state
+/// becomes `a`'s when `a` has none (allocated in the aggregate context), else `merge` folds it in.
+pub fn combine<S: Default + 'static>(
+    mut a: pgrx::Internal,
+    mut b: pgrx::Internal,
+    fcinfo: pg_sys::FunctionCallInfo,
+    merge: impl FnOnce(&mut S, S),
+) -> pgrx::Internal {
+    let Some(other) = (unsafe { b.get_mut::<S>() }).map(std::mem::take) else {
+        return a;
+    };
+    if !a.initialized() {
+        in_agg_context(fcinfo, || unsafe { a.insert(other) });
+        return a;
+    }
+    if let Some(mine) = unsafe { a.get_mut::<S>() } {
+        merge(mine, other);
+    }
+    a
+}
+
 /// Little-endian byte writer for SERIALFUNCs.
 pub struct Writer(Vec<u8>);
 

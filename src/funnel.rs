@@ -15,7 +15,7 @@ use pgrx::prelude::*;
 use pgrx::{Internal, JsonB};
 use serde_json::{Value, json};
 
-use crate::agg::{Reader, Writer, in_agg_context};
+use crate::agg::{Reader, Writer, combine, in_agg_context};
 use crate::context::{
     earliest_event, load_project, now_iso, parse_insight, parse_json, select_rows, with_lookups,
 };
@@ -184,24 +184,15 @@ fn _funnel_agg_sfunc(
 }
 
 #[pg_extern(immutable, parallel_safe)]
-fn _funnel_agg_combine(
-    mut a: Internal,
-    mut b: Internal,
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> Internal {
-    let Some(other) = (unsafe { b.get_mut::<Option<FunnelState>>() }).and_then(Option::take) else {
-        return a;
-    };
-    if !a.initialized() {
-        in_agg_context(fcinfo, || unsafe { a.insert(Some(other)) });
-        return a;
-    }
-    match unsafe { a.get_mut::<Option<FunnelState>>() } {
-        Some(Some(mine)) => mine.merge(other),
-        Some(slot) => *slot = Some(other),
-        None => {}
-    }
-    a
+fn _funnel_agg_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
+    combine(a, b, fcinfo, |mine: &mut Option<FunnelState>, other| {
+        if let Some(other) = other {
+            match mine {
+                Some(m) => m.merge(other),
+                None => *mine = Some(other),
+            }
+        }
+    })
 }
 
 /// One event in the serialised state: ts, step mask, exclusion mask, breakdown id.

@@ -9,7 +9,7 @@ use pgrx::prelude::*;
 use pgrx::{Internal, JsonB};
 use serde_json::{Value, json};
 
-use crate::agg::{FxBuild, Reader, Writer, in_agg_context};
+use crate::agg::{FxBuild, Reader, Writer, combine, in_agg_context};
 use crate::context::{load_project, now_iso, parse_insight, parse_json, select_rows, with_lookups};
 use crate::errors::raise_query_error;
 
@@ -185,6 +185,16 @@ impl ActorPeriods {
         e.0 = e.0.min(first);
         e.1 |= mask;
     }
+
+    /// Fold another state in, iterating over the smaller of the two maps.
+    fn merge(&mut self, mut other: ActorPeriods) {
+        if self.actors.len() < other.actors.len() {
+            std::mem::swap(self, &mut other);
+        }
+        for (k, (f, m)) in other.actors {
+            self.add(k, f, m);
+        }
+    }
 }
 
 /// The mask bit of a period (none outside 0..63).
@@ -212,31 +222,8 @@ fn _actor_periods_sfunc(
 }
 
 #[pg_extern(immutable, parallel_safe)]
-fn _actor_periods_combine(
-    mut a: Internal,
-    mut b: Internal,
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> Internal {
-    let Some(other) = (unsafe { b.get_mut::<ActorPeriods>() }).map(std::mem::take) else {
-        return a;
-    };
-    if !a.initialized() {
-        in_agg_context(fcinfo, || unsafe { a.insert(other) });
-        return a;
-    }
-    if let Some(mine) = unsafe { a.get_mut::<ActorPeriods>() } {
-        if mine.actors.len() < other.actors.len() {
-            let small = std::mem::replace(mine, other);
-            for (k, (f, m)) in small.actors {
-                mine.add(k, f, m);
-            }
-        } else {
-            for (k, (f, m)) in other.actors {
-                mine.add(k, f, m);
-            }
-        }
-    }
-    a
+fn _actor_periods_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
+    combine(a, b, fcinfo, ActorPeriods::merge)
 }
 
 #[pg_extern(immutable, parallel_safe, strict)]

@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 use pgrx::Internal;
 use pgrx::prelude::*;
 
-use crate::agg::{FxBuild, Reader, Writer, in_agg_context};
+use crate::agg::{FxBuild, Reader, Writer, combine, in_agg_context};
 
 /// One distinct key: the packed (bucket id, breakdown id) group and the actor.
 #[derive(Hash, PartialEq, Eq, Clone, Copy)]
@@ -172,22 +172,8 @@ fn _uniq_actors_utc_sfunc(
 }
 
 #[pg_extern(immutable, parallel_safe)]
-fn _uniq_actors_combine(
-    mut a: Internal,
-    mut b: Internal,
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> Internal {
-    let Some(other) = (unsafe { b.get_mut::<UniqState>() }).map(std::mem::take) else {
-        return a;
-    };
-    if !a.initialized() {
-        in_agg_context(fcinfo, || unsafe { a.insert(other) });
-        return a;
-    }
-    if let Some(mine) = unsafe { a.get_mut::<UniqState>() } {
-        mine.merge(other);
-    }
-    a
+fn _uniq_actors_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
+    combine(a, b, fcinfo, UniqState::merge)
 }
 
 fn write_opt_i64(w: &mut Writer, v: Option<i64>) {

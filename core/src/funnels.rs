@@ -24,6 +24,7 @@ use crate::funnel_engine::{self, Attribution, Ev, Order, Spec, Tally};
 use crate::properties::{self, FilterContext};
 use crate::query::{BreakdownProperty, CohortRef, Entity, EntityKind, FunnelOrder, InsightQuery};
 use crate::sql::{Param, SqlBuilder};
+use std::sync::Mutex;
 
 /// What the planner needs to know about the project.
 pub struct Project {
@@ -685,34 +686,34 @@ pub fn tally_steps(
         return t;
     }
     let per = actors.len().div_ceil(threads);
+    let mut chunks: Vec<&mut [&mut [Ev]]> = actors.chunks_mut(per).collect();
+    let last = chunks.pop().unwrap_or_default();
+    // Each chunk is taken by its thread, or by this one when the thread could not start.
+    let cells: Vec<Slot> = chunks.into_iter().map(|c| Mutex::new(Some(c))).collect();
     std::thread::scope(|scope| {
-        let mut chunks: Vec<&mut [&mut [Ev]]> = actors.chunks_mut(per).collect();
-        let last = chunks.pop().unwrap_or_default();
-        let started: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                // The closure owns its chunk only if the thread starts; keep it otherwise.
-                let cell = std::sync::Arc::new(std::sync::Mutex::new(Some(chunk)));
-                let theirs = cell.clone();
-                let handle = std::thread::Builder::new().spawn_scoped(scope, move || {
-                    let mut t = Tally::new(num_steps);
-                    if let Some(chunk) = theirs.lock().ok().and_then(|mut c| c.take()) {
-                        evaluate_into(&mut t, chunk);
-                    }
-                    t
-                });
-                (handle.ok(), cell)
+        let handles: Vec<_> = cells
+            .iter()
+            .map(|cell| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || {
+                        let mut t = Tally::new(num_steps);
+                        if let Some(chunk) = take(cell) {
+                            evaluate_into(&mut t, chunk);
+                        }
+                        t
+                    })
+                    .ok()
             })
             .collect();
         let mut mine = Tally::new(num_steps);
         evaluate_into(&mut mine, last);
         let mut total = Tally::new(num_steps);
-        for (handle, cell) in started {
+        for (handle, cell) in handles.into_iter().zip(&cells) {
             let mut t = match handle {
                 Some(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
                 None => Tally::new(num_steps),
             };
-            if let Some(chunk) = cell.lock().ok().and_then(|mut c| c.take()) {
+            if let Some(chunk) = take(cell) {
                 evaluate_into(&mut t, chunk);
             }
             total.merge(t);
@@ -720,6 +721,13 @@ pub fn tally_steps(
         total.merge(mine);
         total
     })
+}
+
+/// A chunk of actors waiting for the thread that evaluates it.
+type Slot<'a, 'e> = Mutex<Option<&'a mut [&'e mut [Ev]]>>;
+
+fn take<'a, 'e>(slot: &Slot<'a, 'e>) -> Option<&'a mut [&'e mut [Ev]]> {
+    slot.lock().ok().and_then(|mut c| c.take())
 }
 
 /// The breakdown label of a value id: `Other` for the merged rest (§3.7), `""` for null.

@@ -1991,17 +1991,26 @@ mod tests {
         person_props: Option<&str>,
         f: impl FnOnce(&FilterContext, &mut SqlBuilder) -> T,
     ) -> T {
-        let pt = ProjectTime::utc();
+        with_cx_in(&ProjectTime::utc(), &[], person_props, f)
+    }
+
+    /// [`with_cx`] in a given project timezone and with materialised properties.
+    fn with_cx_in<T>(
+        pt: &ProjectTime,
+        materialized: &[(String, String)],
+        person_props: Option<&str>,
+        f: impl FnOnce(&FilterContext, &mut SqlBuilder) -> T,
+    ) -> T {
         let taf = json!([{"key": "email", "value": "@posthog.com", "operator": "not_icontains", "type": "person"}]);
         let cx = FilterContext {
             event_alias: "e",
             project_param: "$1::int8".into(),
             person_props,
-            pt: &pt,
+            pt,
             cohort: &cohorts,
             action: &actions,
             test_account_filters: &taf,
-            materialized: &[],
+            materialized,
         };
         let mut b = SqlBuilder::new();
         assert_eq!(b.int(777), "$1::int8");
@@ -2010,39 +2019,27 @@ mod tests {
 
     #[test]
     fn materialized_event_properties_read_their_column() {
-        let pt = ProjectTime::utc();
-        let taf = json!([]);
         let mat = vec![("$browser".to_string(), "mat_$browser".to_string())];
-        let cx = FilterContext {
-            event_alias: "e",
-            project_param: "$1::int8".into(),
-            person_props: None,
-            pt: &pt,
-            cohort: &cohorts,
-            action: &actions,
-            test_account_filters: &taf,
-            materialized: &mat,
-        };
-        let mut b = SqlBuilder::new();
-        b.int(7);
-        let sql = compile_properties_at(
-            &json!([{"key": "$browser", "value": ["Chrome", "Safari"], "type": "event"},
+        with_cx_in(&ProjectTime::utc(), &mat, None, |cx, b| {
+            let sql = compile_properties_at(
+                &json!([{"key": "$browser", "value": ["Chrome", "Safari"], "type": "event"},
                     {"key": "$os", "value": "Mac", "type": "event"},
                     {"key": "$browser", "value": "x", "type": "person"},
                     {"key": "$browser", "operator": "is_set", "type": "event"}]),
-            &mut b,
-            &cx,
-            now(),
-        )
-        .unwrap();
-        assert_eq!(
-            sql,
-            "((e.\"mat_$browser\" = ANY($2::text[])) IS TRUE AND ((e.properties ->> $3::text) = $4::text) IS TRUE \
+                b,
+                cx,
+                now(),
+            )
+            .unwrap();
+            assert_eq!(
+                sql,
+                "((e.\"mat_$browser\" = ANY($2::text[])) IS TRUE AND ((e.properties ->> $3::text) = $4::text) IS TRUE \
              AND (((SELECT pgi_p.properties FROM insights.persons pgi_p WHERE pgi_p.id = e.person_id) ->> $5::text) = $6::text) IS TRUE \
              AND (e.\"mat_$browser\" IS NOT NULL))"
-        );
-        let bd = breakdown_expr("event", "$browser", None, &mut b, &cx).unwrap();
-        assert_eq!(bd, "e.\"mat_$browser\"");
+            );
+            let bd = breakdown_expr("event", "$browser", None, b, cx).unwrap();
+            assert_eq!(bd, "e.\"mat_$browser\"");
+        });
     }
 
     /// Compile and return (sql, params after the project id).
@@ -2386,26 +2383,11 @@ mod tests {
     #[test]
     fn date_exact_uses_project_timezone() {
         let pt = ProjectTime::new("US/Pacific", 0).unwrap();
-        let taf = json!([]);
-        let cx = FilterContext {
-            event_alias: "e",
-            project_param: "$1::int8".into(),
-            person_props: None,
-            pt: &pt,
-            cohort: &cohorts,
-            action: &actions,
-            test_account_filters: &taf,
-            materialized: &[],
-        };
-        let mut b = SqlBuilder::new();
-        b.int(1);
-        compile_properties_at(
-            &f("d", "is_date_exact", json!("2024-01-02")),
-            &mut b,
-            &cx,
-            now(),
-        )
-        .unwrap();
+        let b = with_cx_in(&pt, &[], None, |cx, b| {
+            compile_properties_at(&f("d", "is_date_exact", json!("2024-01-02")), b, cx, now())
+                .unwrap();
+            b.clone()
+        });
         assert_eq!(b.params[2], t("US/Pacific"));
         assert_eq!(
             b.params[3..],
