@@ -2,7 +2,7 @@
 //! (PostHog's response). Planning and rendering are pure Rust in `pg_insights_core::trends`; each
 //! planned statement returns `(bucket, breakdown, value)` rows, aggregated by Postgres itself.
 
-use pg_insights_core::query::InsightKind;
+use pg_insights_core::query::{InsightKind, parse_query_as};
 use pg_insights_core::trends::{self, Row};
 use pgrx::JsonB;
 use pgrx::prelude::*;
@@ -13,9 +13,23 @@ use crate::context::{
 };
 use crate::errors::raise_query_error;
 
-/// Parse, plan and run a trends query: its PostHog `result` value and the project timezone.
+/// Parse, plan and run a query sent to `/insights/trend/`: its PostHog `result` value and the
+/// project. A legacy filter selecting stickiness or lifecycle (`insight`, or `shown_as`) runs
+/// that engine, as PostHog's trend endpoint does.
 pub(crate) fn run(project_id: i64, query: &Value) -> (Value, pg_insights_core::funnels::Project) {
     let project = load_project(project_id);
+    let q = parse_query_as(query, InsightKind::Trends).unwrap_or_else(|e| raise_query_error(&e));
+    match q.kind {
+        InsightKind::Stickiness => {
+            let result = crate::stickiness::run_query(&project, &q);
+            return (result, project);
+        }
+        InsightKind::Lifecycle => {
+            let (_, result) = crate::lifecycle::run_query(&project, &q);
+            return (result, project);
+        }
+        _ => {}
+    }
     let q = parse_insight(query, InsightKind::Trends);
     let earliest = earliest_event(project_id, &q);
     let plan = with_lookups(project_id, |lookups| {
@@ -72,7 +86,9 @@ fn _trend(
         name!(value, f64),
     ),
 > {
-    let (result, project) = run(project_id, &parse_json(query, "query"));
+    let query = parse_json(query, "query");
+    parse_insight(&query, InsightKind::Trends); // typed trend rows are for trends only
+    let (result, project) = run(project_id, &query);
     let rows: Vec<_> = trends::rows(&result, &project.pt)
         .into_iter()
         .map(|(series, bd, bucket_us, v)| {

@@ -14,6 +14,8 @@
 //! - [`funnel_engine`]: the per-actor funnel state machine (ordered, strict, unordered).
 //! - [`funnels`]: funnel planning (query → SQL + engine config) and PostHog response rendering.
 //! - [`correlation`]: funnel correlation (odds ratios of events and properties, §8.3).
+//! - [`series`]: what the per-actor engines share (filter context, series conditions, actor).
+//! - [`stickiness`], [`lifecycle`]: the per-actor period insights.
 
 pub mod correlation;
 pub mod dates;
@@ -21,10 +23,13 @@ pub mod error;
 pub mod funnel_engine;
 pub mod funnels;
 pub mod hogql;
+pub mod lifecycle;
 pub mod properties;
 pub mod query;
 pub mod retention;
+pub mod series;
 pub mod sql;
+pub mod stickiness;
 pub mod trends;
 pub mod trends_actors;
 pub mod trends_export;

@@ -794,9 +794,14 @@ fn parse_legacy(m: &Map<String, Value>, default_kind: InsightKind) -> Result<Ins
         )?,
         None => default_kind,
     };
+    let kind = shown_as_kind(m, kind)?;
     let mut q = InsightQuery::new(kind);
     if kind.has_series() {
         q.series = legacy_series(m, kind)?;
+    }
+    // A legacy lifecycle reads its first series only (PostHog's `filter.entities[0]`).
+    if kind == InsightKind::Lifecycle {
+        q.series.truncate(1);
     }
     q.date_from = opt_str(m, "date_from")?;
     q.date_to = opt_str(m, "date_to")?;
@@ -845,6 +850,19 @@ fn parse_legacy(m: &Map<String, Value>, default_kind: InsightKind) -> Result<Ins
         q.validate_funnel_in(Form::Legacy)?;
     }
     Ok(q)
+}
+
+/// `shown_as: Stickiness | Lifecycle` on a trends filter (no `insight`, or `TRENDS`) selects that
+/// insight, as PostHog's legacy `/insights/trend/` does; any other value keeps the kind.
+fn shown_as_kind(m: &Map<String, Value>, kind: InsightKind) -> Result<InsightKind> {
+    if kind != InsightKind::Trends {
+        return Ok(kind);
+    }
+    Ok(match opt_str(m, "shown_as")?.as_deref() {
+        Some("Stickiness") => InsightKind::Stickiness,
+        Some("Lifecycle") => InsightKind::Lifecycle,
+        _ => kind,
+    })
 }
 
 /// Legacy `events` and `actions` merged into one series ordered by `order`. An entity without
@@ -1031,6 +1049,12 @@ fn parse_node(m: &Map<String, Value>) -> Result<InsightQuery> {
     }
     if kind == InsightKind::Funnels {
         q.validate_funnel_in(Form::Node)?;
+    }
+    if kind == InsightKind::Lifecycle && q.series.len() > 1 {
+        return Err(QueryError::invalid(
+            "series".to_string(),
+            "A lifecycle query takes exactly one series.",
+        ));
     }
     Ok(q)
 }

@@ -231,6 +231,25 @@ BEGIN
             v_meta := insights.trend_actors_meta(v_project, v_filter);
             v_gti := (v_meta->>'group_type_index')::integer;
             v_keys := ARRAY(SELECT insights.trend_actors(v_project, v_filter));
+        WHEN 'stickiness' THEN
+            -- stickiness_days k: the actors active in exactly k intervals (at least k, cumulative).
+            IF coalesce(v_filter->>'stickiness_days', '') = '' THEN
+                RAISE EXCEPTION 'Must include stickiness_days' USING ERRCODE = '22023', DETAIL = 'field: stickiness_days';
+            END IF;
+            v_keys := ARRAY(SELECT insights.stickiness_actors(
+                v_project, v_filter - 'stickiness_days',
+                api._int_param(v_filter, 'stickiness_days', 1, 1, 2147483647)));
+        WHEN 'lifecycle' THEN
+            -- target_date + lifecycle_type: the actors with that status in the period of the date.
+            IF coalesce(v_filter->>'target_date', '') = '' THEN
+                RAISE EXCEPTION 'Must include specified date' USING ERRCODE = '22023', DETAIL = 'field: target_date';
+            END IF;
+            IF coalesce(v_filter->>'lifecycle_type', '') = '' THEN
+                RAISE EXCEPTION 'Must include lifecycle type' USING ERRCODE = '22023', DETAIL = 'field: lifecycle_type';
+            END IF;
+            v_keys := ARRAY(SELECT insights.lifecycle_actors(
+                v_project, v_filter - 'target_date' - 'lifecycle_type',
+                v_filter->>'target_date', v_filter->>'lifecycle_type'));
         END CASE;
         v_page := api._actor_page(v_keys, v_gti, v_limit, v_offset);
     EXCEPTION WHEN OTHERS THEN

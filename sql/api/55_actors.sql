@@ -13,6 +13,16 @@
 CREATE FUNCTION api.persons_trends(bytea) RETURNS json
 LANGUAGE sql AS $$ SELECT api._actors_response($1, 'trends') $$;
 
+-- GET/POST persons/stickiness/: the stickiness filter plus stickiness_days (k) and, optionally,
+-- entity_id / entity_type of the series. {"results": [{"people": [...], "count"}], "next", …}
+CREATE FUNCTION api.persons_stickiness(bytea) RETURNS json
+LANGUAGE sql AS $$ SELECT api._actors_response($1, 'stickiness') $$;
+
+-- GET/POST persons/lifecycle/: the lifecycle filter plus target_date and lifecycle_type (new,
+-- returning, resurrecting, dormant); a missing one is a 400. Same shape as persons/stickiness/.
+CREATE FUNCTION api.persons_lifecycle(bytea) RETURNS json
+LANGUAGE sql AS $$ SELECT api._actors_response($1, 'lifecycle') $$;
+
 -- GET/POST persons/retention/: the retention filter plus selected_interval (the cohort, 0 = the
 -- oldest; default 0). {"result": [{"person": <actor>, "appearances": [0, 1, 4, …]}], "next",
 -- "previous", "initial", "missing_persons"}: the period offsets (0 = the cohort period) at which

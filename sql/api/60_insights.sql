@@ -229,8 +229,8 @@ $$;
 ---------------------------------------------------------------------------------------------------
 -- Results and the query cache (§9.4)
 
--- Which engine computes an insight: 'funnel', 'trend', 'retention', or NULL when none of ours
--- does (paths, stickiness, lifecycle, SQL, or an empty insight): those get `result: null`.
+-- Which engine computes an insight: 'funnel', 'trend', 'retention', 'stickiness', 'lifecycle', or
+-- NULL when none of ours does (paths, SQL, or an empty insight): those get `result: null`.
 CREATE FUNCTION api._insight_kind(p_filters jsonb, p_query jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE
@@ -240,13 +240,19 @@ LANGUAGE sql IMMUTABLE AS $$
                 WHEN 'FunnelsQuery' THEN 'funnel'
                 WHEN 'TrendsQuery' THEN 'trend'
                 WHEN 'RetentionQuery' THEN 'retention'
+                WHEN 'StickinessQuery' THEN 'stickiness'
+                WHEN 'LifecycleQuery' THEN 'lifecycle'
             END
         WHEN jsonb_typeof(p_filters) = 'object' THEN
             CASE upper(coalesce(nullif(p_filters->>'insight', ''), 'TRENDS'))
                 WHEN 'FUNNELS' THEN 'funnel'
                 WHEN 'RETENTION' THEN 'retention'
-                WHEN 'TRENDS' THEN CASE WHEN p_filters ? 'events' OR p_filters ? 'actions'
-                                        THEN 'trend' END
+                WHEN 'STICKINESS' THEN 'stickiness'
+                WHEN 'LIFECYCLE' THEN 'lifecycle'
+                WHEN 'TRENDS' THEN CASE WHEN NOT (p_filters ? 'events' OR p_filters ? 'actions') THEN NULL
+                                        WHEN p_filters->>'shown_as' = 'Stickiness' THEN 'stickiness'
+                                        WHEN p_filters->>'shown_as' = 'Lifecycle' THEN 'lifecycle'
+                                        ELSE 'trend' END
             END
     END
 $$;

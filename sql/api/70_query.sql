@@ -131,6 +131,8 @@ LANGUAGE sql IMMUTABLE AS $$
         WHEN 'FunnelsQuery' THEN 'funnel'
         WHEN 'TrendsQuery' THEN 'trend'
         WHEN 'RetentionQuery' THEN 'retention'
+        WHEN 'StickinessQuery' THEN 'stickiness'
+        WHEN 'LifecycleQuery' THEN 'lifecycle'
     END
 $$;
 
@@ -163,7 +165,7 @@ BEGIN
         v_kind := api._query_kind(v_query);
         IF v_kind IS NULL THEN
             RETURN api._error(400, 'validation_error', 'invalid_input',
-                              format('Unsupported query kind %s: this server answers FunnelsQuery, TrendsQuery and RetentionQuery.',
+                              format('Unsupported query kind %s: this server answers FunnelsQuery, TrendsQuery, RetentionQuery, StickinessQuery and LifecycleQuery.',
                                      coalesce(v_query#>>'{source,kind}', v_query->>'kind', 'null')), 'query');
         END IF;
         v_out := api._cached_compute(v_kind, v_query,

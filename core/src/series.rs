@@ -1,0 +1,121 @@
+//! What the per-actor insight engines (stickiness, lifecycle) share: the filter context of a
+//! project, the event conditions of one series (entity, its filters, the global filters and the
+//! test-account filters), the actor a series counts, and the period of a compare query.
+//!
+//! Every condition is SQL over `insights.events e` whose user values are `$n` parameters of the
+//! caller's [`SqlBuilder`]; the builder's first parameter must be the project id (`$1::int8`),
+//! which [`with_filter_context`] names in the context.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::dates::{self, DateRange, ProjectTime};
+use crate::error::{QueryError, Result};
+use crate::funnels::{Lookups, Project};
+use crate::properties::{self, FilterContext};
+use crate::query::{Entity, InsightQuery};
+use crate::sql::SqlBuilder;
+
+/// Run `f` with the filter context of `project` over `insights.events e`, whose lookups answer
+/// through `lookups`. The project id must be the first parameter of every statement built in it.
+pub fn with_filter_context<R>(
+    project: &Project,
+    lookups: &Lookups,
+    f: impl FnOnce(&FilterContext) -> R,
+) -> R {
+    let cohort = |id: i64| (lookups.cohort)(id).map(|(is_static, filters, _)| (is_static, filters));
+    let action = |id: i64| (lookups.action)(id).map(|(steps, _)| steps);
+    let cx = FilterContext {
+        event_alias: "e",
+        project_param: "$1::int8".to_string(),
+        person_props: None,
+        pt: &project.pt,
+        cohort: &cohort,
+        action: &action,
+        test_account_filters: &project.test_account_filters,
+        materialized: &project.materialized,
+    };
+    f(&cx)
+}
+
+/// The conditions (besides project and time) an event must meet to count for `series`: the
+/// entity with its own filters, the query's `properties` and, with `filter_test_accounts`, the
+/// project's test-account filters. `TRUE` conditions are left out. Errors name `attr` (e.g.
+/// `events__0`) for the entity.
+pub fn series_conditions(
+    q: &InsightQuery,
+    series: &Entity,
+    attr: &str,
+    test_account_filters: &Value,
+    b: &mut SqlBuilder,
+    cx: &FilterContext,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let mut out =
+        vec![properties::compile_entity_at(series, b, cx, now).map_err(|e| e.within(attr))?];
+    out.push(
+        properties::compile_properties_at(&q.properties, b, cx, now)
+            .map_err(|e| e.within("properties"))?,
+    );
+    if q.filter_test_accounts {
+        out.push(
+            properties::compile_properties_at(test_account_filters, b, cx, now)
+                .map_err(|e| e.within("filter_test_accounts"))?,
+        );
+    }
+    out.retain(|c| c != "TRUE");
+    Ok(out)
+}
+
+/// The actor a per-actor insight counts: the group key of `unique_group` math or of the query's
+/// `aggregation_group_type_index` (empty keys are no actor), else the person. Returns the
+/// expression and whether it can be NULL. HogQL actors are not supported (22023 on `attr`).
+pub fn actor_expr(q: &InsightQuery, series: &Entity, attr: &str) -> Result<(String, bool)> {
+    let group = match series.math.as_deref() {
+        Some("unique_group") => Some(series.math_group_type_index.ok_or_else(|| {
+            QueryError::invalid(
+                format!("{attr}__math_group_type_index"),
+                "unique_group math needs math_group_type_index.",
+            )
+        })?),
+        Some("hogql") => {
+            return Err(QueryError::invalid(
+                format!("{attr}__math"),
+                "HogQL actors are not supported for this insight; use dau or unique_group.",
+            ));
+        }
+        _ => q.aggregation_group_type_index,
+    };
+    Ok(match group {
+        Some(g) if g <= 4 => (format!("NULLIF(e.group_{g}, '')"), true),
+        Some(g) => {
+            return Err(QueryError::invalid(
+                "aggregation_group_type_index".to_string(),
+                format!("Group type index {g} is out of range (0 to 4)."),
+            ));
+        }
+        None => ("e.person_id".to_string(), false),
+    })
+}
+
+/// The previous period of a compare query: `compare_to` shifts the range, otherwise the same
+/// number of buckets right before it. `None` without compare.
+pub fn compare_range(
+    q: &InsightQuery,
+    range: &DateRange,
+    now: DateTime<Utc>,
+    pt: &ProjectTime,
+) -> Result<Option<DateRange>> {
+    let Some(c) = &q.compare else {
+        return Ok(None);
+    };
+    Ok(Some(match c.compare_to.as_deref().map(str::trim) {
+        Some(to) if !to.is_empty() => dates::shift_range(range, to, now, pt)?,
+        _ => dates::previous_period(range, pt),
+    }))
+}
+
+/// A bucket start as text Postgres parses back to the same instant (`timestamptz[]` params).
+pub fn bucket_param_text(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
