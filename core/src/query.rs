@@ -3996,7 +3996,13 @@ mod tests {
         }
         // A node's kind wins too, and is exact.
         for kind in InsightKind::ALL {
-            let v = json!({"kind": kind.node_kind(), "series": [{"event": "a"}, {"event": "b"}]});
+            // A lifecycle node takes one series (two are a 400 on `series`).
+            let series = if kind == InsightKind::Lifecycle {
+                json!([{"event": "a"}])
+            } else {
+                json!([{"event": "a"}, {"event": "b"}])
+            };
+            let v = json!({"kind": kind.node_kind(), "series": series});
             let q = parse_query_as(&v, InsightKind::Trends).unwrap_or_else(|e| panic!("{e:?}"));
             assert_eq!(q.kind, kind);
             assert_eq!(
