@@ -370,7 +370,9 @@ def duckdb_load(n, paths, reload):
     try:
         if con.execute("SELECT v FROM bench_meta WHERE k = 'sig'").fetchone()[0] == sig:
             log("DuckDB: already loaded")
-            return con, json.loads(con.execute("SELECT v FROM bench_meta WHERE k = 'load'").fetchone()[0])
+            info = json.loads(con.execute("SELECT v FROM bench_meta WHERE k = 'load'").fetchone()[0])
+            duckdb_persons(con, paths, info)
+            return con, info
     except Exception:
         pass
     log("DuckDB: loading")
@@ -386,7 +388,21 @@ def duckdb_load(n, paths, reload):
     con.execute("INSERT INTO bench_meta VALUES ('sig', ?), ('load', ?)", [sig, json.dumps(info)])
     con.execute("CHECKPOINT")
     log(f"DuckDB: loaded ({info})")
+    duckdb_persons(con, paths, info)
     return con, info
+
+
+def duckdb_persons(con, paths, info):
+    """persons (id, created_at) for lifecycle's 'new': the same persons parquet Postgres COPYs
+    (created_at = the person's first event). Added to an existing load when missing."""
+    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'persons'").fetchone()[0]:
+        return
+    t = time.perf_counter()
+    con.execute(f"""CREATE TABLE persons AS
+        SELECT id, created_at::TIMESTAMP AS created_at FROM read_parquet('{paths['persons']}')""")
+    con.execute("CHECKPOINT")
+    info["persons_load_s"] = round(time.perf_counter() - t, 2)
+    log(f"DuckDB: persons loaded ({info['persons_load_s']} s)")
 
 
 def chdb_load(n, paths, reload):
@@ -401,7 +417,9 @@ def chdb_load(n, paths, reload):
     s = session.Session(path)
     if os.path.exists(stamp):
         log("chdb: already loaded")
-        return s, json.load(open(stamp))["load"]
+        info = json.load(open(stamp))["load"]
+        chdb_persons(s, paths, info)
+        return s, info
     log("chdb: loading")
     t = time.perf_counter()
     # PostHog's events table shape: partitioned by month, ordered by (day, event, distinct id);
@@ -423,7 +441,23 @@ def chdb_load(n, paths, reload):
             "uncompressed_bytes": int(raw), "parts": int(parts)}
     json.dump({"sig": sig, "load": info}, open(stamp, "w"))
     log(f"chdb: loaded ({info})")
+    chdb_persons(s, paths, info)
     return s, info
+
+
+def chdb_persons(s, paths, info):
+    """bench.persons (id, created_at) for lifecycle's 'new', from the persons parquet Postgres COPYs
+    (PostHog keeps created_at in its person table). Added to an existing load when missing."""
+    if s.query("EXISTS TABLE bench.persons", "TSV").data().strip() == "1":
+        return
+    t = time.perf_counter()
+    s.query("""CREATE TABLE bench.persons (id Int64, created_at DateTime64(6, 'UTC'))
+               ENGINE = MergeTree ORDER BY id""")
+    s.query(f"""INSERT INTO bench.persons SELECT id, toDateTime64(created_at, 6, 'UTC')
+                FROM file('{paths['persons']}', Parquet) SETTINGS max_threads = 2""")
+    s.query("OPTIMIZE TABLE bench.persons FINAL")
+    info["persons_load_s"] = round(time.perf_counter() - t, 2)
+    log(f"chdb: persons loaded ({info['persons_load_s']} s)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -512,6 +546,19 @@ def variants(pid, mat=None):
             ("pg_insights retention()", "pgi:retention", Q.pgi_retention(pid), None),
             ("DuckDB SQL", "duckdb", dk["retention"], None),
             ("chdb min + JOIN", "chdb", ch["retention"], None),
+        ],
+        "stickiness": [
+            ("PG plain SQL (GROUP BY person, day)", "pg", pg["stickiness"], None),
+            ("PG plain SQL (count(DISTINCT day))", "pg", pg["stickiness_distinct"], None),
+            ("pg_insights stickiness()", "pgi:stickiness", Q.pgi_stickiness(pid), None),
+            ("DuckDB SQL (count(DISTINCT day))", "duckdb", dk["stickiness"], None),
+            ("chdb uniqExact(day)", "chdb", ch["stickiness"], None),
+        ],
+        "lifecycle": [
+            ("PG plain SQL (lag/lead over person-days)", "pg", pg["lifecycle"], None),
+            ("pg_insights lifecycle()", "pgi:lifecycle", Q.pgi_lifecycle(pid), None),
+            ("DuckDB SQL (lag/lead over person-days)", "duckdb", dk["lifecycle"], None),
+            ("chdb groupUniqArray + ARRAY JOIN", "chdb", ch["lifecycle"], None),
         ],
     }
 
@@ -747,7 +794,8 @@ def bench_queries(runner, pid, names, runs, keep_going, result):
             log(f"  {label}: median {v['median_ms']} ms (min {v['min_ms']}, max {v['max_ms']}) "
                 f"[{len(got)} rows, identical]")
             if engine == "pg" or engine.startswith("pgi:"):
-                v["explain"] = runner.explain(sql, nested=engine in ("pgi:funnel", "pgi:trend", "pgi:retention"))
+                v["explain"] = runner.explain(sql, nested=engine in ("pgi:funnel", "pgi:trend", "pgi:retention",
+                                                              "pgi:stickiness", "pgi:lifecycle"))
         if ref is None:
             entry["rows"] = []
     return failed
@@ -860,7 +908,8 @@ def main():
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--runs", type=int, default=5, help="timed runs per engine (after 1 warm-up)")
     ap.add_argument("--only", default="", help="comma list of query-name prefixes: funnel, "
-                    "funnel_breakdown, dau, retention, ingest")
+                    "funnel_breakdown, funnel_strict, funnel_unordered, trend_filter, dau, retention, "
+                    "stickiness, lifecycle, ingest")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--reload", action="store_true", help="regenerate nothing, but reload every engine")
     ap.add_argument("--regen", action="store_true", help="regenerate the parquet (implies --reload)")

@@ -3,6 +3,9 @@
 Windows (data: 90 days ending 2026-10-31, UTC):
   funnel, DAU:  the last 30 days, [2026-10-02, 2026-11-01)
   retention:    the last 8 ISO weeks, [2026-09-07 (Mon), 2026-11-02)
+  stickiness:   the same 30 days as DAU, [2026-10-02, 2026-11-01), $pageview
+  lifecycle:    output days 2026-10-02 .. 2026-10-31, read over [2026-10-01, 2026-11-02) (one day
+                before and after), $pageview
 
 Every query returns a small set of rows; bench.py normalises them (strings, sorted, zero-count
 funnel levels dropped) and requires all engines to agree before any timing counts.
@@ -11,6 +14,9 @@ import json
 
 FROM_TS, TO_TS = "2026-10-02 00:00:00", "2026-11-01 00:00:00"
 RET_FROM, RET_TO = "2026-09-07 00:00:00", "2026-11-02 00:00:00"
+# lifecycle reads one day before the first output day and one after the last (bench project: UTC)
+LC_FROM, LC_TO = "2026-10-01 00:00:00", "2026-11-02 00:00:00"
+OUT_FIRST, OUT_LAST = "2026-10-02", "2026-10-31"   # output days of stickiness and lifecycle
 STEPS = ["$pageview", "view_item", "add_to_cart", "purchase"]
 WINDOW_DAYS = 14
 WINDOW_US = WINDOW_DAYS * 86_400 * 1_000_000
@@ -192,7 +198,55 @@ SELECT f.cohort, (pw.wk - f.cohort) / 7 AS week_offset, count(*) AS persons
 FROM f JOIN pw USING (person_id)
 WHERE f.cohort >= DATE '{RET_FROM[:10]}' AND pw.wk >= f.cohort
 GROUP BY 1, 2 ORDER BY 1, 2"""
+    # Stickiness: distinct (person, UTC day) pairs (a hash aggregate that runs in parallel), then
+    # days per person, then persons per day count.
+    q["stickiness"] = f"""SELECT n AS intervals, count(*) AS persons FROM (
+  SELECT person_id, count(*) AS n FROM (
+    SELECT person_id, ("timestamp" AT TIME ZONE 'UTC')::date AS d
+    FROM insights.events WHERE {w} AND event = '$pageview'
+    GROUP BY 1, 2) pd
+  GROUP BY person_id) s
+GROUP BY n ORDER BY n"""
+    q["stickiness_distinct"] = f"""SELECT n AS intervals, count(*) AS persons FROM (
+  SELECT person_id, count(DISTINCT ("timestamp" AT TIME ZONE 'UTC')::date) AS n
+  FROM insights.events WHERE {w} AND event = '$pageview'
+  GROUP BY person_id) s
+GROUP BY n ORDER BY n"""
+    q["lifecycle"] = lifecycle_window(
+        "insights.events", pg_where(pid, LC_FROM, LC_TO) + " AND event = '$pageview'", "person_id",
+        """("timestamp" AT TIME ZONE 'UTC')::date""", "insights.persons",
+        "(pp.created_at AT TIME ZONE 'UTC')::date")
     return q
+
+
+# ---------------------------------------------------------------------------------------------
+# Lifecycle (PostHog's, per day; shared by Postgres and DuckDB): the window is the 30 output days
+# plus one day on each side. Per person, the distinct active days d in the window, sorted, with
+# lag/lead over (person, day):
+#   new          d is the person's first active day in the window and the day of persons.created_at
+#   returning    the day before d is active
+#   resurrecting otherwise
+#   dormant      on d + 1 when d + 1 is not active (counted negative)
+# Only the output days are reported, zeros left out. persons.created_at is the first event of the
+# person (what ingestion sets; gen.py writes it so and bench.py COPYs it).
+# ---------------------------------------------------------------------------------------------
+def lifecycle_window(src, where, person, day, persons, created_day):
+    return f"""WITH pd AS (
+  SELECT {person} AS p, {day} AS d FROM {src} WHERE {where} GROUP BY 1, 2
+), s AS (
+  SELECT p, d, lag(d) OVER w AS prev, lead(d) OVER w AS next
+  FROM pd WINDOW w AS (PARTITION BY p ORDER BY d)
+), st AS (
+  SELECT s.d, CASE WHEN s.prev IS NULL AND s.d = {created_day} THEN 'new'
+                   WHEN s.prev = s.d - 1 THEN 'returning' ELSE 'resurrecting' END AS status
+  FROM s LEFT JOIN {persons} pp ON pp.id = s.p
+  WHERE s.d BETWEEN DATE '{OUT_FIRST}' AND DATE '{OUT_LAST}'
+  UNION ALL
+  SELECT s.d + 1, 'dormant' FROM s
+  WHERE (s.next IS NULL OR s.next > s.d + 1) AND s.d + 1 BETWEEN DATE '{OUT_FIRST}' AND DATE '{OUT_LAST}'
+)
+SELECT status, d, CASE WHEN status = 'dormant' THEN -count(*) ELSE count(*) END AS persons
+FROM st GROUP BY status, d ORDER BY status, d"""
 
 
 def pgi_window_funnel(pid):
@@ -277,6 +331,24 @@ def pgi_retention(pid):
 FROM insights.retention({pid}::bigint, '{json.dumps(q)}'::jsonb) WHERE count > 0"""
 
 
+def _legacy_filter(insight):
+    return json.dumps({"insight": insight, "events": [{"id": "$pageview"}], "date_from": OUT_FIRST,
+                       "date_to": OUT_LAST, "interval": "day"})
+
+
+def pgi_stickiness(pid):
+    """insights.stickiness returns every k of 1..30, zeros included: they are left out here, as
+    the peers have no row for them."""
+    return f"""SELECT intervals, actors::bigint AS persons
+FROM insights.stickiness({pid}::bigint, '{_legacy_filter("STICKINESS")}'::jsonb) WHERE actors <> 0"""
+
+
+def pgi_lifecycle(pid):
+    """insights.lifecycle: (status, bucket, value), dormant negative, zeros included (left out)."""
+    return f"""SELECT status, (bucket AT TIME ZONE 'UTC')::date AS d, value::bigint AS persons
+FROM insights.lifecycle({pid}::bigint, '{_legacy_filter("LIFECYCLE")}'::jsonb) WHERE value <> 0"""
+
+
 def duckdb_queries():
     w = f"ts >= TIMESTAMP '{FROM_TS}' AND ts < TIMESTAMP '{TO_TS}'"
     q = {}
@@ -304,6 +376,13 @@ SELECT f.cohort, (pw.wk - f.cohort) // 7 AS week_offset, count(*) AS persons
 FROM f JOIN pw USING (person_id)
 WHERE f.cohort >= DATE '{RET_FROM[:10]}' AND pw.wk >= f.cohort
 GROUP BY 1, 2 ORDER BY 1, 2"""
+    q["stickiness"] = f"""SELECT n AS intervals, count(*) AS persons FROM (
+  SELECT person_id, count(DISTINCT ts::DATE) AS n FROM events
+  WHERE {w} AND event = '$pageview' GROUP BY person_id) s
+GROUP BY n ORDER BY n"""
+    q["lifecycle"] = lifecycle_window(
+        "events", f"ts >= TIMESTAMP '{LC_FROM}' AND ts < TIMESTAMP '{LC_TO}' AND event = '$pageview'",
+        "person_id", "ts::DATE", "persons", "pp.created_at::DATE")
     return q
 
 
@@ -372,6 +451,28 @@ INNER JOIN (SELECT DISTINCT person_id, toMonday(ts) AS wk FROM bench.events
             WHERE {rng(RET_FROM, RET_TO)}) AS w USING (person_id)
 WHERE cohort >= toDate('{RET_FROM[:10]}') AND wk >= cohort
 GROUP BY cohort, week_offset ORDER BY cohort, week_offset{s}"""
+    q["stickiness"] = f"""SELECT n AS intervals, count() AS persons FROM (
+  SELECT person_id, uniqExact(toDate(ts)) AS n FROM bench.events
+  WHERE {rng(FROM_TS, TO_TS)} AND event = '$pageview' GROUP BY person_id)
+GROUP BY n ORDER BY n{s}"""
+    # Lifecycle in ClickHouse's array form: each person's sorted distinct days, then one
+    # (day, status) tuple per active day and per dormant day (d + 1 not active), ARRAY JOINed.
+    # The created day comes from bench.persons (created_at = first event, as in Postgres).
+    q["lifecycle"] = f"""SELECT status, d, if(status = 'dormant', -toInt64(count()), toInt64(count())) AS persons
+FROM (
+  SELECT x.1 AS d, x.2 AS status
+  FROM (SELECT a.days AS days, pp.c AS c
+        FROM (SELECT person_id AS p, arraySort(groupUniqArray(toDate(ts))) AS days FROM bench.events
+              WHERE {rng(LC_FROM, LC_TO)} AND event = '$pageview' GROUP BY person_id) AS a
+        LEFT JOIN (SELECT id, toDate(created_at) AS c FROM bench.persons) AS pp ON pp.id = a.p)
+  ARRAY JOIN arrayConcat(
+    arrayMap(i -> (days[i], multiIf(i = 1 AND days[i] = c, 'new',
+                                    i > 1 AND days[i - 1] = days[i] - 1, 'returning', 'resurrecting')),
+             arrayEnumerate(days)),
+    arrayMap(i -> (days[i] + 1, 'dormant'),
+             arrayFilter(i -> i = length(days) OR days[i + 1] > days[i] + 1, arrayEnumerate(days)))) AS x)
+WHERE d BETWEEN toDate('{OUT_FIRST}') AND toDate('{OUT_LAST}')
+GROUP BY status, d ORDER BY status, d{s}"""
     return q
 
 
@@ -393,4 +494,10 @@ QUERIES = {
     "dau": "Q3 DAU: distinct persons per UTC day × $browser, 30 days",
     "retention": "Q4 weekly retention, 8 ISO weeks, PostHog retention_first_time: cohort = week of the "
                  "first-ever event, returning = any event; cohort × week offset → persons",
+    "stickiness": "Q6 stickiness of $pageview, 30 days (UTC): persons by the number of distinct days "
+                  "they were active on, k = 1..30 (k → persons)",
+    "lifecycle": "Q7 lifecycle of $pageview per UTC day, 30 output days (window: one day before and after): "
+                 "new (first active day in the window = day of persons.created_at) / returning (day before "
+                 "active) / resurrecting / dormant (the day after an active day, negative) → persons per "
+                 "status × day",
 }

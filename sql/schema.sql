@@ -26,6 +26,8 @@ CREATE TABLE insights.projects (
     week_start_day        smallint NOT NULL DEFAULT 0 CHECK (week_start_day IN (0, 1)),
     -- PostHog's `test_account_filters`: a list of property filters ANDed in by filter_test_accounts.
     test_account_filters  jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(test_account_filters) = 'array'),
+    -- PostHog's `path_cleaning_filters`: [{regex, alias}] applied to path items with path_replacements.
+    path_cleaning_filters jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(path_cleaning_filters) = 'array'),
     created_at            timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT projects_timezone_valid CHECK (insights._is_valid_timezone(timezone))
 );

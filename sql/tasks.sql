@@ -10,7 +10,7 @@
 CREATE TABLE insights.query_tasks (
     id             uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
     project_id     bigint NOT NULL REFERENCES insights.projects ON DELETE CASCADE,
-    kind           text NOT NULL CHECK (kind IN ('funnel', 'trend', 'retention', 'stickiness', 'lifecycle')),
+    kind           text NOT NULL CHECK (kind IN ('funnel', 'trend', 'retention', 'stickiness', 'lifecycle', 'path')),
     query          jsonb NOT NULL,
     cache_key      text NOT NULL,
     status         text NOT NULL DEFAULT 'queued'
@@ -42,6 +42,7 @@ BEGIN
         WHEN 'retention' THEN insights.retention_json(p_project_id, p_query)
         WHEN 'stickiness' THEN insights.stickiness_json(p_project_id, p_query)
         WHEN 'lifecycle' THEN insights.lifecycle_json(p_project_id, p_query)
+        WHEN 'path' THEN insights.paths_json(p_project_id, p_query)
     END;
 END $$;
 
@@ -53,9 +54,9 @@ RETURNS uuid LANGUAGE plpgsql AS $$
 DECLARE
     v_id uuid;
 BEGIN
-    IF p_kind IS NULL OR p_kind NOT IN ('funnel', 'trend', 'retention', 'stickiness', 'lifecycle') THEN
+    IF p_kind IS NULL OR p_kind NOT IN ('funnel', 'trend', 'retention', 'stickiness', 'lifecycle', 'path') THEN
         RAISE EXCEPTION 'Unknown insight kind %', coalesce(quote_literal(p_kind), 'NULL')
-            USING ERRCODE = '22023', DETAIL = 'field: kind', HINT = 'One of funnel, trend, retention, stickiness, lifecycle.';
+            USING ERRCODE = '22023', DETAIL = 'field: kind', HINT = 'One of funnel, trend, retention, stickiness, lifecycle, path.';
     END IF;
     -- Serialise enqueues of one key so two concurrent requests cannot both insert.
     PERFORM pg_advisory_xact_lock(hashtextextended('pg_insights.query_tasks:' || p_project_id || ':' || p_cache_key, 0));

@@ -15,6 +15,7 @@ mod errors;
 mod funnel;
 mod http_body;
 mod lifecycle;
+mod paths;
 mod retention;
 mod stickiness;
 mod trends;

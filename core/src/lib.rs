@@ -16,6 +16,7 @@
 //! - [`correlation`]: funnel correlation (odds ratios of events and properties, §8.3).
 //! - [`series`]: what the per-actor engines share (filter context, series conditions, actor).
 //! - [`stickiness`], [`lifecycle`]: the per-actor period insights.
+//! - [`paths`]: path edges (SQL reads each person's events; sessions and edges in Rust).
 
 pub mod correlation;
 pub mod dates;
@@ -24,6 +25,7 @@ pub mod funnel_engine;
 pub mod funnels;
 pub mod hogql;
 pub mod lifecycle;
+pub mod paths;
 pub mod properties;
 pub mod query;
 pub mod retention;

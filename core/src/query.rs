@@ -835,6 +835,17 @@ fn parse_legacy(m: &Map<String, Value>, default_kind: InsightKind) -> Result<Ins
         InsightKind::Paths => {
             q.paths = parse_paths(m, &LEGACY_PATHS)?;
             q.paths.funnel_paths = legacy_funnel_paths(m)?;
+            // The older single `path_type` is `include_event_types: [path_type]`.
+            if q.paths.include_event_types.is_empty()
+                && let Some(t) = opt_choice(
+                    m,
+                    "path_type",
+                    PATH_TYPE_NAMES,
+                    name_parser(PATH_TYPE_NAMES),
+                )?
+            {
+                q.paths.include_event_types = vec![t.to_string()];
+            }
         }
         InsightKind::Stickiness => q.stickiness = parse_stickiness(m, &LEGACY_STICKINESS)?,
         InsightKind::Lifecycle => {

@@ -248,7 +248,8 @@ fn build(
     if nullable {
         w.push(format!("{actor} IS NOT NULL"));
     }
-    let having = match &q.stickiness.criteria {
+    // The criterion counts the events of one interval (a group of `c` buckets).
+    let having = |events: &str, b: &mut SqlBuilder| match &q.stickiness.criteria {
         None => String::new(),
         Some(c) => {
             let op = match c.operator.as_str() {
@@ -256,30 +257,34 @@ fn build(
                 "exact" => "=",
                 _ => ">=",
             };
-            format!(" HAVING count(*) {op} {}", b.int(c.value))
+            format!(" HAVING {events} {op} {}", b.int(c.value))
         }
     };
     let bucket = dates::sql_bucket_expr("e.\"timestamp\"", interval, &project.pt, &mut b);
-    let inner = format!(
-        "SELECT {actor} AS actor, {bucket} AS bucket FROM insights.events e WHERE {} \
-         GROUP BY 1, 2{having}",
-        w.join(" AND ")
-    );
     let buckets = dates::buckets(range, &project.pt);
     let c = q.interval_count.max(1) as usize;
     let intervals = buckets.len().div_ceil(c);
     let per_actor = if c == 1 {
-        format!("SELECT ab.actor, count(*) AS n FROM ({inner}) ab GROUP BY 1")
+        let h = having("count(*)", &mut b);
+        format!(
+            "SELECT ab.actor, count(*) AS n FROM (SELECT {actor} AS actor, {bucket} AS bucket \
+             FROM insights.events e WHERE {} GROUP BY 1, 2{h}) ab GROUP BY 1",
+            w.join(" AND ")
+        )
     } else {
         let arr = b.param(Param::TextArray(
             buckets.iter().map(|t| bucket_param_text(*t)).collect(),
         ));
         let n = b.int(buckets.len() as i64);
         let cp = b.int(c as i64);
+        let h = having("sum(ab.events)", &mut b);
         format!(
-            "SELECT ab.actor, count(DISTINCT ({n} - bk.i) / {cp}) AS n FROM ({inner}) ab \
+            "SELECT ag.actor, count(*) AS n FROM (SELECT ab.actor, ({n} - bk.i) / {cp} AS grp \
+             FROM (SELECT {actor} AS actor, {bucket} AS bucket, count(*) AS events \
+                     FROM insights.events e WHERE {} GROUP BY 1, 2) ab \
              JOIN unnest({arr}::timestamptz[]) WITH ORDINALITY AS bk(b, i) ON bk.b = ab.bucket \
-             GROUP BY 1"
+             GROUP BY 1, 2{h}) ag GROUP BY 1",
+            w.join(" AND ")
         )
     };
     let sql = match select {

@@ -226,3 +226,23 @@ fn actors_plan_selects_one_data_point() {
         .unwrap_err();
     assert_eq!(e.attr.as_deref(), Some("entity_id"));
 }
+
+#[test]
+fn criteria_count_the_events_of_a_whole_interval() {
+    // With intervalCount 2 the criterion applies to the group of two buckets, not to each one.
+    let p = ok(
+        json!({"kind": "StickinessQuery", "series": [{"kind": "EventsNode", "event": "$pageview"}],
+                      "dateRange": {"date_from": "2020-01-11", "date_to": "2020-01-20"}, "intervalCount": 2,
+                      "stickinessFilter": {"stickinessCriteria": {"operator": "gte", "value": 3}}}),
+    );
+    assert!(
+        p.runs[0].sql.contains("HAVING sum(ab.events) >="),
+        "{}",
+        p.runs[0].sql
+    );
+    assert!(
+        !p.runs[0].sql.contains("HAVING count(*)"),
+        "{}",
+        p.runs[0].sql
+    );
+}

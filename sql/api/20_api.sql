@@ -237,6 +237,7 @@ BEGIN
             WHEN 'funnel' THEN insights.funnel_json(insights.request_project_id(), v_filter)
             WHEN 'trend' THEN insights.trend_json(insights.request_project_id(), v_filter)
             WHEN 'retention' THEN insights.retention_json(insights.request_project_id(), v_filter)
+            WHEN 'path' THEN insights.paths_json(insights.request_project_id(), v_filter)
             WHEN 'funnel_correlation' THEN insights.funnel_correlation_json(insights.request_project_id(), v_filter)
         END;
     EXCEPTION WHEN OTHERS THEN

@@ -58,3 +58,7 @@ END $$;
 
 CREATE FUNCTION api.insight_retention(bytea) RETURNS json
 LANGUAGE sql AS $$ SELECT api._insight_compute($1, 'retention') $$;
+
+-- GET/POST insights/path/: a legacy PATHS filter (no `insight` needed) or a PathsQuery.
+CREATE FUNCTION api.insight_path(bytea) RETURNS json
+LANGUAGE sql AS $$ SELECT api._insight_compute($1, 'path') $$;

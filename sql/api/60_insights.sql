@@ -229,8 +229,8 @@ $$;
 ---------------------------------------------------------------------------------------------------
 -- Results and the query cache (§9.4)
 
--- Which engine computes an insight: 'funnel', 'trend', 'retention', 'stickiness', 'lifecycle', or
--- NULL when none of ours does (paths, SQL, or an empty insight): those get `result: null`.
+-- Which engine computes an insight: 'funnel', 'trend', 'retention', 'stickiness', 'lifecycle',
+-- 'path', or NULL when none of ours does (SQL, or an empty insight): those get `result: null`.
 CREATE FUNCTION api._insight_kind(p_filters jsonb, p_query jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE
@@ -242,6 +242,7 @@ LANGUAGE sql IMMUTABLE AS $$
                 WHEN 'RetentionQuery' THEN 'retention'
                 WHEN 'StickinessQuery' THEN 'stickiness'
                 WHEN 'LifecycleQuery' THEN 'lifecycle'
+                WHEN 'PathsQuery' THEN 'path'
             END
         WHEN jsonb_typeof(p_filters) = 'object' THEN
             CASE upper(coalesce(nullif(p_filters->>'insight', ''), 'TRENDS'))
@@ -249,6 +250,7 @@ LANGUAGE sql IMMUTABLE AS $$
                 WHEN 'RETENTION' THEN 'retention'
                 WHEN 'STICKINESS' THEN 'stickiness'
                 WHEN 'LIFECYCLE' THEN 'lifecycle'
+                WHEN 'PATHS' THEN 'path'
                 WHEN 'TRENDS' THEN CASE WHEN NOT (p_filters ? 'events' OR p_filters ? 'actions') THEN NULL
                                         WHEN p_filters->>'shown_as' = 'Stickiness' THEN 'stickiness'
                                         WHEN p_filters->>'shown_as' = 'Lifecycle' THEN 'lifecycle'

@@ -133,6 +133,7 @@ LANGUAGE sql IMMUTABLE AS $$
         WHEN 'RetentionQuery' THEN 'retention'
         WHEN 'StickinessQuery' THEN 'stickiness'
         WHEN 'LifecycleQuery' THEN 'lifecycle'
+        WHEN 'PathsQuery' THEN 'path'
     END
 $$;
 
@@ -165,7 +166,7 @@ BEGIN
         v_kind := api._query_kind(v_query);
         IF v_kind IS NULL THEN
             RETURN api._error(400, 'validation_error', 'invalid_input',
-                              format('Unsupported query kind %s: this server answers FunnelsQuery, TrendsQuery, RetentionQuery, StickinessQuery and LifecycleQuery.',
+                              format('Unsupported query kind %s: this server answers FunnelsQuery, TrendsQuery, RetentionQuery, StickinessQuery, LifecycleQuery and PathsQuery.',
                                      coalesce(v_query#>>'{source,kind}', v_query->>'kind', 'null')), 'query');
         END IF;
         v_out := api._cached_compute(v_kind, v_query,

@@ -1,0 +1,447 @@
+use super::*;
+use crate::dates::ProjectTime;
+use crate::query::parse_query_as;
+
+const M: i64 = 60_000_000; // one minute in µs
+
+fn project() -> Project {
+    Project {
+        id: 7,
+        pt: ProjectTime::utc(),
+        timezone: "UTC".into(),
+        test_account_filters: json!([]),
+        rollups: false,
+        materialized: vec![],
+    }
+}
+
+fn no_cohort(_: i64) -> Option<(bool, Value, String)> {
+    None
+}
+
+fn no_action(_: i64) -> Option<(Value, String)> {
+    None
+}
+
+fn plan_with(filter: Value, team: Value) -> Result<PathsPlan> {
+    let mut f = json!({"insight": "PATHS", "date_from": "2021-05-01", "date_to": "2021-05-02"});
+    for (k, v) in filter.as_object().into_iter().flatten() {
+        f[k] = v.clone();
+    }
+    let q = parse_query_as(&f, InsightKind::Trends)?;
+    let lookups = Lookups {
+        cohort: &no_cohort,
+        action: &no_action,
+    };
+    let now = DateTime::parse_from_rfc3339("2021-06-01T00:00:00Z")
+        .map(|d| d.to_utc())
+        .unwrap_or_default();
+    plan(&q, &project(), &team, &lookups, now, None)
+}
+
+fn ok(filter: Value) -> PathsPlan {
+    plan_with(filter, json!([])).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// Persons as lists of raw items one minute apart (the `sequential` fixtures).
+fn sequential(persons: &[&[&str]]) -> Vec<(Vec<i64>, Vec<String>)> {
+    persons
+        .iter()
+        .map(|items| {
+            let ts = (0..items.len() as i64).map(|i| i * M).collect();
+            let items = items
+                .iter()
+                .map(|s| strip_trailing_slash(s).to_string())
+                .collect();
+            (ts, items)
+        })
+        .collect()
+}
+
+/// `(source, target, value)` of a result.
+fn edges(v: &Value) -> Vec<(String, String, i64)> {
+    rows(v).into_iter().map(|(s, t, n, _)| (s, t, n)).collect()
+}
+
+fn e(s: &str, t: &str, n: i64) -> (String, String, i64) {
+    (s.to_string(), t.to_string(), n)
+}
+
+fn p5() -> Vec<(Vec<i64>, Vec<String>)> {
+    sequential(&[
+        &["/", "/about/"],
+        &["/", "/pricing/", "/about"],
+        &["/pricing", "/", "/about/"],
+        &["/", "/pricing/"],
+        &["/pricing", "/about", "/pricing/", "/help"],
+    ])
+}
+
+#[test]
+fn p5_start_point() {
+    for start in ["/pricing", "/pricing/"] {
+        let p = ok(json!({"start_point": start}));
+        assert_eq!(
+            edges(&render(&p, p5())),
+            vec![
+                e("1_/pricing", "2_/about", 2),
+                e("1_/pricing", "2_/", 1),
+                e("2_/", "3_/about", 1),
+                e("2_/about", "3_/pricing", 1),
+                e("3_/pricing", "4_/help", 1),
+            ]
+        );
+    }
+    let p = ok(json!({"start_point": "/"}));
+    assert_eq!(
+        edges(&render(&p, p5())),
+        vec![
+            e("1_/", "2_/about", 2),
+            e("1_/", "2_/pricing", 2),
+            e("2_/pricing", "3_/about", 1)
+        ]
+    );
+}
+
+#[test]
+fn p7_step_limit() {
+    let persons = sequential(&[&["/1", "/2", "/3", "/4"]]);
+    for (limit, n) in [(2, 1), (3, 2), (4, 3)] {
+        let r = render(&ok(json!({"step_limit": limit})), persons.clone());
+        assert_eq!(rows(&r).len(), n);
+    }
+    let r = render(&ok(json!({"step_limit": 4})), persons);
+    let times: Vec<f64> = rows(&r).into_iter().map(|x| x.3).collect();
+    assert_eq!(times, vec![60000.0, 60000.0, 60000.0]);
+}
+
+#[test]
+fn p9_end_point() {
+    let persons = sequential(&[
+        &["/1", "/2", "/3/", "/4/", "/5", "/about", "/after/"],
+        &["/5", "/about"],
+        &["/3/", "/4", "/about/", "/after"],
+    ]);
+    for end in ["/about", "/about/"] {
+        let r = render(&ok(json!({"end_point": end})), persons.clone());
+        assert_eq!(
+            edges(&r),
+            vec![
+                e("1_/2", "2_/3", 1),
+                e("1_/3", "2_/4", 1),
+                e("1_/5", "2_/about", 1),
+                e("2_/3", "3_/4", 1),
+                e("2_/4", "3_/about", 1),
+                e("3_/4", "4_/5", 1),
+                e("4_/5", "5_/about", 1),
+            ]
+        );
+    }
+}
+
+#[test]
+fn p11_groupings_and_exclusions() {
+    let persons = sequential(&[
+        &["/1", "/2/bar/1/foo", "/3"],
+        &["/1", "/bar/2/foo", "/3"],
+        &["/1", "/bar/33/foo", "/3"],
+    ]);
+    let r = render(
+        &ok(json!({"exclude_events": ["/bar/*/foo"], "path_groupings": ["/bar/*/foo"]})),
+        persons.clone(),
+    );
+    assert_eq!(edges(&r), vec![e("1_/1", "2_/3", 3)]);
+    assert_eq!(rows(&r)[0].3, 120000.0);
+    let r = render(
+        &ok(json!({"exclude_events": ["/bar/*/foo"], "path_groupings": ["/xxx/invalid/*"]})),
+        persons,
+    );
+    assert_eq!(rows(&r).len(), 6);
+}
+
+#[test]
+fn p13_sessions_split_after_30_minutes() {
+    let day = 24 * 60 * M;
+    let persons = vec![(
+        vec![0, M, 4 * M, day, day + M, day + 4 * M],
+        ["/1", "/2", "/3", "/1", "/2", "/3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    )];
+    let r = render(&ok(json!({})), persons);
+    assert_eq!(edges(&r), vec![e("1_/1", "2_/2", 2), e("2_/2", "3_/3", 2)]);
+    assert_eq!(rows(&r)[1].3, 180000.0);
+    // A gap of exactly 30 minutes starts a new path too.
+    let persons = vec![(vec![0, 30 * M], vec!["/a".to_string(), "/b".to_string()])];
+    assert_eq!(rows(&render(&ok(json!({})), persons)).len(), 0);
+}
+
+#[test]
+fn repeats_collapse_to_their_last_event() {
+    let persons = vec![(
+        vec![0, M, 2 * M, 5 * M],
+        ["/a", "/b", "/b", "/c"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    )];
+    let r = render(&ok(json!({})), persons);
+    let got: Vec<_> = rows(&r)
+        .into_iter()
+        .map(|(s, t, _, ms)| (s, t, ms))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("1_/a".into(), "2_/b".into(), 120000.0),
+            ("2_/b".into(), "3_/c".into(), 180000.0)
+        ]
+    );
+}
+
+#[test]
+fn p15_start_and_end() {
+    let persons = sequential(&[
+        &["/1", "/2", "/3", "/4", "/5", "/about", "/after"],
+        &["/5", "/about"],
+        &["/3", "/4", "/about", "/after"],
+    ]);
+    let r = render(
+        &ok(json!({"start_point": "/5", "end_point": "/about"})),
+        persons.clone(),
+    );
+    assert_eq!(edges(&r), vec![e("1_/5", "2_/about", 2)]);
+    let r = render(
+        &ok(json!({"start_point": "/2", "end_point": "/about", "step_limit": 4})),
+        persons,
+    );
+    assert_eq!(
+        edges(&r),
+        vec![
+            e("1_/2", "2_/3", 1),
+            e("2_/3", "3_...", 1),
+            e("3_...", "4_/5", 1),
+            e("4_/5", "5_/about", 1)
+        ]
+    );
+    assert!(rows(&r).iter().all(|x| x.3 == 60000.0));
+}
+
+#[test]
+fn p17_groupings() {
+    let mut persons = Vec::new();
+    for _ in 0..5 {
+        persons.push(
+            [
+                "step one",
+                "between_step_1_a",
+                "between_step_1_b",
+                "between_step_1_c",
+                "step two",
+                "step three",
+            ]
+            .to_vec(),
+        );
+    }
+    for _ in 0..10 {
+        persons.push(
+            [
+                "step one",
+                "between_step_1_a",
+                "between_step_1_b",
+                "step two",
+                "between_step_2_a",
+                "between_step_2_b",
+            ]
+            .to_vec(),
+        );
+    }
+    for i in 0..20 {
+        let mut p = ["step one", "step dropoff1", "step dropoff2"].to_vec();
+        if i % 2 == 0 {
+            p.push("step branch");
+        }
+        persons.push(p);
+    }
+    let rows_in: Vec<(Vec<i64>, Vec<String>)> = persons
+        .iter()
+        .map(|p| {
+            (
+                (0..p.len() as i64).map(|i| i * M).collect(),
+                p.iter().map(|s| s.to_string()).collect(),
+            )
+        })
+        .collect();
+    let r = render(
+        &ok(json!({"path_groupings": ["between_step_1_*", "between_step_2_*", "step drop*"]})),
+        rows_in,
+    );
+    let got = edges(&r);
+    assert_eq!(got[0], e("1_step one", "2_step drop*", 20));
+    assert_eq!(got[1], e("1_step one", "2_between_step_1_*", 15));
+    assert_eq!(got[2], e("2_between_step_1_*", "3_step two", 15));
+    assert_eq!(got[3], e("2_step drop*", "3_step branch", 10));
+    assert_eq!(got[4], e("3_step two", "4_between_step_2_*", 10));
+    assert_eq!(got[5], e("3_step two", "4_step three", 5));
+    assert_eq!(rows(&r)[1].3, 140000.0);
+}
+
+#[test]
+fn p19_cleaning_rules() {
+    let persons = sequential(&[
+        &[
+            "test.com/step1",
+            "test.com/step2/5",
+            "test.com/step2/5?key=value1",
+        ],
+        &[
+            "test.com/step1",
+            "test.com/step2/5",
+            "test.com/step2/5?key=value2",
+        ],
+        &[
+            "test.com/step1",
+            "test.com/step2/5",
+            "test.com/step2/5?key=value3",
+        ],
+    ]);
+    let local = json!([{"regex": "\\?(.*)", "alias": "?<param>"}, {"regex": "/\\d+(/|\\?)?", "alias": "/<id>"}]);
+    let r = render(
+        &ok(json!({"local_path_cleaning_filters": local})),
+        persons.clone(),
+    );
+    let want = vec![
+        e("1_test.com/step1", "2_test.com/step2/<id>", 3),
+        e("2_test.com/step2/<id>", "3_test.com/step2/<id><param>", 3),
+    ];
+    assert_eq!(edges(&r), want);
+    // The team's rules apply first, with path_replacements only.
+    let team = json!([{"regex": "\\?(.*)", "alias": "?<param>"}]);
+    let local = json!([{"regex": "/\\d+(/|\\?)?", "alias": "/<id>"}]);
+    let p = plan_with(
+        json!({"local_path_cleaning_filters": local, "path_replacements": true}),
+        team,
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(edges(&render(&p, persons)), want);
+}
+
+#[test]
+fn p25_groupings_match_anywhere() {
+    let persons = sequential(&[
+        &[
+            "/about_1",
+            "/about_2",
+            "/something else",
+            "/about3",
+            "/about4",
+        ],
+        &[
+            "/about_1",
+            "/about_2",
+            "/something else",
+            "/about3",
+            "/about4",
+        ],
+    ]);
+    let r = render(&ok(json!({"path_groupings": ["/about*"]})), persons.clone());
+    assert_eq!(
+        edges(&r),
+        vec![
+            e("1_/about*", "2_/something else", 2),
+            e("2_/something else", "3_/about*", 2)
+        ]
+    );
+    let r = render(&ok(json!({"path_groupings": ["/about_*"]})), persons);
+    assert_eq!(edges(&r).len(), 3);
+    assert_eq!(edges(&r)[2], e("3_/about3", "4_/about4", 2));
+}
+
+#[test]
+fn weights_limits_and_reachability() {
+    let persons = sequential(&[&["/a", "/b", "/c"], &["/a", "/b", "/c"], &["/x", "/y"]]);
+    let r = render(&ok(json!({"min_edge_weight": 2})), persons.clone());
+    assert_eq!(edges(&r), vec![e("1_/a", "2_/b", 2), e("2_/b", "3_/c", 2)]);
+    let r = render(&ok(json!({"max_edge_weight": 1})), persons.clone());
+    assert_eq!(edges(&r), vec![e("1_/x", "2_/y", 1)]);
+    // edge_limit 1 keeps 1_/a→2_/b; 2_/b→3_/c is cut and nothing is orphaned.
+    let r = render(&ok(json!({"edge_limit": 1})), persons);
+    assert_eq!(edges(&r), vec![e("1_/a", "2_/b", 2)]);
+    let err = plan_with(
+        json!({"min_edge_weight": 3, "max_edge_weight": 2}),
+        json!([]),
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert_eq!(err.attr.as_deref(), Some("max_edge_weight"));
+}
+
+#[test]
+fn orphans_are_dropped_after_the_limit() {
+    // 2_/b→3_/c (value 5) survives the limit but the edges into 2_/b (3 and 2) were cut.
+    let mut persons = sequential(&[
+        &["/z", "/b", "/c"],
+        &["/z", "/b", "/c"],
+        &["/z", "/b", "/c"],
+    ]);
+    persons.extend(sequential(&[&["/y", "/b", "/c"], &["/y", "/b", "/c"]]));
+    persons.extend(sequential(&[
+        &["/a", "/q"],
+        &["/a", "/q"],
+        &["/a", "/q"],
+        &["/a", "/q"],
+    ]));
+    let p = ok(json!({"edge_limit": 2}));
+    let r = render(&p, persons);
+    assert_eq!(edges(&r), vec![e("1_/a", "2_/q", 4)]);
+}
+
+#[test]
+fn bad_regex_is_a_400() {
+    let err = plan_with(
+        json!({"local_path_cleaning_filters": [{"regex": "(", "alias": "x"}]}),
+        json!([]),
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert_eq!(
+        err.attr.as_deref(),
+        Some("local_path_cleaning_filters__0__regex")
+    );
+    let err = plan_with(json!({"include_event_types": ["$nope"]}), json!([]))
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.attr.as_deref(), Some("include_event_types__0"));
+}
+
+#[test]
+fn event_types_choose_items_and_events() {
+    let p = ok(json!({"include_event_types": ["$pageview"]}));
+    assert!(
+        p.sql.contains("$current_url") && !p.sql.contains("$screen_name"),
+        "{}",
+        p.sql
+    );
+    assert!(p.params.contains(&Param::Text("$pageview".into())));
+    let p = ok(json!({"include_event_types": ["custom_event"]}));
+    assert!(p.sql.contains("NOT LIKE '$%'"), "{}", p.sql);
+    // Without types, an excluded $pageview is named by its event.
+    let p = ok(json!({"exclude_events": ["$pageview"]}));
+    assert!(!p.sql.contains("$current_url"), "{}", p.sql);
+    let p = ok(json!({"path_type": "$screen"}));
+    assert!(
+        p.sql.contains("$screen_name") && !p.sql.contains("$current_url"),
+        "{}",
+        p.sql
+    );
+}
+
+#[test]
+fn replacement_text() {
+    assert_eq!(replacement("\\1/x"), "${1}/x");
+    assert_eq!(replacement("$5"), "$$5");
+    assert_eq!(strip_trailing_slash("/"), "/");
+    assert_eq!(strip_trailing_slash("/a/"), "/a");
+    assert_eq!(strip_trailing_slash("/a//"), "/a/");
+}
