@@ -916,7 +916,11 @@ def main():
     ap.add_argument("--keep-going", action="store_true", help="record mismatches instead of stopping")
     ap.add_argument("--keep-pg", action="store_true", help="leave the bench cluster running")
     ap.add_argument("--ingest-events", type=int, default=200_000)
+    ap.add_argument("--tag", default="", help="write bench/results/events_N_TAG.json, its own section in "
+                    "RESULTS.md, instead of merging into events_N.json (a run on another machine or day)")
     args = ap.parse_args()
+    if args.tag and not all(ch.isalnum() or ch in "-_" for ch in args.tag):
+        sys.exit("--tag: letters, digits, '-' and '_' only")
     n = args.events
     only = [o.strip() for o in args.only.split(",") if o.strip()]
     qnames = [q for q in Q.QUERIES if not only or any(q.startswith(o) for o in only)]
@@ -934,9 +938,9 @@ def main():
         args.reload = True
 
     started = dt.datetime.now(dt.timezone.utc)
-    result_path = os.path.join(RESULTS, f"events_{n}.json")
+    result_path = os.path.join(RESULTS, f"events_{n}{'_' + args.tag if args.tag else ''}.json")
     result = json.load(open(result_path)) if os.path.exists(result_path) else {}
-    result.update(events=n, seed=args.seed, started_at=started.isoformat(timespec="seconds"),
+    result.update(events=n, tag=args.tag or None, seed=args.seed, started_at=started.isoformat(timespec="seconds"),
                   command=os.environ.get("BENCH_CMDLINE") or "bench/run " + shlex.join(sys.argv[1:]),
                   runs=args.runs, machine=machine(), loadavg_start=open("/proc/loadavg").read().split()[:3])
     result.setdefault("queries", {})

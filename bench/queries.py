@@ -212,15 +212,35 @@ GROUP BY n ORDER BY n"""
   FROM insights.events WHERE {w} AND event = '$pageview'
   GROUP BY person_id) s
 GROUP BY n ORDER BY n"""
-    q["lifecycle"] = lifecycle_window(
-        "insights.events", pg_where(pid, LC_FROM, LC_TO) + " AND event = '$pageview'", "person_id",
-        """("timestamp" AT TIME ZONE 'UTC')::date""", "insights.persons",
-        "(pp.created_at AT TIME ZONE 'UTC')::date")
+    # Lifecycle, the Postgres form of lifecycle_window() (below), measured fastest of four here:
+    # - the (person, day) pairs in a MATERIALIZED CTE: planned on its own, they are hash-aggregated
+    #   (148k rows → 40k at 1M events) and only those are sorted for the window; inlined, the planner
+    #   (estimating no reduction) sorts all the events for a Sort + Group that feeds the window;
+    # - one pass over the windowed rows, each giving its status row and its dormant row
+    #   (LATERAL VALUES) instead of a UNION ALL over a second CTE;
+    # - persons.created_at probed only for a person's first day in the window (prev IS NULL).
+    q["lifecycle"] = f"""WITH pd AS MATERIALIZED (
+  SELECT person_id AS p, ("timestamp" AT TIME ZONE 'UTC')::date AS d
+  FROM insights.events WHERE {pg_where(pid, LC_FROM, LC_TO)} AND event = '$pageview'
+  GROUP BY 1, 2
+), s AS (
+  SELECT p, d, lag(d) OVER w AS prev, lead(d) OVER w AS next
+  FROM pd WINDOW w AS (PARTITION BY p ORDER BY d)
+)
+SELECT x.status, x.d, CASE WHEN x.status = 'dormant' THEN -count(*) ELSE count(*) END AS persons
+FROM s CROSS JOIN LATERAL (VALUES
+  (s.d, CASE WHEN s.prev = s.d - 1 THEN 'returning'
+             WHEN s.prev IS NULL AND s.d = (SELECT (pp.created_at AT TIME ZONE 'UTC')::date
+                                            FROM insights.persons pp WHERE pp.id = s.p) THEN 'new'
+             ELSE 'resurrecting' END),
+  (CASE WHEN s.next IS NULL OR s.next > s.d + 1 THEN s.d + 1 END, 'dormant')) x(d, status)
+WHERE x.d BETWEEN DATE '{OUT_FIRST}' AND DATE '{OUT_LAST}'
+GROUP BY 1, 2 ORDER BY 1, 2"""
     return q
 
 
 # ---------------------------------------------------------------------------------------------
-# Lifecycle (PostHog's, per day; shared by Postgres and DuckDB): the window is the 30 output days
+# Lifecycle (PostHog's, per day; DuckDB's form, Postgres has its own above): the window is the 30 output days
 # plus one day on each side. Per person, the distinct active days d in the window, sorted, with
 # lag/lead over (person, day):
 #   new          d is the person's first active day in the window and the day of persons.created_at

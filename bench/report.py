@@ -1,4 +1,5 @@
-"""Render bench/RESULTS.md from every bench/results/events_N.json (one section per size)."""
+"""Render bench/RESULTS.md from every bench/results/events_N.json (one section per size) and
+events_N_TAG.json (a tagged run, `bench/run --tag TAG`: its own section after the size's main one)."""
 import glob
 import json
 import os
@@ -53,7 +54,8 @@ def ratios(r):
 
 def section(r):
     n = r["events"]
-    out = [f"## {n:,} events ({r.get('persons', 0):,} persons)", ""]
+    tag = r.get("tag")
+    out = [f"## {n:,} events ({r.get('persons', 0):,} persons)" + (f": run `{tag}`" if tag else ""), ""]
     cmds = sorted({q.get("command", r["command"]) for q in r["queries"].values()}
                   | ({r["ingest"].get("command") or r["command"]} if r.get("ingest") else set()))
     out += [f"- command{'s' if len(cmds) > 1 else ''}: " + ", ".join(f"`{c}`" for c in cmds) +
@@ -155,7 +157,8 @@ def section(r):
                 f"{fmt_ms(ing['batch_ms_p95'])}, max {fmt_ms(ing['batch_ms_max'])}; "
                 f"{ing['persons_created']:,} persons created). {ing['note']}.", ""]
 
-    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"notes_{n}.md")
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                         f"notes_{n}{'_' + tag if tag else ''}.md")
     if os.path.exists(notes):  # hand-written analysis (plans of the nested statements, findings)
         out += [open(notes).read().rstrip(), ""]
 
@@ -169,8 +172,10 @@ def section(r):
 
 
 def write(results_dir, path):
-    files = sorted(glob.glob(os.path.join(results_dir, "events_*.json")),
-                   key=lambda p: int(os.path.basename(p)[7:-5]))
+    def key(p):  # events_N.json, then its tagged runs events_N_TAG.json
+        n, _, tag = os.path.basename(p)[7:-5].partition("_")
+        return int(n), tag
+    files = sorted(glob.glob(os.path.join(results_dir, "events_*.json")), key=key)
     lines = ["# pg_insights benchmark results", "",
              "Written by `bench/run` (see bench/README.md for the method and fairness rules); raw timings "
              "are in `bench/results/events_N.json`. Times are wall-clock, client side, warm cache.", ""]

@@ -354,7 +354,7 @@ def test_analyze_retention(data):
 
 
 def test_analyze_insight_without_engine(project):
-    ins = create(project, {"query": {"kind": "InsightVizNode", "source": {"kind": "PathsQuery"}}})
+    ins = create(project, {"query": {"kind": "DataTableNode", "source": {"kind": "HogQLQuery", "query": "select 1"}}})
     body = analyze(project, ins["id"]).json()
     assert body["kind"] is None and body["facts"] == [] and body["is_cached"] is False
 
