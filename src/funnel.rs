@@ -376,7 +376,7 @@ COMMENT ON AGGREGATE insights._funnel_agg(text, int8, text, timestamptz, int4, i
 // ---------------------------------------------------------------------------------------------
 
 /// Parse, plan and run a funnel: the plan and one engine output per run.
-fn run(
+pub(crate) fn run(
     project_id: i64,
     query: &Value,
     actors: Option<ActorsRequest>,

@@ -2,8 +2,8 @@
 //! `insights.paths` (typed edges). The statement reads each person's events in time order;
 //! sessions, cleaning and edges are pure Rust in `pg_insights_core::paths`.
 
-use pg_insights_core::funnels::Project;
-use pg_insights_core::paths;
+use pg_insights_core::funnels::{ActorsRequest, Project};
+use pg_insights_core::paths::{self, ActorKeys, FunnelScope, PathsPlan, PersonEvents};
 use pg_insights_core::query::InsightKind;
 use pgrx::JsonB;
 use pgrx::prelude::*;
@@ -26,21 +26,54 @@ fn team_cleaning(project_id: i64) -> Value {
     .unwrap_or_else(|| json!([]))
 }
 
-fn run(project_id: i64, query: &str) -> (Value, Project) {
+/// Funnel paths: run the funnel (detailed outcomes) and keep each person's part of it.
+fn funnel_scope(project_id: i64, fp: &paths::FunnelPaths) -> FunnelScope {
+    let detail = ActorsRequest {
+        step: 1,
+        breakdown: None,
+        detail: true,
+    };
+    let (plan, outputs, _) = crate::funnel::run(project_id, &fp.source, Some(detail));
+    let window_us = plan.config.window_us;
+    FunnelScope {
+        windows: paths::funnel_windows(fp, &outputs, window_us),
+        window_us,
+    }
+}
+
+/// Parse and plan a paths query, then read every person's events.
+fn read(project_id: i64, query: &str) -> (PathsPlan, Vec<PersonEvents>, Project) {
     let project = load_project(project_id);
     let q = parse_insight(&parse_json(query, "query"), InsightKind::Paths);
+    let funnel = paths::funnel_paths(&q.paths)
+        .unwrap_or_else(|e| raise_query_error(&e))
+        .map(|fp| funnel_scope(project_id, &fp));
     let earliest = earliest_event(project_id, &q);
     let team = team_cleaning(project_id);
     let plan = with_lookups(project_id, |lookups| {
-        paths::plan(&q, &project, &team, lookups, chrono::Utc::now(), earliest)
+        paths::plan(
+            &q,
+            &project,
+            &team,
+            lookups,
+            chrono::Utc::now(),
+            earliest,
+            funnel,
+        )
     })
     .unwrap_or_else(|e| raise_query_error(&e));
     let persons = select_rows(&plan.sql, &plan.params, "paths", |row| {
         Ok((
-            row.get::<Vec<i64>>(1)?.unwrap_or_default(),
-            row.get::<Vec<String>>(2)?.unwrap_or_default(),
+            row.get::<i64>(1)?.unwrap_or_default(),
+            row.get::<Vec<i64>>(2)?.unwrap_or_default(),
+            row.get::<Vec<String>>(3)?.unwrap_or_default(),
         ))
     });
+    (plan, persons, project)
+}
+
+fn run(project_id: i64, query: &str) -> (Value, Project) {
+    let (plan, persons, project) = read(project_id, query);
     (paths::render(&plan, persons), project)
 }
 
@@ -75,6 +108,35 @@ fn _paths(
     TableIterator::new(paths::rows(&result))
 }
 
+/// SQL: `insights.paths_actors(project_id, query, start_key, end_key, dropoff_key) → setof
+/// text`: the persons behind one node or edge of a paths result (PostHog's `persons/path/`).
+/// The keys may be NULL; a NULL project or query gives no rows, as a STRICT function would.
+#[pg_extern(stable, parallel_safe)]
+fn _paths_actors(
+    project_id: Option<i64>,
+    query: Option<&str>,
+    start_key: Option<&str>,
+    end_key: Option<&str>,
+    dropoff_key: Option<&str>,
+) -> SetOfIterator<'static, String> {
+    let (Some(project_id), Some(query)) = (project_id, query) else {
+        return SetOfIterator::new(Vec::new());
+    };
+    let key = |k: Option<&str>| {
+        k.map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+    };
+    let keys = ActorKeys {
+        start: key(start_key),
+        end: key(end_key),
+        dropoff: key(dropoff_key),
+    };
+    let (plan, persons, _) = read(project_id, query);
+    let ids = paths::actors(&plan, persons, &keys).unwrap_or_else(|e| raise_query_error(&e));
+    SetOfIterator::new(ids.into_iter().map(|id| id.to_string()).collect::<Vec<_>>())
+}
+
 extension_sql!(
     r#"
 CREATE FUNCTION insights.paths_json(project_id bigint, query jsonb) RETURNS jsonb
@@ -91,7 +153,17 @@ BEGIN ATOMIC
 END;
 COMMENT ON FUNCTION insights.paths(bigint, jsonb) IS
   'Paths as typed edges (source "<step>_<item>", target, number of paths, mean time between them in ms).';
+
+CREATE FUNCTION insights.paths_actors(project_id bigint, query jsonb, start_key text DEFAULT NULL,
+                                      end_key text DEFAULT NULL, dropoff_key text DEFAULT NULL)
+RETURNS SETOF text
+LANGUAGE sql STABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT * FROM insights._paths_actors(project_id, query::text, start_key, end_key, dropoff_key);
+END;
+COMMENT ON FUNCTION insights.paths_actors(bigint, jsonb, text, text, text) IS
+  'Person ids behind a paths node or edge: start_key and end_key (the edge), end_key (reached the node), start_key (went on from it), dropoff_key (the path ends there). Keys are "<step>_<item>".';
 "#,
     name = "paths_sql_surface",
-    requires = [_paths_json, _paths],
+    requires = [_paths_json, _paths, _paths_actors],
 );

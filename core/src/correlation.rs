@@ -1339,7 +1339,7 @@ mod tests {
         let out = crate::funnels::summarize(&cfg, actors.into_iter(), &[None], 1);
         assert_eq!(
             out,
-            json!({"outcomes": [[1, 2, 100, 900], [2, 1, 100, null]]})
+            json!({"outcomes": [[1, 2, 100, 900, [100, 900]], [2, 1, 100, null, [100]]]})
         );
     }
 

@@ -54,8 +54,9 @@ pub struct ActorsRequest {
     pub step: i64,
     pub breakdown: Option<Value>,
     /// Funnel correlation: instead of ids, every actor who entered the funnel with its furthest
-    /// step and timestamps, `{"outcomes": [[id, level, first_ts, final_ts|null], …]}` (µs since
-    /// 2000-01-01; `final_ts` is the last step's time for converted actors). `step` and
+    /// step and timestamps, `{"outcomes": [[id, level, first_ts, final_ts|null, [step_ts…]], …]}`
+    /// (µs since 2000-01-01; `final_ts` is the last step's time for converted actors, `step_ts`
+    /// the times of steps 1..=level of the chosen chain; funnel paths read those). `step` and
     /// `breakdown` are ignored.
     #[serde(default)]
     pub detail: bool,
@@ -765,7 +766,7 @@ fn summarize_actors<'a>(
                 });
             if let Some(o) = best {
                 let last = (o.level >= cfg.num_steps).then(|| o.step_ts[o.level - 1]);
-                out.push(json!([id, o.level, o.step_ts[0], last]));
+                out.push(json!([id, o.level, o.step_ts[0], last, o.step_ts]));
             }
         }
         return json!({ "outcomes": out });

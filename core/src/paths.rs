@@ -34,10 +34,130 @@ const ELLIPSIS: &str = "...";
 
 #[derive(Debug, Clone)]
 pub struct PathsPlan {
-    /// Rows `(timestamps int8[], items text[])`, one per person, each in time order.
+    /// Rows `(person int8, timestamps int8[], items text[])`, one per person, in time order.
     pub sql: String,
     pub params: Vec<Param>,
     pub rules: PathRules,
+    /// Funnel paths: the events each selected person keeps, `person → (from, to)` in Unix µs
+    /// (inclusive). Persons not in it have no path.
+    pub windows: Option<HashMap<i64, (i64, i64)>>,
+}
+
+/// Which part of a funnel's persons' events a funnel path keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunnelPathKind {
+    After,
+    Before,
+    Between,
+}
+
+/// A parsed `funnelPathsFilter`: the funnel to run (a legacy filter or a FunnelsQuery, as sent)
+/// and the step it is about (N > 0: reached step N; N < 0: dropped off before step |N|).
+#[derive(Debug, Clone)]
+pub struct FunnelPaths {
+    pub kind: FunnelPathKind,
+    pub step: i64,
+    pub source: Value,
+}
+
+/// The funnel part of a paths query, if any. Errors name `funnel_paths` / `funnel_step` /
+/// `funnel_filter`.
+pub fn funnel_paths(p: &PathsOptions) -> Result<Option<FunnelPaths>> {
+    let Some(f) = &p.funnel_paths else {
+        return Ok(None);
+    };
+    let kind = match f.get("funnelPathType").and_then(Value::as_str) {
+        Some("funnel_path_after_step") => FunnelPathKind::After,
+        Some("funnel_path_before_step") => FunnelPathKind::Before,
+        Some("funnel_path_between_steps") => FunnelPathKind::Between,
+        _ => {
+            return Err(invalid(
+                "funnel_paths",
+                "funnel_paths must be funnel_path_after_step, funnel_path_before_step or \
+                 funnel_path_between_steps.",
+            ));
+        }
+    };
+    let step = match f.get("funnelStep") {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    };
+    let step = step.filter(|s| *s != 0 && *s != -1).ok_or_else(|| {
+        invalid(
+            "funnel_step",
+            "funnel_step must be a step number (1, 2, …) or a drop-off before a step (-2, -3, …).",
+        )
+    })?;
+    if kind == FunnelPathKind::Between && step == 1 {
+        return Err(invalid(
+            "funnel_step",
+            "Paths between steps need a step after the first (funnel_step 2 or more).",
+        ));
+    }
+    let source = f.get("funnelSource").filter(|s| s.is_object()).cloned();
+    let source = source.ok_or_else(|| {
+        invalid(
+            "funnel_filter",
+            "Funnel paths need the funnel (funnel_filter or funnelSource).",
+        )
+    })?;
+    Ok(Some(FunnelPaths { kind, step, source }))
+}
+
+/// Per person, the events a funnel path keeps, from the funnel engine's detailed outcomes
+/// (`[id, level, first, last, [step times…]]`, Postgres-epoch µs). With step `N > 0` the persons
+/// who reached step N and `T` = their step-N time; with `N < 0` those whose furthest step is
+/// `|N| − 1` and `T` = that step's time. After: `[T, ∞)`; before: `(−∞, T]` (drop-offs:
+/// `T + window`); between: `[step N−1, step N]` (drop-offs: `[T, T + window]`).
+pub fn funnel_windows(
+    fp: &FunnelPaths,
+    outputs: &[Value],
+    window_us: i64,
+) -> HashMap<i64, (i64, i64)> {
+    let mut out = HashMap::new();
+    let rows = outputs
+        .iter()
+        .filter_map(|o| o.get("outcomes").and_then(Value::as_array))
+        .flatten();
+    for row in rows {
+        let id = match row.get(0) {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        let level = row.get(1).and_then(Value::as_i64).unwrap_or(0);
+        let ts: Vec<i64> = row
+            .get(4)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_i64)
+            .map(|t| t + crate::funnels::PG_EPOCH_OFFSET_US)
+            .collect();
+        let Some(id) = id else { continue };
+        let at = |step: i64| {
+            usize::try_from(step - 1)
+                .ok()
+                .and_then(|i| ts.get(i).copied())
+        };
+        let window = match (fp.step > 0, fp.kind) {
+            (true, _) if level < fp.step => None,
+            (false, _) if level != -fp.step - 1 => None,
+            (true, FunnelPathKind::After) => at(fp.step).map(|t| (t, i64::MAX)),
+            (true, FunnelPathKind::Before) => at(fp.step).map(|t| (i64::MIN, t)),
+            (true, FunnelPathKind::Between) => at(fp.step - 1).zip(at(fp.step)),
+            (false, kind) => at(-fp.step - 1).map(|t| match kind {
+                FunnelPathKind::After => (t, i64::MAX),
+                FunnelPathKind::Before => (i64::MIN, t.saturating_add(window_us)),
+                FunnelPathKind::Between => (t, t.saturating_add(window_us)),
+            }),
+        };
+        if let Some(w) = window {
+            out.insert(id, w);
+        }
+    }
+    out
 }
 
 /// Everything applied to a person's events in Rust.
@@ -51,6 +171,8 @@ pub struct PathRules {
     start: Option<String>,
     end: Option<String>,
     step_limit: usize,
+    /// A gap this long starts a new path: 30 minutes, or the funnel window for funnel paths.
+    session_gap_us: i64,
     edge_limit: Option<usize>,
     min_weight: Option<u64>,
     max_weight: Option<u64>,
@@ -168,6 +290,7 @@ impl PathRules {
                 .as_deref()
                 .map(|s| strip_trailing_slash(s).to_string()),
             step_limit: p.step_limit.max(1) as usize,
+            session_gap_us: SESSION_GAP_US,
             // PostHog drops the default limit of 50 when both points are given.
             edge_limit: match (both, p.edge_limit) {
                 (true, 50) => None,
@@ -198,7 +321,7 @@ impl PathRules {
         let mut session: Vec<(i64, String)> = Vec::new();
         let mut last_ts: Option<i64> = None;
         for (ts, item) in events {
-            if last_ts.is_some_and(|prev| ts - prev >= SESSION_GAP_US) {
+            if last_ts.is_some_and(|prev| ts - prev >= self.session_gap_us) {
                 out.extend(self.cut(std::mem::take(&mut session)));
             }
             last_ts = Some(*ts);
@@ -321,7 +444,15 @@ fn step_of(node: &str) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// Plan a paths query. `team_cleaning` is the project's `path_cleaning_filters`.
+/// The funnel part of a funnel paths plan: each kept person's window ([`funnel_windows`]) and
+/// the funnel's conversion window, which replaces the 30-minute session gap.
+pub struct FunnelScope {
+    pub windows: HashMap<i64, (i64, i64)>,
+    pub window_us: i64,
+}
+
+/// Plan a paths query. `team_cleaning` is the project's `path_cleaning_filters`; `funnel` is
+/// required exactly when the query has funnel paths (the caller runs the funnel first).
 pub fn plan(
     q: &InsightQuery,
     project: &Project,
@@ -329,6 +460,7 @@ pub fn plan(
     lookups: &Lookups,
     now: DateTime<Utc>,
     earliest: Option<DateTime<Utc>>,
+    funnel: Option<FunnelScope>,
 ) -> Result<PathsPlan> {
     if q.kind != InsightKind::Paths {
         return Err(invalid(
@@ -337,13 +469,18 @@ pub fn plan(
         ));
     }
     let p = &q.paths;
-    if p.funnel_paths.is_some() {
-        return Err(invalid(
-            "funnel_paths",
-            "Funnel paths are not supported yet by this server.",
-        ));
+    if p.funnel_paths.is_some() != funnel.is_some() {
+        return Err(invalid("funnel_paths", "Funnel paths need their funnel."));
     }
-    let rules = PathRules::new(p, team_cleaning)?;
+    let mut rules = PathRules::new(p, team_cleaning)?;
+    if let Some(f) = &funnel {
+        rules.session_gap_us = f.window_us.max(1);
+    }
+    let mut persons: Option<Vec<i64>> =
+        funnel.as_ref().map(|f| f.windows.keys().copied().collect());
+    if let Some(ids) = &mut persons {
+        ids.sort_unstable();
+    }
     let range = dates::resolve_range(
         q.date_from.as_deref(),
         q.date_to.as_deref(),
@@ -376,9 +513,15 @@ pub fn plan(
                     .map_err(|e| e.within("filter_test_accounts"))?,
             );
         }
+        if let Some(ids) = &persons {
+            w.push(format!(
+                "e.person_id = ANY({})",
+                b.param(Param::IntArray(ids.clone()))
+            ));
+        }
         w.retain(|c| c != "TRUE");
         let sql = format!(
-            "SELECT array_agg((extract(epoch FROM e.\"timestamp\") * 1000000)::int8 \
+            "SELECT e.person_id, array_agg((extract(epoch FROM e.\"timestamp\") * 1000000)::int8 \
                               ORDER BY e.\"timestamp\", e.uuid) AS ts, \
                     array_agg(coalesce({item}, '') ORDER BY e.\"timestamp\", e.uuid) AS items \
                FROM insights.events e WHERE {} GROUP BY e.person_id",
@@ -386,7 +529,12 @@ pub fn plan(
         );
         Ok::<_, QueryError>(b.finish(&sql))
     })?;
-    Ok(PathsPlan { sql, params, rules })
+    Ok(PathsPlan {
+        sql,
+        params,
+        rules,
+        windows: funnel.map(|f| f.windows),
+    })
 }
 
 const PAGEVIEW_ITEM: &str = "regexp_replace(e.properties ->> '$current_url', '(.)/$', '\\1')";
@@ -450,18 +598,27 @@ fn item_sql(
     Ok((item, conds))
 }
 
-/// Run the rules over the statement's rows (`(timestamps, raw items)` per person) and select
-/// the edges: PostHog's `result`.
-pub fn render(
+/// One person's rows from the statement: `(person, timestamps, raw items)`.
+pub type PersonEvents = (i64, Vec<i64>, Vec<String>);
+
+/// Every person's paths, in the order of `persons`: `(person, paths)`.
+fn person_paths(
     plan: &PathsPlan,
-    persons: impl IntoIterator<Item = (Vec<i64>, Vec<String>)>,
-) -> Value {
+    persons: impl IntoIterator<Item = PersonEvents>,
+) -> impl Iterator<Item = (i64, Vec<Vec<(i64, String)>>)> {
     let mut cache: HashMap<String, Option<String>> = HashMap::new();
-    let mut edges = Edges::default();
-    for (ts, items) in persons {
+    persons.into_iter().map(move |(person, ts, items)| {
+        let window = match &plan.windows {
+            Some(w) => w.get(&person).copied(),
+            None => Some((i64::MIN, i64::MAX)),
+        };
+        let Some((from, to)) = window else {
+            return (person, Vec::new());
+        };
         let events: Vec<(i64, String)> = ts
             .into_iter()
             .zip(items)
+            .filter(|(t, _)| (from..=to).contains(t))
             .filter_map(|(t, raw)| {
                 let item = cache
                     .entry(raw)
@@ -470,11 +627,67 @@ pub fn render(
                 Some((t, item))
             })
             .collect();
-        for path in plan.rules.paths(&events) {
+        (person, plan.rules.paths(&events))
+    })
+}
+
+/// Run the rules over the statement's rows and select the edges: PostHog's `result`.
+pub fn render(plan: &PathsPlan, persons: impl IntoIterator<Item = PersonEvents>) -> Value {
+    let mut edges = Edges::default();
+    for (_, paths) in person_paths(plan, persons) {
+        for path in paths {
             edges.add_path(&path);
         }
     }
     select_edges(&plan.rules, edges)
+}
+
+/// The node keys of a paths persons request (`"<step>_<item>"`, PostHog's `path_start_key`,
+/// `path_end_key`, `path_dropoff_key`).
+#[derive(Debug, Clone, Default)]
+pub struct ActorKeys {
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub dropoff: Option<String>,
+}
+
+/// Whether one (limited) path matches the keys: start and end, the edge `start → end`; end
+/// only, it reaches that node; start only, it goes on from that node; dropoff, it ends there.
+fn path_matches(path: &[(i64, String)], keys: &ActorKeys) -> bool {
+    let nodes: Vec<String> = path
+        .iter()
+        .enumerate()
+        .map(|(i, (_, item))| format!("{}_{item}", i + 1))
+        .collect();
+    let goes_on = |k: &str| nodes.iter().rev().skip(1).any(|n| n == k);
+    match (&keys.start, &keys.end, &keys.dropoff) {
+        (_, _, Some(d)) => nodes.last() == Some(d),
+        (Some(s), Some(e), None) => nodes.windows(2).any(|w| w[0] == *s && w[1] == *e),
+        (None, Some(e), None) => nodes.contains(e),
+        (Some(s), None, None) => goes_on(s),
+        (None, None, None) => false,
+    }
+}
+
+/// The persons with a path matching `keys` ([`path_matches`]), sorted. A request without keys
+/// is a 400 on `path_start_key`.
+pub fn actors(
+    plan: &PathsPlan,
+    persons: impl IntoIterator<Item = PersonEvents>,
+    keys: &ActorKeys,
+) -> Result<Vec<i64>> {
+    if keys.start.is_none() && keys.end.is_none() && keys.dropoff.is_none() {
+        return Err(invalid(
+            "path_start_key",
+            "Give path_start_key, path_end_key or path_dropoff_key.",
+        ));
+    }
+    let mut out: Vec<i64> = person_paths(plan, persons)
+        .filter(|(_, paths)| paths.iter().any(|p| path_matches(p, keys)))
+        .map(|(person, _)| person)
+        .collect();
+    out.sort_unstable();
+    Ok(out)
 }
 
 /// The typed rows of a rendered result: `(source, target, value, average_conversion_time)`.

@@ -36,24 +36,25 @@ fn plan_with(filter: Value, team: Value) -> Result<PathsPlan> {
     let now = DateTime::parse_from_rfc3339("2021-06-01T00:00:00Z")
         .map(|d| d.to_utc())
         .unwrap_or_default();
-    plan(&q, &project(), &team, &lookups, now, None)
+    plan(&q, &project(), &team, &lookups, now, None, None)
 }
 
 fn ok(filter: Value) -> PathsPlan {
     plan_with(filter, json!([])).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
-/// Persons as lists of raw items one minute apart (the `sequential` fixtures).
-fn sequential(persons: &[&[&str]]) -> Vec<(Vec<i64>, Vec<String>)> {
+/// Persons (ids 1, 2, …) as lists of raw items one minute apart (the `sequential` fixtures).
+fn sequential(persons: &[&[&str]]) -> Vec<PersonEvents> {
     persons
         .iter()
-        .map(|items| {
+        .enumerate()
+        .map(|(n, items)| {
             let ts = (0..items.len() as i64).map(|i| i * M).collect();
             let items = items
                 .iter()
                 .map(|s| strip_trailing_slash(s).to_string())
                 .collect();
-            (ts, items)
+            (n as i64 + 1, ts, items)
         })
         .collect()
 }
@@ -67,7 +68,7 @@ fn e(s: &str, t: &str, n: i64) -> (String, String, i64) {
     (s.to_string(), t.to_string(), n)
 }
 
-fn p5() -> Vec<(Vec<i64>, Vec<String>)> {
+fn p5() -> Vec<PersonEvents> {
     sequential(&[
         &["/", "/about/"],
         &["/", "/pricing/", "/about"],
@@ -163,6 +164,7 @@ fn p11_groupings_and_exclusions() {
 fn p13_sessions_split_after_30_minutes() {
     let day = 24 * 60 * M;
     let persons = vec![(
+        1,
         vec![0, M, 4 * M, day, day + M, day + 4 * M],
         ["/1", "/2", "/3", "/1", "/2", "/3"]
             .iter()
@@ -173,13 +175,14 @@ fn p13_sessions_split_after_30_minutes() {
     assert_eq!(edges(&r), vec![e("1_/1", "2_/2", 2), e("2_/2", "3_/3", 2)]);
     assert_eq!(rows(&r)[1].3, 180000.0);
     // A gap of exactly 30 minutes starts a new path too.
-    let persons = vec![(vec![0, 30 * M], vec!["/a".to_string(), "/b".to_string()])];
+    let persons = vec![(1, vec![0, 30 * M], vec!["/a".to_string(), "/b".to_string()])];
     assert_eq!(rows(&render(&ok(json!({})), persons)).len(), 0);
 }
 
 #[test]
 fn repeats_collapse_to_their_last_event() {
     let persons = vec![(
+        1,
         vec![0, M, 2 * M, 5 * M],
         ["/a", "/b", "/b", "/c"]
             .iter()
@@ -228,51 +231,55 @@ fn p15_start_and_end() {
     assert!(rows(&r).iter().all(|x| x.3 == 60000.0));
 }
 
-#[test]
-fn p17_groupings() {
-    let mut persons = Vec::new();
+/// P17's 35 persons (ids 0..35): 5 convert through every step, 10 stop after `step two` with
+/// two more events, 20 drop off (the even ones with a branch). Times in µs from 0.
+fn p17_persons() -> Vec<PersonEvents> {
+    let s = 1_000_000;
+    let mut persons: Vec<Vec<(i64, &str)>> = Vec::new();
     for _ in 0..5 {
-        persons.push(
-            [
-                "step one",
-                "between_step_1_a",
-                "between_step_1_b",
-                "between_step_1_c",
-                "step two",
-                "step three",
-            ]
-            .to_vec(),
-        );
+        persons.push(vec![
+            (0, "step one"),
+            (M, "between_step_1_a"),
+            (2 * M, "between_step_1_b"),
+            (3 * M, "between_step_1_c"),
+            (4 * M, "step two"),
+            (5 * M, "step three"),
+        ]);
     }
     for _ in 0..10 {
-        persons.push(
-            [
-                "step one",
-                "between_step_1_a",
-                "between_step_1_b",
-                "step two",
-                "between_step_2_a",
-                "between_step_2_b",
-            ]
-            .to_vec(),
-        );
+        persons.push(vec![
+            (0, "step one"),
+            (M, "between_step_1_a"),
+            (2 * M, "between_step_1_b"),
+            (3 * M, "step two"),
+            (4 * M + 20 * s, "between_step_2_a"),
+            (5 * M + 40 * s, "between_step_2_b"),
+        ]);
     }
     for i in 0..20 {
-        let mut p = ["step one", "step dropoff1", "step dropoff2"].to_vec();
+        let mut p = vec![
+            (0, "step one"),
+            (M, "step dropoff1"),
+            (2 * M, "step dropoff2"),
+        ];
         if i % 2 == 0 {
-            p.push("step branch");
+            p.push((3 * M, "step branch"));
         }
         persons.push(p);
     }
-    let rows_in: Vec<(Vec<i64>, Vec<String>)> = persons
-        .iter()
-        .map(|p| {
-            (
-                (0..p.len() as i64).map(|i| i * M).collect(),
-                p.iter().map(|s| s.to_string()).collect(),
-            )
+    persons
+        .into_iter()
+        .enumerate()
+        .map(|(n, p)| {
+            let ts = p.iter().map(|(t, _)| *t).collect();
+            (n as i64, ts, p.iter().map(|(_, e)| e.to_string()).collect())
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn p17_groupings() {
+    let rows_in = p17_persons();
     let r = render(
         &ok(json!({"path_groupings": ["between_step_1_*", "between_step_2_*", "step drop*"]})),
         rows_in,
@@ -285,6 +292,145 @@ fn p17_groupings() {
     assert_eq!(got[4], e("3_step two", "4_between_step_2_*", 10));
     assert_eq!(got[5], e("3_step two", "4_step three", 5));
     assert_eq!(rows(&r)[1].3, 140000.0);
+    assert_eq!(rows(&r)[4].3, 160000.0);
+}
+
+/// The funnel engine's detailed outcomes for P17 with steps [step one, step two, step three]:
+/// `[id, level, first, last, [step times]]` in Postgres-epoch µs.
+fn p17_outcomes() -> Vec<Value> {
+    let pg = |t: i64| t - crate::funnels::PG_EPOCH_OFFSET_US;
+    let mut out = Vec::new();
+    for (id, ts, items) in p17_persons() {
+        let at = |name: &str| items.iter().position(|i| i == name).map(|k| pg(ts[k]));
+        let steps: Vec<i64> = ["step one", "step two", "step three"]
+            .iter()
+            .map_while(|n| at(n))
+            .collect();
+        let last = (steps.len() == 3).then(|| steps[2]);
+        out.push(json!([id, steps.len(), steps[0], last, steps]));
+    }
+    vec![json!({"outcomes": out})]
+}
+
+fn funnel_plan(kind: &str, step: i64) -> PathsPlan {
+    let f = json!({"funnel_paths": kind, "funnel_filter": {"events": [{"id": "step one"}], "funnel_step": step}});
+    let mut base = json!({"insight": "PATHS", "date_from": "2021-05-01", "date_to": "2021-05-02"});
+    for (k, v) in f.as_object().into_iter().flatten() {
+        base[k] = v.clone();
+    }
+    let q = parse_query_as(&base, InsightKind::Trends).unwrap_or_else(|e| panic!("{e:?}"));
+    let fp = funnel_paths(&q.paths)
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .unwrap_or_else(|| panic!("no funnel"));
+    let week = 7 * 24 * 60 * M;
+    let scope = FunnelScope {
+        windows: funnel_windows(&fp, &p17_outcomes(), week),
+        window_us: week,
+    };
+    let lookups = Lookups {
+        cohort: &no_cohort,
+        action: &no_action,
+    };
+    plan(
+        &q,
+        &project(),
+        &json!([]),
+        &lookups,
+        Utc::now(),
+        None,
+        Some(scope),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+#[test]
+fn p21_after_step() {
+    let p = funnel_plan("funnel_path_after_step", 2);
+    assert_eq!(p.windows.as_ref().map(|w| w.len()), Some(15));
+    assert!(p.sql.contains("e.person_id = ANY("), "{}", p.sql);
+    let r = render(&p, p17_persons());
+    assert_eq!(
+        edges(&r),
+        vec![
+            e("1_step two", "2_between_step_2_a", 10),
+            e("2_between_step_2_a", "3_between_step_2_b", 10),
+            e("1_step two", "2_step three", 5),
+        ]
+    );
+    assert_eq!(rows(&r)[0].3, 80000.0);
+}
+
+#[test]
+fn p23_between_steps() {
+    let r = render(&funnel_plan("funnel_path_between_steps", 2), p17_persons());
+    assert_eq!(
+        edges(&r),
+        vec![
+            e("1_step one", "2_between_step_1_a", 15),
+            e("2_between_step_1_a", "3_between_step_1_b", 15),
+            e("3_between_step_1_b", "4_step two", 10),
+            e("3_between_step_1_b", "4_between_step_1_c", 5),
+            e("4_between_step_1_c", "5_step two", 5),
+        ]
+    );
+}
+
+#[test]
+fn before_step_and_drop_offs() {
+    // Before step 2: from the start up to step two, for the 15 who reached it.
+    let r = render(&funnel_plan("funnel_path_before_step", 2), p17_persons());
+    assert_eq!(edges(&r)[0], e("1_step one", "2_between_step_1_a", 15));
+    // Dropped off before step 2 (-2): the 20 whose furthest step is step one, after it.
+    let r = render(&funnel_plan("funnel_path_after_step", -2), p17_persons());
+    assert_eq!(edges(&r)[0], e("1_step one", "2_step dropoff1", 20));
+    assert_eq!(edges(&r).len(), 3);
+}
+
+#[test]
+fn bad_funnel_paths() {
+    let q = |f: Value| {
+        let mut base = json!({"insight": "PATHS", "funnel_filter": {"events": [{"id": "a"}]}});
+        for (k, v) in f.as_object().into_iter().flatten() {
+            base[k] = v.clone();
+        }
+        let q = parse_query_as(&base, InsightKind::Trends).unwrap_or_else(|e| panic!("{e:?}"));
+        funnel_paths(&q.paths).map(|_| ()).unwrap_err().attr
+    };
+    assert_eq!(
+        q(json!({"funnel_paths": "sideways", "funnel_filter": {"funnel_step": 1}})).as_deref(),
+        Some("funnel_paths")
+    );
+    assert_eq!(
+        q(json!({"funnel_paths": "funnel_path_after_step"})).as_deref(),
+        Some("funnel_step")
+    );
+    assert_eq!(
+        q(json!({"funnel_paths": "funnel_path_after_step", "funnel_filter": {"funnel_step": -1}}))
+            .as_deref(),
+        Some("funnel_step")
+    );
+    assert_eq!(q(json!({"funnel_paths": "funnel_path_between_steps", "funnel_filter": {"funnel_step": 1}})).as_deref(), Some("funnel_step"));
+}
+
+#[test]
+fn path_persons_by_keys() {
+    let p = ok(json!({}));
+    let persons = p5();
+    let keys = |s: Option<&str>, e: Option<&str>, d: Option<&str>| ActorKeys {
+        start: s.map(str::to_string),
+        end: e.map(str::to_string),
+        dropoff: d.map(str::to_string),
+    };
+    // p5: 1 `/ /about`, 2 `/ /pricing /about`, 3 `/pricing / /about`, 4 `/ /pricing`, 5 `/pricing /about /pricing /help`.
+    let got = |k: ActorKeys| actors(&p, persons.clone(), &k).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(got(keys(Some("1_/"), Some("2_/pricing"), None)), vec![2, 4]);
+    assert_eq!(got(keys(None, Some("3_/about"), None)), vec![2, 3]);
+    assert_eq!(got(keys(Some("2_/pricing"), None, None)), vec![2]);
+    assert_eq!(got(keys(None, None, Some("2_/pricing"))), vec![4]);
+    let err = actors(&p, persons, &ActorKeys::default())
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.attr.as_deref(), Some("path_start_key"));
 }
 
 #[test]

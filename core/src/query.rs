@@ -956,7 +956,21 @@ fn legacy_funnel_paths(m: &Map<String, Value>) -> Result<Option<Value>> {
     let Some(path_type) = opt_str(m, "funnel_paths")? else {
         return Ok(None);
     };
-    let source = opt_object(m, "funnel_filter")?;
+    // PostHog's UI sends funnel_filter as JSON text in GET query strings.
+    let source = match get(m, "funnel_filter") {
+        Some(Value::String(s)) if s.trim_start().starts_with('{') => {
+            match serde_json::from_str::<Value>(s) {
+                Ok(Value::Object(o)) => Some(o),
+                _ => {
+                    return Err(QueryError::invalid(
+                        "funnel_filter".to_string(),
+                        "funnel_filter must be a JSON object.",
+                    ));
+                }
+            }
+        }
+        _ => opt_object(m, "funnel_filter")?,
+    };
     let step = source
         .as_ref()
         .and_then(|s| s.get("funnel_step"))

@@ -239,6 +239,11 @@ BEGIN
             v_keys := ARRAY(SELECT insights.stickiness_actors(
                 v_project, v_filter - 'stickiness_days',
                 api._int_param(v_filter, 'stickiness_days', 1, 1, 2147483647)));
+        WHEN 'path' THEN
+            -- path_start_key / path_end_key / path_dropoff_key ("<step>_<item>") pick the persons.
+            v_keys := ARRAY(SELECT insights.paths_actors(
+                v_project, v_filter - 'path_start_key' - 'path_end_key' - 'path_dropoff_key',
+                v_filter->>'path_start_key', v_filter->>'path_end_key', v_filter->>'path_dropoff_key'));
         WHEN 'lifecycle' THEN
             -- target_date + lifecycle_type: the actors with that status in the period of the date.
             IF coalesce(v_filter->>'target_date', '') = '' THEN

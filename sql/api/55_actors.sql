@@ -23,6 +23,11 @@ LANGUAGE sql AS $$ SELECT api._actors_response($1, 'stickiness') $$;
 CREATE FUNCTION api.persons_lifecycle(bytea) RETURNS json
 LANGUAGE sql AS $$ SELECT api._actors_response($1, 'lifecycle') $$;
 
+-- GET/POST persons/path/: the paths filter (plus funnel_filter for funnel paths) and
+-- path_start_key / path_end_key / path_dropoff_key. Same shape as persons/stickiness/.
+CREATE FUNCTION api.persons_path(bytea) RETURNS json
+LANGUAGE sql AS $$ SELECT api._actors_response($1, 'path') $$;
+
 -- GET/POST persons/retention/: the retention filter plus selected_interval (the cohort, 0 = the
 -- oldest; default 0). {"result": [{"person": <actor>, "appearances": [0, 1, 4, …]}], "next",
 -- "previous", "initial", "missing_persons"}: the period offsets (0 = the cohort period) at which

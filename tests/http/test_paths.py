@@ -231,3 +231,113 @@ def test_scopes_and_methods(make_project):
     ok = make_project()
     r = api("DELETE", f"/api/projects/{ok['id']}/insights/path/", ok["key"])
     assert r.status_code == 405, r.text
+
+
+# ---------------------------------------------------------------------------------------------
+# Funnel paths (P21, P23) and the persons behind a node or an edge
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def p17_project(make_project, db):
+    """P17: 35 users on 2021-05-01: 5 convert through every step, 10 stop after `step two` with
+    two more events, 20 drop off (the even ones with a branch)."""
+    project = make_project()
+    t0 = datetime(2021, 5, 1, 0, 0, 0)
+    s = timedelta(seconds=1)
+    m = timedelta(minutes=1)
+    events = []
+    for i in range(5):
+        for k, e in enumerate(["step one", "between_step_1_a", "between_step_1_b", "between_step_1_c",
+                               "step two", "step three"]):
+            events.append(ev(f"full{i}", e, t0 + k * m))
+    for i in range(10):
+        for t, e in [(0 * m, "step one"), (m, "between_step_1_a"), (2 * m, "between_step_1_b"), (3 * m, "step two"),
+                     (4 * m + 20 * s, "between_step_2_a"), (5 * m + 40 * s, "between_step_2_b")]:
+            events.append(ev(f"two{i}", e, t0 + t))
+    for i in range(20):
+        names = ["step one", "step dropoff1", "step dropoff2"] + (["step branch"] if i % 2 == 0 else [])
+        for k, e in enumerate(names):
+            events.append(ev(f"drop{i}", e, t0 + k * m))
+    ingest(db, project, events)
+    return project
+
+
+FUNNEL = {"insight": "FUNNELS", "events": [{"id": "step one", "order": 0}, {"id": "step two", "order": 1},
+                                           {"id": "step three", "order": 2}],
+          "date_from": "2021-05-01", "date_to": "2021-05-07", "funnel_window_interval": 7,
+          "funnel_window_interval_type": "day"}
+
+
+def funnel_paths_query(kind, step):
+    return {"insight": "PATHS", "date_from": "2021-05-01", "date_to": "2021-05-07",
+            "funnel_paths": kind, "funnel_filter": {**FUNNEL, "funnel_step": step}}
+
+
+def test_p21_funnel_path_after_step(db, p17_project):
+    result = run(db, p17_project, funnel_paths_query("funnel_path_after_step", 2), "POST")
+    assert edges(result) == [("1_step two", "2_between_step_2_a", 10, 80000.0),
+                             ("2_between_step_2_a", "3_between_step_2_b", 10, 80000.0),
+                             ("1_step two", "2_step three", 5, M)]
+    # GET sends funnel_filter as JSON text, as PostHog's UI does.
+    r = path_http(p17_project, funnel_paths_query("funnel_path_after_step", 2), "GET")
+    assert r.status_code == 200, r.text
+    assert r.json()["result"] == result
+
+
+def test_p23_funnel_path_between_steps(db, p17_project):
+    result = run(db, p17_project, funnel_paths_query("funnel_path_between_steps", 2))
+    assert [e[:3] for e in edges(result)] == [
+        ("1_step one", "2_between_step_1_a", 15), ("2_between_step_1_a", "3_between_step_1_b", 15),
+        ("3_between_step_1_b", "4_step two", 10), ("3_between_step_1_b", "4_between_step_1_c", 5),
+        ("4_between_step_1_c", "5_step two", 5)]
+
+
+def test_funnel_paths_query_node_and_drop_offs(db, p17_project):
+    node = {"kind": "PathsQuery", "dateRange": {"date_from": "2021-05-01", "date_to": "2021-05-07"},
+            "funnelPathsFilter": {"funnelPathType": "funnel_path_after_step", "funnelStep": -2,
+                                  "funnelSource": {**FUNNEL}}}
+    result = paths_sql(db, p17_project, node)
+    assert [e[:3] for e in edges(result)] == [("1_step one", "2_step dropoff1", 20),
+                                             ("2_step dropoff1", "3_step dropoff2", 20),
+                                             ("3_step dropoff2", "4_step branch", 10)]
+    r = path_http(p17_project, funnel_paths_query("funnel_path_sideways", 2))
+    assert_error(r, 400, "validation_error", "invalid_input", "funnel_paths")
+    r = path_http(p17_project, funnel_paths_query("funnel_path_after_step", 0))
+    assert_error(r, 400, "validation_error", "invalid_input", "funnel_step")
+
+
+def distinct_ids_of(db, project, person_ids):
+    rows = sql(db, "SELECT distinct_id FROM insights.person_distinct_ids WHERE project_id = %s "
+                   "AND person_id = ANY(%s::bigint[]) ORDER BY 1", project["id"], [int(p) for p in person_ids])
+    return [r[0] for r in rows]
+
+
+def test_paths_persons(db, p1_project):
+    q = {"insight": "PATHS", "date_from": "2012-01-08", "date_to": "2012-01-15"}
+    ids = [r[0] for r in sql(db, "SELECT * FROM insights.paths_actors(%s, %s::jsonb, %s, %s)",
+                             p1_project["id"], json.dumps(q), "1_/", "2_/pricing")]
+    assert distinct_ids_of(db, p1_project, ids) == ["p2a", "p2b", "p4"]
+    base = f"/api/projects/{p1_project['id']}/persons/path/"
+    params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in q.items()}
+    r = api("GET", base, p1_project["key"], params={**params, "path_end_key": "3_/about"})
+    assert r.status_code == 200, r.text
+    (page,) = r.json()["results"]
+    assert page["count"] == 1
+    assert sorted(page["people"][0]["distinct_ids"]) == ["p2a", "p2b"]
+    r = api("POST", base, p1_project["key"], json={**q, "path_dropoff_key": "2_/pricing"})
+    assert r.status_code == 200, r.text
+    assert sorted(d for p in r.json()["results"][0]["people"] for d in p["distinct_ids"]) == ["p4"]
+    r = api("POST", base, p1_project["key"], json={**q, "path_start_key": "1_/pricing"})
+    assert sorted(d for p in r.json()["results"][0]["people"] for d in p["distinct_ids"]) == ["p3"]
+    r = api("POST", base, p1_project["key"], json=q)
+    assert_error(r, 400, "validation_error", "invalid_input", "path_start_key")
+
+
+def test_funnel_paths_persons(db, p17_project):
+    q = {**funnel_paths_query("funnel_path_after_step", 2), "path_start_key": "1_step two",
+         "path_end_key": "2_step three"}
+    r = api("POST", f"/api/projects/{p17_project['id']}/persons/path/", p17_project["key"], json=q)
+    assert r.status_code == 200, r.text
+    people = r.json()["results"][0]["people"]
+    assert sorted(d for p in people for d in p["distinct_ids"]) == [f"full{i}" for i in range(5)]
