@@ -236,6 +236,11 @@ FROM s CROSS JOIN LATERAL (VALUES
   (CASE WHEN s.next IS NULL OR s.next > s.d + 1 THEN s.d + 1 END, 'dormant')) x(d, status)
 WHERE x.d BETWEEN DATE '{OUT_FIRST}' AND DATE '{OUT_LAST}'
 GROUP BY 1, 2 ORDER BY 1, 2"""
+    # the DuckDB form on the same table: the A/B reference for the choice above (bench/diag/ab_interleaved.py)
+    q["lifecycle_union"] = lifecycle_window(
+        "insights.events", pg_where(pid, LC_FROM, LC_TO) + " AND event = '$pageview'", "person_id",
+        """("timestamp" AT TIME ZONE 'UTC')::date""", "insights.persons",
+        "(pp.created_at AT TIME ZONE 'UTC')::date")
     return q
 
 

@@ -31,6 +31,15 @@ def variants(query, pid, mat):
         return vs
     if query == "retention":
         return {"PG plain SQL": pg["retention"], "pg_insights retention()": Q.pgi_retention(pid)}
+    if query == "stickiness":
+        return {"PG plain SQL (GROUP BY person, day)": pg["stickiness"],
+                "PG plain SQL (count(DISTINCT day))": pg["stickiness_distinct"],
+                "pg_insights stickiness()": Q.pgi_stickiness(pid)}
+    if query == "lifecycle":
+        return {"PG plain SQL (lag/lead over person-days)": pg["lifecycle"],
+                "PG plain SQL (DuckDB's form: inlined pairs, LEFT JOIN persons, UNION ALL)":
+                    pg["lifecycle_union"],
+                "pg_insights lifecycle()": Q.pgi_lifecycle(pid)}
     if query == "funnel":  # row shapes differ (bench/run checks the counts agree)
         return {"PG plain SQL (funnel_v2)": pg["funnel"], "pg_insights funnel()": Q.pgi_funnel(pid, False)}
     raise SystemExit(f"unknown query {query}")
@@ -40,7 +49,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, required=True)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--query", default="dau", help="dau, retention or funnel")
+    ap.add_argument("--query", default="dau", help="dau, retention, funnel, stickiness or lifecycle")
     a = ap.parse_args()
     conn = psycopg.connect(host=os.path.join(BENCH, ".pg"), port=54359, user="postgres",
                            dbname=f"bench_{a.events}", autocommit=True, prepare_threshold=None)
