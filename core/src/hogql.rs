@@ -113,7 +113,7 @@
 use std::fmt::Display;
 
 use crate::error::{QueryError, Result};
-use crate::properties::FilterContext;
+use crate::properties::{DATE_RE, FilterContext, NUM_RE};
 use crate::sql::{Param, SqlBuilder};
 
 /// The longest accepted expression, in characters.
@@ -121,13 +121,6 @@ pub const MAX_LEN: usize = 4000;
 
 /// The deepest accepted nesting (parentheses, calls, operators).
 pub const MAX_DEPTH: usize = 64;
-
-/// Guard for property text that becomes a number (≤ 100 characters, 2-digit exponents).
-const NUM_RE: &str = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,2})?$";
-
-/// Guard and fields of a date/datetime in text: 1 year, 2 month, 3 day, 4 hour, 5 minute,
-/// 6 second, 7 fraction, 8 zone, 9 offset sign, 10 offset hours, 11 offset minutes.
-const DATE_RE: &str = r"^([12][0-9]{3})-(0?[1-9]|1[0-2])-(0?[1-9]|[12][0-9]|3[01])(?:[T ]([01]?[0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9])(\.[0-9]+)?)?)?(Z|z|([+-])([01][0-9]|2[0-3]):?([0-5][0-9])?)?$";
 
 /// `domain(url)`: the host after `scheme://` (or `//`), else `''`.
 const DOMAIN_RE: &str = r"^(?:[A-Za-z][A-Za-z0-9+.-]*:)?//(?:[^/?#@]*@)?([^/?#:]*).*$|^.*$";

@@ -67,8 +67,8 @@
 //!   project timezone. Stored dates are read with a guard: `YYYY-M-D[( |T)H:MM[:SS[.f…]]][Z|±HH[:MM]]`
 //!   (years 1000–2999; no offset → project timezone), or 9–10 digit epoch seconds, or 12–13 digit
 //!   epoch milliseconds; anything else is missing.
-//! * Numbers are read with a guard: `^[-+]?(digits[.digits]|.digits)([eE][-+]?d{1,3})?$`, ≤ 1000
-//!   characters, compared as `numeric` (the filter value is a `float8` parameter).
+//! * Numbers are read with a guard (`NUM_RE`): `^[-+]?(digits[.digits]|.digits)([eE][-+]?d{1,2})?$`,
+//!   ≤ 1000 characters, compared as `numeric` (the filter value is a `float8` parameter).
 //! * `is_cleaned_path_exact` = `exact`: pg_insights has no path-cleaning rules.
 //! * Timestamps read as text (icontains/regex on `timestamp`) use `YYYY-MM-DDTHH:MI:SS.USZ` (UTC).
 //!
@@ -93,12 +93,16 @@ pub const TRUE_SQL: &str = "TRUE";
 /// Cohorts may reference cohorts at most this deep (also stops cycles).
 const MAX_COHORT_DEPTH: usize = 8;
 
-/// Guard for text that Postgres' `numeric` input accepts without error.
-const NUM_RE: &str = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?$";
+/// Guard for property text read as a number, the one definition every compiler uses (property
+/// filters, HogQL, trends math): text Postgres' `numeric` input accepts without error, with at
+/// most a two-digit exponent. Callers that convert to `float8` also cap the length at 100
+/// characters, so every value they accept is below 1e200 and the conversions of aggregates
+/// cannot overflow.
+pub(crate) const NUM_RE: &str = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,2})?$";
 
 /// Guard and fields of a stored date/datetime: 1 year, 2 month, 3 day, 4 hour, 5 minute,
 /// 6 second, 7 fraction, 8 zone, 9 offset sign, 10 offset hours, 11 offset minutes.
-const DATE_RE: &str = r"^([12][0-9]{3})-(0?[1-9]|1[0-2])-(0?[1-9]|[12][0-9]|3[01])(?:[T ]([01]?[0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9])(\.[0-9]+)?)?)?(Z|z|([+-])([01][0-9]|2[0-3]):?([0-5][0-9])?)?$";
+pub(crate) const DATE_RE: &str = r"^([12][0-9]{3})-(0?[1-9]|1[0-2])-(0?[1-9]|[12][0-9]|3[01])(?:[T ]([01]?[0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9])(\.[0-9]+)?)?)?(Z|z|([+-])([01][0-9]|2[0-3]):?([0-5][0-9])?)?$";
 
 /// Guard and fields of a stored semantic version: major, minor, patch.
 const SEMVER_RE: &str =
@@ -2074,6 +2078,51 @@ mod tests {
 
     fn f(key: &str, op: &str, value: Value) -> Value {
         json!([{"key": key, "operator": op, "value": value, "type": "event"}])
+    }
+
+    // ----- the numeric guard ------------------------------------------------------------------
+
+    /// `NUM_RE` is plain enough that the regex crate and Postgres' ARE engine agree on it.
+    #[test]
+    fn num_re_accepts_numeric_text_with_two_digit_exponents() {
+        let re = regex::Regex::new(NUM_RE).unwrap();
+        for ok in [
+            "0", "42", "-7", "+7", "3.14", "-3.", "3.", ".5", "-.5", "+.5", "007", "1e5", "1E5",
+            "1e+05", "1e-05", "2.5e-3", ".5e1", "-3.e2", "1e9", "1e99", "-1e99", "1e-99",
+            "9.999e99",
+        ] {
+            assert!(re.is_match(ok), "{ok:?} should be accepted");
+        }
+        for bad in [
+            "",
+            " ",
+            "1e100",
+            "1e-100",
+            "1e+100",
+            "1e999",
+            "-1e999",
+            "1e",
+            "1e+",
+            "e5",
+            ".",
+            "-",
+            "+",
+            "-.",
+            ".e5",
+            "1.2.3",
+            "1,5",
+            " 1",
+            "1 ",
+            "0x10",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "1e5x",
+            "--1",
+            "1_000",
+        ] {
+            assert!(!re.is_match(bad), "{bad:?} should be rejected");
+        }
     }
 
     // ----- shapes ----------------------------------------------------------------------------

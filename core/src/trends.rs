@@ -67,7 +67,7 @@ use serde_json::{Map, Value, json};
 use crate::dates::{self, DateRange, Interval, ProjectTime};
 use crate::error::{QueryError, Result};
 use crate::funnels::{Lookups, Project, url_encode};
-use crate::properties::{self, FilterContext};
+use crate::properties::{self, FilterContext, NUM_RE};
 use crate::query::{BreakdownProperty, CohortRef, Entity, EntityKind, InsightKind, InsightQuery};
 use crate::sql::{Param, SqlBuilder};
 
@@ -79,10 +79,6 @@ pub const BREAKDOWN_OTHER: &str = "$$_posthog_breakdown_other_$$";
 pub const DEFAULT_BREAKDOWN_LIMIT: usize = 25;
 /// Default `breakdown_limit` of the WorldMap display.
 pub const WORLD_MAP_BREAKDOWN_LIMIT: usize = 250;
-
-/// Guard for property text read as a number: ≤ 100 characters, two-digit exponents, so every
-/// accepted value is below 1e200 and `float8` conversions of aggregates cannot overflow.
-const NUM_RE: &str = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,2})?$";
 
 /// Formulas nest at most this deep.
 const MAX_FORMULA_DEPTH: usize = 64;
