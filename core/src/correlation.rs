@@ -23,8 +23,9 @@ use serde_json::{Map, Value, json};
 use crate::dates::DateRange;
 use crate::error::{QueryError, Result};
 use crate::funnels::{Lookups, PG_EPOCH_OFFSET_US, Project, url_encode};
-use crate::properties::{self, FilterContext};
+use crate::properties;
 use crate::query::{Entity, EntityKind, InsightQuery};
+use crate::series::with_filter_context;
 use crate::sql::{Param, SqlBuilder};
 
 /// PostHog's constants (funnel_correlation.py).
@@ -797,67 +798,47 @@ pub fn plan_actors(
         Some(false) => " AND NOT w.success",
         None => "",
     };
-    let cohort_fn = |id: i64| (lookups.cohort)(id).map(|(s, f, _)| (s, f));
-    let action_fn = |id: i64| (lookups.action)(id).map(|(s, _)| s);
     let order = if actor == ActorColumn::Person {
         "w.actor"
     } else {
         "w.actor COLLATE \"C\""
     };
-    let sql = match req.kind {
-        CorrelationType::Properties => {
-            let filters = req.property_values.clone().unwrap_or(Value::Null);
-            check_person_filters(&filters)?;
-            let cx = FilterContext {
-                event_alias: "e",
-                project_param: project_p.clone(),
-                person_props: None,
-                pt: &project.pt,
-                cohort: &cohort_fn,
-                action: &action_fn,
-                test_account_filters: &project.test_account_filters,
-                materialized: &project.materialized,
-            };
-            let cond = properties::compile_properties(&filters, &mut b, &cx)
-                .map_err(|e| e.within("funnel_correlation_property_values"))?;
-            if actor != ActorColumn::Person {
-                return Err(QueryError::invalid(
-                    "funnel_correlation_property_values".to_string(),
-                    "Property correlation persons are only available for person funnels.",
-                ));
-            }
-            format!(
-                "WITH {w} SELECT w.actor::text FROM w \
+    let sql = with_filter_context(project, lookups, |cx| -> Result<String> {
+        Ok(match req.kind {
+            CorrelationType::Properties => {
+                let filters = req.property_values.clone().unwrap_or(Value::Null);
+                check_person_filters(&filters)?;
+                let cond = properties::compile_properties(&filters, &mut b, cx)
+                    .map_err(|e| e.within("funnel_correlation_property_values"))?;
+                if actor != ActorColumn::Person {
+                    return Err(QueryError::invalid(
+                        "funnel_correlation_property_values".to_string(),
+                        "Property correlation persons are only available for person funnels.",
+                    ));
+                }
+                format!(
+                    "WITH {w} SELECT w.actor::text FROM w \
                  CROSS JOIN LATERAL (SELECT w.actor AS person_id) AS e \
                  WHERE ({cond}){converted} ORDER BY {order}"
-            )
-        }
-        _ => {
-            let entity = req.person_entity.clone().ok_or_else(|| {
-                QueryError::invalid(
-                    "funnel_correlation_person_entity".to_string(),
-                    "No entity for persons specified",
                 )
-            })?;
-            let cx = FilterContext {
-                event_alias: "e",
-                project_param: project_p.clone(),
-                person_props: None,
-                pt: &project.pt,
-                cohort: &cohort_fn,
-                action: &action_fn,
-                test_account_filters: &project.test_account_filters,
-                materialized: &project.materialized,
-            };
-            let cond = properties::compile_entity(&entity, &mut b, &cx)
-                .map_err(|e| e.within("funnel_correlation_person_entity"))?;
-            let join = events_join(actor, &project_p, range, step_names, &mut b);
-            format!(
-                "WITH {w} SELECT w.actor::text FROM {join} \
+            }
+            _ => {
+                let entity = req.person_entity.clone().ok_or_else(|| {
+                    QueryError::invalid(
+                        "funnel_correlation_person_entity".to_string(),
+                        "No entity for persons specified",
+                    )
+                })?;
+                let cond = properties::compile_entity(&entity, &mut b, cx)
+                    .map_err(|e| e.within("funnel_correlation_person_entity"))?;
+                let join = events_join(actor, &project_p, range, step_names, &mut b);
+                format!(
+                    "WITH {w} SELECT w.actor::text FROM {join} \
                  WHERE ({cond}){converted} GROUP BY w.actor ORDER BY {order}"
-            )
-        }
-    };
+                )
+            }
+        })
+    })?;
     Ok((sql, b.params))
 }
 

@@ -21,8 +21,9 @@ use serde_json::{Value, json};
 use crate::dates::{self, DateRange, Interval, ProjectTime};
 use crate::error::{QueryError, Result};
 use crate::funnel_engine::{self, Attribution, Ev, Order, Spec, Tally};
-use crate::properties::{self, FilterContext};
+use crate::properties;
 use crate::query::{BreakdownProperty, CohortRef, Entity, EntityKind, FunnelOrder, InsightQuery};
+use crate::series::with_filter_context;
 use crate::sql::{Param, SqlBuilder};
 use std::sync::Mutex;
 
@@ -35,7 +36,8 @@ pub struct Project {
     /// Whether engines may read the rollups (`insights.person_days`) where they give the same
     /// answer as the events (`pg_insights.use_rollups`).
     pub rollups: bool,
-    /// Materialised event properties (key, column), see [`FilterContext::materialized`].
+    /// Materialised event properties (key, column), see
+    /// [`FilterContext::materialized`](crate::properties::FilterContext::materialized).
     pub materialized: Vec<(String, String)>,
 }
 
@@ -204,363 +206,352 @@ pub fn plan(
         .map(|e| entity_display(e, lookups))
         .collect::<Result<Vec<_>>>()?;
 
-    let cohort_fn = |id: i64| (lookups.cohort)(id).map(|(s, f, _)| (s, f));
-    let action_fn = |id: i64| (lookups.action)(id).map(|(s, _)| s);
     let mut b = SqlBuilder::new();
     let project_param = b.int(project.id);
-    let cx = FilterContext {
-        event_alias: "e",
-        project_param: project_param.clone(),
-        person_props: None,
-        pt: &project.pt,
-        cohort: &cohort_fn,
-        action: &action_fn,
-        test_account_filters: &project.test_account_filters,
-        materialized: &project.materialized,
-    };
-
-    // Step and exclusion conditions.
-    let mut step_conds = Vec::with_capacity(n);
-    for (i, e) in q.series.iter().enumerate() {
-        let cond = properties::compile_entity(e, &mut b, &cx)
-            .map_err(|err| err.within(&format!("events__{i}")))?;
-        let cond = match e.math.as_deref() {
-            Some(m @ ("first_time_for_user" | "first_time_for_user_with_filters")) => {
-                properties::first_time_condition(
-                    e,
-                    &cond,
-                    m == "first_time_for_user_with_filters",
-                    &mut b,
-                    &cx,
-                    now,
-                )?
-            }
-            _ => cond,
-        };
-        step_conds.push(cond);
-    }
-    let mut excl_conds = Vec::with_capacity(f.exclusions.len());
-    for (j, x) in f.exclusions.iter().enumerate() {
-        excl_conds.push(
-            properties::compile_entity(&x.entity, &mut b, &cx)
-                .map_err(|err| err.within(&format!("exclusions__{j}")))?,
-        );
-    }
-    let mask = |conds: &[String]| -> String {
-        if conds.is_empty() {
-            return "0".into();
-        }
-        conds
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("(CASE WHEN {c} THEN {} ELSE 0 END)", 1u64 << i))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    };
-    // The common case, every step and exclusion a bare event name: one array lookup per row
-    // gives both masks, instead of a CASE per step (the executor's per-row cost is what limits
-    // funnels on large tables).
-    let bare_name = |e: &Entity| match &e.kind {
-        EntityKind::Event { name: Some(n) }
-            if properties_empty(&e.properties)
-                && !e
-                    .math
-                    .as_deref()
-                    .unwrap_or_default()
-                    .starts_with("first_time_for_user") =>
-        {
-            Some(n.clone())
-        }
-        _ => None,
-    };
-    let step_names: Option<Vec<String>> = q.series.iter().map(bare_name).collect();
-    let excl_names: Option<Vec<String>> =
-        f.exclusions.iter().map(|x| bare_name(&x.entity)).collect();
-    let plain_names = match (step_names, excl_names) {
-        (Some(s), Some(x)) => {
-            let mut names: Vec<String> = s.iter().chain(x.iter()).cloned().collect();
-            names.sort();
-            names.dedup();
-            let bits = |list: &[String], name: &str| -> i64 {
-                list.iter()
-                    .enumerate()
-                    .filter(|(_, n)| n.as_str() == name)
-                    .fold(0i64, |m, (i, _)| m | (1 << i))
-            };
-            let step_bits: Vec<i64> = names.iter().map(|n| bits(&s, n)).collect();
-            let excl_bits: Vec<i64> = names.iter().map(|n| bits(&x, n)).collect();
-            Some((names, step_bits, excl_bits))
-        }
-        _ => None,
-    };
-    let (steps_mask, excl_mask) = match &plain_names {
-        Some((names, step_bits, excl_bits)) => {
-            let names_p = b.param(Param::TextArray(names.clone()));
-            let pos = format!("array_position({names_p}, e.event)");
-            let sm = b.param(Param::IntArray(step_bits.clone()));
-            let xm = if excl_bits.iter().any(|&m| m != 0) {
-                format!(
-                    "coalesce(({})[{pos}], 0)",
-                    b.param(Param::IntArray(excl_bits.clone()))
-                )
-            } else {
-                "0".to_string()
-            };
-            (format!("coalesce(({sm})[{pos}], 0)"), xm)
-        }
-        None => (mask(&step_conds), mask(&excl_conds)),
-    };
-
-    // Breakdown.
-    let mut boxed_breakdown = true;
-    let mut bd_expr = "NULL::text".to_string();
-    let mut cohorts: Vec<(Option<CohortRef>, Value, String)> =
-        vec![(None, Value::Null, String::new())];
-    let mut no_other = false;
-    if let Some(bd) = &q.breakdown {
-        let spec = &bd.values[0];
-        match &spec.property {
-            BreakdownProperty::Cohorts(list) => {
-                no_other = true;
-                cohorts = list
-                    .iter()
-                    .map(|c| match c {
-                        CohortRef::All => Ok((Some(*c), json!(0), "all users".to_string())),
-                        CohortRef::Id(id) => {
-                            let (_, _, name) = (lookups.cohort)(*id).ok_or_else(|| {
-                                QueryError::invalid(
-                                    "breakdown".to_string(),
-                                    format!("Cohort {id} does not exist."),
-                                )
-                            })?;
-                            Ok((Some(*c), json!(id), name))
-                        }
-                    })
-                    .collect::<Result<_>>()?;
-            }
-            BreakdownProperty::Property(key) => {
-                if bd.values.len() > 1 {
-                    let parts = bd
-                        .values
-                        .iter()
-                        .map(|s| match &s.property {
-                            BreakdownProperty::Property(k) => properties::breakdown_expr(
-                                &s.kind,
-                                k,
-                                s.group_type_index,
-                                &mut b,
-                                &cx,
-                            )
-                            .map(|x| format!("coalesce({x}, '')")),
-                            BreakdownProperty::Cohorts(_) => Err(QueryError::invalid(
-                                "breakdowns".to_string(),
-                                "Cohort breakdowns cannot be combined with other breakdowns.",
-                            )),
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    // A JSON array text keeps multi-breakdown tuples intact through one text value.
-                    bd_expr = format!("jsonb_build_array({})::text", parts.join(", "));
-                } else {
-                    boxed_breakdown = spec.kind != "group";
-                    bd_expr = properties::breakdown_expr(
-                        &spec.kind,
-                        key,
-                        spec.group_type_index,
+    with_filter_context(project, lookups, |cx| {
+        // Step and exclusion conditions.
+        let mut step_conds = Vec::with_capacity(n);
+        for (i, e) in q.series.iter().enumerate() {
+            let cond = properties::compile_entity(e, &mut b, cx)
+                .map_err(|err| err.within(&format!("events__{i}")))?;
+            let cond = match e.math.as_deref() {
+                Some(m @ ("first_time_for_user" | "first_time_for_user_with_filters")) => {
+                    properties::first_time_condition(
+                        e,
+                        &cond,
+                        m == "first_time_for_user_with_filters",
                         &mut b,
-                        &cx,
-                    )?;
+                        cx,
+                        now,
+                    )?
+                }
+                _ => cond,
+            };
+            step_conds.push(cond);
+        }
+        let mut excl_conds = Vec::with_capacity(f.exclusions.len());
+        for (j, x) in f.exclusions.iter().enumerate() {
+            excl_conds.push(
+                properties::compile_entity(&x.entity, &mut b, cx)
+                    .map_err(|err| err.within(&format!("exclusions__{j}")))?,
+            );
+        }
+        let mask = |conds: &[String]| -> String {
+            if conds.is_empty() {
+                return "0".into();
+            }
+            conds
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("(CASE WHEN {c} THEN {} ELSE 0 END)", 1u64 << i))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        // The common case, every step and exclusion a bare event name: one array lookup per row
+        // gives both masks, instead of a CASE per step (the executor's per-row cost is what limits
+        // funnels on large tables).
+        let bare_name = |e: &Entity| match &e.kind {
+            EntityKind::Event { name: Some(n) }
+                if properties_empty(&e.properties)
+                    && !e
+                        .math
+                        .as_deref()
+                        .unwrap_or_default()
+                        .starts_with("first_time_for_user") =>
+            {
+                Some(n.clone())
+            }
+            _ => None,
+        };
+        let step_names: Option<Vec<String>> = q.series.iter().map(bare_name).collect();
+        let excl_names: Option<Vec<String>> =
+            f.exclusions.iter().map(|x| bare_name(&x.entity)).collect();
+        let plain_names = match (step_names, excl_names) {
+            (Some(s), Some(x)) => {
+                let mut names: Vec<String> = s.iter().chain(x.iter()).cloned().collect();
+                names.sort();
+                names.dedup();
+                let bits = |list: &[String], name: &str| -> i64 {
+                    list.iter()
+                        .enumerate()
+                        .filter(|(_, n)| n.as_str() == name)
+                        .fold(0i64, |m, (i, _)| m | (1 << i))
+                };
+                let step_bits: Vec<i64> = names.iter().map(|n| bits(&s, n)).collect();
+                let excl_bits: Vec<i64> = names.iter().map(|n| bits(&x, n)).collect();
+                Some((names, step_bits, excl_bits))
+            }
+            _ => None,
+        };
+        let (steps_mask, excl_mask) = match &plain_names {
+            Some((names, step_bits, excl_bits)) => {
+                let names_p = b.param(Param::TextArray(names.clone()));
+                let pos = format!("array_position({names_p}, e.event)");
+                let sm = b.param(Param::IntArray(step_bits.clone()));
+                let xm = if excl_bits.iter().any(|&m| m != 0) {
+                    format!(
+                        "coalesce(({})[{pos}], 0)",
+                        b.param(Param::IntArray(excl_bits.clone()))
+                    )
+                } else {
+                    "0".to_string()
+                };
+                (format!("coalesce(({sm})[{pos}], 0)"), xm)
+            }
+            None => (mask(&step_conds), mask(&excl_conds)),
+        };
+
+        // Breakdown.
+        let mut boxed_breakdown = true;
+        let mut bd_expr = "NULL::text".to_string();
+        let mut cohorts: Vec<(Option<CohortRef>, Value, String)> =
+            vec![(None, Value::Null, String::new())];
+        let mut no_other = false;
+        if let Some(bd) = &q.breakdown {
+            let spec = &bd.values[0];
+            match &spec.property {
+                BreakdownProperty::Cohorts(list) => {
+                    no_other = true;
+                    cohorts = list
+                        .iter()
+                        .map(|c| match c {
+                            CohortRef::All => Ok((Some(*c), json!(0), "all users".to_string())),
+                            CohortRef::Id(id) => {
+                                let (_, _, name) = (lookups.cohort)(*id).ok_or_else(|| {
+                                    QueryError::invalid(
+                                        "breakdown".to_string(),
+                                        format!("Cohort {id} does not exist."),
+                                    )
+                                })?;
+                                Ok((Some(*c), json!(id), name))
+                            }
+                        })
+                        .collect::<Result<_>>()?;
+                }
+                BreakdownProperty::Property(key) => {
+                    if bd.values.len() > 1 {
+                        let parts = bd
+                            .values
+                            .iter()
+                            .map(|s| match &s.property {
+                                BreakdownProperty::Property(k) => properties::breakdown_expr(
+                                    &s.kind,
+                                    k,
+                                    s.group_type_index,
+                                    &mut b,
+                                    cx,
+                                )
+                                .map(|x| format!("coalesce({x}, '')")),
+                                BreakdownProperty::Cohorts(_) => Err(QueryError::invalid(
+                                    "breakdowns".to_string(),
+                                    "Cohort breakdowns cannot be combined with other breakdowns.",
+                                )),
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        // A JSON array text keeps multi-breakdown tuples intact through one text value.
+                        bd_expr = format!("jsonb_build_array({})::text", parts.join(", "));
+                    } else {
+                        boxed_breakdown = spec.kind != "group";
+                        bd_expr = properties::breakdown_expr(
+                            &spec.kind,
+                            key,
+                            spec.group_type_index,
+                            &mut b,
+                            cx,
+                        )?;
+                    }
                 }
             }
         }
-    }
-    let has_breakdown = q.breakdown.is_some() && cohorts[0].0.is_none();
-    // Cohort breakdowns run once per cohort, so a drill-down into one cohort's series is that
-    // cohort's run, without a per-actor breakdown test.
-    let mut actors = actors;
-    if cohorts[0].0.is_some()
-        && let Some(want) = actors.as_mut().and_then(|a| a.breakdown.take())
-    {
-        let want = match want {
-            Value::Array(mut a) if a.len() == 1 => a.remove(0),
-            w => w,
-        };
-        let want_text = want
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| want.to_string());
-        cohorts.retain(|(_, value, name)| {
-            serde_json::to_string(value).is_ok_and(|v| v == want_text)
-                || *name == want_text
-                || (want_text == "all" && *value == json!(0))
-        });
-        if cohorts.is_empty() {
-            return Err(QueryError::invalid(
-                "funnel_step_breakdown".to_string(),
-                format!("{want_text} is not a cohort of this breakdown."),
-            ));
-        }
-    }
-
-    // Actor: persons, or groups of one type.
-    let (actor_id, actor_key, actor_filter) = match q.aggregation_group_type_index {
-        Some(g) => (
-            "NULL::int8".to_string(),
-            format!("e.group_{g}"),
-            format!(" AND e.group_{g} <> ''"),
-        ),
-        None => match q.aggregate_by_hogql.as_deref().map(str::trim) {
-            None | Some("person_id") | Some("") => (
-                "e.person_id".to_string(),
-                "NULL::text".to_string(),
-                String::new(),
-            ),
-            Some("properties.$session_id")
-            | Some("$session_id")
-            | Some("properties[\"$session_id\"]") => (
-                "NULL::int8".to_string(),
-                "e.session_id".to_string(),
-                " AND e.session_id IS NOT NULL AND e.session_id <> ''".to_string(),
-            ),
-            Some(other) => {
+        let has_breakdown = q.breakdown.is_some() && cohorts[0].0.is_none();
+        // Cohort breakdowns run once per cohort, so a drill-down into one cohort's series is that
+        // cohort's run, without a per-actor breakdown test.
+        let mut actors = actors;
+        if cohorts[0].0.is_some()
+            && let Some(want) = actors.as_mut().and_then(|a| a.breakdown.take())
+        {
+            let want = match want {
+                Value::Array(mut a) if a.len() == 1 => a.remove(0),
+                w => w,
+            };
+            let want_text = want
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| want.to_string());
+            cohorts.retain(|(_, value, name)| {
+                serde_json::to_string(value).is_ok_and(|v| v == want_text)
+                    || *name == want_text
+                    || (want_text == "all" && *value == json!(0))
+            });
+            if cohorts.is_empty() {
                 return Err(QueryError::invalid(
-                    "funnel_aggregate_by_hogql".to_string(),
-                    format!(
-                        "Unsupported aggregation expression \"{other}\": use person_id or properties.$session_id."
-                    ),
+                    "funnel_step_breakdown".to_string(),
+                    format!("{want_text} is not a cohort of this breakdown."),
                 ));
             }
-        },
-    };
+        }
 
-    let from_step = f.from_step.unwrap_or(0);
-    let to_step = f.to_step.unwrap_or(n - 1);
-    let config = EngineConfig {
-        order: f.order.name().to_string(),
-        num_steps: n,
-        window_us: f.window_seconds().saturating_mul(1_000_000),
-        exclusions: f
-            .exclusions
-            .iter()
-            .map(|x| (x.from_step, x.to_step))
-            .collect(),
-        attribution: f.attribution.name().to_string(),
-        attribution_step: f.attribution_value.unwrap_or(0) as usize,
-        has_breakdown,
-        optional_steps: q
-            .series
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.optional_in_funnel)
-            .fold(0u32, |m, (i, _)| m | (1 << i)),
-        viz: f.viz.name().to_string(),
-        breakdown_limit: q
-            .breakdown
+        // Actor: persons, or groups of one type.
+        let (actor_id, actor_key, actor_filter) = match q.aggregation_group_type_index {
+            Some(g) => (
+                "NULL::int8".to_string(),
+                format!("e.group_{g}"),
+                format!(" AND e.group_{g} <> ''"),
+            ),
+            None => match q.aggregate_by_hogql.as_deref().map(str::trim) {
+                None | Some("person_id") | Some("") => (
+                    "e.person_id".to_string(),
+                    "NULL::text".to_string(),
+                    String::new(),
+                ),
+                Some("properties.$session_id")
+                | Some("$session_id")
+                | Some("properties[\"$session_id\"]") => (
+                    "NULL::int8".to_string(),
+                    "e.session_id".to_string(),
+                    " AND e.session_id IS NOT NULL AND e.session_id <> ''".to_string(),
+                ),
+                Some(other) => {
+                    return Err(QueryError::invalid(
+                        "funnel_aggregate_by_hogql".to_string(),
+                        format!(
+                            "Unsupported aggregation expression \"{other}\": use person_id or properties.$session_id."
+                        ),
+                    ));
+                }
+            },
+        };
+
+        let from_step = f.from_step.unwrap_or(0);
+        let to_step = f.to_step.unwrap_or(n - 1);
+        let config = EngineConfig {
+            order: f.order.name().to_string(),
+            num_steps: n,
+            window_us: f.window_seconds().saturating_mul(1_000_000),
+            exclusions: f
+                .exclusions
+                .iter()
+                .map(|x| (x.from_step, x.to_step))
+                .collect(),
+            attribution: f.attribution.name().to_string(),
+            attribution_step: f.attribution_value.unwrap_or(0) as usize,
+            has_breakdown,
+            optional_steps: q
+                .series
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.optional_in_funnel)
+                .fold(0u32, |m, (i, _)| m | (1 << i)),
+            viz: f.viz.name().to_string(),
+            breakdown_limit: q
+                .breakdown
+                .as_ref()
+                .map(|bd| bd.limit.unwrap_or(25) as usize),
+            no_other: no_other || q.breakdown.as_ref().is_some_and(|bd| bd.hide_other),
+            from_step,
+            to_step,
+            bin_count: f.bin_count,
+            interval: interval.as_str().to_string(),
+            timezone: project.timezone.clone(),
+            week_start: project.pt.week_start,
+            actors,
+        };
+        if config
+            .actors
             .as_ref()
-            .map(|bd| bd.limit.unwrap_or(25) as usize),
-        no_other: no_other || q.breakdown.as_ref().is_some_and(|bd| bd.hide_other),
-        from_step,
-        to_step,
-        bin_count: f.bin_count,
-        interval: interval.as_str().to_string(),
-        timezone: project.timezone.clone(),
-        week_start: project.pt.week_start,
-        actors,
-    };
-    if config
-        .actors
-        .as_ref()
-        .and_then(|a| a.breakdown.as_ref())
-        .is_some()
-        && !has_breakdown
-        && cohorts[0].0.is_none()
-    {
-        return Err(QueryError::invalid(
-            "funnel_step_breakdown".to_string(),
-            "funnel_step_breakdown needs a breakdown in the query.",
-        ));
-    }
-    let cfg_param = b.text(serde_json::to_string(&config).expect("config serializes"));
-
-    // Filters shared by every run.
-    let mut where_ = vec![
-        format!("e.project_id = {project_param}"),
-        format!(
-            "e.\"timestamp\" >= {}",
-            b.param(Param::timestamp(range.from))
-        ),
-        format!("e.\"timestamp\" <= {}", b.param(Param::timestamp(range.to))),
-    ];
-    if f.order != FunnelOrder::Strict {
-        // Index-friendly prefilter when every step and exclusion is a plain event name.
-        let names: Option<Vec<String>> = q
-            .series
-            .iter()
-            .map(|e| &e.kind)
-            .chain(f.exclusions.iter().map(|x| &x.entity.kind))
-            .map(|k| match k {
-                EntityKind::Event { name: Some(n) } => Some(n.clone()),
-                _ => None,
-            })
-            .collect();
-        if let Some(mut names) = names {
-            names.sort();
-            names.dedup();
-            where_.push(format!(
-                "e.event = ANY({})",
-                b.param(Param::TextArray(names))
+            .and_then(|a| a.breakdown.as_ref())
+            .is_some()
+            && !has_breakdown
+            && cohorts[0].0.is_none()
+        {
+            return Err(QueryError::invalid(
+                "funnel_step_breakdown".to_string(),
+                "funnel_step_breakdown needs a breakdown in the query.",
             ));
         }
-        // With bare event names the ANY above is exactly "matches a step or an exclusion".
-        if plain_names.is_none() {
-            let any: Vec<&String> = step_conds.iter().chain(excl_conds.iter()).collect();
-            where_.push(format!(
-                "({})",
-                any.iter()
-                    .map(|c| c.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" OR ")
-            ));
-        }
-    }
-    let global = properties::compile_properties(&q.properties, &mut b, &cx)
-        .map_err(|e| e.within("properties"))?;
-    if global != "TRUE" {
-        where_.push(global);
-    }
-    if q.filter_test_accounts {
-        let t = properties::compile_properties(&project.test_account_filters, &mut b, &cx)
-            .map_err(|e| e.within("filter_test_accounts"))?;
-        if t != "TRUE" {
-            where_.push(t);
-        }
-    }
+        let cfg_param = b.text(serde_json::to_string(&config).expect("config serializes"));
 
-    let mut runs = Vec::new();
-    for (cohort, value, name) in cohorts {
-        let mut rb = b.clone();
-        let mut w = where_.clone();
-        if let Some(CohortRef::Id(id)) = cohort {
-            let prop = json!([{"type": "cohort", "key": "id", "value": id}]);
-            w.push(properties::compile_properties(&prop, &mut rb, &cx)?);
+        // Filters shared by every run.
+        let mut where_ = vec![
+            format!("e.project_id = {project_param}"),
+            format!(
+                "e.\"timestamp\" >= {}",
+                b.param(Param::timestamp(range.from))
+            ),
+            format!("e.\"timestamp\" <= {}", b.param(Param::timestamp(range.to))),
+        ];
+        if f.order != FunnelOrder::Strict {
+            // Index-friendly prefilter when every step and exclusion is a plain event name.
+            let names: Option<Vec<String>> = q
+                .series
+                .iter()
+                .map(|e| &e.kind)
+                .chain(f.exclusions.iter().map(|x| &x.entity.kind))
+                .map(|k| match k {
+                    EntityKind::Event { name: Some(n) } => Some(n.clone()),
+                    _ => None,
+                })
+                .collect();
+            if let Some(mut names) = names {
+                names.sort();
+                names.dedup();
+                where_.push(format!(
+                    "e.event = ANY({})",
+                    b.param(Param::TextArray(names))
+                ));
+            }
+            // With bare event names the ANY above is exactly "matches a step or an exclusion".
+            if plain_names.is_none() {
+                let any: Vec<&String> = step_conds.iter().chain(excl_conds.iter()).collect();
+                where_.push(format!(
+                    "({})",
+                    any.iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" OR ")
+                ));
+            }
         }
-        let sql = format!(
-            "SELECT insights._funnel_agg({cfg_param}, {actor_id}, {actor_key}, e.\"timestamp\", ({steps_mask})::int4, ({excl_mask})::int4, ({bd_expr})::text) \
+        let global = properties::compile_properties(&q.properties, &mut b, cx)
+            .map_err(|e| e.within("properties"))?;
+        if global != "TRUE" {
+            where_.push(global);
+        }
+        if q.filter_test_accounts {
+            let t = properties::compile_properties(&project.test_account_filters, &mut b, cx)
+                .map_err(|e| e.within("filter_test_accounts"))?;
+            if t != "TRUE" {
+                where_.push(t);
+            }
+        }
+
+        let mut runs = Vec::new();
+        for (cohort, value, name) in cohorts {
+            let mut rb = b.clone();
+            let mut w = where_.clone();
+            if let Some(CohortRef::Id(id)) = cohort {
+                let prop = json!([{"type": "cohort", "key": "id", "value": id}]);
+                w.push(properties::compile_properties(&prop, &mut rb, cx)?);
+            }
+            let sql = format!(
+                "SELECT insights._funnel_agg({cfg_param}, {actor_id}, {actor_key}, e.\"timestamp\", ({steps_mask})::int4, ({excl_mask})::int4, ({bd_expr})::text) \
              FROM insights.events e WHERE {}{actor_filter}",
-            w.join(" AND ")
-        );
-        runs.push(FunnelRun {
-            sql,
-            params: rb.params,
-            cohort: cohort.map(|_| (value, name)),
-        });
-    }
-    Ok(FunnelPlan {
-        runs,
-        config,
-        range,
-        steps,
-        boxed_breakdown,
-        legacy_filter: q.to_legacy_filter(),
+                w.join(" AND ")
+            );
+            runs.push(FunnelRun {
+                sql,
+                params: rb.params,
+                cohort: cohort.map(|_| (value, name)),
+            });
+        }
+        Ok(FunnelPlan {
+            runs,
+            config,
+            range,
+            steps,
+            boxed_breakdown,
+            legacy_filter: q.to_legacy_filter(),
+        })
     })
 }
 

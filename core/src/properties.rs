@@ -176,15 +176,11 @@ pub fn first_time_condition(
     if !with_filters {
         bare.properties = Value::Array(Vec::new());
     }
+    // The caller's context over the inner scan's alias (every other field is a shared reference).
     let inner_cx = FilterContext {
         event_alias: "e2",
         project_param: cx.project_param.clone(),
-        person_props: cx.person_props,
-        pt: cx.pt,
-        cohort: cx.cohort,
-        action: cx.action,
-        test_account_filters: cx.test_account_filters,
-        materialized: cx.materialized,
+        ..*cx
     };
     let inner = compile_entity_at(&bare, b, &inner_cx, now)?;
     Ok(format!(

@@ -69,6 +69,7 @@ use crate::error::{QueryError, Result};
 use crate::funnels::{Lookups, Project, url_encode};
 use crate::properties::{self, FilterContext, NUM_RE};
 use crate::query::{BreakdownProperty, CohortRef, Entity, EntityKind, InsightKind, InsightQuery};
+use crate::series::with_filter_context;
 use crate::sql::{Param, SqlBuilder};
 
 /// The breakdown value of events without one (§4.5).
@@ -598,7 +599,7 @@ pub(crate) fn series_meta(e: &Entity, order: usize, lookups: &Lookups) -> Result
 struct Shared<'a> {
     q: &'a InsightQuery,
     project: &'a Project,
-    cx: FilterContext<'a>,
+    cx: &'a FilterContext<'a>,
     now: DateTime<Utc>,
     interval: Interval,
     total_value: bool,
@@ -615,7 +616,7 @@ fn build_run(
     let e = &s.q.series[index];
     let attr = format!("events__{index}");
     let math = parse_math(e, &attr)?;
-    let cx = &s.cx;
+    let cx = s.cx;
     let pt = &s.project.pt;
     let mut b = SqlBuilder::new();
     let p = b.int(s.project.id);
@@ -1055,51 +1056,43 @@ pub fn plan(
         })
         .max(1);
 
-    let cohort_fn = |id: i64| (lookups.cohort)(id).map(|(s, f, _)| (s, f));
-    let action_fn = |id: i64| (lookups.action)(id).map(|(s, _)| s);
-    let shared = Shared {
-        q,
-        project,
-        cx: FilterContext {
-            event_alias: "e",
-            project_param: "$1::int8".to_string(),
-            person_props: None,
-            pt: &project.pt,
-            cohort: &cohort_fn,
-            action: &action_fn,
-            test_account_filters: &project.test_account_filters,
-            materialized: &project.materialized,
-        },
-        now,
-        interval,
-        total_value: q.trends.is_total_value(),
-        cumulative: q.trends.is_cumulative(),
-    };
-    let mut runs = Vec::new();
-    for cohort in &cohorts {
-        for index in 0..q.series.len() {
-            let periods: &[bool] = if compare_range.is_some() {
-                &[false, true]
-            } else {
-                &[false]
-            };
-            for &compare in periods {
-                let r = match (compare, &compare_range) {
-                    (true, Some(c)) => c,
-                    _ => &range,
+    let runs = with_filter_context(project, lookups, |cx| -> Result<Vec<TrendsRun>> {
+        let shared = Shared {
+            q,
+            project,
+            cx,
+            now,
+            interval,
+            total_value: q.trends.is_total_value(),
+            cumulative: q.trends.is_cumulative(),
+        };
+        let mut runs = Vec::new();
+        for cohort in &cohorts {
+            for index in 0..q.series.len() {
+                let periods: &[bool] = if compare_range.is_some() {
+                    &[false, true]
+                } else {
+                    &[false]
                 };
-                let (sql, params) = build_run(&shared, index, r, cohort.as_ref().map(|c| c.0))?;
-                runs.push(TrendsRun {
-                    series_index: index,
-                    compare,
-                    total_value: shared.total_value,
-                    sql,
-                    params,
-                    cohort: cohort.as_ref().map(|(_, v, n)| (v.clone(), n.clone())),
-                });
+                for &compare in periods {
+                    let r = match (compare, &compare_range) {
+                        (true, Some(c)) => c,
+                        _ => &range,
+                    };
+                    let (sql, params) = build_run(&shared, index, r, cohort.as_ref().map(|c| c.0))?;
+                    runs.push(TrendsRun {
+                        series_index: index,
+                        compare,
+                        total_value: shared.total_value,
+                        sql,
+                        params,
+                        cohort: cohort.as_ref().map(|(_, v, n)| (v.clone(), n.clone())),
+                    });
+                }
             }
         }
-    }
+        Ok(runs)
+    })?;
     Ok(TrendsPlan {
         runs,
         range,
@@ -1109,8 +1102,8 @@ pub fn plan(
         series,
         formulas,
         display: q.trends.display.clone(),
-        total_value: shared.total_value,
-        cumulative: shared.cumulative,
+        total_value: q.trends.is_total_value(),
+        cumulative: q.trends.is_cumulative(),
         smoothing_intervals: q.trends.smoothing_intervals.max(1),
         breakdown: mode,
         breakdown_limit,

@@ -32,8 +32,9 @@ use serde_json::{Value, json};
 use crate::dates::{self, Interval};
 use crate::error::{QueryError, Result};
 use crate::funnels::{Lookups, Project};
-use crate::properties::{self, FilterContext, TRUE_SQL};
+use crate::properties::{self, TRUE_SQL};
 use crate::query::{BreakdownProperty, CohortRef, Entity, EntityKind, InsightKind, InsightQuery};
+use crate::series::with_filter_context;
 use crate::sql::SqlBuilder;
 use crate::trends::{
     BREAKDOWN_NULL, BREAKDOWN_OTHER, Math, normalize_url, parse_math, series_meta,
@@ -187,71 +188,60 @@ pub fn plan_actors(
     )?;
     let total_value = q.trends.is_total_value();
 
-    let cohort_fn = |id: i64| (lookups.cohort)(id).map(|(s, f, _)| (s, f));
-    let action_fn = |id: i64| (lookups.action)(id).map(|(s, _)| s);
     let mut b = SqlBuilder::new();
     let p = b.int(project.id);
-    let cx = FilterContext {
-        event_alias: "e",
-        project_param: p.clone(),
-        person_props: None,
-        pt: &project.pt,
-        cohort: &cohort_fn,
-        action: &action_fn,
-        test_account_filters: &project.test_account_filters,
-        materialized: &project.materialized,
-    };
-
-    let mut filters = Vec::new();
-    let ent = properties::compile_entity_at(&e, &mut b, &cx, now).map_err(|er| er.within(&attr))?;
-    let ent = match math {
-        Math::FirstTime { with_filters } => {
-            properties::first_time_condition(&e, &ent, with_filters, &mut b, &cx, now)
-                .map_err(|er| er.within(&attr))?
-        }
-        _ => ent,
-    };
-    filters.push(ent);
-    filters.push(
-        properties::compile_properties_at(&q.properties, &mut b, &cx, now)
-            .map_err(|er| er.within("properties"))?,
-    );
-    if q.filter_test_accounts {
-        filters.push(
-            properties::compile_properties_at(&project.test_account_filters, &mut b, &cx, now)
-                .map_err(|er| er.within("filter_test_accounts"))?,
-        );
-    }
-
-    // The breakdown value.
-    let bd_value = req.get("breakdown_value").filter(|v| !v.is_null());
-    if let (Some(bd), Some(value)) = (&q.breakdown, bd_value)
-        && !bd.values.is_empty()
-    {
-        let value_text = entity_id_text(value);
-        if value_text == BREAKDOWN_OTHER {
-            return Err(invalid(
-                "breakdown_value",
-                "The persons of the Other breakdown bucket are not available: query a specific breakdown value.",
-            ));
-        }
-        if bd.values.iter().any(|v| v.histogram_bin_count.is_some()) {
-            return Err(invalid(
-                "breakdown_value",
-                "The persons of a histogram breakdown bin are not available.",
-            ));
-        }
-        let match_part = |x: &str, v: &str, b: &mut SqlBuilder| -> String {
-            if v == BREAKDOWN_NULL {
-                format!("coalesce({x}, '') = ''")
-            } else {
-                format!("{x} = {}", b.text(v))
+    with_filter_context(project, lookups, |cx| {
+        let mut filters = Vec::new();
+        let ent =
+            properties::compile_entity_at(&e, &mut b, cx, now).map_err(|er| er.within(&attr))?;
+        let ent = match math {
+            Math::FirstTime { with_filters } => {
+                properties::first_time_condition(&e, &ent, with_filters, &mut b, cx, now)
+                    .map_err(|er| er.within(&attr))?
             }
+            _ => ent,
         };
-        match &bd.values[..] {
-            [one] => match &one.property {
-                BreakdownProperty::Cohorts(_) => {
-                    let cohort = match value {
+        filters.push(ent);
+        filters.push(
+            properties::compile_properties_at(&q.properties, &mut b, cx, now)
+                .map_err(|er| er.within("properties"))?,
+        );
+        if q.filter_test_accounts {
+            filters.push(
+                properties::compile_properties_at(&project.test_account_filters, &mut b, cx, now)
+                    .map_err(|er| er.within("filter_test_accounts"))?,
+            );
+        }
+
+        // The breakdown value.
+        let bd_value = req.get("breakdown_value").filter(|v| !v.is_null());
+        if let (Some(bd), Some(value)) = (&q.breakdown, bd_value)
+            && !bd.values.is_empty()
+        {
+            let value_text = entity_id_text(value);
+            if value_text == BREAKDOWN_OTHER {
+                return Err(invalid(
+                    "breakdown_value",
+                    "The persons of the Other breakdown bucket are not available: query a specific breakdown value.",
+                ));
+            }
+            if bd.values.iter().any(|v| v.histogram_bin_count.is_some()) {
+                return Err(invalid(
+                    "breakdown_value",
+                    "The persons of a histogram breakdown bin are not available.",
+                ));
+            }
+            let match_part = |x: &str, v: &str, b: &mut SqlBuilder| -> String {
+                if v == BREAKDOWN_NULL {
+                    format!("coalesce({x}, '') = ''")
+                } else {
+                    format!("{x} = {}", b.text(v))
+                }
+            };
+            match &bd.values[..] {
+                [one] => match &one.property {
+                    BreakdownProperty::Cohorts(_) => {
+                        let cohort = match value {
                         Value::Number(n) => n.as_i64().map(CohortRef::Id),
                         Value::String(s) if s.trim() == "all" => Some(CohortRef::All),
                         Value::String(s) => s.trim().parse().ok().map(CohortRef::Id),
@@ -266,134 +256,137 @@ pub fn plan_actors(
                             ),
                         )
                     })?;
-                    if let CohortRef::Id(id) = cohort {
-                        let prop = json!([{"type": "cohort", "key": "id", "value": id}]);
-                        filters.push(
-                            properties::compile_properties_at(&prop, &mut b, &cx, now)
-                                .map_err(|er| er.within("breakdown_value"))?,
-                        );
+                        if let CohortRef::Id(id) = cohort {
+                            let prop = json!([{"type": "cohort", "key": "id", "value": id}]);
+                            filters.push(
+                                properties::compile_properties_at(&prop, &mut b, cx, now)
+                                    .map_err(|er| er.within("breakdown_value"))?,
+                            );
+                        }
+                    }
+                    BreakdownProperty::Property(key) => {
+                        let x = properties::breakdown_expr(
+                            &one.kind,
+                            key,
+                            one.group_type_index,
+                            &mut b,
+                            cx,
+                        )?;
+                        let x = if one.normalize_url {
+                            normalize_url(&x)
+                        } else {
+                            x
+                        };
+                        let cond = match_part(&x, &value_text, &mut b);
+                        filters.push(cond);
+                    }
+                },
+                many => {
+                    let parts: Vec<String> = match value {
+                        Value::Array(a) => a.iter().map(entity_id_text).collect(),
+                        Value::String(s) => match serde_json::from_str::<Value>(s) {
+                            Ok(Value::Array(a)) => a.iter().map(entity_id_text).collect(),
+                            _ => s.split("::").map(str::to_string).collect(),
+                        },
+                        other => vec![entity_id_text(other)],
+                    };
+                    if parts.len() != many.len() {
+                        return Err(invalid(
+                            "breakdown_value",
+                            format!(
+                                "The breakdown value needs {} parts (one per breakdown), got {}",
+                                many.len(),
+                                parts.len()
+                            ),
+                        ));
+                    }
+                    for (spec, v) in many.iter().zip(&parts) {
+                        let BreakdownProperty::Property(key) = &spec.property else {
+                            return Err(invalid(
+                                "breakdowns",
+                                "Cohort breakdowns cannot be combined with other breakdowns.",
+                            ));
+                        };
+                        let x = properties::breakdown_expr(
+                            &spec.kind,
+                            key,
+                            spec.group_type_index,
+                            &mut b,
+                            cx,
+                        )?;
+                        let x = if spec.normalize_url {
+                            normalize_url(&x)
+                        } else {
+                            x
+                        };
+                        let cond = match_part(&x, v, &mut b);
+                        filters.push(cond);
                     }
                 }
-                BreakdownProperty::Property(key) => {
-                    let x = properties::breakdown_expr(
-                        &one.kind,
-                        key,
-                        one.group_type_index,
-                        &mut b,
-                        &cx,
-                    )?;
-                    let x = if one.normalize_url {
-                        normalize_url(&x)
-                    } else {
-                        x
-                    };
-                    let cond = match_part(&x, &value_text, &mut b);
-                    filters.push(cond);
-                }
-            },
-            many => {
-                let parts: Vec<String> = match value {
-                    Value::Array(a) => a.iter().map(entity_id_text).collect(),
-                    Value::String(s) => match serde_json::from_str::<Value>(s) {
-                        Ok(Value::Array(a)) => a.iter().map(entity_id_text).collect(),
-                        _ => s.split("::").map(str::to_string).collect(),
-                    },
-                    other => vec![entity_id_text(other)],
-                };
-                if parts.len() != many.len() {
-                    return Err(invalid(
-                        "breakdown_value",
-                        format!(
-                            "The breakdown value needs {} parts (one per breakdown), got {}",
-                            many.len(),
-                            parts.len()
-                        ),
-                    ));
-                }
-                for (spec, v) in many.iter().zip(&parts) {
-                    let BreakdownProperty::Property(key) = &spec.property else {
-                        return Err(invalid(
-                            "breakdowns",
-                            "Cohort breakdowns cannot be combined with other breakdowns.",
-                        ));
-                    };
-                    let x = properties::breakdown_expr(
-                        &spec.kind,
-                        key,
-                        spec.group_type_index,
-                        &mut b,
-                        &cx,
-                    )?;
-                    let x = if spec.normalize_url {
-                        normalize_url(&x)
-                    } else {
-                        x
-                    };
-                    let cond = match_part(&x, v, &mut b);
-                    filters.push(cond);
-                }
             }
         }
-    }
 
-    // The window: the data point, widened for weekly/monthly active.
-    let mut from = range.from;
-    if let Math::Active { days } = math {
-        if total_value {
-            from = range
-                .to
-                .checked_sub_signed(TimeDelta::days(days))
-                .and_then(|t| t.checked_add_signed(TimeDelta::microseconds(1)))
+        // The window: the data point, widened for weekly/monthly active.
+        let mut from = range.from;
+        if let Math::Active { days } = math {
+            if total_value {
+                from = range
+                    .to
+                    .checked_sub_signed(TimeDelta::days(days))
+                    .and_then(|t| t.checked_add_signed(TimeDelta::microseconds(1)))
+                    .unwrap_or(range.from);
+            } else {
+                let first = dates::bucket_start(range.from, interval, &pt);
+                from = match interval {
+                    Interval::Day => dates::offset_bucket(first, Interval::Day, 1 - days, &pt),
+                    Interval::Hour => first.checked_sub_signed(TimeDelta::hours(days * 24 - 1)),
+                    Interval::Minute => {
+                        first.checked_sub_signed(TimeDelta::minutes(days * 1440 - 1))
+                    }
+                    Interval::Week | Interval::Month => Some(range.from),
+                }
                 .unwrap_or(range.from);
-        } else {
-            let first = dates::bucket_start(range.from, interval, &pt);
-            from = match interval {
-                Interval::Day => dates::offset_bucket(first, Interval::Day, 1 - days, &pt),
-                Interval::Hour => first.checked_sub_signed(TimeDelta::hours(days * 24 - 1)),
-                Interval::Minute => first.checked_sub_signed(TimeDelta::minutes(days * 1440 - 1)),
-                Interval::Week | Interval::Month => Some(range.from),
             }
-            .unwrap_or(range.from);
         }
-    }
-    let from_p = b.param(crate::sql::Param::timestamp(from));
-    let to_p = b.param(crate::sql::Param::timestamp(range.to));
+        let from_p = b.param(crate::sql::Param::timestamp(from));
+        let to_p = b.param(crate::sql::Param::timestamp(range.to));
 
-    let group_type_index = match (&math, q.aggregation_group_type_index) {
-        (Math::UniqueGroup(g), _) => Some(*g),
-        (_, Some(g)) if g <= 4 => Some(g),
-        (_, Some(g)) => {
-            return Err(invalid(
-                "aggregation_group_type_index",
-                format!("aggregation_group_type_index must be between 0 and 4, got {g}"),
-            ));
+        let group_type_index = match (&math, q.aggregation_group_type_index) {
+            (Math::UniqueGroup(g), _) => Some(*g),
+            (_, Some(g)) if g <= 4 => Some(g),
+            (_, Some(g)) => {
+                return Err(invalid(
+                    "aggregation_group_type_index",
+                    format!("aggregation_group_type_index must be between 0 and 4, got {g}"),
+                ));
+            }
+            _ => None,
+        };
+        let actor = match group_type_index {
+            Some(g) => format!("NULLIF(e.group_{g}, '')"),
+            None => "e.person_id".to_string(),
+        };
+        let mut w = vec![
+            format!("e.project_id = {p}"),
+            format!("e.\"timestamp\" >= {from_p}"),
+            format!("e.\"timestamp\" <= {to_p}"),
+        ];
+        w.extend(filters.into_iter().filter(|f| f != TRUE_SQL));
+        if matches!(math, Math::UniqueSession) {
+            w.push("e.session_id <> ''".to_string());
         }
-        _ => None,
-    };
-    let actor = match group_type_index {
-        Some(g) => format!("NULLIF(e.group_{g}, '')"),
-        None => "e.person_id".to_string(),
-    };
-    let mut w = vec![
-        format!("e.project_id = {p}"),
-        format!("e.\"timestamp\" >= {from_p}"),
-        format!("e.\"timestamp\" <= {to_p}"),
-    ];
-    w.extend(filters.into_iter().filter(|f| f != TRUE_SQL));
-    if matches!(math, Math::UniqueSession) {
-        w.push("e.session_id <> ''".to_string());
-    }
-    w.push(format!("{actor} IS NOT NULL"));
-    let sql = format!(
-        "SELECT DISTINCT ({actor})::text AS actor FROM insights.events e WHERE {}",
-        w.join(" AND ")
-    );
-    Ok(TrendsActorsPlan {
-        sql,
-        params: b.params,
-        group_type_index,
-        label: meta.label,
-        math: meta.math,
+        w.push(format!("{actor} IS NOT NULL"));
+        let sql = format!(
+            "SELECT DISTINCT ({actor})::text AS actor FROM insights.events e WHERE {}",
+            w.join(" AND ")
+        );
+        Ok(TrendsActorsPlan {
+            sql,
+            params: b.params,
+            group_type_index,
+            label: meta.label,
+            math: meta.math,
+        })
     })
 }
 
