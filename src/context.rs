@@ -241,3 +241,15 @@ pub fn select_rows<T>(
     })
     .unwrap_or_else(|e| pgrx::error!("pg_insights: {what} query failed: {e}"))
 }
+
+/// Run a statement over `insights._actor_periods` (`series::actor_periods_sql`): its
+/// `(first_period, periods, actors)` rows.
+pub fn select_masks(sql: &str, params: &[Param], what: &str) -> Vec<(i32, i64, i64)> {
+    select_rows(sql, params, what, |row| {
+        Ok((
+            row.get::<i32>(1)?.unwrap_or(0),
+            row.get::<i64>(2)?.unwrap_or(0),
+            row.get::<i64>(3)?.unwrap_or(0),
+        ))
+    })
+}

@@ -22,13 +22,18 @@ pub(crate) fn run_query(project: &Project, q: &InsightQuery) -> (LifecyclePlan, 
         lifecycle::plan(q, project, lookups, chrono::Utc::now(), earliest)
     })
     .unwrap_or_else(|e| raise_query_error(&e));
-    let rows = select_rows(&plan.sql, &plan.params, "lifecycle", |row| {
-        Ok((
-            row.get::<i64>(1)?.unwrap_or(0),
-            row.get::<String>(2)?.unwrap_or_default(),
-            row.get::<i64>(3)?.unwrap_or(0),
-        ))
-    });
+    let rows = if plan.masks {
+        let masks = crate::context::select_masks(&plan.sql, &plan.params, "lifecycle");
+        lifecycle::rows_of_masks(&masks, plan.buckets.len() + 2)
+    } else {
+        select_rows(&plan.sql, &plan.params, "lifecycle", |row| {
+            Ok((
+                row.get::<i64>(1)?.unwrap_or(0),
+                row.get::<String>(2)?.unwrap_or_default(),
+                row.get::<i64>(3)?.unwrap_or(0),
+            ))
+        })
+    };
     let result = lifecycle::render(&plan, &rows);
     (plan, result)
 }

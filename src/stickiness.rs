@@ -25,6 +25,10 @@ pub(crate) fn run_query(project: &Project, q: &InsightQuery) -> Value {
         .runs
         .iter()
         .map(|r| {
+            if r.masks {
+                let masks = crate::context::select_masks(&r.sql, &r.params, "stickiness");
+                return stickiness::histogram_of_masks(r, &masks);
+            }
             select_rows(&r.sql, &r.params, "stickiness", |row| {
                 Ok((
                     row.get::<i64>(1)?.unwrap_or(0),

@@ -41,8 +41,11 @@ pub const STATUSES: [&str; 4] = ["new", "returning", "resurrecting", "dormant"];
 
 #[derive(Debug, Clone)]
 pub struct LifecyclePlan {
-    /// Rows `(period int8, status text, actors int8)`; period 2 is the first output bucket.
+    /// Rows `(period int8, status text, actors int8)`; period 2 is the first output bucket. When
+    /// `masks`, the `(first_period, periods, actors)` rows of [`series::actor_periods_sql`]
+    /// instead (turn them into the same rows with [`rows_of_masks`]).
     pub sql: String,
+    pub masks: bool,
     pub params: Vec<Param>,
     /// The output bucket starts, `first … last`.
     pub buckets: Vec<DateTime<Utc>>,
@@ -136,10 +139,19 @@ pub fn plan(
             m.insert("id".into(), json!(id));
         }
     }
-    let (sql, params) =
-        series::with_filter_context(project, lookups, |cx| build(q, project, cx, &f, now, None))?;
+    let mask_form = q.aggregation_group_type_index.is_none()
+        && q.series[0].math.as_deref() != Some("unique_group")
+        && f.window.len() <= series::MASK_PERIODS;
+    let (sql, params) = series::with_filter_context(project, lookups, |cx| {
+        if mask_form {
+            build_masks(q, project, cx, &f, now)
+        } else {
+            build(q, project, cx, &f, now, None)
+        }
+    })?;
     Ok(LifecyclePlan {
         sql,
+        masks: mask_form,
         params,
         buckets: f.buckets,
         interval: f.interval,
@@ -258,6 +270,86 @@ fn build(
         w = w.join(" AND ")
     );
     Ok(b.finish(&sql))
+}
+
+/// Marks a person's creation period in the mask aggregate: fed as period `CREATED - i` (below
+/// every real period, so the aggregate's smallest period carries it).
+const CREATED: i32 = -1000;
+
+/// The mask form (persons, at most 63 window periods): every matching event feeds its window
+/// position, and every person created inside the window feeds `CREATED - position`, to the
+/// parallel `insights._actor_periods` aggregate; [`rows_of_masks`] derives the statuses.
+fn build_masks(
+    q: &InsightQuery,
+    project: &Project,
+    cx: &FilterContext,
+    f: &Frame,
+    now: DateTime<Utc>,
+) -> Result<(String, Vec<Param>)> {
+    let entity = &q.series[0];
+    let pt = &project.pt;
+    let mut b = SqlBuilder::new();
+    let p = b.int(project.id);
+    let (first, end) = (f.window[0], f.window[f.window.len() - 1]);
+    let end = dates::offset_bucket(end, f.interval, 1, pt).unwrap_or(end);
+    let (from_p, to_p) = (b.param(Param::timestamp(first)), b.param(Param::timestamp(end)));
+    let mut w = vec![
+        format!("e.project_id = {p}"),
+        format!("e.\"timestamp\" >= {from_p}"),
+        format!("e.\"timestamp\" < {to_p}"),
+    ];
+    w.extend(series::series_conditions(
+        q,
+        entity,
+        "events__0",
+        &project.test_account_filters,
+        &mut b,
+        cx,
+        now,
+    )?);
+    let period = series::sql_period_index("e.\"timestamp\"", f.interval, pt, first, &mut b);
+    let created = series::sql_period_index("pp.created_at", f.interval, pt, first, &mut b);
+    let source = format!(
+        "SELECT e.person_id AS actor, {period} AS period FROM insights.events e WHERE {} \
+         UNION ALL \
+         SELECT pp.id, {CREATED} - {created} FROM insights.persons pp WHERE pp.project_id = {p} \
+            AND pp.created_at >= {from_p} AND pp.created_at < {to_p}",
+        w.join(" AND ")
+    );
+    Ok(b.finish(&series::actor_periods_sql(&source)))
+}
+
+/// The statement's `(period, status, actors)` rows from mask rows `(first_period, periods,
+/// actors)`: bit `i` of `periods` is window position `i + 1`; a `first_period` at or below
+/// [`CREATED`] names the creation period. `window` is the number of window periods.
+pub fn rows_of_masks(masks: &[(i32, i64, i64)], window: usize) -> Vec<(i64, String, i64)> {
+    let mut tally: std::collections::BTreeMap<(i64, &str), i64> = Default::default();
+    for &(first, mask, actors) in masks {
+        let mask = mask as u64;
+        if mask == 0 {
+            continue; // created in the window, no matching event
+        }
+        let created = (first <= CREATED).then(|| i64::from(CREATED - first));
+        let lowest = i64::from(mask.trailing_zeros());
+        let bit = |i: i64| (0..window as i64).contains(&i) && mask >> i & 1 == 1;
+        for i in (0..window as i64).filter(|i| bit(*i)) {
+            let status = if i == lowest && created == Some(i) {
+                "new"
+            } else if bit(i - 1) {
+                "returning"
+            } else {
+                "resurrecting"
+            };
+            *tally.entry((i + 1, status)).or_default() += actors;
+            if !bit(i + 1) {
+                *tally.entry((i + 2, "dormant")).or_default() += actors;
+            }
+        }
+    }
+    tally
+        .into_iter()
+        .map(|((period, status), n)| (period, status.to_string(), n))
+        .collect()
 }
 
 /// PostHog's four items (new, returning, resurrecting, dormant). `rows` are the statement's

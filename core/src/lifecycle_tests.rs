@@ -48,7 +48,17 @@ fn l1() -> Value {
 fn window_has_a_period_on_each_side() {
     let p = ok(l1());
     assert_eq!(p.buckets.len(), 8);
-    // before (01-11), the 8 output days, after (01-20): 10 bucket starts bound as text.
+    assert!(p.masks && p.sql.contains("insights._actor_periods("), "{}", p.sql);
+    // The events are read from the period before (01-11).
+    assert!(p.params.contains(&Param::timestamp(
+        DateTime::parse_from_rfc3339("2020-01-11T00:00:00Z").map(|d| d.to_utc()).unwrap_or_default()
+    )));
+    // Group actors take the windowed statement: before (01-11), the 8 output days, after
+    // (01-20): 10 bucket starts bound as text.
+    let mut q = l1();
+    q["aggregation_group_type_index"] = json!(0);
+    let p = ok(q);
+    assert!(!p.masks);
     let arr = p.params.iter().find_map(|x| match x {
         Param::TextArray(v) => Some(v.clone()),
         _ => None,
@@ -219,4 +229,25 @@ fn actors_of_one_status_and_period() {
     .map(|_| ())
     .unwrap_err();
     assert_eq!(e.attr.as_deref(), Some("lifecycle_type"));
+}
+
+#[test]
+fn rows_of_masks_give_l1() {
+    // LF over the window 01-11 … 01-20 (bit 0 = 01-11): p1 11 12 13 15 17 19 (created 01-11),
+    // p2 12 (created 01-09, before the window), p3 12 (created 01-12), p4 15 (created 01-15).
+    let day = |d: i64| d - 11;
+    let mask = |days: &[i64]| days.iter().fold(0i64, |m, d| m | 1 << day(*d));
+    let masks = [
+        (-1000, mask(&[11, 12, 13, 15, 17, 19]), 1),
+        (day(12) as i32, mask(&[12]), 1),
+        (-1000 - day(12) as i32, mask(&[12]), 1),
+        (-1000 - day(15) as i32, mask(&[15]), 1),
+        (-1000 - 3, 0, 7), // created in the window without a matching event: nothing
+    ];
+    let p = ok(l1());
+    let r = render(&p, &rows_of_masks(&masks, p.buckets.len() + 2));
+    assert_eq!(r[0]["data"], json!([1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]));
+    assert_eq!(r[1]["data"], json!([1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]));
+    assert_eq!(r[2]["data"], json!([1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]));
+    assert_eq!(r[3]["data"], json!([0.0, -2.0, -1.0, 0.0, -2.0, 0.0, -1.0, 0.0]));
 }

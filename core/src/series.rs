@@ -119,3 +119,64 @@ pub fn compare_range(
 pub fn bucket_param_text(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
+
+/// The most periods the per-actor bit masks of `insights._actor_periods` hold (bits 0..62).
+pub const MASK_PERIODS: usize = 63;
+
+/// An int4 SQL expression: the 0-based position of the bucket containing `ts_sql` (a column
+/// expression from code) counted from the bucket starting at `first`, in the project timezone.
+/// It agrees with [`dates::sql_bucket_expr`] but avoids building timestamps: local dates for
+/// day/week/month, whole hours since `first` for hours (hour buckets keep their UTC offset, so
+/// the two 01:00 hours of a fall-back night stay apart). Only meaningful for `ts ≥ first`.
+pub fn sql_period_index(
+    ts_sql: &str,
+    interval: dates::Interval,
+    pt: &ProjectTime,
+    first: DateTime<Utc>,
+    b: &mut SqlBuilder,
+) -> String {
+    use dates::Interval;
+    let tz = b.text(pt.tz.name());
+    let local_day = dates::day_string(first, Interval::Day, pt);
+    match interval {
+        Interval::Minute | Interval::Hour => {
+            let unit = if interval == Interval::Hour {
+                "hour"
+            } else {
+                "minute"
+            };
+            let secs = if interval == Interval::Hour { 3600 } else { 60 };
+            let t0 = b.param(crate::sql::Param::timestamp(first));
+            format!(
+                "(div(extract(epoch FROM date_trunc('{unit}', {ts_sql}, {tz})) - extract(epoch FROM {t0}), {secs}))::int4"
+            )
+        }
+        Interval::Day => {
+            let d0 = b.text(local_day);
+            format!("(({ts_sql} AT TIME ZONE {tz})::date - {d0}::date)")
+        }
+        Interval::Week => {
+            let d0 = b.text(local_day);
+            format!("((({ts_sql} AT TIME ZONE {tz})::date - {d0}::date) / 7)")
+        }
+        Interval::Month => {
+            let (y, m) = (&local_day[..4], &local_day[5..7]);
+            let ym0 = b.int(y.parse::<i64>().unwrap_or(0) * 12 + m.parse::<i64>().unwrap_or(0));
+            format!(
+                "((extract(year FROM ({ts_sql} AT TIME ZONE {tz})) * 12 \
+                 + extract(month FROM ({ts_sql} AT TIME ZONE {tz})))::int8 - {ym0})::int4"
+            )
+        }
+    }
+}
+
+/// The statement over `insights._actor_periods` (the parallel per-actor mask aggregate): rows
+/// `(first_period int4, periods int8, actors int8)`, the number of actors per (smallest period
+/// fed, period mask) pair. `source` is a SELECT of `(actor int8, period int4)` rows.
+pub fn actor_periods_sql(source: &str) -> String {
+    format!(
+        "SELECT p.first_period, p.periods, p.actors \
+         FROM (SELECT insights._actor_periods(x.actor, x.period) AS s FROM ({source}) x) u \
+         CROSS JOIN LATERAL insights._actor_periods_rows(u.s) p"
+    )
+}

@@ -30,10 +30,16 @@ use crate::series::{self, bucket_param_text};
 use crate::sql::{Param, SqlBuilder};
 use crate::trends::{SeriesMeta, series_meta};
 
-/// One statement: rows `(intervals int8, actors int8)`.
+/// One statement: rows `(intervals int8, actors int8)`, or, when `masks`, the
+/// `(first_period int4, periods int8, actors int8)` rows of [`series::actor_periods_sql`] (turn
+/// them into the histogram with [`histogram_of_masks`]).
 #[derive(Debug, Clone)]
 pub struct StickinessRun {
     pub series_index: usize,
+    pub masks: bool,
+    /// Buckets of the period (before grouping by `intervalCount`).
+    pub buckets: usize,
+    pub interval_count: usize,
     /// The previous period of a compare query.
     pub compare: bool,
     /// Number of intervals (buckets grouped by `intervalCount`) of the run's period.
@@ -138,10 +144,13 @@ pub fn plan(
         for index in 0..q.series.len() {
             let periods = std::iter::once((false, &range)).chain(compare.iter().map(|c| (true, c)));
             for (is_compare, r) in periods {
-                let (intervals, sql, params) =
+                let (intervals, sql, params, masks) =
                     build(q, project, cx, index, r, interval, now, Select::Histogram)?;
                 runs.push(StickinessRun {
                     series_index: index,
+                    masks,
+                    buckets: dates::buckets(r, &pt).len(),
+                    interval_count: q.interval_count.max(1) as usize,
                     compare: is_compare,
                     intervals,
                     sql,
@@ -184,7 +193,7 @@ pub fn plan_actors(
     let range = resolve(q, interval, &project.pt, now, earliest)?;
     let label = series_meta(entity, series_index, lookups)?.label;
     let cumulative = q.stickiness.computed_as == StickinessComputation::Cumulative;
-    let (_, sql, params) = series::with_filter_context(project, lookups, |cx| {
+    let (_, sql, params, _) = series::with_filter_context(project, lookups, |cx| {
         build(
             q,
             project,
@@ -211,7 +220,7 @@ enum Select {
     Actors { intervals: i64, at_least: bool },
 }
 
-/// One statement and the number of intervals of its period.
+/// One statement, the number of intervals of its period, and whether it is the mask form.
 #[allow(clippy::too_many_arguments)] // one call site each in plan and plan_actors
 fn build(
     q: &InsightQuery,
@@ -222,7 +231,7 @@ fn build(
     interval: Interval,
     now: DateTime<Utc>,
     select: Select,
-) -> Result<(usize, String, Vec<Param>)> {
+) -> Result<(usize, String, Vec<Param>, bool)> {
     let attr = format!("events__{index}");
     let entity = &q.series[index];
     let mut b = SqlBuilder::new();
@@ -260,10 +269,26 @@ fn build(
             format!(" HAVING {events} {op} {}", b.int(c.value))
         }
     };
-    let bucket = dates::sql_bucket_expr("e.\"timestamp\"", interval, &project.pt, &mut b);
     let buckets = dates::buckets(range, &project.pt);
     let c = q.interval_count.max(1) as usize;
     let intervals = buckets.len().div_ceil(c);
+    // The common case (persons, no criterion, at most 63 buckets) feeds each event's bucket
+    // position to the parallel mask aggregate instead of grouping (person, bucket) pairs.
+    let mask_form = matches!(select, Select::Histogram)
+        && q.stickiness.criteria.is_none()
+        && !nullable
+        && buckets.len() <= series::MASK_PERIODS;
+    if let (true, Some(first)) = (mask_form, buckets.first()) {
+        let period =
+            series::sql_period_index("e.\"timestamp\"", interval, &project.pt, *first, &mut b);
+        let source = format!(
+            "SELECT {actor} AS actor, {period} AS period FROM insights.events e WHERE {}",
+            w.join(" AND ")
+        );
+        let (sql, params) = b.finish(&series::actor_periods_sql(&source));
+        return Ok((intervals, sql, params, true));
+    }
+    let bucket = dates::sql_bucket_expr("e.\"timestamp\"", interval, &project.pt, &mut b);
     let per_actor = if c == 1 {
         let h = having("count(*)", &mut b);
         format!(
@@ -303,7 +328,34 @@ fn build(
         }
     };
     let (sql, params) = b.finish(&sql);
-    Ok((intervals, sql, params))
+    Ok((intervals, sql, params, false))
+}
+
+/// The `(intervals, actors)` histogram of mask rows `(first_period, periods, actors)`: an
+/// actor's intervals are the distinct groups `(buckets − 1 − i) / c` of its set bits `i`.
+pub fn histogram_of_masks(run: &StickinessRun, masks: &[(i32, i64, i64)]) -> Vec<(i64, i64)> {
+    let mut hist = vec![0i64; run.intervals + 1];
+    let n = run.buckets;
+    let c = run.interval_count.max(1);
+    for &(_, mask, actors) in masks {
+        let mask = mask as u64;
+        let k = if c == 1 {
+            mask.count_ones() as usize
+        } else {
+            let mut groups = 0u64;
+            for i in (0..n.min(series::MASK_PERIODS)).filter(|i| mask >> i & 1 == 1) {
+                groups |= 1 << ((n - 1 - i) / c);
+            }
+            groups.count_ones() as usize
+        };
+        if let Some(slot) = hist.get_mut(k).filter(|_| k > 0) {
+            *slot += actors;
+        }
+    }
+    (1..hist.len())
+        .map(|k| (k as i64, hist[k]))
+        .filter(|(_, a)| *a != 0)
+        .collect()
 }
 
 /// `"3 days"`, `"1 week"`, `"2 hours or more"`.

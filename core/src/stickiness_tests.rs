@@ -92,11 +92,7 @@ fn bucket_counts_follow_the_interval() {
                       "dateRange": {"date_from": "2020-01-11", "date_to": "2020-01-20"}, "intervalCount": 2}),
     );
     assert_eq!(p.runs[0].intervals, 5);
-    assert!(
-        p.runs[0].sql.contains("WITH ORDINALITY"),
-        "{}",
-        p.runs[0].sql
-    );
+    assert!(p.runs[0].masks, "{}", p.runs[0].sql);
     // minute counts hours.
     let p = ok(legacy(
         json!({"interval": "minute", "date_from": "2020-01-20T10:00:00Z",
@@ -245,4 +241,36 @@ fn criteria_count_the_events_of_a_whole_interval() {
         "{}",
         p.runs[0].sql
     );
+}
+
+#[test]
+fn masks_serve_the_common_case_and_sql_the_rest() {
+    let p = ok(legacy(json!({})));
+    assert!(p.runs[0].masks);
+    assert!(p.runs[0].sql.contains("insights._actor_periods("), "{}", p.runs[0].sql);
+    assert!(p.runs[0].sql.contains("::date - $"), "{}", p.runs[0].sql);
+    // More than 63 buckets, a criterion, or group actors: the (actor, bucket) statement.
+    let p = ok(legacy(json!({"date_from": "2019-10-01"})));
+    assert_eq!((p.runs[0].masks, p.runs[0].intervals), (false, 112));
+    let p = ok(json!({"kind": "StickinessQuery", "series": [{"kind": "EventsNode", "event": "a"}],
+                      "dateRange": {"date_from": "2020-01-11", "date_to": "2020-01-20"},
+                      "stickinessFilter": {"stickinessCriteria": {"operator": "gte", "value": 2}}}));
+    assert!(!p.runs[0].masks);
+    let p = ok(legacy(json!({"events": [{"id": "a", "math": "unique_group", "math_group_type_index": 0}]})));
+    assert!(!p.runs[0].masks);
+}
+
+#[test]
+fn histogram_of_masks_counts_intervals() {
+    let mut p = ok(legacy(json!({})));
+    let run = p.runs.remove(0);
+    // S1: p1 on days 0..8 (9 days), p2 on days 0, 2, 4, 6, 8 (5 days).
+    let masks = [(0, 0b1_1111_1111, 1), (0, 0b1_0101_0101, 1), (0, 0b1, 3)];
+    assert_eq!(histogram_of_masks(&run, &masks), vec![(1, 3), (5, 1), (9, 1)]);
+    // S5: intervalCount 2 over 10 days groups (9,8) (7,6) … (1,0) from the end.
+    let q = json!({"kind": "StickinessQuery", "series": [{"kind": "EventsNode", "event": "$pageview"}],
+                   "dateRange": {"date_from": "2020-01-11", "date_to": "2020-01-20"}, "intervalCount": 2});
+    let run = ok(q).runs.remove(0);
+    let masks = [(0, 0b1_1111_1111, 1), (0, 0b1_0101, 1)];
+    assert_eq!(histogram_of_masks(&run, &masks), vec![(3, 1), (5, 1)]);
 }
