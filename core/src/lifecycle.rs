@@ -206,7 +206,7 @@ fn build(
     let pt = &project.pt;
     let mut b = SqlBuilder::new();
     let p = b.int(project.id);
-    let (actor, nullable) = series::actor_expr(q, entity, attr)?;
+    let (actor, nullable) = series::actor_expr(q, entity, attr, &mut b, cx)?;
     let (first, end) = (f.window[0], f.window[f.window.len() - 1]);
     let end = dates::offset_bucket(end, f.interval, 1, pt).unwrap_or(end);
     let mut w = vec![

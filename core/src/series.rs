@@ -68,9 +68,16 @@ pub fn series_conditions(
 }
 
 /// The actor a per-actor insight counts: the group key of `unique_group` math or of the query's
-/// `aggregation_group_type_index` (empty keys are no actor), else the person. Returns the
-/// expression and whether it can be NULL. HogQL actors are not supported (22023 on `attr`).
-pub fn actor_expr(q: &InsightQuery, series: &Entity, attr: &str) -> Result<(String, bool)> {
+/// `aggregation_group_type_index` (empty keys are no actor), the text of `math_hogql` for
+/// `hogql` math (NULL is no actor), else the person. Returns the expression and whether it can
+/// be NULL (any actor but the person).
+pub fn actor_expr(
+    q: &InsightQuery,
+    series: &Entity,
+    attr: &str,
+    b: &mut SqlBuilder,
+    cx: &FilterContext,
+) -> Result<(String, bool)> {
     let group = match series.math.as_deref() {
         Some("unique_group") => Some(series.math_group_type_index.ok_or_else(|| {
             QueryError::invalid(
@@ -79,10 +86,11 @@ pub fn actor_expr(q: &InsightQuery, series: &Entity, attr: &str) -> Result<(Stri
             )
         })?),
         Some("hogql") => {
-            return Err(QueryError::invalid(
-                format!("{attr}__math"),
-                "HogQL actors are not supported for this insight; use dau or unique_group.",
-            ));
+            let src = series.math_hogql.as_deref().ok_or_else(|| {
+                QueryError::invalid(format!("{attr}__math_hogql"), "hogql math needs math_hogql.")
+            })?;
+            let attr = format!("{attr}__math_hogql");
+            return Ok((crate::hogql::compile_text(src, &attr, b, cx)?, true));
         }
         _ => q.aggregation_group_type_index,
     };

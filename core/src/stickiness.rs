@@ -236,7 +236,7 @@ fn build(
     let entity = &q.series[index];
     let mut b = SqlBuilder::new();
     let p = b.int(project.id);
-    let (actor, nullable) = series::actor_expr(q, entity, &attr)?;
+    let (actor, nullable) = series::actor_expr(q, entity, &attr, &mut b, cx)?;
     let mut w = vec![
         format!("e.project_id = {p}"),
         format!(

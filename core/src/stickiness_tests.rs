@@ -133,11 +133,16 @@ fn groups_and_bad_maths() {
         json!({"events": [{"id": "a", "math": "unique_group", "math_group_type_index": 1}]}),
     ));
     assert!(p.runs[0].sql.contains("NULLIF(e.group_1, '') IS NOT NULL"));
+    // HogQL actors: the expression's text, NULL being no actor.
+    let p = ok(json!({"kind": "StickinessQuery", "dateRange": {"date_from": "2020-01-11"},
+                      "series": [{"kind": "EventsNode", "event": "a", "math": "hogql",
+                                  "math_hogql": "properties.$session_id"}]}));
+    assert!(!p.runs[0].masks && p.runs[0].sql.contains("IS NOT NULL"), "{}", p.runs[0].sql);
     let e = plan_of(json!({"kind": "StickinessQuery", "dateRange": {"date_from": "2020-01-11"},
-                           "series": [{"kind": "EventsNode", "event": "a", "math": "hogql", "math_hogql": "person_id"}]}))
+                           "series": [{"kind": "EventsNode", "event": "a", "math": "hogql", "math_hogql": "nope("}]}))
     .map(|_| ())
     .unwrap_err();
-    assert_eq!(e.attr.as_deref(), Some("events__0__math"));
+    assert_eq!(e.attr.as_deref(), Some("events__0__math_hogql"));
     let e = plan_of(legacy(json!({"events": []})))
         .map(|_| ())
         .unwrap_err();

@@ -1150,3 +1150,22 @@ def test_trend_endpoint_needs_insight_read(db, make_project, kind, method):
     q = sl("2020-01-11", "2020-01-20", [PV]) if kind == "stickiness" else ll(*L1_RANGE, [PV])
     body = assert_error(trend_http(p, q, method=method), 403, "authentication_error", "permission_denied")
     assert body["detail"] == "API key missing required scope 'insight:read'"
+
+
+@pytest.mark.parametrize("expr, want", [
+    # One actor for everybody: active on every day of 01-11..01-19 (nine days).
+    ("'everyone'", [0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+    # Browsers as actors: Chrome (p1) nine days, Firefox (p2) five.
+    ("properties.$browser", [0, 0, 0, 0, 1, 0, 0, 0, 1, 0]),
+])
+def test_stickiness_hogql_actors(db, sf_project, expr, want):
+    q = sq([node(PV, math="hogql", math_hogql=expr)], "2020-01-11", "2020-01-20")
+    (item,) = run_stickiness(db, sf_project, q, http=True)
+    assert item["data"] == want and item["count"] == sum(want)
+
+
+def test_stickiness_hogql_actor_errors(db, sf_project):
+    q = sq([node(PV, math="hogql", math_hogql="nope(")], "2020-01-11", "2020-01-20")
+    r = post_query(sf_project, q)
+    assert r.status_code == 400, r.text
+    assert r.json()["attr"].endswith("math_hogql"), r.text
