@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::dates::{self, DateRange, Interval, ProjectTime};
 use crate::error::{QueryError, Result};
 use crate::funnel_engine::{self, Attribution, Ev, Order, Spec, Tally};
-use crate::properties;
+use crate::properties::{self, FilterContext};
 use crate::query::{BreakdownProperty, CohortRef, Entity, EntityKind, FunnelOrder, InsightQuery};
 use crate::series::with_filter_context;
 use crate::sql::{Param, SqlBuilder};
@@ -36,8 +36,7 @@ pub struct Project {
     /// Whether engines may read the rollups (`insights.person_days`) where they give the same
     /// answer as the events (`pg_insights.use_rollups`).
     pub rollups: bool,
-    /// Materialised event properties (key, column), see
-    /// [`FilterContext::materialized`](crate::properties::FilterContext::materialized).
+    /// Materialised event properties (key, column), see [`FilterContext::materialized`].
     pub materialized: Vec<(String, String)>,
 }
 
@@ -176,6 +175,11 @@ fn entity_display(e: &Entity, lookups: &Lookups) -> Result<StepMeta> {
 }
 
 /// Plan a funnel. `now` is the query time; `earliest` the project's first event (for `all`).
+///
+/// The phases, in the order they bind parameters: the step and exclusion masks
+/// (`step_masks`), the breakdown (`breakdown_of`), the actor columns, the engine
+/// configuration (`engine_config`), the filters shared by every run (`shared_filters`), then
+/// one statement per cohort.
 pub fn plan(
     q: &InsightQuery,
     project: &Project,
@@ -185,8 +189,6 @@ pub fn plan(
     actors: Option<ActorsRequest>,
 ) -> Result<FunnelPlan> {
     q.validate_funnel()?;
-    let f = &q.funnel;
-    let n = q.series.len();
     let interval = match &q.interval {
         Some(i) => Interval::parse(i)?,
         None => Interval::Day,
@@ -209,160 +211,13 @@ pub fn plan(
     let mut b = SqlBuilder::new();
     let project_param = b.int(project.id);
     with_filter_context(project, lookups, |cx| {
-        // Step and exclusion conditions.
-        let mut step_conds = Vec::with_capacity(n);
-        for (i, e) in q.series.iter().enumerate() {
-            let cond = properties::compile_entity(e, &mut b, cx)
-                .map_err(|err| err.within(&format!("events__{i}")))?;
-            let cond = match e.math.as_deref() {
-                Some(m @ ("first_time_for_user" | "first_time_for_user_with_filters")) => {
-                    properties::first_time_condition(
-                        e,
-                        &cond,
-                        m == "first_time_for_user_with_filters",
-                        &mut b,
-                        cx,
-                        now,
-                    )?
-                }
-                _ => cond,
-            };
-            step_conds.push(cond);
-        }
-        let mut excl_conds = Vec::with_capacity(f.exclusions.len());
-        for (j, x) in f.exclusions.iter().enumerate() {
-            excl_conds.push(
-                properties::compile_entity(&x.entity, &mut b, cx)
-                    .map_err(|err| err.within(&format!("exclusions__{j}")))?,
-            );
-        }
-        let mask = |conds: &[String]| -> String {
-            if conds.is_empty() {
-                return "0".into();
-            }
-            conds
-                .iter()
-                .enumerate()
-                .map(|(i, c)| format!("(CASE WHEN {c} THEN {} ELSE 0 END)", 1u64 << i))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        };
-        // The common case, every step and exclusion a bare event name: one array lookup per row
-        // gives both masks, instead of a CASE per step (the executor's per-row cost is what limits
-        // funnels on large tables).
-        let bare_name = |e: &Entity| match &e.kind {
-            EntityKind::Event { name: Some(n) }
-                if properties_empty(&e.properties)
-                    && !e
-                        .math
-                        .as_deref()
-                        .unwrap_or_default()
-                        .starts_with("first_time_for_user") =>
-            {
-                Some(n.clone())
-            }
-            _ => None,
-        };
-        let step_names: Option<Vec<String>> = q.series.iter().map(bare_name).collect();
-        let excl_names: Option<Vec<String>> =
-            f.exclusions.iter().map(|x| bare_name(&x.entity)).collect();
-        let plain_names = match (step_names, excl_names) {
-            (Some(s), Some(x)) => {
-                let mut names: Vec<String> = s.iter().chain(x.iter()).cloned().collect();
-                names.sort();
-                names.dedup();
-                let bits = |list: &[String], name: &str| -> i64 {
-                    list.iter()
-                        .enumerate()
-                        .filter(|(_, n)| n.as_str() == name)
-                        .fold(0i64, |m, (i, _)| m | (1 << i))
-                };
-                let step_bits: Vec<i64> = names.iter().map(|n| bits(&s, n)).collect();
-                let excl_bits: Vec<i64> = names.iter().map(|n| bits(&x, n)).collect();
-                Some((names, step_bits, excl_bits))
-            }
-            _ => None,
-        };
-        let (steps_mask, excl_mask) = match &plain_names {
-            Some((names, step_bits, excl_bits)) => {
-                let names_p = b.param(Param::TextArray(names.clone()));
-                let pos = format!("array_position({names_p}, e.event)");
-                let sm = b.param(Param::IntArray(step_bits.clone()));
-                let xm = if excl_bits.iter().any(|&m| m != 0) {
-                    format!(
-                        "coalesce(({})[{pos}], 0)",
-                        b.param(Param::IntArray(excl_bits.clone()))
-                    )
-                } else {
-                    "0".to_string()
-                };
-                (format!("coalesce(({sm})[{pos}], 0)"), xm)
-            }
-            None => (mask(&step_conds), mask(&excl_conds)),
-        };
-
-        // Breakdown.
-        let mut boxed_breakdown = true;
-        let mut bd_expr = "NULL::text".to_string();
-        let mut cohorts: Vec<(Option<CohortRef>, Value, String)> =
-            vec![(None, Value::Null, String::new())];
-        let mut no_other = false;
-        if let Some(bd) = &q.breakdown {
-            let spec = &bd.values[0];
-            match &spec.property {
-                BreakdownProperty::Cohorts(list) => {
-                    no_other = true;
-                    cohorts = list
-                        .iter()
-                        .map(|c| match c {
-                            CohortRef::All => Ok((Some(*c), json!(0), "all users".to_string())),
-                            CohortRef::Id(id) => {
-                                let (_, _, name) = (lookups.cohort)(*id).ok_or_else(|| {
-                                    QueryError::invalid(
-                                        "breakdown".to_string(),
-                                        format!("Cohort {id} does not exist."),
-                                    )
-                                })?;
-                                Ok((Some(*c), json!(id), name))
-                            }
-                        })
-                        .collect::<Result<_>>()?;
-                }
-                BreakdownProperty::Property(key) => {
-                    if bd.values.len() > 1 {
-                        let parts = bd
-                            .values
-                            .iter()
-                            .map(|s| match &s.property {
-                                BreakdownProperty::Property(k) => properties::breakdown_expr(
-                                    &s.kind,
-                                    k,
-                                    s.group_type_index,
-                                    &mut b,
-                                    cx,
-                                )
-                                .map(|x| format!("coalesce({x}, '')")),
-                                BreakdownProperty::Cohorts(_) => Err(QueryError::invalid(
-                                    "breakdowns".to_string(),
-                                    "Cohort breakdowns cannot be combined with other breakdowns.",
-                                )),
-                            })
-                            .collect::<Result<Vec<_>>>()?;
-                        // A JSON array text keeps multi-breakdown tuples intact through one text value.
-                        bd_expr = format!("jsonb_build_array({})::text", parts.join(", "));
-                    } else {
-                        boxed_breakdown = spec.kind != "group";
-                        bd_expr = properties::breakdown_expr(
-                            &spec.kind,
-                            key,
-                            spec.group_type_index,
-                            &mut b,
-                            cx,
-                        )?;
-                    }
-                }
-            }
-        }
+        let masks = step_masks(q, &mut b, cx, now)?;
+        let FunnelBreakdown {
+            boxed: boxed_breakdown,
+            expr: bd_expr,
+            mut cohorts,
+            no_other,
+        } = breakdown_of(q, lookups, &mut b, cx)?;
         let has_breakdown = q.breakdown.is_some() && cohorts[0].0.is_none();
         // Cohort breakdowns run once per cohort, so a drill-down into one cohort's series is that
         // cohort's run, without a per-actor breakdown test.
@@ -370,92 +225,10 @@ pub fn plan(
         if cohorts[0].0.is_some()
             && let Some(want) = actors.as_mut().and_then(|a| a.breakdown.take())
         {
-            let want = match want {
-                Value::Array(mut a) if a.len() == 1 => a.remove(0),
-                w => w,
-            };
-            let want_text = want
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| want.to_string());
-            cohorts.retain(|(_, value, name)| {
-                serde_json::to_string(value).is_ok_and(|v| v == want_text)
-                    || *name == want_text
-                    || (want_text == "all" && *value == json!(0))
-            });
-            if cohorts.is_empty() {
-                return Err(QueryError::invalid(
-                    "funnel_step_breakdown".to_string(),
-                    format!("{want_text} is not a cohort of this breakdown."),
-                ));
-            }
+            keep_drilldown_cohort(&mut cohorts, want)?;
         }
-
-        // Actor: persons, or groups of one type.
-        let (actor_id, actor_key, actor_filter) = match q.aggregation_group_type_index {
-            Some(g) => (
-                "NULL::int8".to_string(),
-                format!("e.group_{g}"),
-                format!(" AND e.group_{g} <> ''"),
-            ),
-            None => match q.aggregate_by_hogql.as_deref().map(str::trim) {
-                None | Some("person_id") | Some("") => (
-                    "e.person_id".to_string(),
-                    "NULL::text".to_string(),
-                    String::new(),
-                ),
-                Some("properties.$session_id")
-                | Some("$session_id")
-                | Some("properties[\"$session_id\"]") => (
-                    "NULL::int8".to_string(),
-                    "e.session_id".to_string(),
-                    " AND e.session_id IS NOT NULL AND e.session_id <> ''".to_string(),
-                ),
-                Some(other) => {
-                    return Err(QueryError::invalid(
-                        "funnel_aggregate_by_hogql".to_string(),
-                        format!(
-                            "Unsupported aggregation expression \"{other}\": use person_id or properties.$session_id."
-                        ),
-                    ));
-                }
-            },
-        };
-
-        let from_step = f.from_step.unwrap_or(0);
-        let to_step = f.to_step.unwrap_or(n - 1);
-        let config = EngineConfig {
-            order: f.order.name().to_string(),
-            num_steps: n,
-            window_us: f.window_seconds().saturating_mul(1_000_000),
-            exclusions: f
-                .exclusions
-                .iter()
-                .map(|x| (x.from_step, x.to_step))
-                .collect(),
-            attribution: f.attribution.name().to_string(),
-            attribution_step: f.attribution_value.unwrap_or(0) as usize,
-            has_breakdown,
-            optional_steps: q
-                .series
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.optional_in_funnel)
-                .fold(0u32, |m, (i, _)| m | (1 << i)),
-            viz: f.viz.name().to_string(),
-            breakdown_limit: q
-                .breakdown
-                .as_ref()
-                .map(|bd| bd.limit.unwrap_or(25) as usize),
-            no_other: no_other || q.breakdown.as_ref().is_some_and(|bd| bd.hide_other),
-            from_step,
-            to_step,
-            bin_count: f.bin_count,
-            interval: interval.as_str().to_string(),
-            timezone: project.timezone.clone(),
-            week_start: project.pt.week_start,
-            actors,
-        };
+        let (actor_id, actor_key, actor_filter) = actor_columns(q)?;
+        let config = engine_config(q, project, interval, has_breakdown, no_other, actors);
         if config
             .actors
             .as_ref()
@@ -470,61 +243,13 @@ pub fn plan(
             ));
         }
         let cfg_param = b.text(serde_json::to_string(&config).expect("config serializes"));
+        let where_ = shared_filters(q, project, &project_param, &range, &masks, &mut b, cx)?;
 
-        // Filters shared by every run.
-        let mut where_ = vec![
-            format!("e.project_id = {project_param}"),
-            format!(
-                "e.\"timestamp\" >= {}",
-                b.param(Param::timestamp(range.from))
-            ),
-            format!("e.\"timestamp\" <= {}", b.param(Param::timestamp(range.to))),
-        ];
-        if f.order != FunnelOrder::Strict {
-            // Index-friendly prefilter when every step and exclusion is a plain event name.
-            let names: Option<Vec<String>> = q
-                .series
-                .iter()
-                .map(|e| &e.kind)
-                .chain(f.exclusions.iter().map(|x| &x.entity.kind))
-                .map(|k| match k {
-                    EntityKind::Event { name: Some(n) } => Some(n.clone()),
-                    _ => None,
-                })
-                .collect();
-            if let Some(mut names) = names {
-                names.sort();
-                names.dedup();
-                where_.push(format!(
-                    "e.event = ANY({})",
-                    b.param(Param::TextArray(names))
-                ));
-            }
-            // With bare event names the ANY above is exactly "matches a step or an exclusion".
-            if plain_names.is_none() {
-                let any: Vec<&String> = step_conds.iter().chain(excl_conds.iter()).collect();
-                where_.push(format!(
-                    "({})",
-                    any.iter()
-                        .map(|c| c.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" OR ")
-                ));
-            }
-        }
-        let global = properties::compile_properties(&q.properties, &mut b, cx)
-            .map_err(|e| e.within("properties"))?;
-        if global != "TRUE" {
-            where_.push(global);
-        }
-        if q.filter_test_accounts {
-            let t = properties::compile_properties(&project.test_account_filters, &mut b, cx)
-                .map_err(|e| e.within("filter_test_accounts"))?;
-            if t != "TRUE" {
-                where_.push(t);
-            }
-        }
-
+        let StepMasks {
+            steps: steps_mask,
+            exclusions: excl_mask,
+            ..
+        } = &masks;
         let mut runs = Vec::new();
         for (cohort, value, name) in cohorts {
             let mut rb = b.clone();
@@ -535,7 +260,7 @@ pub fn plan(
             }
             let sql = format!(
                 "SELECT insights._funnel_agg({cfg_param}, {actor_id}, {actor_key}, e.\"timestamp\", ({steps_mask})::int4, ({excl_mask})::int4, ({bd_expr})::text) \
-             FROM insights.events e WHERE {}{actor_filter}",
+                 FROM insights.events e WHERE {}{actor_filter}",
                 w.join(" AND ")
             );
             runs.push(FunnelRun {
@@ -553,6 +278,382 @@ pub fn plan(
             legacy_filter: q.to_legacy_filter(),
         })
     })
+}
+
+/// The step and exclusion conditions of a funnel and the SQL of their bit masks.
+struct StepMasks {
+    step_conds: Vec<String>,
+    excl_conds: Vec<String>,
+    /// Every step and exclusion is a bare event name: the masks are array lookups by name.
+    plain_names: bool,
+    /// SQL of the steps an event matches (bit i = step i).
+    steps: String,
+    /// SQL of the exclusions an event matches (bit j = exclusion j).
+    exclusions: String,
+}
+
+fn step_masks(
+    q: &InsightQuery,
+    b: &mut SqlBuilder,
+    cx: &FilterContext,
+    now: DateTime<Utc>,
+) -> Result<StepMasks> {
+    let f = &q.funnel;
+    let mut step_conds = Vec::with_capacity(q.series.len());
+    for (i, e) in q.series.iter().enumerate() {
+        let cond = properties::compile_entity(e, b, cx)
+            .map_err(|err| err.within(&format!("events__{i}")))?;
+        let cond = match e.math.as_deref() {
+            Some(m @ ("first_time_for_user" | "first_time_for_user_with_filters")) => {
+                properties::first_time_condition(
+                    e,
+                    &cond,
+                    m == "first_time_for_user_with_filters",
+                    b,
+                    cx,
+                    now,
+                )?
+            }
+            _ => cond,
+        };
+        step_conds.push(cond);
+    }
+    let mut excl_conds = Vec::with_capacity(f.exclusions.len());
+    for (j, x) in f.exclusions.iter().enumerate() {
+        excl_conds.push(
+            properties::compile_entity(&x.entity, b, cx)
+                .map_err(|err| err.within(&format!("exclusions__{j}")))?,
+        );
+    }
+    let mask = |conds: &[String]| -> String {
+        if conds.is_empty() {
+            return "0".into();
+        }
+        conds
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("(CASE WHEN {c} THEN {} ELSE 0 END)", 1u64 << i))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let plain_names = plain_name_bits(q);
+    let (steps, exclusions) = match &plain_names {
+        Some((names, step_bits, excl_bits)) => {
+            let names_p = b.param(Param::TextArray(names.clone()));
+            let pos = format!("array_position({names_p}, e.event)");
+            let sm = b.param(Param::IntArray(step_bits.clone()));
+            let xm = if excl_bits.iter().any(|&m| m != 0) {
+                format!(
+                    "coalesce(({})[{pos}], 0)",
+                    b.param(Param::IntArray(excl_bits.clone()))
+                )
+            } else {
+                "0".to_string()
+            };
+            (format!("coalesce(({sm})[{pos}], 0)"), xm)
+        }
+        None => (mask(&step_conds), mask(&excl_conds)),
+    };
+    Ok(StepMasks {
+        step_conds,
+        excl_conds,
+        plain_names: plain_names.is_some(),
+        steps,
+        exclusions,
+    })
+}
+
+/// The common case, every step and exclusion a bare event name: one array lookup per row gives
+/// both masks, instead of a CASE per step (the executor's per-row cost is what limits funnels on
+/// large tables). Returns the sorted distinct names and, per name, its step bits and exclusion
+/// bits; `None` when some step or exclusion is not a bare name.
+fn plain_name_bits(q: &InsightQuery) -> Option<(Vec<String>, Vec<i64>, Vec<i64>)> {
+    let bare_name = |e: &Entity| match &e.kind {
+        EntityKind::Event { name: Some(n) }
+            if properties_empty(&e.properties)
+                && !e
+                    .math
+                    .as_deref()
+                    .unwrap_or_default()
+                    .starts_with("first_time_for_user") =>
+        {
+            Some(n.clone())
+        }
+        _ => None,
+    };
+    let s: Vec<String> = q.series.iter().map(bare_name).collect::<Option<_>>()?;
+    let x: Vec<String> = q
+        .funnel
+        .exclusions
+        .iter()
+        .map(|x| bare_name(&x.entity))
+        .collect::<Option<_>>()?;
+    let mut names: Vec<String> = s.iter().chain(x.iter()).cloned().collect();
+    names.sort();
+    names.dedup();
+    let bits = |list: &[String], name: &str| -> i64 {
+        list.iter()
+            .enumerate()
+            .filter(|(_, n)| n.as_str() == name)
+            .fold(0i64, |m, (i, _)| m | (1 << i))
+    };
+    let step_bits: Vec<i64> = names.iter().map(|n| bits(&s, n)).collect();
+    let excl_bits: Vec<i64> = names.iter().map(|n| bits(&x, n)).collect();
+    Some((names, step_bits, excl_bits))
+}
+
+/// A funnel's breakdown.
+struct FunnelBreakdown {
+    /// [`FunnelPlan::boxed_breakdown`]: event/person/hogql values in a list, group values plain.
+    boxed: bool,
+    /// SQL of an event's breakdown value (text).
+    expr: String,
+    /// One run per entry: `(cohort, breakdown value, name)`; `[(None, null, "")]` without a
+    /// cohort breakdown.
+    cohorts: Vec<(Option<CohortRef>, Value, String)>,
+    /// Cohort breakdowns never merge values into Other.
+    no_other: bool,
+}
+
+fn breakdown_of(
+    q: &InsightQuery,
+    lookups: &Lookups,
+    b: &mut SqlBuilder,
+    cx: &FilterContext,
+) -> Result<FunnelBreakdown> {
+    let mut out = FunnelBreakdown {
+        boxed: true,
+        expr: "NULL::text".to_string(),
+        cohorts: vec![(None, Value::Null, String::new())],
+        no_other: false,
+    };
+    let Some(bd) = &q.breakdown else {
+        return Ok(out);
+    };
+    let spec = &bd.values[0];
+    match &spec.property {
+        BreakdownProperty::Cohorts(list) => {
+            out.no_other = true;
+            out.cohorts = list
+                .iter()
+                .map(|c| match c {
+                    CohortRef::All => Ok((Some(*c), json!(0), "all users".to_string())),
+                    CohortRef::Id(id) => {
+                        let (_, _, name) = (lookups.cohort)(*id).ok_or_else(|| {
+                            QueryError::invalid(
+                                "breakdown".to_string(),
+                                format!("Cohort {id} does not exist."),
+                            )
+                        })?;
+                        Ok((Some(*c), json!(id), name))
+                    }
+                })
+                .collect::<Result<_>>()?;
+        }
+        BreakdownProperty::Property(key) => {
+            if bd.values.len() > 1 {
+                let parts = bd
+                    .values
+                    .iter()
+                    .map(|s| match &s.property {
+                        BreakdownProperty::Property(k) => {
+                            properties::breakdown_expr(&s.kind, k, s.group_type_index, b, cx)
+                                .map(|x| format!("coalesce({x}, '')"))
+                        }
+                        BreakdownProperty::Cohorts(_) => Err(QueryError::invalid(
+                            "breakdowns".to_string(),
+                            "Cohort breakdowns cannot be combined with other breakdowns.",
+                        )),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                // A JSON array text keeps multi-breakdown tuples intact through one text value.
+                out.expr = format!("jsonb_build_array({})::text", parts.join(", "));
+            } else {
+                out.boxed = spec.kind != "group";
+                out.expr =
+                    properties::breakdown_expr(&spec.kind, key, spec.group_type_index, b, cx)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A drill-down into one cohort of a cohort breakdown: keep that cohort's run (`want` is its
+/// id, name, `all`, or a one-element array of one of those); 22023 when it is none of them.
+fn keep_drilldown_cohort(
+    cohorts: &mut Vec<(Option<CohortRef>, Value, String)>,
+    want: Value,
+) -> Result<()> {
+    let want = match want {
+        Value::Array(mut a) if a.len() == 1 => a.remove(0),
+        w => w,
+    };
+    let want_text = want
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| want.to_string());
+    cohorts.retain(|(_, value, name)| {
+        serde_json::to_string(value).is_ok_and(|v| v == want_text)
+            || *name == want_text
+            || (want_text == "all" && *value == json!(0))
+    });
+    if cohorts.is_empty() {
+        return Err(QueryError::invalid(
+            "funnel_step_breakdown".to_string(),
+            format!("{want_text} is not a cohort of this breakdown."),
+        ));
+    }
+    Ok(())
+}
+
+/// The actor: persons, groups of one type, or sessions. SQL of the aggregate's actor id and
+/// actor key arguments, and a filter on the events (leading ` AND`, or empty).
+fn actor_columns(q: &InsightQuery) -> Result<(String, String, String)> {
+    Ok(match q.aggregation_group_type_index {
+        Some(g) => (
+            "NULL::int8".to_string(),
+            format!("e.group_{g}"),
+            format!(" AND e.group_{g} <> ''"),
+        ),
+        None => match q.aggregate_by_hogql.as_deref().map(str::trim) {
+            None | Some("person_id") | Some("") => (
+                "e.person_id".to_string(),
+                "NULL::text".to_string(),
+                String::new(),
+            ),
+            Some("properties.$session_id")
+            | Some("$session_id")
+            | Some("properties[\"$session_id\"]") => (
+                "NULL::int8".to_string(),
+                "e.session_id".to_string(),
+                " AND e.session_id IS NOT NULL AND e.session_id <> ''".to_string(),
+            ),
+            Some(other) => {
+                return Err(QueryError::invalid(
+                    "funnel_aggregate_by_hogql".to_string(),
+                    format!(
+                        "Unsupported aggregation expression \"{other}\": use person_id or properties.$session_id."
+                    ),
+                ));
+            }
+        },
+    })
+}
+
+/// The engine configuration of a funnel query.
+fn engine_config(
+    q: &InsightQuery,
+    project: &Project,
+    interval: Interval,
+    has_breakdown: bool,
+    no_other: bool,
+    actors: Option<ActorsRequest>,
+) -> EngineConfig {
+    let f = &q.funnel;
+    let n = q.series.len();
+    EngineConfig {
+        order: f.order.name().to_string(),
+        num_steps: n,
+        window_us: f.window_seconds().saturating_mul(1_000_000),
+        exclusions: f
+            .exclusions
+            .iter()
+            .map(|x| (x.from_step, x.to_step))
+            .collect(),
+        attribution: f.attribution.name().to_string(),
+        attribution_step: f.attribution_value.unwrap_or(0) as usize,
+        has_breakdown,
+        optional_steps: q
+            .series
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.optional_in_funnel)
+            .fold(0u32, |m, (i, _)| m | (1 << i)),
+        viz: f.viz.name().to_string(),
+        breakdown_limit: q
+            .breakdown
+            .as_ref()
+            .map(|bd| bd.limit.unwrap_or(25) as usize),
+        no_other: no_other || q.breakdown.as_ref().is_some_and(|bd| bd.hide_other),
+        from_step: f.from_step.unwrap_or(0),
+        to_step: f.to_step.unwrap_or(n - 1),
+        bin_count: f.bin_count,
+        interval: interval.as_str().to_string(),
+        timezone: project.timezone.clone(),
+        week_start: project.pt.week_start,
+        actors,
+    }
+}
+
+/// Filters shared by every run: project, range, the prefilter on step and exclusion events,
+/// the query's properties and the test-account filters.
+fn shared_filters(
+    q: &InsightQuery,
+    project: &Project,
+    project_param: &str,
+    range: &DateRange,
+    masks: &StepMasks,
+    b: &mut SqlBuilder,
+    cx: &FilterContext,
+) -> Result<Vec<String>> {
+    let f = &q.funnel;
+    let mut where_ = vec![
+        format!("e.project_id = {project_param}"),
+        format!(
+            "e.\"timestamp\" >= {}",
+            b.param(Param::timestamp(range.from))
+        ),
+        format!("e.\"timestamp\" <= {}", b.param(Param::timestamp(range.to))),
+    ];
+    if f.order != FunnelOrder::Strict {
+        // Index-friendly prefilter when every step and exclusion is a plain event name.
+        let names: Option<Vec<String>> = q
+            .series
+            .iter()
+            .map(|e| &e.kind)
+            .chain(f.exclusions.iter().map(|x| &x.entity.kind))
+            .map(|k| match k {
+                EntityKind::Event { name: Some(n) } => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        if let Some(mut names) = names {
+            names.sort();
+            names.dedup();
+            where_.push(format!(
+                "e.event = ANY({})",
+                b.param(Param::TextArray(names))
+            ));
+        }
+        // With bare event names the ANY above is exactly "matches a step or an exclusion".
+        if !masks.plain_names {
+            let any: Vec<&String> = masks
+                .step_conds
+                .iter()
+                .chain(masks.excl_conds.iter())
+                .collect();
+            where_.push(format!(
+                "({})",
+                any.iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
+            ));
+        }
+    }
+    let global =
+        properties::compile_properties(&q.properties, b, cx).map_err(|e| e.within("properties"))?;
+    if global != "TRUE" {
+        where_.push(global);
+    }
+    if q.filter_test_accounts {
+        let t = properties::compile_properties(&project.test_account_filters, b, cx)
+            .map_err(|e| e.within("filter_test_accounts"))?;
+        if t != "TRUE" {
+            where_.push(t);
+        }
+    }
+    Ok(where_)
 }
 
 /// Whether a raw property filter value filters nothing (`null`, `[]`, `{}`, an empty group).

@@ -70,8 +70,11 @@ use serde_json::{Value, json};
 use crate::dates::{self, Interval, ProjectTime};
 use crate::error::{QueryError, Result};
 use crate::funnels::{Lookups, Project};
-use crate::properties::{self, TRUE_SQL};
-use crate::query::{BreakdownProperty, Entity, EntityKind, InsightQuery, RetentionType};
+use crate::properties::{self, FilterContext, TRUE_SQL};
+use crate::query::{
+    BreakdownProperty, BreakdownSpec, Entity, EntityKind, InsightQuery, RetentionOptions,
+    RetentionType,
+};
 use crate::series::with_filter_context;
 use crate::sql::{Param, SqlBuilder};
 
@@ -259,6 +262,11 @@ pub fn appearances(plan: &RetentionPlan, cohort: usize, r: i64) -> Vec<i32> {
         .collect()
 }
 
+/// The phases of a retention plan, in order: the breakdown spec and the periods are checked
+/// first; then, over one builder, the entity conditions, the period bounds and the filters every
+/// event passes are bound; [`sources`] picks the scan, [`actor_masks`] builds the per-actor
+/// cohort and return masks over it, and the statement is either the actors of one cohort
+/// ([`actors_statement`]) or the (cohort, period) cells ([`cells_statement`]).
 fn plan_inner(
     q: &InsightQuery,
     project: &Project,
@@ -267,8 +275,96 @@ fn plan_inner(
     selected: Option<usize>,
 ) -> Result<RetentionPlan> {
     let r = &q.retention;
-    // One property breakdown (§5.4); the actors of a cohort ignore it.
-    let bd_spec = match &q.breakdown {
+    let bd_spec = breakdown_spec(q, selected)?;
+    if let Some(g) = q.aggregation_group_type_index
+        && g > 4
+    {
+        return Err(invalid(
+            "aggregation_group_type_index",
+            format!("aggregation_group_type_index must be between 0 and 4, got {g}"),
+        ));
+    }
+    let periods = periods(q, project, now)?;
+    let actor = match q.aggregation_group_type_index {
+        Some(g) => Actor::Group(g),
+        None => Actor::Person,
+    };
+
+    let mut b = SqlBuilder::new();
+    let project_param = b.int(project.id);
+    with_filter_context(project, lookups, |cx| {
+        let conds = entity_conditions(&q.retention, &mut b, cx, now)?;
+        let bounds = Bounds::timestamps(&periods, &mut b);
+        let (common, actor_sql) = common_filters(q, project, &actor, &mut b, cx, now)?;
+
+        // The person-days rollup (sql/rollups.sql) holds exactly what this query reads when every
+        // event of the project counts, per person, in periods of whole local days: its rows
+        // replace the events (about 9× fewer in the benchmark), with the period bounds as local
+        // dates.
+        let rollup = project.rollups
+            && bd_spec.is_none()
+            && matches!(actor, Actor::Person)
+            && periods.period != Interval::Hour
+            && min_occ_of(q) == 1
+            && any_event(&r.target_entity)
+            && any_event(&r.returning_entity)
+            && common.is_empty();
+        let bounds = if rollup {
+            Bounds::local_days(&periods, &project.pt, &mut b)
+        } else {
+            bounds
+        };
+
+        // The breakdown value of an event (text, NULL when missing).
+        let bd_expr = match &bd_spec {
+            Some((spec, key)) => {
+                let x =
+                    properties::breakdown_expr(&spec.kind, key, spec.group_type_index, &mut b, cx)?;
+                Some(if spec.normalize_url {
+                    crate::trends::normalize_url(&x)
+                } else {
+                    x
+                })
+            }
+            None => None,
+        };
+
+        let scan = Scan {
+            project_param: &project_param,
+            bounds: &bounds,
+            conds: &conds,
+            common,
+            actor_sql,
+            bd_expr,
+        };
+        let src = sources(q, lookups, rollup, scan, &mut b);
+        let bucket = format!("(width_bucket({}, {}) - 1)", src.ts, bounds.starts);
+        let masks = actor_masks(
+            q,
+            periods.starts.len(),
+            rollup,
+            &bounds,
+            &bucket,
+            &src,
+            &mut b,
+        );
+        match selected {
+            Some(c) => actors_statement(q, project, periods, c, &masks, b),
+            None => {
+                let x = grouped_actors(q.retention.retention_type, rollup, &src, &bucket, &masks);
+                cells_statement(q, project, periods, src.bd.is_some(), &x, b)
+            }
+        }
+    })
+}
+
+/// One property breakdown (§5.4): the spec and its property key, `None` without a breakdown.
+/// The actors of a cohort ignore it. Several breakdowns, cohorts and histograms are 22023.
+fn breakdown_spec(
+    q: &InsightQuery,
+    selected: Option<usize>,
+) -> Result<Option<(&BreakdownSpec, String)>> {
+    Ok(match &q.breakdown {
         Some(bd) if !bd.values.is_empty() && selected.is_none() => {
             if bd.values.len() > 1 {
                 return Err(invalid(
@@ -292,15 +388,21 @@ fn plan_inner(
             Some((spec, key.clone()))
         }
         _ => None,
-    };
-    if let Some(g) = q.aggregation_group_type_index
-        && g > 4
-    {
-        return Err(invalid(
-            "aggregation_group_type_index",
-            format!("aggregation_group_type_index must be between 0 and 4, got {g}"),
-        ));
-    }
+    })
+}
+
+/// The cohort periods of a query and their lookahead, within [`MAX_PERIODS`].
+struct Periods {
+    /// `total_intervals`: values per cohort row.
+    lookahead: usize,
+    period: Interval,
+    starts: Vec<DateTime<Utc>>,
+    end: DateTime<Utc>,
+}
+
+/// The query's periods (§5.2): 22023 beyond [`MAX_PERIODS`] intervals or cohorts.
+fn periods(q: &InsightQuery, project: &Project, now: DateTime<Utc>) -> Result<Periods> {
+    let r = &q.retention;
     let lookahead = r.total_intervals as usize;
     if lookahead > MAX_PERIODS {
         return Err(invalid(
@@ -326,449 +428,668 @@ fn plan_inner(
             ),
         ));
     }
-    let actor = match q.aggregation_group_type_index {
-        Some(g) => Actor::Group(g),
-        None => Actor::Person,
+    Ok(Periods {
+        lookahead,
+        period,
+        starts,
+        end,
+    })
+}
+
+/// The SQL conditions of the entities.
+struct EntityConditions {
+    target: String,
+    returning: String,
+    /// The target entity without its own properties (first-ever occurrence: it finds the first
+    /// event); the target condition in the other modes.
+    target_bare: String,
+}
+
+fn entity_conditions(
+    r: &RetentionOptions,
+    b: &mut SqlBuilder,
+    cx: &FilterContext,
+    now: DateTime<Utc>,
+) -> Result<EntityConditions> {
+    let target = properties::compile_entity_at(&r.target_entity, b, cx, now)
+        .map_err(|e| e.within("target_entity"))?;
+    let returning = properties::compile_entity_at(&r.returning_entity, b, cx, now)
+        .map_err(|e| e.within("returning_entity"))?;
+    let target_bare = if r.retention_type == RetentionType::FirstEverOccurrence {
+        let mut bare = r.target_entity.clone();
+        bare.properties = json!([]);
+        properties::compile_entity_at(&bare, b, cx, now).map_err(|e| e.within("target_entity"))?
+    } else {
+        target.clone()
     };
+    Ok(EntityConditions {
+        target,
+        returning,
+        target_bare,
+    })
+}
 
-    let mut b = SqlBuilder::new();
-    let project_param = b.int(project.id);
-    with_filter_context(project, lookups, |cx| {
-        let target = properties::compile_entity_at(&r.target_entity, &mut b, cx, now)
-            .map_err(|e| e.within("target_entity"))?;
-        let returning = properties::compile_entity_at(&r.returning_entity, &mut b, cx, now)
-            .map_err(|e| e.within("returning_entity"))?;
-        let mode = r.retention_type;
-        // First-ever occurrence: the target entity without its own properties finds the first event.
-        let target_bare = if mode == RetentionType::FirstEverOccurrence {
-            let mut bare = r.target_entity.clone();
-            bare.properties = json!([]);
-            properties::compile_entity_at(&bare, &mut b, cx, now)
-                .map_err(|e| e.within("target_entity"))?
-        } else {
-            target.clone()
-        };
+/// The bound period bounds: the range start, its exclusive end and the `ARRAY[…]` of the
+/// period starts (timestamps, or local dates over the rollup).
+struct Bounds {
+    start: String,
+    end: String,
+    starts: String,
+}
 
-        let start_p = b.param(Param::timestamp(starts[0]));
-        let end_p = b.param(Param::timestamp(end));
-        let starts_arr = format!(
+impl Bounds {
+    fn timestamps(p: &Periods, b: &mut SqlBuilder) -> Bounds {
+        let start = b.param(Param::timestamp(p.starts[0]));
+        let end = b.param(Param::timestamp(p.end));
+        let starts = format!(
             "ARRAY[{}]",
-            starts
+            p.starts
                 .iter()
                 .map(|s| b.param(Param::timestamp(*s)))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        Bounds { start, end, starts }
+    }
 
-        // Filters every scanned event passes: global properties, test accounts, the group key.
-        let mut common = Vec::new();
-        let global = properties::compile_properties_at(&q.properties, &mut b, cx, now)?;
-        if global != TRUE_SQL {
-            common.push(global);
+    /// The rollup's bounds: local dates in the project timezone.
+    fn local_days(p: &Periods, pt: &ProjectTime, b: &mut SqlBuilder) -> Bounds {
+        let mut day =
+            |t: &DateTime<Utc>| b.param(Param::date(t.with_timezone(&pt.tz).date_naive()));
+        let list: Vec<String> = p.starts.iter().map(&mut day).collect();
+        Bounds {
+            start: day(&p.starts[0]),
+            end: day(&p.end),
+            starts: format!("ARRAY[{}]", list.join(", ")),
         }
-        if q.filter_test_accounts {
-            let t =
-                properties::compile_properties_at(&project.test_account_filters, &mut b, cx, now)
-                    .map_err(|e| e.within("filter_test_accounts"))?;
-            if t != TRUE_SQL {
-                common.push(t);
-            }
-        }
-        let actor_sql = match actor {
-            Actor::Person => "e.person_id".to_string(),
-            Actor::Group(g) => {
-                common.push(format!("e.group_{g} <> ''"));
-                format!("e.group_{g}")
-            }
-        };
+    }
+}
 
-        // The person-days rollup (sql/rollups.sql) holds exactly what this query reads when every
-        // event of the project counts, per person, in periods of whole local days: its rows replace
-        // the events (about 9× fewer in the benchmark), with the period bounds as local dates.
-        let rollup = project.rollups
-            && bd_spec.is_none()
-            && matches!(actor, Actor::Person)
-            && period != Interval::Hour
-            && min_occ_of(q) == 1
-            && any_event(&r.target_entity)
-            && any_event(&r.returning_entity)
-            && common.is_empty();
-        let (start_p, end_p, starts_arr) = if rollup {
-            let mut day = |t: &DateTime<Utc>| {
-                b.param(Param::date(t.with_timezone(&project.pt.tz).date_naive()))
-            };
-            let list: Vec<String> = starts.iter().map(&mut day).collect();
-            (
-                day(&starts[0]),
-                day(&end),
-                format!("ARRAY[{}]", list.join(", ")),
-            )
+/// Filters every scanned event passes (global properties, test accounts, the group key) and
+/// the actor's SQL.
+fn common_filters(
+    q: &InsightQuery,
+    project: &Project,
+    actor: &Actor,
+    b: &mut SqlBuilder,
+    cx: &FilterContext,
+    now: DateTime<Utc>,
+) -> Result<(Vec<String>, String)> {
+    let mut common = Vec::new();
+    let global = properties::compile_properties_at(&q.properties, b, cx, now)?;
+    if global != TRUE_SQL {
+        common.push(global);
+    }
+    if q.filter_test_accounts {
+        let t = properties::compile_properties_at(&project.test_account_filters, b, cx, now)
+            .map_err(|e| e.within("filter_test_accounts"))?;
+        if t != TRUE_SQL {
+            common.push(t);
+        }
+    }
+    let actor_sql = match actor {
+        Actor::Person => "e.person_id".to_string(),
+        Actor::Group(g) => {
+            common.push(format!("e.group_{g} <> ''"));
+            format!("e.group_{g}")
+        }
+    };
+    Ok((common, actor_sql))
+}
+
+/// What [`sources`] builds the scan from.
+struct Scan<'a> {
+    project_param: &'a str,
+    bounds: &'a Bounds,
+    conds: &'a EntityConditions,
+    common: Vec<String>,
+    actor_sql: String,
+    bd_expr: Option<String>,
+}
+
+/// `e.event IN (…)` over the names, sorted and deduplicated. Text parameters, not one array:
+/// the entities bound these names already, so the placeholders are shared and every parameter
+/// stays referenced.
+fn name_filter(mut names: Vec<String>, b: &mut SqlBuilder) -> String {
+    names.sort();
+    names.dedup();
+    let list: Vec<String> = names.into_iter().map(|n| b.text(n)).collect();
+    format!("e.event IN ({})", list.join(", "))
+}
+
+/// The scanned events: the rollup, two arms (first-time modes with another returning entity),
+/// or one scan of the events.
+fn sources(
+    q: &InsightQuery,
+    lookups: &Lookups,
+    rollup: bool,
+    scan: Scan,
+    b: &mut SqlBuilder,
+) -> Source {
+    let r = &q.retention;
+    let mode = r.retention_type;
+    let names_t = entity_event_names(&r.target_entity, lookups);
+    let names_r = entity_event_names(&r.returning_entity, lookups);
+    // Whether the events that can start a cohort are exactly those of one event name.
+    let scan_target_is_name = bare_event(&r.target_entity)
+        || (mode == RetentionType::FirstEverOccurrence
+            && matches!(&r.target_entity.kind, EntityKind::Event { name: Some(_) }));
+    if rollup {
+        rollup_source(mode, scan.project_param, scan.bounds)
+    } else if mode != RetentionType::Recurring && scan.conds.target_bare != scan.conds.returning {
+        two_arm_source(r, scan, names_t, names_r, scan_target_is_name, b)
+    } else {
+        one_scan_source(r, scan, names_t, names_r, scan_target_is_name, b)
+    }
+}
+
+/// The person-days rollup: one row per person and local day with events.
+fn rollup_source(mode: RetentionType, project_param: &str, bounds: &Bounds) -> Source {
+    let Bounds {
+        start: start_p,
+        end: end_p,
+        ..
+    } = bounds;
+    let mut w = vec![
+        format!("e.project_id = {project_param}"),
+        format!("e.day < {end_p}"),
+    ];
+    let in_range = format!("e.day >= {start_p}");
+    if mode == RetentionType::Recurring {
+        w.push(in_range.clone());
+    }
+    Source {
+        from: format!("insights.person_days e WHERE {}", w.join(" AND ")),
+        actor: "e.person_id".into(),
+        ts: "e.day".into(),
+        t: TRUE_SQL.into(),
+        tb: TRUE_SQL.into(),
+        r: TRUE_SQL.into(),
+        r_in_range: if mode == RetentionType::Recurring {
+            TRUE_SQL.into()
         } else {
-            (start_p, end_p, starts_arr)
-        };
+            in_range
+        },
+        bd: None,
+    }
+}
 
-        // The breakdown value of an event (text, NULL when missing).
-        let bd_expr = match &bd_spec {
-            Some((spec, key)) => {
-                let x =
-                    properties::breakdown_expr(&spec.kind, key, spec.group_type_index, &mut b, cx)?;
-                Some(if spec.normalize_url {
-                    crate::trends::normalize_url(&x)
-                } else {
-                    x
-                })
-            }
-            None => None,
-        };
+/// First-time modes with another returning entity: two arms, so that the target arm reads the
+/// target's history (for its first event) and the returning arm only the range (each an index
+/// range scan on (project, event, timestamp)).
+fn two_arm_source(
+    r: &RetentionOptions,
+    scan: Scan,
+    names_t: Option<Vec<String>>,
+    names_r: Option<Vec<String>>,
+    scan_target_is_name: bool,
+    b: &mut SqlBuilder,
+) -> Source {
+    let Scan {
+        project_param,
+        bounds,
+        conds,
+        common,
+        actor_sql,
+        bd_expr,
+    } = scan;
+    let EntityConditions {
+        target,
+        returning,
+        target_bare,
+    } = conds;
+    let (start_p, end_p) = (&bounds.start, &bounds.end);
+    let ets = "e.\"timestamp\"";
+    let mut w1 = vec![
+        format!("e.project_id = {project_param}"),
+        format!("{ets} < {end_p}"),
+    ];
+    if let Some(names) = names_t {
+        w1.push(name_filter(names, b));
+    }
+    if target_bare != TRUE_SQL && !scan_target_is_name {
+        w1.push(target_bare.clone());
+    }
+    w1.extend(common.iter().cloned());
+    let mut w2 = vec![
+        format!("e.project_id = {project_param}"),
+        format!("{ets} >= {start_p}"),
+        format!("{ets} < {end_p}"),
+    ];
+    if let Some(names) = names_r {
+        w2.push(name_filter(names, b));
+    }
+    if returning != TRUE_SQL && !bare_event(&r.returning_entity) {
+        w2.push(returning.clone());
+    }
+    w2.extend(common);
+    let is_t = if target == target_bare {
+        "true".to_string()
+    } else {
+        target.clone()
+    };
+    let (bd1, bd2) = match &bd_expr {
+        Some(x) => (format!(", ({x})::text AS bd"), ", NULL::text".to_string()),
+        None => (String::new(), String::new()),
+    };
+    Source {
+        from: format!(
+            "(SELECT {actor_sql} AS actor, {ets} AS ts, {is_t} AS is_t, true AS is_tb, false AS is_r{bd1} \
+             FROM insights.events e WHERE {} \
+             UNION ALL SELECT {actor_sql}, {ets}, false, false, true{bd2} \
+             FROM insights.events e WHERE {}) u",
+            w1.join(" AND "),
+            w2.join(" AND ")
+        ),
+        bd: bd_expr.as_ref().map(|_| "u.bd".to_string()),
+        actor: "u.actor".into(),
+        ts: "u.ts".into(),
+        t: "u.is_t".into(),
+        tb: "u.is_tb".into(),
+        r: "u.is_r".into(),
+        r_in_range: "u.is_r".into(),
+    }
+}
 
-        // The scanned events.
-        let ets = "e.\"timestamp\"";
-        let names_t = entity_event_names(&r.target_entity, lookups);
-        let names_r = entity_event_names(&r.returning_entity, lookups);
-        // Whether the events that can start a cohort are exactly those of one event name.
-        let scan_target_is_name = bare_event(&r.target_entity)
-            || (mode == RetentionType::FirstEverOccurrence
-                && matches!(&r.target_entity.kind, EntityKind::Event { name: Some(_) }));
-        let mut name_filter = |names: Vec<String>| {
-            let mut names = names;
-            names.sort();
-            names.dedup();
-            // Text parameters, not one array: the entities bound these names already, so the
-            // placeholders are shared and every parameter stays referenced.
-            let list: Vec<String> = names.into_iter().map(|n| b.text(n)).collect();
-            format!("e.event IN ({})", list.join(", "))
-        };
-        let src = if rollup {
-            let mut w = vec![
-                format!("e.project_id = {project_param}"),
-                format!("e.day < {end_p}"),
-            ];
-            let in_range = format!("e.day >= {start_p}");
-            if mode == RetentionType::Recurring {
-                w.push(in_range.clone());
-            }
-            Source {
-                from: format!("insights.person_days e WHERE {}", w.join(" AND ")),
-                actor: "e.person_id".into(),
-                ts: "e.day".into(),
-                t: TRUE_SQL.into(),
-                tb: TRUE_SQL.into(),
-                r: TRUE_SQL.into(),
-                r_in_range: if mode == RetentionType::Recurring {
-                    TRUE_SQL.into()
-                } else {
-                    in_range
-                },
-                bd: None,
-            }
-        } else if mode != RetentionType::Recurring && target_bare != returning {
-            // First-time modes with another returning entity: two arms, so that the target arm
-            // reads the target's history (for its first event) and the returning arm only the
-            // range (each an index range scan on (project, event, timestamp)).
-            let mut w1 = vec![
-                format!("e.project_id = {project_param}"),
-                format!("{ets} < {end_p}"),
-            ];
-            if let Some(names) = names_t {
-                w1.push(name_filter(names));
-            }
-            if target_bare != TRUE_SQL && !scan_target_is_name {
-                w1.push(target_bare.clone());
-            }
-            w1.extend(common.iter().cloned());
-            let mut w2 = vec![
-                format!("e.project_id = {project_param}"),
-                format!("{ets} >= {start_p}"),
-                format!("{ets} < {end_p}"),
-            ];
-            if let Some(names) = names_r {
-                w2.push(name_filter(names));
-            }
-            if returning != TRUE_SQL && !bare_event(&r.returning_entity) {
-                w2.push(returning.clone());
-            }
-            w2.extend(common);
-            let is_t = if target == target_bare {
-                "true".to_string()
+/// One scan of the events: recurring mode, or a first-time mode whose returning entity is the
+/// target's scan condition.
+fn one_scan_source(
+    r: &RetentionOptions,
+    scan: Scan,
+    names_t: Option<Vec<String>>,
+    names_r: Option<Vec<String>>,
+    scan_target_is_name: bool,
+    b: &mut SqlBuilder,
+) -> Source {
+    let Scan {
+        project_param,
+        bounds,
+        conds,
+        common,
+        actor_sql,
+        bd_expr,
+    } = scan;
+    let EntityConditions {
+        target,
+        returning,
+        target_bare,
+    } = conds;
+    let mode = r.retention_type;
+    let ets = "e.\"timestamp\"";
+    let in_range = format!("{ets} >= {}", bounds.start);
+    let mut w = vec![
+        format!("e.project_id = {project_param}"),
+        format!("{ets} < {}", bounds.end),
+    ];
+    if mode == RetentionType::Recurring {
+        w.push(in_range.clone());
+    }
+    if let (Some(mut names), Some(more)) = (names_t, names_r) {
+        names.extend(more);
+        w.push(name_filter(names, b));
+    }
+    let relevant = match mode {
+        RetentionType::Recurring => or2(target, returning),
+        // One scan in the first-time modes only when the returning entity is the target's
+        // scan condition: every returning event is a target event.
+        _ => target_bare.clone(),
+    };
+    // With bare event names the name filter is exactly the condition above.
+    let names_suffice = match mode {
+        RetentionType::Recurring => bare_event(&r.target_entity) && bare_event(&r.returning_entity),
+        _ => scan_target_is_name,
+    };
+    if relevant != TRUE_SQL && !names_suffice {
+        w.push(relevant);
+    }
+    w.extend(common);
+    Source {
+        from: format!("insights.events e WHERE {}", w.join(" AND ")),
+        bd: bd_expr,
+        actor: actor_sql,
+        ts: ets.into(),
+        t: target.clone(),
+        tb: target_bare.clone(),
+        r: returning.clone(),
+        r_in_range: if mode == RetentionType::Recurring {
+            returning.clone()
+        } else {
+            and2(returning, &in_range)
+        },
+    }
+}
+
+/// Step 1's result: a subquery `g` with one row per actor, and the SQL reading the cohort mask
+/// `t` and the return mask `r` from it.
+struct Masks {
+    g: String,
+    t: String,
+    r: String,
+}
+
+/// Step 1, per-actor masks (`bucket`: an event's period), with the breakdown value of each
+/// actor's first target event joined when there is a breakdown.
+fn actor_masks(
+    q: &InsightQuery,
+    n: usize,
+    rollup: bool,
+    bounds: &Bounds,
+    bucket: &str,
+    src: &Source,
+    b: &mut SqlBuilder,
+) -> Masks {
+    let mode = q.retention.retention_type;
+    let Source {
+        ts,
+        t: t_cond,
+        tb: tb_cond,
+        ..
+    } = src;
+    let mut first_ts_aggs = vec![format!("min({ts}) FILTER (WHERE {t_cond}) AS t0")];
+    if mode == RetentionType::FirstEverOccurrence {
+        first_ts_aggs.push(format!("min({ts}) FILTER (WHERE {tb_cond}) AS tb"));
+    }
+    let min_occ = min_occ_of(q);
+    let (g, t, r) = if min_occ == 1 {
+        let bare_target = rollup || bare_event(&q.retention.target_entity);
+        masks_per_actor(mode, n, bare_target, first_ts_aggs, bucket, bounds, src)
+    } else {
+        let m_p = b.int(i64::from(min_occ));
+        masks_with_minimum(mode, &m_p, first_ts_aggs, bucket, bounds, src)
+    };
+    Masks {
+        g: with_breakdown_join(g, src),
+        t,
+        r,
+    }
+}
+
+/// [`actor_masks`] with `minimumOccurrences` 1: one `GROUP BY` actor. `bare_target`: every
+/// scanned event is a target event when the target and returning conditions agree (the name
+/// filter or the rollup says so).
+fn masks_per_actor(
+    mode: RetentionType,
+    n: usize,
+    bare_target: bool,
+    first_ts_aggs: Vec<String>,
+    bucket: &str,
+    bounds: &Bounds,
+    src: &Source,
+) -> (String, String, String) {
+    let Source {
+        from,
+        actor: actor_sql,
+        t: t_cond,
+        r: r_cond,
+        r_in_range,
+        ..
+    } = src;
+    let mut aggs = Vec::new();
+    let (t_expr, r_expr) = match mode {
+        RetentionType::Recurring if n <= PACKED_MAX_PERIODS => {
+            // Target bits 0..31, returning bits 32..63 of one mask: one bucket lookup per event.
+            let flags = if t_cond == r_cond && bare_target {
+                // Every scanned event is both (the name filter says so).
+                "4294967297::int8".to_string()
+            } else if t_cond == r_cond {
+                format!("CASE WHEN {t_cond} THEN 4294967297::int8 ELSE 0::int8 END")
             } else {
-                target.clone()
+                format!(
+                    "(CASE WHEN {t_cond} THEN 1::int8 ELSE 0::int8 END | CASE WHEN {r_cond} THEN 4294967296::int8 ELSE 0::int8 END)"
+                )
             };
-            let (bd1, bd2) = match &bd_expr {
-                Some(x) => (format!(", ({x})::text AS bd"), ", NULL::text".to_string()),
-                None => (String::new(), String::new()),
-            };
-            Source {
-                from: format!(
-                    "(SELECT {actor_sql} AS actor, {ets} AS ts, {is_t} AS is_t, true AS is_tb, false AS is_r{bd1} \
-                 FROM insights.events e WHERE {} \
-                 UNION ALL SELECT {actor_sql}, {ets}, false, false, true{bd2} \
-                 FROM insights.events e WHERE {}) u",
-                    w1.join(" AND "),
-                    w2.join(" AND ")
-                ),
-                bd: bd_expr.as_ref().map(|_| "u.bd".to_string()),
-                actor: "u.actor".into(),
-                ts: "u.ts".into(),
-                t: "u.is_t".into(),
-                tb: "u.is_tb".into(),
-                r: "u.is_r".into(),
-                r_in_range: "u.is_r".into(),
-            }
-        } else {
-            let in_range = format!("{ets} >= {start_p}");
-            let mut w = vec![
-                format!("e.project_id = {project_param}"),
-                format!("{ets} < {end_p}"),
-            ];
-            if mode == RetentionType::Recurring {
-                w.push(in_range.clone());
-            }
-            if let (Some(mut names), Some(more)) = (names_t, names_r) {
-                names.extend(more);
-                w.push(name_filter(names));
-            }
-            let relevant = match mode {
-                RetentionType::Recurring => or2(&target, &returning),
-                // One scan in the first-time modes only when the returning entity is the target's
-                // scan condition: every returning event is a target event.
-                _ => target_bare.clone(),
-            };
-            // With bare event names the name filter is exactly the condition above.
-            let names_suffice = match mode {
-                RetentionType::Recurring => {
-                    bare_event(&r.target_entity) && bare_event(&r.returning_entity)
-                }
-                _ => scan_target_is_name,
-            };
-            if relevant != TRUE_SQL && !names_suffice {
-                w.push(relevant);
-            }
-            w.extend(common);
-            Source {
-                from: format!("insights.events e WHERE {}", w.join(" AND ")),
-                bd: bd_expr.clone(),
-                actor: actor_sql,
-                ts: ets.into(),
-                t: target.clone(),
-                tb: target_bare.clone(),
-                r: returning.clone(),
-                r_in_range: if mode == RetentionType::Recurring {
-                    returning.clone()
-                } else {
-                    and2(&returning, &in_range)
-                },
-            }
-        };
-        let Source {
-            from,
-            actor: actor_sql,
-            ts,
-            t: t_cond,
-            tb: tb_cond,
-            r: r_cond,
-            r_in_range,
-            bd: bd_col,
-        } = src;
-        let bucket = format!("(width_bucket({ts}, {starts_arr}) - 1)");
-
-        // Step 1: per-actor masks. `g` is a subquery with one row per actor; `t_expr` / `r_expr`
-        // read the cohort and return masks from it.
-        let min_occ = min_occ_of(q);
-        let mut first_ts_aggs = vec![format!("min({ts}) FILTER (WHERE {t_cond}) AS t0")];
-        if mode == RetentionType::FirstEverOccurrence {
-            first_ts_aggs.push(format!("min({ts}) FILTER (WHERE {tb_cond}) AS tb"));
+            aggs.push(format!("bit_or({flags} << {bucket}) AS m"));
+            (
+                "(g.m & 4294967295::int8)".to_string(),
+                "(g.m >> 32)".to_string(),
+            )
         }
-        let (g, t_expr, r_expr) = if min_occ == 1 {
-            let mut aggs = Vec::new();
-            let (t_expr, r_expr) = match mode {
-                RetentionType::Recurring if n <= PACKED_MAX_PERIODS => {
-                    // Target bits 0..31, returning bits 32..63 of one mask: one bucket lookup per event.
-                    let flags = if t_cond == r_cond && (rollup || bare_event(&r.target_entity)) {
-                        // Every scanned event is both (the name filter says so).
-                        "4294967297::int8".to_string()
-                    } else if t_cond == r_cond {
-                        format!("CASE WHEN {t_cond} THEN 4294967297::int8 ELSE 0::int8 END")
-                    } else {
-                        format!(
-                            "(CASE WHEN {t_cond} THEN 1::int8 ELSE 0::int8 END | CASE WHEN {r_cond} THEN 4294967296::int8 ELSE 0::int8 END)"
-                        )
-                    };
-                    aggs.push(format!("bit_or({flags} << {bucket}) AS m"));
-                    (
-                        "(g.m & 4294967295::int8)".to_string(),
-                        "(g.m >> 32)".to_string(),
-                    )
-                }
-                RetentionType::Recurring => {
-                    aggs.push(format!(
-                        "bit_or(1::int8 << {bucket}) FILTER (WHERE {t_cond}) AS t"
-                    ));
-                    aggs.push(format!(
-                        "bit_or(1::int8 << {bucket}) FILTER (WHERE {r_cond}) AS r"
-                    ));
-                    ("g.t".to_string(), "g.r".to_string())
-                }
-                _ => {
-                    aggs.extend(first_ts_aggs);
-                    aggs.push(format!(
-                        "bit_or(1::int8 << {bucket}) FILTER (WHERE {r_in_range}) AS r"
-                    ));
-                    (
-                        first_cohort_mask(mode, &start_p, &starts_arr),
-                        "g.r".to_string(),
-                    )
-                }
-            };
-            let g = format!(
-                "SELECT {actor_sql} AS actor, {} FROM {from} GROUP BY 1",
-                aggs.join(", ")
-            );
-            (g, t_expr, r_expr)
-        } else {
-            // minimumOccurrences: count returning events per (actor, period) first.
-            let m_p = b.int(i64::from(min_occ));
-            let mut inner = Vec::new();
-            let mut outer = Vec::new();
-            let t_expr = match mode {
-                RetentionType::Recurring => {
-                    inner.push(format!("bool_or({t_cond}) AS has_t"));
-                    inner.push(format!("count(*) FILTER (WHERE {r_cond}) AS rc"));
-                    outer.push("bit_or(1::int8 << s.p) FILTER (WHERE s.has_t) AS t".to_string());
-                    "g.t".to_string()
-                }
-                _ => {
-                    inner.extend(first_ts_aggs);
-                    inner.push(format!("count(*) FILTER (WHERE {r_in_range}) AS rc"));
-                    outer.push("min(s.t0) AS t0".to_string());
-                    if mode == RetentionType::FirstEverOccurrence {
-                        outer.push("min(s.tb) AS tb".to_string());
-                    }
-                    first_cohort_mask(mode, &start_p, &starts_arr)
-                }
-            };
-            outer.push(format!(
-                "bit_or(1::int8 << s.p) FILTER (WHERE s.p >= 0 AND s.rc >= {m_p}) AS r"
+        RetentionType::Recurring => {
+            aggs.push(format!(
+                "bit_or(1::int8 << {bucket}) FILTER (WHERE {t_cond}) AS t"
             ));
-            let g = format!(
-                "SELECT s.actor, {} FROM (SELECT {actor_sql} AS actor, {bucket} AS p, {} FROM {from} GROUP BY 1, 2) s GROUP BY s.actor",
-                outer.join(", "),
-                inner.join(", ")
-            );
-            (g, t_expr, "g.r".to_string())
-        };
+            aggs.push(format!(
+                "bit_or(1::int8 << {bucket}) FILTER (WHERE {r_cond}) AS r"
+            ));
+            ("g.t".to_string(), "g.r".to_string())
+        }
+        _ => {
+            aggs.extend(first_ts_aggs);
+            aggs.push(format!(
+                "bit_or(1::int8 << {bucket}) FILTER (WHERE {r_in_range}) AS r"
+            ));
+            (
+                first_cohort_mask(mode, &bounds.start, &bounds.starts),
+                "g.r".to_string(),
+            )
+        }
+    };
+    let g = format!(
+        "SELECT {actor_sql} AS actor, {} FROM {from} GROUP BY 1",
+        aggs.join(", ")
+    );
+    (g, t_expr, r_expr)
+}
 
-        // Breakdown: each actor's value is that of its first target event (PostHog's argMin).
-        let g = match &bd_col {
-            Some(bd) => format!(
-                "SELECT g0.*, bdq.bd FROM ({g}) g0 LEFT JOIN (SELECT {actor_sql} AS actor, \
+/// [`actor_masks`] with `minimumOccurrences` > 1 (bound as `m_p`): count returning events per
+/// (actor, period) first.
+fn masks_with_minimum(
+    mode: RetentionType,
+    m_p: &str,
+    first_ts_aggs: Vec<String>,
+    bucket: &str,
+    bounds: &Bounds,
+    src: &Source,
+) -> (String, String, String) {
+    let Source {
+        from,
+        actor: actor_sql,
+        t: t_cond,
+        r: r_cond,
+        r_in_range,
+        ..
+    } = src;
+    let mut inner = Vec::new();
+    let mut outer = Vec::new();
+    let t_expr = match mode {
+        RetentionType::Recurring => {
+            inner.push(format!("bool_or({t_cond}) AS has_t"));
+            inner.push(format!("count(*) FILTER (WHERE {r_cond}) AS rc"));
+            outer.push("bit_or(1::int8 << s.p) FILTER (WHERE s.has_t) AS t".to_string());
+            "g.t".to_string()
+        }
+        _ => {
+            inner.extend(first_ts_aggs);
+            inner.push(format!("count(*) FILTER (WHERE {r_in_range}) AS rc"));
+            outer.push("min(s.t0) AS t0".to_string());
+            if mode == RetentionType::FirstEverOccurrence {
+                outer.push("min(s.tb) AS tb".to_string());
+            }
+            first_cohort_mask(mode, &bounds.start, &bounds.starts)
+        }
+    };
+    outer.push(format!(
+        "bit_or(1::int8 << s.p) FILTER (WHERE s.p >= 0 AND s.rc >= {m_p}) AS r"
+    ));
+    let g = format!(
+        "SELECT s.actor, {} FROM (SELECT {actor_sql} AS actor, {bucket} AS p, {} FROM {from} GROUP BY 1, 2) s GROUP BY s.actor",
+        outer.join(", "),
+        inner.join(", ")
+    );
+    (g, t_expr, "g.r".to_string())
+}
+
+/// Breakdown: each actor's value is that of its first target event (PostHog's argMin).
+fn with_breakdown_join(g: String, src: &Source) -> String {
+    let Source {
+        from,
+        actor: actor_sql,
+        ts,
+        t: t_cond,
+        bd,
+        ..
+    } = src;
+    match bd {
+        Some(bd) => format!(
+            "SELECT g0.*, bdq.bd FROM ({g}) g0 LEFT JOIN (SELECT {actor_sql} AS actor, \
              (array_agg(({bd})::text ORDER BY {ts}) FILTER (WHERE {t_cond}))[1] AS bd \
              FROM {from} GROUP BY 1) bdq ON bdq.actor = g0.actor"
-            ),
-            None => g,
-        };
-        let (bd_sel, bd_a, bd_x, bd_group) = if bd_col.is_some() {
-            (", g.bd", ", a.bd", ", x.bd::text AS breakdown", ", 4")
-        } else {
-            ("", "", "", "")
-        };
+        ),
+        None => g,
+    }
+}
 
-        if let Some(c) = selected {
-            // Actors: the actors of cohort c with their return masks.
-            if c >= n {
-                return Err(invalid(
-                    "selected_interval",
-                    format!("selected_interval must be below the number of cohorts ({n}), got {c}"),
-                ));
-            }
-            let c_p = b.int(c as i64);
-            let sql = format!(
-                "SELECT a.actor::text AS actor, a.r FROM (SELECT g.actor, {t_expr} AS t, coalesce({r_expr}, 0::int8) AS r \
-             FROM ({g}) g) a WHERE ((a.t >> {c_p}::int4) & 1::int8) = 1::int8"
-            );
-            // The rollup reads local dates: the timestamp bounds bound above go unused.
-            let (sql, params) = b.finish(&sql);
-            return Ok(RetentionPlan {
-                sql,
-                params,
-                range: RetentionRange { starts, end },
-                intervals: lookahead,
-                period,
-                pt: project.pt,
-                retention_type: mode,
-                cumulative: r.cumulative,
-                breakdown: None,
-            });
-        }
+/// The actors of cohort `c` with their return masks.
+fn actors_statement(
+    q: &InsightQuery,
+    project: &Project,
+    periods: Periods,
+    c: usize,
+    masks: &Masks,
+    mut b: SqlBuilder,
+) -> Result<RetentionPlan> {
+    let Masks {
+        g,
+        t: t_expr,
+        r: r_expr,
+    } = masks;
+    let n = periods.starts.len();
+    if c >= n {
+        return Err(invalid(
+            "selected_interval",
+            format!("selected_interval must be below the number of cohorts ({n}), got {c}"),
+        ));
+    }
+    let c_p = b.int(c as i64);
+    let sql = format!(
+        "SELECT a.actor::text AS actor, a.r FROM (SELECT g.actor, {t_expr} AS t, coalesce({r_expr}, 0::int8) AS r \
+         FROM ({g}) g) a WHERE ((a.t >> {c_p}::int4) & 1::int8) = 1::int8"
+    );
+    // The rollup reads local dates: the timestamp bounds bound above go unused.
+    let (sql, params) = b.finish(&sql);
+    Ok(retention_plan(q, project, periods, sql, params, None))
+}
 
-        // Steps 2 and 3: group actors by mask pair, expand into (cohort, period) cells.
-        let n_p = b.int(n as i64);
-        let kmax_p = b.int(lookahead.min(n) as i64);
-        let returned = if r.cumulative {
-            let look = if lookahead >= MAX_PERIODS {
-                i64::MAX
-            } else {
-                (1i64 << lookahead) - 1
-            };
-            let look_p = b.int(look);
-            format!("(((x.r >> c.c::int4) & {look_p}) >> k.k::int4) <> 0::int8")
+/// Step 2: actors grouped by mask pair, with their number `w` (and breakdown value).
+fn grouped_actors(
+    mode: RetentionType,
+    rollup: bool,
+    src: &Source,
+    bucket: &str,
+    masks: &Masks,
+) -> String {
+    let Masks {
+        g,
+        t: t_expr,
+        r: r_expr,
+    } = masks;
+    let (bd_sel, bd_a) = if src.bd.is_some() {
+        (", g.bd", ", a.bd")
+    } else {
+        ("", "")
+    };
+    if rollup {
+        // Over the rollup, one Rust aggregate keeps each person's first period and period mask
+        // and returns how many persons share each pair (`insights._actor_periods`, parallel, a
+        // hash map instead of a per-person GROUP BY); the masks follow from the pair.
+        let t_of = if mode == RetentionType::Recurring {
+            "p.periods".to_string()
         } else {
-            "((x.r >> (c.c + k.k)::int4) & 1::int8) = 1::int8".to_string()
+            "CASE WHEN p.first_period >= 0 THEN 1::int8 << p.first_period ELSE 0::int8 END"
+                .to_string()
         };
-        // Actors grouped by mask pair, with their number `w`.
-        let x = if rollup {
-            // Over the rollup, one Rust aggregate keeps each person's first period and period mask
-            // and returns how many persons share each pair (`insights._actor_periods`, parallel, a
-            // hash map instead of a per-person GROUP BY); the masks follow from the pair.
-            let t_of = if mode == RetentionType::Recurring {
-                "p.periods".to_string()
-            } else {
-                "CASE WHEN p.first_period >= 0 THEN 1::int8 << p.first_period ELSE 0::int8 END"
-                    .to_string()
-            };
-            format!(
-                "SELECT a.t, a.r, sum(a.w)::int8 AS w \
+        let from = &src.from;
+        format!(
+            "SELECT a.t, a.r, sum(a.w)::int8 AS w \
              FROM (SELECT {t_of} AS t, p.periods AS r, p.actors AS w \
              FROM (SELECT insights._actor_periods(e.person_id, {bucket}::int4) AS s FROM {from}) u \
              CROSS JOIN LATERAL insights._actor_periods_rows(u.s) p) a \
              WHERE a.t <> 0 GROUP BY a.t, a.r"
-            )
-        } else {
-            format!(
-                "SELECT a.t, a.r{bd_a}, count(*) AS w \
+        )
+    } else {
+        format!(
+            "SELECT a.t, a.r{bd_a}, count(*) AS w \
              FROM (SELECT {t_expr} AS t, coalesce({r_expr}, 0::int8) AS r{bd_sel} FROM ({g}) g) a \
              WHERE a.t <> 0 GROUP BY a.t, a.r{bd_a}"
-            )
+        )
+    }
+}
+
+/// Step 3: expand the grouped actors `x` into (cohort, period) cells (`with_breakdown`: a
+/// fourth column).
+fn cells_statement(
+    q: &InsightQuery,
+    project: &Project,
+    periods: Periods,
+    with_breakdown: bool,
+    x: &str,
+    mut b: SqlBuilder,
+) -> Result<RetentionPlan> {
+    let r = &q.retention;
+    let (n, lookahead) = (periods.starts.len(), periods.lookahead);
+    let n_p = b.int(n as i64);
+    let kmax_p = b.int(lookahead.min(n) as i64);
+    let returned = if r.cumulative {
+        let look = if lookahead >= MAX_PERIODS {
+            i64::MAX
+        } else {
+            (1i64 << lookahead) - 1
         };
-        let sql = format!(
-            "SELECT c.c::int4 AS cohort_index, k.k::int4 AS period_index, sum(x.w)::int8 AS actors{bd_x} \
+        let look_p = b.int(look);
+        format!("(((x.r >> c.c::int4) & {look_p}) >> k.k::int4) <> 0::int8")
+    } else {
+        "((x.r >> (c.c + k.k)::int4) & 1::int8) = 1::int8".to_string()
+    };
+    let (bd_x, bd_group) = if with_breakdown {
+        (", x.bd::text AS breakdown", ", 4")
+    } else {
+        ("", "")
+    };
+    let sql = format!(
+        "SELECT c.c::int4 AS cohort_index, k.k::int4 AS period_index, sum(x.w)::int8 AS actors{bd_x} \
          FROM ({x}) x \
          CROSS JOIN LATERAL generate_series(0, {n_p} - 1) AS c(c) \
          CROSS JOIN LATERAL generate_series(0, least({kmax_p}, {n_p} - c.c) - 1) AS k(k) \
          WHERE ((x.t >> c.c::int4) & 1::int8) = 1::int8 AND (k.k = 0 OR {returned}) \
          GROUP BY 1, 2{bd_group} ORDER BY 1, 2{bd_group}"
-        );
-        let (sql, params) = b.finish(&sql);
-        Ok(RetentionPlan {
-            sql,
-            params,
-            range: RetentionRange { starts, end },
-            intervals: lookahead,
-            period,
-            pt: project.pt,
-            retention_type: mode,
-            cumulative: r.cumulative,
-            breakdown: bd_col.as_ref().map(|_| RetentionBreakdown {
-                limit: q
-                    .breakdown
-                    .as_ref()
-                    .and_then(|b| b.limit)
-                    .map(|l| l as usize)
-                    .unwrap_or(crate::trends::DEFAULT_BREAKDOWN_LIMIT)
-                    .max(1),
-                hide_other: q.breakdown.as_ref().is_some_and(|b| b.hide_other),
-            }),
-        })
-    })
+    );
+    let (sql, params) = b.finish(&sql);
+    let breakdown = with_breakdown.then(|| RetentionBreakdown {
+        limit: q
+            .breakdown
+            .as_ref()
+            .and_then(|b| b.limit)
+            .map(|l| l as usize)
+            .unwrap_or(crate::trends::DEFAULT_BREAKDOWN_LIMIT)
+            .max(1),
+        hide_other: q.breakdown.as_ref().is_some_and(|b| b.hide_other),
+    });
+    Ok(retention_plan(q, project, periods, sql, params, breakdown))
+}
+
+/// The plan around a finished statement.
+fn retention_plan(
+    q: &InsightQuery,
+    project: &Project,
+    periods: Periods,
+    sql: String,
+    params: Vec<Param>,
+    breakdown: Option<RetentionBreakdown>,
+) -> RetentionPlan {
+    RetentionPlan {
+        sql,
+        params,
+        range: RetentionRange {
+            starts: periods.starts,
+            end: periods.end,
+        },
+        intervals: periods.lookahead,
+        period: periods.period,
+        pt: project.pt,
+        retention_type: q.retention.retention_type,
+        cumulative: q.retention.cumulative,
+        breakdown,
+    }
 }
 
 /// `minimumOccurrences`, at least 1.

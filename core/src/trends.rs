@@ -69,7 +69,7 @@ use crate::error::{QueryError, Result};
 use crate::funnels::{Lookups, Project, url_encode};
 use crate::properties::{self, FilterContext, NUM_RE};
 use crate::query::{BreakdownProperty, CohortRef, Entity, EntityKind, InsightKind, InsightQuery};
-use crate::series::with_filter_context;
+use crate::series::{self, with_filter_context};
 use crate::sql::{Param, SqlBuilder};
 
 /// The breakdown value of events without one (§4.5).
@@ -606,7 +606,8 @@ struct Shared<'a> {
     cumulative: bool,
 }
 
-/// One run's statement.
+/// One run's statement: the filters and the range ([`run_filters`]), the breakdown
+/// ([`breakdown_sql`]), then the math's aggregation ([`Run::math_sql`]).
 fn build_run(
     s: &Shared,
     index: usize,
@@ -616,57 +617,116 @@ fn build_run(
     let e = &s.q.series[index];
     let attr = format!("events__{index}");
     let math = parse_math(e, &attr)?;
-    let cx = s.cx;
-    let pt = &s.project.pt;
     let mut b = SqlBuilder::new();
     let p = b.int(s.project.id);
-    debug_assert_eq!(p, cx.project_param);
+    debug_assert_eq!(p, s.cx.project_param);
 
-    // Filters other than time.
+    let filters = run_filters(s, e, &math, &attr, cohort, &mut b)?;
+    let from_p = b.param(Param::timestamp(range.from));
+    let to_p = b.param(Param::timestamp(range.to));
+    let mut run = Run {
+        s,
+        range,
+        attr,
+        project_p: p,
+        from_p,
+        to_p,
+        filters,
+        w: String::new(),
+        src: "insights.events e".to_string(),
+        bd: String::new(),
+        actor: String::new(),
+    };
+    run.w = run.where_at(&format!("e.\"timestamp\" >= {}", run.from_p));
+    let (with, bd) = breakdown_sql(s, cohort, &run.w, &mut run.src, &mut b)?;
+    run.bd = bd;
+
+    // Actor of distinct maths.
+    run.actor = match (&math, s.q.aggregation_group_type_index) {
+        (Math::UniqueGroup(g), _) => format!("NULLIF(e.group_{g}, '')"),
+        (Math::UniqueSession, _) => "NULLIF(e.session_id, '')".to_string(),
+        (_, Some(g)) if g <= 4 => format!("NULLIF(e.group_{g}, '')"),
+        _ => "e.person_id".to_string(),
+    };
+
+    let inner = run.math_sql(&math, &mut b)?;
+    let sql = format!(
+        "{with}SELECT a.bucket, a.breakdown, coalesce(CASE WHEN abs(a.v) < 1e300 THEN a.v::float8 END, 0::float8) AS value \
+         FROM ({inner}) a"
+    );
+    // The active-user maths read from their own window start: the range start may go unread.
+    Ok(b.finish(&sql))
+}
+
+/// The filters of a series other than time: its entity (first-time maths: the actor's first
+/// such event), the query's properties and, with `filter_test_accounts`, the project's
+/// test-account filters (`cx.test_account_filters`). `TRUE` ones are kept; callers drop them
+/// after adding their own. Errors name `attr` (e.g. `events__0`) for the entity.
+pub(crate) fn series_filters(
+    q: &InsightQuery,
+    e: &Entity,
+    math: &Math,
+    attr: &str,
+    b: &mut SqlBuilder,
+    cx: &FilterContext,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
     let mut filters = Vec::new();
-    let ent = properties::compile_entity_at(e, &mut b, cx, s.now).map_err(|er| er.within(&attr))?;
+    let ent = properties::compile_entity_at(e, b, cx, now).map_err(|er| er.within(attr))?;
     let ent = match math {
         Math::FirstTime { with_filters } => {
-            properties::first_time_condition(e, &ent, with_filters, &mut b, cx, s.now)
-                .map_err(|er| er.within(&attr))?
+            properties::first_time_condition(e, &ent, *with_filters, b, cx, now)
+                .map_err(|er| er.within(attr))?
         }
         _ => ent,
     };
     filters.push(ent);
     filters.push(
-        properties::compile_properties_at(&s.q.properties, &mut b, cx, s.now)
+        properties::compile_properties_at(&q.properties, b, cx, now)
             .map_err(|er| er.within("properties"))?,
     );
-    if s.q.filter_test_accounts {
+    if q.filter_test_accounts {
         filters.push(
-            properties::compile_properties_at(&s.project.test_account_filters, &mut b, cx, s.now)
+            properties::compile_properties_at(cx.test_account_filters, b, cx, now)
                 .map_err(|er| er.within("filter_test_accounts"))?,
         );
     }
+    Ok(filters)
+}
+
+/// A run's filters other than time: [`series_filters`] and the cohort of a cohort breakdown,
+/// without `TRUE` ones.
+fn run_filters(
+    s: &Shared,
+    e: &Entity,
+    math: &Math,
+    attr: &str,
+    cohort: Option<CohortRef>,
+    b: &mut SqlBuilder,
+) -> Result<Vec<String>> {
+    let mut filters = series_filters(s.q, e, math, attr, b, s.cx, s.now)?;
     if let Some(CohortRef::Id(id)) = cohort {
         let prop = json!([{"type": "cohort", "key": "id", "value": id}]);
         filters.push(
-            properties::compile_properties_at(&prop, &mut b, cx, s.now)
+            properties::compile_properties_at(&prop, b, s.cx, s.now)
                 .map_err(|er| er.within("breakdown"))?,
         );
     }
-    let filters: Vec<String> = filters.into_iter().filter(|f| f != "TRUE").collect();
-    let from_p = b.param(Param::timestamp(range.from));
-    let to_p = b.param(Param::timestamp(range.to));
-    let where_at = |from_cond: &str| -> String {
-        let mut w = vec![
-            format!("e.project_id = {p}"),
-            from_cond.to_string(),
-            format!("e.\"timestamp\" <= {to_p}"),
-        ];
-        w.extend(filters.iter().cloned());
-        w.join(" AND ")
-    };
-    let w = where_at(&format!("e.\"timestamp\" >= {from_p}"));
+    Ok(filters.into_iter().filter(|f| f != "TRUE").collect())
+}
 
-    // Breakdown.
+/// A run's breakdown value SQL (`NULL::text` without a property breakdown), and the `WITH`
+/// prefix of the statement (histograms: the value range over the run's events `w`, which also
+/// joins `src`).
+fn breakdown_sql(
+    s: &Shared,
+    cohort: Option<CohortRef>,
+    w: &str,
+    src: &mut String,
+    b: &mut SqlBuilder,
+) -> Result<(String, String)> {
+    let cx = s.cx;
     let mut with = String::new();
-    let mut src = "insights.events e".to_string();
     let bd = match (&s.q.breakdown, cohort) {
         (Some(bd), None) if !bd.values.is_empty() => {
             let spec = &bd.values[0];
@@ -677,33 +737,32 @@ fn build_run(
                         "Histogram bins are only supported on a single breakdown.",
                     ));
                 }
-                let parts = bd
-                    .values
-                    .iter()
-                    .map(|v| match &v.property {
-                        BreakdownProperty::Property(k) => {
-                            properties::breakdown_expr(&v.kind, k, v.group_type_index, &mut b, cx)
-                                .map(|x| {
-                                    if v.normalize_url {
-                                        normalize_url(&x)
-                                    } else {
-                                        x
-                                    }
-                                })
-                        }
-                        BreakdownProperty::Cohorts(_) => Err(invalid(
-                            "breakdowns",
-                            "Cohort breakdowns cannot be combined with other breakdowns.",
-                        )),
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                let parts =
+                    bd.values
+                        .iter()
+                        .map(|v| match &v.property {
+                            BreakdownProperty::Property(k) => {
+                                properties::breakdown_expr(&v.kind, k, v.group_type_index, b, cx)
+                                    .map(|x| {
+                                        if v.normalize_url {
+                                            normalize_url(&x)
+                                        } else {
+                                            x
+                                        }
+                                    })
+                            }
+                            BreakdownProperty::Cohorts(_) => Err(invalid(
+                                "breakdowns",
+                                "Cohort breakdowns cannot be combined with other breakdowns.",
+                            )),
+                        })
+                        .collect::<Result<Vec<_>>>()?;
                 format!("jsonb_build_array({})::text", parts.join(", "))
             } else {
                 let BreakdownProperty::Property(key) = &spec.property else {
                     return Err(invalid("breakdown", "Unexpected cohort breakdown."));
                 };
-                let x =
-                    properties::breakdown_expr(&spec.kind, key, spec.group_type_index, &mut b, cx)?;
+                let x = properties::breakdown_expr(&spec.kind, key, spec.group_type_index, b, cx)?;
                 let x = if spec.normalize_url {
                     normalize_url(&x)
                 } else {
@@ -727,178 +786,221 @@ fn build_run(
         }
         _ => "NULL::text".to_string(),
     };
+    Ok((with, bd))
+}
 
-    // Actor of distinct maths.
-    let actor = match (&math, s.q.aggregation_group_type_index) {
-        (Math::UniqueGroup(g), _) => format!("NULLIF(e.group_{g}, '')"),
-        (Math::UniqueSession, _) => "NULLIF(e.session_id, '')".to_string(),
-        (_, Some(g)) if g <= 4 => format!("NULLIF(e.group_{g}, '')"),
-        _ => "e.person_id".to_string(),
-    };
+/// What a run's math builds its statement from.
+struct Run<'a, 's> {
+    s: &'a Shared<'s>,
+    range: &'a DateRange,
+    /// `events__{index}`, for errors.
+    attr: String,
+    project_p: String,
+    from_p: String,
+    to_p: String,
+    /// Filters other than time ([`run_filters`]).
+    filters: Vec<String>,
+    /// The run's WHERE clause over the range.
+    w: String,
+    /// The FROM clause: the events (and the histogram's joins).
+    src: String,
+    /// The breakdown value.
+    bd: String,
+    /// The actor of distinct maths.
+    actor: String,
+}
 
-    let total = s.total_value;
-    let bucket_expr = |b: &mut SqlBuilder| {
-        if total {
-            from_p.clone()
+impl Run<'_, '_> {
+    /// The WHERE clause with another range start condition.
+    fn where_at(&self, from_cond: &str) -> String {
+        let mut w = vec![
+            format!("e.project_id = {}", self.project_p),
+            from_cond.to_string(),
+            format!("e.\"timestamp\" <= {}", self.to_p),
+        ];
+        w.extend(self.filters.iter().cloned());
+        w.join(" AND ")
+    }
+
+    /// An event's bucket: the range start for total values.
+    fn bucket_expr(&self, b: &mut SqlBuilder) -> String {
+        if self.s.total_value {
+            self.from_p.clone()
         } else {
-            dates::sql_bucket_expr("e.\"timestamp\"", s.interval, pt, b)
+            dates::sql_bucket_expr("e.\"timestamp\"", self.s.interval, &self.s.project.pt, b)
         }
-    };
-    let group_by = if total { "2" } else { "1, 2" };
-    let simple = |b: &mut SqlBuilder, agg: &str, w: &str| {
-        let bk = bucket_expr(b);
+    }
+
+    /// `agg` per (bucket, breakdown) over the events passing `w`.
+    fn simple(&self, b: &mut SqlBuilder, agg: &str, w: &str) -> String {
+        let bk = self.bucket_expr(b);
+        let (bd, src) = (&self.bd, &self.src);
+        let group_by = if self.s.total_value { "2" } else { "1, 2" };
         format!(
             "SELECT {bk} AS bucket, {bd} AS breakdown, {agg} AS v FROM {src} WHERE {w} GROUP BY {group_by}"
         )
-    };
-    let distinct_cumulative = s.cumulative
-        && !total
-        && matches!(math, Math::Dau | Math::UniqueGroup(_) | Math::UniqueSession);
+    }
 
-    let inner = match &math {
-        _ if distinct_cumulative => {
-            let bk = bucket_expr(&mut b);
-            format!(
-                "SELECT f.bucket, f.breakdown, count(*) AS v FROM (SELECT min({bk}) AS bucket, {bd} AS breakdown, \
-                 {actor} AS actor FROM {src} WHERE {w} AND {actor} IS NOT NULL GROUP BY 2, 3) f GROUP BY 1, 2"
-            )
-        }
-        Math::Total => simple(&mut b, "count(*)", &w),
-        Math::Dau if actor == "e.person_id" => {
-            // Distinct persons per (bucket, breakdown) in one parallel aggregate: a hash set of
-            // (bucket, breakdown, person) per process, merged in the leader (src/uniq.rs). Same
-            // bucket and breakdown expressions, same counts as the DISTINCT form below.
-            // In UTC, day/hour/minute buckets are fixed-width steps from 2000-01-01 00:00 UTC
-            // (PostgreSQL's epoch): the aggregate floors the timestamp itself, which equals
-            // date_trunc in UTC and saves the per-row timezone conversions.
-            let width_us: Option<i64> = match s.interval {
-                _ if total || !is_utc(pt.tz.name()) => None,
-                Interval::Day => Some(86_400_000_000),
-                Interval::Hour => Some(3_600_000_000),
-                Interval::Minute => Some(60_000_000),
-                Interval::Week | Interval::Month => None,
-            };
-            let call = match width_us {
-                Some(wd) => {
-                    let wp = b.int(wd);
-                    format!("insights._uniq_actors_utc(e.\"timestamp\", {wp}, {bd}, {actor})")
-                }
-                None => {
-                    let bk = bucket_expr(&mut b);
-                    format!("insights._uniq_actors({bk}, {bd}, {actor})")
-                }
-            };
-            format!(
-                "SELECT d.bucket, d.breakdown, d.v FROM (SELECT {call} AS s \
-                 FROM {src} WHERE {w} AND {actor} IS NOT NULL) u CROSS JOIN LATERAL insights._uniq_actors_rows(u.s) d"
-            )
-        }
-        Math::Dau | Math::UniqueGroup(_) | Math::UniqueSession => {
-            // DISTINCT rows, then count: Postgres runs SELECT DISTINCT in parallel workers, while
-            // count(DISTINCT …) always runs in one process (the bench's DAU query shows ~2×).
-            let bk = bucket_expr(&mut b);
-            format!(
-                "SELECT d.bucket, d.breakdown, count(*) AS v FROM (SELECT DISTINCT {bk} AS bucket, \
-                 {bd} AS breakdown, {actor} AS actor FROM {src} WHERE {w} AND {actor} IS NOT NULL) d \
-                 GROUP BY 1, 2"
-            )
-        }
-        Math::FirstTime { .. } => simple(&mut b, "count(DISTINCT e.person_id)", &w),
-        Math::Active { days } if total => {
-            // The N days ending at date_to (§4.4).
-            let start = range
-                .to
-                .checked_sub_signed(TimeDelta::days(*days))
-                .and_then(|t| t.checked_add_signed(TimeDelta::microseconds(1)))
-                .unwrap_or(range.from);
-            let start_p = b.param(Param::timestamp(start));
-            let w = where_at(&format!("e.\"timestamp\" >= {start_p}"));
-            simple(&mut b, &format!("count(DISTINCT {actor})"), &w)
-        }
-        Math::Active { .. } if matches!(s.interval, Interval::Week | Interval::Month) => {
-            simple(&mut b, &format!("count(DISTINCT {actor})"), &w)
-        }
-        Math::Active { days } => {
-            let ext = range
-                .from
-                .checked_sub_signed(TimeDelta::days(days + 1))
-                .unwrap_or(range.from);
-            let ext_p = b.param(Param::timestamp(ext));
-            let w = where_at(&format!("e.\"timestamp\" >= {ext_p}"));
-            let first = b.param(Param::timestamp(dates::bucket_start(
-                range.from, s.interval, pt,
-            )));
-            let last = b.param(Param::timestamp(dates::bucket_start(
-                range.to, s.interval, pt,
-            )));
-            match s.interval {
-                Interval::Day => {
-                    let tz = b.text(pt.tz.name());
-                    format!(
-                        "SELECT (bk.d AT TIME ZONE {tz}) AS bucket, ad.breakdown, count(DISTINCT ad.actor) AS v \
-                         FROM generate_series({first} AT TIME ZONE {tz}, {last} AT TIME ZONE {tz}, interval '1 day') AS bk(d) \
-                         JOIN (SELECT DISTINCT date_trunc('day', e.\"timestamp\" AT TIME ZONE {tz}) AS d, {bd} AS breakdown, \
-                         {actor} AS actor FROM {src} WHERE {w} AND {actor} IS NOT NULL) ad \
-                         ON ad.d > bk.d - interval '{days} days' AND ad.d <= bk.d GROUP BY 1, 2"
-                    )
-                }
-                _ => {
-                    let (step, window) = match s.interval {
-                        Interval::Minute => ("1 minute", format!("{} minutes", days * 1440)),
-                        _ => ("1 hour", format!("{} hours", days * 24)),
-                    };
-                    let bk = bucket_expr(&mut b);
-                    format!(
-                        "SELECT bk.d AS bucket, ad.breakdown, count(DISTINCT ad.actor) AS v \
-                         FROM generate_series({first}, {last}, interval '{step}') AS bk(d) \
-                         JOIN (SELECT DISTINCT {bk} AS d, {bd} AS breakdown, {actor} AS actor FROM {src} \
-                         WHERE {w} AND {actor} IS NOT NULL) ad \
-                         ON ad.d > bk.d - interval '{window}' AND ad.d <= bk.d GROUP BY 1, 2"
-                    )
-                }
+    /// The statement of `(bucket, breakdown, v)` rows of the run's math.
+    fn math_sql(&self, math: &Math, b: &mut SqlBuilder) -> Result<String> {
+        let s = self.s;
+        let total = s.total_value;
+        let (bd, src, w, actor, attr) = (&self.bd, &self.src, &self.w, &self.actor, &self.attr);
+        let distinct_cumulative = s.cumulative
+            && !total
+            && matches!(math, Math::Dau | Math::UniqueGroup(_) | Math::UniqueSession);
+        Ok(match math {
+            _ if distinct_cumulative => {
+                let bk = self.bucket_expr(b);
+                format!(
+                    "SELECT f.bucket, f.breakdown, count(*) AS v FROM (SELECT min({bk}) AS bucket, {bd} AS breakdown, \
+                     {actor} AS actor FROM {src} WHERE {w} AND {actor} IS NOT NULL GROUP BY 2, 3) f GROUP BY 1, 2"
+                )
+            }
+            Math::Total => self.simple(b, "count(*)", w),
+            Math::Dau if actor == "e.person_id" => self.unique_persons_sql(b),
+            Math::Dau | Math::UniqueGroup(_) | Math::UniqueSession => {
+                // DISTINCT rows, then count: Postgres runs SELECT DISTINCT in parallel workers,
+                // while count(DISTINCT …) always runs in one process (the bench's DAU query
+                // shows ~2×).
+                let bk = self.bucket_expr(b);
+                format!(
+                    "SELECT d.bucket, d.breakdown, count(*) AS v FROM (SELECT DISTINCT {bk} AS bucket, \
+                     {bd} AS breakdown, {actor} AS actor FROM {src} WHERE {w} AND {actor} IS NOT NULL) d \
+                     GROUP BY 1, 2"
+                )
+            }
+            Math::FirstTime { .. } => self.simple(b, "count(DISTINCT e.person_id)", w),
+            Math::Active { days } if total => {
+                // The N days ending at date_to (§4.4).
+                let start = self
+                    .range
+                    .to
+                    .checked_sub_signed(TimeDelta::days(*days))
+                    .and_then(|t| t.checked_add_signed(TimeDelta::microseconds(1)))
+                    .unwrap_or(self.range.from);
+                let start_p = b.param(Param::timestamp(start));
+                let w = self.where_at(&format!("e.\"timestamp\" >= {start_p}"));
+                self.simple(b, &format!("count(DISTINCT {actor})"), &w)
+            }
+            Math::Active { .. } if matches!(s.interval, Interval::Week | Interval::Month) => {
+                self.simple(b, &format!("count(DISTINCT {actor})"), w)
+            }
+            Math::Active { days } => self.active_windows_sql(*days, b),
+            Math::Property { agg, key } if key == "$session_duration" => {
+                let dur = properties::breakdown_expr("session", key, None, b, s.cx)
+                    .map_err(|er| er.within(attr))?;
+                let dur = guarded_numeric(&dur);
+                let bk = self.bucket_expr(b);
+                let (sel, grp) = if total {
+                    (format!("{bk} AS bucket"), "2, 3")
+                } else {
+                    (format!("{bk} AS bucket"), "1, 2, 3")
+                };
+                format!(
+                    "SELECT s.bucket, s.breakdown, {} AS v FROM (SELECT {sel}, {bd} AS breakdown, e.session_id AS sid, \
+                     max({dur}) AS x FROM {src} WHERE {w} AND e.session_id <> '' GROUP BY {grp}) s GROUP BY 1, 2",
+                    agg.sql("s.x")
+                )
+            }
+            Math::Property { agg, key } => {
+                let x = properties::breakdown_expr("event", key, None, b, s.cx)
+                    .map_err(|er| er.within(attr))?;
+                self.simple(b, &agg.sql(&guarded_numeric(&x)), w)
+            }
+            Math::PerActor(agg) => {
+                let bk = self.bucket_expr(b);
+                let grp = if total { "2, 3" } else { "1, 2, 3" };
+                format!(
+                    "SELECT pa.bucket, pa.breakdown, {} AS v FROM (SELECT {bk} AS bucket, {bd} AS breakdown, {actor} AS actor, \
+                     count(*) AS c FROM {src} WHERE {w} AND {actor} IS NOT NULL GROUP BY {grp}) pa GROUP BY 1, 2",
+                    agg.sql("pa.c")
+                )
+            }
+            Math::Hogql(h) => {
+                let agg = hogql_aggregate(h, &format!("{attr}__math_hogql"), b, s.cx)?;
+                self.simple(b, &agg, w)
+            }
+        })
+    }
+
+    /// Distinct persons per (bucket, breakdown) in one parallel aggregate: a hash set of
+    /// (bucket, breakdown, person) per process, merged in the leader (src/uniq.rs). Same bucket
+    /// and breakdown expressions, same counts as the DISTINCT form of the other distinct maths.
+    /// In UTC, day/hour/minute buckets are fixed-width steps from 2000-01-01 00:00 UTC
+    /// (PostgreSQL's epoch): the aggregate floors the timestamp itself, which equals date_trunc
+    /// in UTC and saves the per-row timezone conversions.
+    fn unique_persons_sql(&self, b: &mut SqlBuilder) -> String {
+        let s = self.s;
+        let (bd, src, w, actor) = (&self.bd, &self.src, &self.w, &self.actor);
+        let width_us: Option<i64> = match s.interval {
+            _ if s.total_value || !is_utc(s.project.pt.tz.name()) => None,
+            Interval::Day => Some(86_400_000_000),
+            Interval::Hour => Some(3_600_000_000),
+            Interval::Minute => Some(60_000_000),
+            Interval::Week | Interval::Month => None,
+        };
+        let call = match width_us {
+            Some(wd) => {
+                let wp = b.int(wd);
+                format!("insights._uniq_actors_utc(e.\"timestamp\", {wp}, {bd}, {actor})")
+            }
+            None => {
+                let bk = self.bucket_expr(b);
+                format!("insights._uniq_actors({bk}, {bd}, {actor})")
+            }
+        };
+        format!(
+            "SELECT d.bucket, d.breakdown, d.v FROM (SELECT {call} AS s \
+             FROM {src} WHERE {w} AND {actor} IS NOT NULL) u CROSS JOIN LATERAL insights._uniq_actors_rows(u.s) d"
+        )
+    }
+
+    /// Weekly / monthly active actors over day, hour and minute buckets: each bucket counts the
+    /// distinct actors of the `days` days ending with it, so the scan starts `days + 1` days
+    /// before the range.
+    fn active_windows_sql(&self, days: i64, b: &mut SqlBuilder) -> String {
+        let (s, range, pt) = (self.s, self.range, &self.s.project.pt);
+        let (bd, src, actor) = (&self.bd, &self.src, &self.actor);
+        let ext = range
+            .from
+            .checked_sub_signed(TimeDelta::days(days + 1))
+            .unwrap_or(range.from);
+        let ext_p = b.param(Param::timestamp(ext));
+        let w = self.where_at(&format!("e.\"timestamp\" >= {ext_p}"));
+        let first = b.param(Param::timestamp(dates::bucket_start(
+            range.from, s.interval, pt,
+        )));
+        let last = b.param(Param::timestamp(dates::bucket_start(
+            range.to, s.interval, pt,
+        )));
+        match s.interval {
+            Interval::Day => {
+                let tz = b.text(pt.tz.name());
+                format!(
+                    "SELECT (bk.d AT TIME ZONE {tz}) AS bucket, ad.breakdown, count(DISTINCT ad.actor) AS v \
+                     FROM generate_series({first} AT TIME ZONE {tz}, {last} AT TIME ZONE {tz}, interval '1 day') AS bk(d) \
+                     JOIN (SELECT DISTINCT date_trunc('day', e.\"timestamp\" AT TIME ZONE {tz}) AS d, {bd} AS breakdown, \
+                     {actor} AS actor FROM {src} WHERE {w} AND {actor} IS NOT NULL) ad \
+                     ON ad.d > bk.d - interval '{days} days' AND ad.d <= bk.d GROUP BY 1, 2"
+                )
+            }
+            _ => {
+                let (step, window) = match s.interval {
+                    Interval::Minute => ("1 minute", format!("{} minutes", days * 1440)),
+                    _ => ("1 hour", format!("{} hours", days * 24)),
+                };
+                let bk = self.bucket_expr(b);
+                format!(
+                    "SELECT bk.d AS bucket, ad.breakdown, count(DISTINCT ad.actor) AS v \
+                     FROM generate_series({first}, {last}, interval '{step}') AS bk(d) \
+                     JOIN (SELECT DISTINCT {bk} AS d, {bd} AS breakdown, {actor} AS actor FROM {src} \
+                     WHERE {w} AND {actor} IS NOT NULL) ad \
+                     ON ad.d > bk.d - interval '{window}' AND ad.d <= bk.d GROUP BY 1, 2"
+                )
             }
         }
-        Math::Property { agg, key } if key == "$session_duration" => {
-            let dur = properties::breakdown_expr("session", key, None, &mut b, cx)
-                .map_err(|er| er.within(&attr))?;
-            let dur = guarded_numeric(&dur);
-            let bk = bucket_expr(&mut b);
-            let (sel, grp) = if total {
-                (format!("{bk} AS bucket"), "2, 3")
-            } else {
-                (format!("{bk} AS bucket"), "1, 2, 3")
-            };
-            format!(
-                "SELECT s.bucket, s.breakdown, {} AS v FROM (SELECT {sel}, {bd} AS breakdown, e.session_id AS sid, \
-                 max({dur}) AS x FROM {src} WHERE {w} AND e.session_id <> '' GROUP BY {grp}) s GROUP BY 1, 2",
-                agg.sql("s.x")
-            )
-        }
-        Math::Property { agg, key } => {
-            let x = properties::breakdown_expr("event", key, None, &mut b, cx)
-                .map_err(|er| er.within(&attr))?;
-            simple(&mut b, &agg.sql(&guarded_numeric(&x)), &w)
-        }
-        Math::PerActor(agg) => {
-            let bk = bucket_expr(&mut b);
-            let grp = if total { "2, 3" } else { "1, 2, 3" };
-            format!(
-                "SELECT pa.bucket, pa.breakdown, {} AS v FROM (SELECT {bk} AS bucket, {bd} AS breakdown, {actor} AS actor, \
-                 count(*) AS c FROM {src} WHERE {w} AND {actor} IS NOT NULL GROUP BY {grp}) pa GROUP BY 1, 2",
-                agg.sql("pa.c")
-            )
-        }
-        Math::Hogql(h) => {
-            let agg = hogql_aggregate(h, &format!("{attr}__math_hogql"), &mut b, cx)?;
-            simple(&mut b, &agg, &w)
-        }
-    };
-    let sql = format!(
-        "{with}SELECT a.bucket, a.breakdown, coalesce(CASE WHEN abs(a.v) < 1e300 THEN a.v::float8 END, 0::float8) AS value \
-         FROM ({inner}) a"
-    );
-    // The active-user maths read from their own window start: the range start may go unread.
-    Ok(b.finish(&sql))
+    }
 }
 
 /// Time zones that are UTC at every instant (no offset, no DST).
@@ -933,6 +1035,52 @@ fn histogram_label(k: &str) -> String {
         edge(&lo),
         edge(&hi)
     )
+}
+
+/// The cohort filter of a run (the cohort, its breakdown value and name), `None` for none.
+type RunCohort = Option<(CohortRef, Value, String)>;
+
+/// The breakdown mode of a trends query, and the cohorts of its runs (`[None]`: one run per
+/// series without a cohort filter).
+fn breakdown_mode(q: &InsightQuery, lookups: &Lookups) -> Result<(BreakdownMode, Vec<RunCohort>)> {
+    let mut cohorts: Vec<RunCohort> = vec![None];
+    let mode = match &q.breakdown {
+        None => BreakdownMode::None,
+        Some(bd) => match &bd.values[..] {
+            [] => BreakdownMode::None,
+            [one] => match &one.property {
+                BreakdownProperty::Cohorts(list) => {
+                    if one.histogram_bin_count.is_some() {
+                        return Err(invalid(
+                            "breakdown_histogram_bin_count",
+                            "Histogram bins need a numeric property breakdown, not cohorts.",
+                        ));
+                    }
+                    cohorts = list
+                        .iter()
+                        .map(|c| match c {
+                            CohortRef::All => Ok(Some((*c, json!("all"), "all users".to_string()))),
+                            CohortRef::Id(id) => {
+                                let (_, _, name) = (lookups.cohort)(*id).ok_or_else(|| {
+                                    invalid("breakdown", format!("Cohort {id} does not exist."))
+                                })?;
+                                Ok(Some((*c, json!(id), name)))
+                            }
+                        })
+                        .collect::<Result<_>>()?;
+                    if cohorts.is_empty() {
+                        cohorts.push(None);
+                        BreakdownMode::None
+                    } else {
+                        BreakdownMode::Cohort
+                    }
+                }
+                BreakdownProperty::Property(_) => BreakdownMode::Single,
+            },
+            _ => BreakdownMode::Multi,
+        },
+    };
+    Ok((mode, cohorts))
 }
 
 /// Plan a trends query. `now` is the query time; `earliest` the project's first event (for
@@ -973,13 +1121,7 @@ pub fn plan(
         &pt,
         earliest,
     )?;
-    let compare_range = match &q.compare {
-        None => None,
-        Some(c) => Some(match c.compare_to.as_deref().map(str::trim) {
-            Some(to) if !to.is_empty() => dates::shift_range(&range, to, now, &pt)?,
-            _ => dates::previous_period(&range, &pt),
-        }),
-    };
+    let compare_range = series::compare_range(q, &range, now, &pt)?;
     let series = q
         .series
         .iter()
@@ -1006,44 +1148,7 @@ pub fn plan(
         })
         .collect::<Result<Vec<_>>>()?;
 
-    // Breakdown mode and cohorts.
-    let mut cohorts: Vec<Option<(CohortRef, Value, String)>> = vec![None];
-    let mode = match &q.breakdown {
-        None => BreakdownMode::None,
-        Some(bd) => match &bd.values[..] {
-            [] => BreakdownMode::None,
-            [one] => match &one.property {
-                BreakdownProperty::Cohorts(list) => {
-                    if one.histogram_bin_count.is_some() {
-                        return Err(invalid(
-                            "breakdown_histogram_bin_count",
-                            "Histogram bins need a numeric property breakdown, not cohorts.",
-                        ));
-                    }
-                    cohorts = list
-                        .iter()
-                        .map(|c| match c {
-                            CohortRef::All => Ok(Some((*c, json!("all"), "all users".to_string()))),
-                            CohortRef::Id(id) => {
-                                let (_, _, name) = (lookups.cohort)(*id).ok_or_else(|| {
-                                    invalid("breakdown", format!("Cohort {id} does not exist."))
-                                })?;
-                                Ok(Some((*c, json!(id), name)))
-                            }
-                        })
-                        .collect::<Result<_>>()?;
-                    if cohorts.is_empty() {
-                        cohorts.push(None);
-                        BreakdownMode::None
-                    } else {
-                        BreakdownMode::Cohort
-                    }
-                }
-                BreakdownProperty::Property(_) => BreakdownMode::Single,
-            },
-            _ => BreakdownMode::Multi,
-        },
-    };
+    let (mode, cohorts) = breakdown_mode(q, lookups)?;
     let breakdown_limit = q
         .breakdown
         .as_ref()

@@ -29,15 +29,17 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
-use crate::dates::{self, Interval};
+use crate::dates::{self, DateRange, Interval, ProjectTime};
 use crate::error::{QueryError, Result};
 use crate::funnels::{Lookups, Project};
-use crate::properties::{self, TRUE_SQL};
-use crate::query::{BreakdownProperty, CohortRef, Entity, EntityKind, InsightKind, InsightQuery};
+use crate::properties::{self, FilterContext, TRUE_SQL};
+use crate::query::{
+    BreakdownProperty, BreakdownSpec, CohortRef, Entity, EntityKind, InsightKind, InsightQuery,
+};
 use crate::series::with_filter_context;
 use crate::sql::SqlBuilder;
 use crate::trends::{
-    BREAKDOWN_NULL, BREAKDOWN_OTHER, Math, normalize_url, parse_math, series_meta,
+    BREAKDOWN_NULL, BREAKDOWN_OTHER, Math, normalize_url, parse_math, series_filters, series_meta,
 };
 
 /// A planned trends-actors statement.
@@ -154,6 +156,10 @@ fn shown(s: &str) -> String {
 /// Plan the actors of one data point. `req` is the request object (the filter plus
 /// `entity_id`, `entity_type`, `entity_math`, `breakdown_value`); `q` its parsed query, whose
 /// `date_from` / `date_to` are the data point's bounds.
+///
+/// The phases: the series and its range; its filters (`series_filters`) and those of the
+/// breakdown value (`breakdown_value_filters`); the window (`window_start`); the actor and
+/// the statement.
 pub fn plan_actors(
     q: &InsightQuery,
     req: &Value,
@@ -191,163 +197,10 @@ pub fn plan_actors(
     let mut b = SqlBuilder::new();
     let p = b.int(project.id);
     with_filter_context(project, lookups, |cx| {
-        let mut filters = Vec::new();
-        let ent =
-            properties::compile_entity_at(&e, &mut b, cx, now).map_err(|er| er.within(&attr))?;
-        let ent = match math {
-            Math::FirstTime { with_filters } => {
-                properties::first_time_condition(&e, &ent, with_filters, &mut b, cx, now)
-                    .map_err(|er| er.within(&attr))?
-            }
-            _ => ent,
-        };
-        filters.push(ent);
-        filters.push(
-            properties::compile_properties_at(&q.properties, &mut b, cx, now)
-                .map_err(|er| er.within("properties"))?,
-        );
-        if q.filter_test_accounts {
-            filters.push(
-                properties::compile_properties_at(&project.test_account_filters, &mut b, cx, now)
-                    .map_err(|er| er.within("filter_test_accounts"))?,
-            );
-        }
+        let mut filters = series_filters(q, &e, &math, &attr, &mut b, cx, now)?;
+        breakdown_value_filters(q, req, &mut filters, &mut b, cx, now)?;
 
-        // The breakdown value.
-        let bd_value = req.get("breakdown_value").filter(|v| !v.is_null());
-        if let (Some(bd), Some(value)) = (&q.breakdown, bd_value)
-            && !bd.values.is_empty()
-        {
-            let value_text = entity_id_text(value);
-            if value_text == BREAKDOWN_OTHER {
-                return Err(invalid(
-                    "breakdown_value",
-                    "The persons of the Other breakdown bucket are not available: query a specific breakdown value.",
-                ));
-            }
-            if bd.values.iter().any(|v| v.histogram_bin_count.is_some()) {
-                return Err(invalid(
-                    "breakdown_value",
-                    "The persons of a histogram breakdown bin are not available.",
-                ));
-            }
-            let match_part = |x: &str, v: &str, b: &mut SqlBuilder| -> String {
-                if v == BREAKDOWN_NULL {
-                    format!("coalesce({x}, '') = ''")
-                } else {
-                    format!("{x} = {}", b.text(v))
-                }
-            };
-            match &bd.values[..] {
-                [one] => match &one.property {
-                    BreakdownProperty::Cohorts(_) => {
-                        let cohort = match value {
-                        Value::Number(n) => n.as_i64().map(CohortRef::Id),
-                        Value::String(s) if s.trim() == "all" => Some(CohortRef::All),
-                        Value::String(s) => s.trim().parse().ok().map(CohortRef::Id),
-                        _ => None,
-                    }
-                    .ok_or_else(|| {
-                        invalid(
-                            "breakdown_value",
-                            format!(
-                                "A cohort breakdown value must be a cohort id or \"all\", got \"{}\"",
-                                shown(&value_text)
-                            ),
-                        )
-                    })?;
-                        if let CohortRef::Id(id) = cohort {
-                            let prop = json!([{"type": "cohort", "key": "id", "value": id}]);
-                            filters.push(
-                                properties::compile_properties_at(&prop, &mut b, cx, now)
-                                    .map_err(|er| er.within("breakdown_value"))?,
-                            );
-                        }
-                    }
-                    BreakdownProperty::Property(key) => {
-                        let x = properties::breakdown_expr(
-                            &one.kind,
-                            key,
-                            one.group_type_index,
-                            &mut b,
-                            cx,
-                        )?;
-                        let x = if one.normalize_url {
-                            normalize_url(&x)
-                        } else {
-                            x
-                        };
-                        let cond = match_part(&x, &value_text, &mut b);
-                        filters.push(cond);
-                    }
-                },
-                many => {
-                    let parts: Vec<String> = match value {
-                        Value::Array(a) => a.iter().map(entity_id_text).collect(),
-                        Value::String(s) => match serde_json::from_str::<Value>(s) {
-                            Ok(Value::Array(a)) => a.iter().map(entity_id_text).collect(),
-                            _ => s.split("::").map(str::to_string).collect(),
-                        },
-                        other => vec![entity_id_text(other)],
-                    };
-                    if parts.len() != many.len() {
-                        return Err(invalid(
-                            "breakdown_value",
-                            format!(
-                                "The breakdown value needs {} parts (one per breakdown), got {}",
-                                many.len(),
-                                parts.len()
-                            ),
-                        ));
-                    }
-                    for (spec, v) in many.iter().zip(&parts) {
-                        let BreakdownProperty::Property(key) = &spec.property else {
-                            return Err(invalid(
-                                "breakdowns",
-                                "Cohort breakdowns cannot be combined with other breakdowns.",
-                            ));
-                        };
-                        let x = properties::breakdown_expr(
-                            &spec.kind,
-                            key,
-                            spec.group_type_index,
-                            &mut b,
-                            cx,
-                        )?;
-                        let x = if spec.normalize_url {
-                            normalize_url(&x)
-                        } else {
-                            x
-                        };
-                        let cond = match_part(&x, v, &mut b);
-                        filters.push(cond);
-                    }
-                }
-            }
-        }
-
-        // The window: the data point, widened for weekly/monthly active.
-        let mut from = range.from;
-        if let Math::Active { days } = math {
-            if total_value {
-                from = range
-                    .to
-                    .checked_sub_signed(TimeDelta::days(days))
-                    .and_then(|t| t.checked_add_signed(TimeDelta::microseconds(1)))
-                    .unwrap_or(range.from);
-            } else {
-                let first = dates::bucket_start(range.from, interval, &pt);
-                from = match interval {
-                    Interval::Day => dates::offset_bucket(first, Interval::Day, 1 - days, &pt),
-                    Interval::Hour => first.checked_sub_signed(TimeDelta::hours(days * 24 - 1)),
-                    Interval::Minute => {
-                        first.checked_sub_signed(TimeDelta::minutes(days * 1440 - 1))
-                    }
-                    Interval::Week | Interval::Month => Some(range.from),
-                }
-                .unwrap_or(range.from);
-            }
-        }
+        let from = window_start(&math, total_value, &range, interval, &pt);
         let from_p = b.param(crate::sql::Param::timestamp(from));
         let to_p = b.param(crate::sql::Param::timestamp(range.to));
 
@@ -388,6 +241,146 @@ pub fn plan_actors(
             math: meta.math,
         })
     })
+}
+
+/// The conditions of the request's `breakdown_value` (when the query has a breakdown), pushed
+/// onto `filters`: the cohort of a cohort breakdown, else the breakdown value of each property.
+/// The Other bucket and histogram bins are 22023.
+fn breakdown_value_filters(
+    q: &InsightQuery,
+    req: &Value,
+    filters: &mut Vec<String>,
+    b: &mut SqlBuilder,
+    cx: &FilterContext,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let bd_value = req.get("breakdown_value").filter(|v| !v.is_null());
+    let (Some(bd), Some(value)) = (&q.breakdown, bd_value) else {
+        return Ok(());
+    };
+    if bd.values.is_empty() {
+        return Ok(());
+    }
+    let value_text = entity_id_text(value);
+    if value_text == BREAKDOWN_OTHER {
+        return Err(invalid(
+            "breakdown_value",
+            "The persons of the Other breakdown bucket are not available: query a specific breakdown value.",
+        ));
+    }
+    if bd.values.iter().any(|v| v.histogram_bin_count.is_some()) {
+        return Err(invalid(
+            "breakdown_value",
+            "The persons of a histogram breakdown bin are not available.",
+        ));
+    }
+    // `x` has the value `v` (the null bucket: no value).
+    let mut match_value = |spec: &BreakdownSpec, key: &str, v: &str, b: &mut SqlBuilder| {
+        let x = properties::breakdown_expr(&spec.kind, key, spec.group_type_index, b, cx)?;
+        let x = if spec.normalize_url {
+            normalize_url(&x)
+        } else {
+            x
+        };
+        filters.push(if v == BREAKDOWN_NULL {
+            format!("coalesce({x}, '') = ''")
+        } else {
+            format!("{x} = {}", b.text(v))
+        });
+        Ok::<(), QueryError>(())
+    };
+    match &bd.values[..] {
+        [one] => match &one.property {
+            BreakdownProperty::Cohorts(_) => {
+                if let CohortRef::Id(id) = cohort_value(value, &value_text)? {
+                    let prop = json!([{"type": "cohort", "key": "id", "value": id}]);
+                    filters.push(
+                        properties::compile_properties_at(&prop, b, cx, now)
+                            .map_err(|er| er.within("breakdown_value"))?,
+                    );
+                }
+            }
+            BreakdownProperty::Property(key) => match_value(one, key, &value_text, b)?,
+        },
+        many => {
+            let parts: Vec<String> = match value {
+                Value::Array(a) => a.iter().map(entity_id_text).collect(),
+                Value::String(s) => match serde_json::from_str::<Value>(s) {
+                    Ok(Value::Array(a)) => a.iter().map(entity_id_text).collect(),
+                    _ => s.split("::").map(str::to_string).collect(),
+                },
+                other => vec![entity_id_text(other)],
+            };
+            if parts.len() != many.len() {
+                return Err(invalid(
+                    "breakdown_value",
+                    format!(
+                        "The breakdown value needs {} parts (one per breakdown), got {}",
+                        many.len(),
+                        parts.len()
+                    ),
+                ));
+            }
+            for (spec, v) in many.iter().zip(&parts) {
+                let BreakdownProperty::Property(key) = &spec.property else {
+                    return Err(invalid(
+                        "breakdowns",
+                        "Cohort breakdowns cannot be combined with other breakdowns.",
+                    ));
+                };
+                match_value(spec, key, v, b)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The cohort a cohort breakdown value names: its id, or `all`.
+fn cohort_value(value: &Value, value_text: &str) -> Result<CohortRef> {
+    match value {
+        Value::Number(n) => n.as_i64().map(CohortRef::Id),
+        Value::String(s) if s.trim() == "all" => Some(CohortRef::All),
+        Value::String(s) => s.trim().parse().ok().map(CohortRef::Id),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        invalid(
+            "breakdown_value",
+            format!(
+                "A cohort breakdown value must be a cohort id or \"all\", got \"{}\"",
+                shown(value_text)
+            ),
+        )
+    })
+}
+
+/// The start of the actors' window: the data point, widened for weekly/monthly active (the N
+/// days ending at date_to for total values, else the N days ending with the first bucket).
+fn window_start(
+    math: &Math,
+    total_value: bool,
+    range: &DateRange,
+    interval: Interval,
+    pt: &ProjectTime,
+) -> DateTime<Utc> {
+    let Math::Active { days } = *math else {
+        return range.from;
+    };
+    if total_value {
+        return range
+            .to
+            .checked_sub_signed(TimeDelta::days(days))
+            .and_then(|t| t.checked_add_signed(TimeDelta::microseconds(1)))
+            .unwrap_or(range.from);
+    }
+    let first = dates::bucket_start(range.from, interval, pt);
+    match interval {
+        Interval::Day => dates::offset_bucket(first, Interval::Day, 1 - days, pt),
+        Interval::Hour => first.checked_sub_signed(TimeDelta::hours(days * 24 - 1)),
+        Interval::Minute => first.checked_sub_signed(TimeDelta::minutes(days * 1440 - 1)),
+        Interval::Week | Interval::Month => Some(range.from),
+    }
+    .unwrap_or(range.from)
 }
 
 #[cfg(test)]
