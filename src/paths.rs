@@ -3,12 +3,13 @@
 //! sessions, cleaning and edges are pure Rust in `pg_insights_core::paths`.
 
 use pg_insights_core::funnels::{ActorsRequest, Project};
-use pg_insights_core::paths::{self, ActorKeys, FunnelScope, PathsPlan, PersonEvents};
+use pg_insights_core::paths::{self, ActorKeys, FunnelScope, PathEvents, PathsPlan, PersonEvents};
 use pg_insights_core::query::InsightKind;
-use pgrx::JsonB;
 use pgrx::prelude::*;
+use pgrx::{Internal, JsonB};
 use serde_json::{Value, json};
 
+use crate::agg::{combine, in_agg_context};
 use crate::context::{
     earliest_event, load_project, now_iso, parse_insight, parse_json, select_rows, with_lookups,
 };
@@ -62,13 +63,13 @@ fn read(project_id: i64, query: &str) -> (PathsPlan, Vec<PersonEvents>, Project)
         )
     })
     .unwrap_or_else(|e| raise_query_error(&e));
-    let persons = select_rows(&plan.sql, &plan.params, "paths", |row| {
-        Ok((
-            row.get::<i64>(1)?.unwrap_or_default(),
-            row.get::<Vec<i64>>(2)?.unwrap_or_default(),
-            row.get::<Vec<String>>(3)?.unwrap_or_default(),
-        ))
+    let state = select_rows(&plan.sql, &plan.params, "paths", |row| {
+        Ok(row.get::<Vec<u8>>(1)?.unwrap_or_default())
     });
+    let persons = state
+        .first()
+        .map(|b| PathEvents::from_bytes(b).into_persons())
+        .unwrap_or_default();
     (plan, persons, project)
 }
 
@@ -137,6 +138,94 @@ fn _paths_actors(
     SetOfIterator::new(ids.into_iter().map(|id| id.to_string()).collect::<Vec<_>>())
 }
 
+// ---------------------------------------------------------------------------------------------
+// insights._path_events: every matching event, items interned, gathered across parallel workers
+// ---------------------------------------------------------------------------------------------
+
+#[pg_extern(immutable, parallel_safe)]
+fn _path_events_sfunc(
+    mut state: Internal,
+    actor: Option<i64>,
+    ts: Option<TimestampWithTimeZone>,
+    uuid: Option<pgrx::Uuid>,
+    item: Option<&str>,
+    strip: Option<bool>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    if !state.initialized() {
+        in_agg_context(fcinfo, || unsafe { state.insert(PathEvents::default()) });
+    }
+    let (Some(actor), Some(ts)) = (actor, ts) else {
+        return state;
+    };
+    let us = pg_sys::TimestampTz::from(ts) + pg_insights_core::funnels::PG_EPOCH_OFFSET_US;
+    if let Some(s) = unsafe { state.get_mut::<PathEvents>() } {
+        let uuid = uuid
+            .map(|u| u128::from_be_bytes(*u.as_bytes()))
+            .unwrap_or(0);
+        s.add(
+            actor,
+            us,
+            uuid,
+            item.unwrap_or_default(),
+            strip.unwrap_or(false),
+        );
+    }
+    state
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _path_events_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallInfo) -> Internal {
+    combine(a, b, fcinfo, PathEvents::merge)
+}
+
+#[pg_extern(immutable, parallel_safe, strict)]
+fn _path_events_serial(mut state: Internal) -> Vec<u8> {
+    unsafe { state.get_mut::<PathEvents>() }
+        .map(|s| s.to_bytes())
+        .unwrap_or_default()
+}
+
+#[pg_extern(immutable, parallel_safe, strict)]
+fn _path_events_deserial(
+    bytes: &[u8],
+    _unused: Internal,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    let s = PathEvents::from_bytes(bytes);
+    in_agg_context(fcinfo, || Internal::new(s))
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _path_events_final(mut state: Internal) -> Option<Vec<u8>> {
+    unsafe { state.get_mut::<PathEvents>() }.map(|s| s.to_bytes())
+}
+
+extension_sql!(
+    r#"
+CREATE AGGREGATE insights._path_events(actor int8, ts timestamptz, uuid uuid, item text, strip boolean) (
+    SFUNC            = insights._path_events_sfunc,
+    STYPE            = internal,
+    COMBINEFUNC      = insights._path_events_combine,
+    SERIALFUNC       = insights._path_events_serial,
+    DESERIALFUNC     = insights._path_events_deserial,
+    FINALFUNC        = insights._path_events_final,
+    FINALFUNC_MODIFY = READ_WRITE,
+    PARALLEL         = SAFE
+);
+COMMENT ON AGGREGATE insights._path_events(int8, timestamptz, uuid, text, boolean) IS
+  'Internal: the events of a paths query (actor, time, uuid for ties, item; strip removes one trailing slash), items interned; run by insights.paths.';
+"#,
+    name = "path_events_aggregate",
+    requires = [
+        _path_events_sfunc,
+        _path_events_combine,
+        _path_events_serial,
+        _path_events_deserial,
+        _path_events_final
+    ],
+);
+
 extension_sql!(
     r#"
 CREATE FUNCTION insights.paths_json(project_id bigint, query jsonb) RETURNS jsonb
@@ -165,5 +254,5 @@ COMMENT ON FUNCTION insights.paths_actors(bigint, jsonb, text, text, text) IS
   'Person ids behind a paths node or edge: start_key and end_key (the edge), end_key (reached the node), start_key (went on from it), dropoff_key (the path ends there). Keys are "<step>_<item>".';
 "#,
     name = "paths_sql_surface",
-    requires = [_paths_json, _paths, _paths_actors],
+    requires = [_paths_json, _paths, _paths_actors, "path_events_aggregate"],
 );

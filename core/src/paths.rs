@@ -34,7 +34,8 @@ const ELLIPSIS: &str = "...";
 
 #[derive(Debug, Clone)]
 pub struct PathsPlan {
-    /// Rows `(person int8, timestamps int8[], items text[])`, one per person, in time order.
+    /// One row: the `insights._path_events` state (bytea) of the matching events; read it with
+    /// [`PathEvents::from_bytes`] and [`PathEvents::into_persons`].
     pub sql: String,
     pub params: Vec<Param>,
     pub rules: PathRules,
@@ -501,7 +502,7 @@ pub fn plan(
             ),
             format!("e.\"timestamp\" <= {}", b.param(Param::timestamp(range.to))),
         ];
-        let (item, types) = item_sql(p, &mut b, cx)?;
+        let (item, strip, types) = item_sql(p, &mut b, cx)?;
         w.extend(types);
         w.push(
             properties::compile_properties_at(&q.properties, &mut b, cx, now)
@@ -521,10 +522,8 @@ pub fn plan(
         }
         w.retain(|c| c != "TRUE");
         let sql = format!(
-            "SELECT e.person_id, array_agg((extract(epoch FROM e.\"timestamp\") * 1000000)::int8 \
-                              ORDER BY e.\"timestamp\", e.uuid) AS ts, \
-                    array_agg(coalesce({item}, '') ORDER BY e.\"timestamp\", e.uuid) AS items \
-               FROM insights.events e WHERE {} GROUP BY e.person_id",
+            "SELECT insights._path_events(e.person_id, e.\"timestamp\", e.uuid, coalesce({item}, ''), {strip}) \
+               FROM insights.events e WHERE {}",
             w.join(" AND ")
         );
         Ok::<_, QueryError>(b.finish(&sql))
@@ -537,15 +536,17 @@ pub fn plan(
     })
 }
 
-const PAGEVIEW_ITEM: &str = "regexp_replace(e.properties ->> '$current_url', '(.)/$', '\\1')";
+// The trailing `/` of a URL is removed in Rust, once per distinct URL ([`PathEvents`]).
+const PAGEVIEW_ITEM: &str = "(e.properties ->> '$current_url')";
 const SCREEN_ITEM: &str = "(e.properties ->> '$screen_name')";
 
-/// The raw item expression and the event-type conditions (`include_event_types`).
+/// The raw item expression, whether it is a pageview URL (whose trailing `/` goes), and the
+/// event-type conditions (`include_event_types`).
 fn item_sql(
     p: &PathsOptions,
     b: &mut SqlBuilder,
     cx: &properties::FilterContext,
-) -> Result<(String, Vec<String>)> {
+) -> Result<(String, &'static str, Vec<String>)> {
     let types = &p.include_event_types;
     if types.iter().any(|t| t == "hogql") {
         let src = p.hogql_expression.as_deref().ok_or_else(|| {
@@ -555,7 +556,7 @@ fn item_sql(
             )
         })?;
         let item = crate::hogql::compile_text(src, "paths_hogql_expression", b, cx)?;
-        return Ok((item, Vec::new()));
+        return Ok((item, "false", Vec::new()));
     }
     let has = |t: &str| types.iter().any(|x| x == t);
     let excluded = |t: &str| p.exclude_events.iter().any(|x| x == t);
@@ -595,11 +596,149 @@ fn item_sql(
         }
         conds.push(format!("({})", any.join(" OR ")));
     }
-    Ok((item, conds))
+    let strip = if use_url {
+        "e.event = '$pageview'"
+    } else {
+        "false"
+    };
+    Ok((item, strip, conds))
 }
 
 /// One person's rows from the statement: `(person, timestamps, raw items)`.
 pub type PersonEvents = (i64, Vec<i64>, Vec<String>);
+
+/// A little-endian reader over serialized bytes.
+struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let part = self.b.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(part)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)?.try_into().ok().map(u64::from_le_bytes)
+    }
+    fn u128(&mut self) -> Option<u128> {
+        self.take(16)?.try_into().ok().map(u128::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)?.try_into().ok().map(u32::from_le_bytes)
+    }
+}
+
+/// The state of the `insights._path_events` aggregate: every event as `(actor, µs, uuid, item
+/// id)` (the uuid breaks ties of equal times, as documented),
+/// items interned once (a path query repeats a few hundred URLs millions of times). Pageview
+/// URLs lose one trailing `/` when interned. Parallel workers' states merge by re-interning.
+#[derive(Debug, Default)]
+pub struct PathEvents {
+    ids: HashMap<(String, bool), u32>,
+    items: Vec<String>,
+    rows: Vec<(i64, i64, u128, u32)>,
+}
+
+impl PathEvents {
+    fn intern(&mut self, item: &str, strip: bool) -> u32 {
+        if let Some(id) = self.ids.get(&(item.to_string(), strip)) {
+            return *id;
+        }
+        let id = self.items.len() as u32;
+        let text = if strip {
+            strip_trailing_slash(item)
+        } else {
+            item
+        };
+        self.items.push(text.to_string());
+        self.ids.insert((item.to_string(), strip), id);
+        id
+    }
+
+    /// One event; `strip` for pageview URLs.
+    pub fn add(&mut self, actor: i64, ts_us: i64, uuid: u128, item: &str, strip: bool) {
+        let id = self.intern(item, strip);
+        self.rows.push((actor, ts_us, uuid, id));
+    }
+
+    /// Fold another state in (its items re-interned here, already stripped).
+    pub fn merge(&mut self, other: PathEvents) {
+        let map: Vec<u32> = other.items.iter().map(|s| self.intern(s, false)).collect();
+        self.rows.extend(
+            other
+                .rows
+                .into_iter()
+                .map(|(a, t, u, i)| (a, t, u, map[i as usize])),
+        );
+    }
+
+    /// Little-endian bytes: item count, items (length + UTF-8), row count, rows.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.rows.len() * 36);
+        out.extend((self.items.len() as u64).to_le_bytes());
+        for s in &self.items {
+            out.extend((s.len() as u64).to_le_bytes());
+            out.extend(s.as_bytes());
+        }
+        out.extend((self.rows.len() as u64).to_le_bytes());
+        for (a, t, u, i) in &self.rows {
+            out.extend(a.to_le_bytes());
+            out.extend(t.to_le_bytes());
+            out.extend(u.to_le_bytes());
+            out.extend(i.to_le_bytes());
+        }
+        out
+    }
+
+    /// The inverse of [`PathEvents::to_bytes`]; malformed bytes (never produced by it) give
+    /// the state read so far.
+    pub fn from_bytes(bytes: &[u8]) -> PathEvents {
+        let mut s = PathEvents::default();
+        let mut c = Cursor { b: bytes, at: 0 };
+        let Some(n_items) = c.u64() else { return s };
+        // Two raw items can share a text ("/a" and "/a/" as URLs): ids are remapped, not reused.
+        let mut map = Vec::new();
+        for _ in 0..n_items {
+            let text = c
+                .u64()
+                .and_then(|len| c.take(usize::try_from(len).ok()?))
+                .and_then(|b| std::str::from_utf8(b).ok());
+            let Some(text) = text else { return s };
+            map.push(s.intern(text, false));
+        }
+        let Some(n_rows) = c.u64() else { return s };
+        for _ in 0..n_rows {
+            let (Some(a), Some(t), Some(u), Some(i)) = (c.u64(), c.u64(), c.u128(), c.u32()) else {
+                return s;
+            };
+            let Some(&id) = map.get(i as usize) else {
+                return s;
+            };
+            s.rows.push((a as i64, t as i64, u, id));
+        }
+        s
+    }
+
+    /// Every actor's events in time order (ties by event uuid), as the paths engine reads them.
+    pub fn into_persons(mut self) -> Vec<PersonEvents> {
+        let items = std::mem::take(&mut self.items);
+        self.rows.sort_unstable_by_key(|&(a, t, u, _)| (a, t, u));
+        let mut out: Vec<PersonEvents> = Vec::new();
+        for (a, t, _, i) in self.rows {
+            let item = items.get(i as usize).cloned().unwrap_or_default();
+            match out.last_mut() {
+                Some((actor, ts, its)) if *actor == a => {
+                    ts.push(t);
+                    its.push(item);
+                }
+                _ => out.push((a, vec![t], vec![item])),
+            }
+        }
+        out
+    }
+}
 
 /// Every person's paths, in the order of `persons`: `(person, paths)`.
 fn person_paths(

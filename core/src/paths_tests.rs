@@ -591,3 +591,35 @@ fn replacement_text() {
     assert_eq!(strip_trailing_slash("/a/"), "/a");
     assert_eq!(strip_trailing_slash("/a//"), "/a/");
 }
+
+#[test]
+fn path_events_round_trip_merge_and_order() {
+    let mut a = PathEvents::default();
+    a.add(2, 30, 9, "/x/", true);
+    a.add(1, 20, 1, "/x/", true);
+    a.add(1, 10, 1, "a/", false);
+    a.add(3, 5, 1, "/x", true); // the same text as "/x/" stripped: one item after a round trip
+    let mut b = PathEvents::default();
+    b.add(1, 15, 1, "/y", true);
+    b.add(2, 30, 2, "/", true);
+    a.merge(PathEvents::from_bytes(&b.to_bytes()));
+    let back = PathEvents::from_bytes(&a.to_bytes());
+    assert_eq!(
+        back.into_persons(),
+        vec![
+            (
+                1,
+                vec![10, 15, 20],
+                vec!["a/".into(), "/y".into(), "/x".into()]
+            ),
+            // A tie at 30: ordered by event uuid.
+            (2, vec![30, 30], vec!["/".into(), "/x".into()]),
+            (3, vec![5], vec!["/x".into()]),
+        ]
+    );
+    // Truncated bytes give what was read, never a panic.
+    let bytes = a.to_bytes();
+    for n in 0..bytes.len() {
+        let _ = PathEvents::from_bytes(&bytes[..n]).into_persons();
+    }
+}
