@@ -353,7 +353,9 @@ impl PathRules {
             }
             (Some(s), Some(e)) => {
                 let i = find(s, 0)?;
-                let j = find(e, i + 1)?;
+                // PostHog looks for the end from the start on (inclusive): with start = end the
+                // part is that one item, and it has no edge.
+                let j = find(e, i)?;
                 let part = &path[i..=j];
                 if part.len() <= limit {
                     part.to_vec()

@@ -623,3 +623,10 @@ fn path_events_round_trip_merge_and_order() {
         let _ = PathEvents::from_bytes(&bytes[..n]).into_persons();
     }
 }
+
+#[test]
+fn equal_start_and_end_points_give_no_edges() {
+    let persons = sequential(&[&["A", "B", "A", "C"]]);
+    let r = render(&ok(json!({"start_point": "A", "end_point": "A"})), persons);
+    assert_eq!(edges(&r), vec![]);
+}
