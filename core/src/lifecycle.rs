@@ -292,7 +292,10 @@ fn build_masks(
     let p = b.int(project.id);
     let (first, end) = (f.window[0], f.window[f.window.len() - 1]);
     let end = dates::offset_bucket(end, f.interval, 1, pt).unwrap_or(end);
-    let (from_p, to_p) = (b.param(Param::timestamp(first)), b.param(Param::timestamp(end)));
+    let (from_p, to_p) = (
+        b.param(Param::timestamp(first)),
+        b.param(Param::timestamp(end)),
+    );
     let mut w = vec![
         format!("e.project_id = {p}"),
         format!("e.\"timestamp\" >= {from_p}"),

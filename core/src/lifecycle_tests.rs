@@ -48,11 +48,19 @@ fn l1() -> Value {
 fn window_has_a_period_on_each_side() {
     let p = ok(l1());
     assert_eq!(p.buckets.len(), 8);
-    assert!(p.masks && p.sql.contains("insights._actor_periods("), "{}", p.sql);
+    assert!(
+        p.masks && p.sql.contains("insights._actor_periods("),
+        "{}",
+        p.sql
+    );
     // The events are read from the period before (01-11).
-    assert!(p.params.contains(&Param::timestamp(
-        DateTime::parse_from_rfc3339("2020-01-11T00:00:00Z").map(|d| d.to_utc()).unwrap_or_default()
-    )));
+    assert!(
+        p.params.contains(&Param::timestamp(
+            DateTime::parse_from_rfc3339("2020-01-11T00:00:00Z")
+                .map(|d| d.to_utc())
+                .unwrap_or_default()
+        ))
+    );
     // Group actors take the windowed statement: before (01-11), the 8 output days, after
     // (01-20): 10 bucket starts bound as text.
     let mut q = l1();
@@ -246,8 +254,20 @@ fn rows_of_masks_give_l1() {
     ];
     let p = ok(l1());
     let r = render(&p, &rows_of_masks(&masks, p.buckets.len() + 2));
-    assert_eq!(r[0]["data"], json!([1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]));
-    assert_eq!(r[1]["data"], json!([1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]));
-    assert_eq!(r[2]["data"], json!([1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]));
-    assert_eq!(r[3]["data"], json!([0.0, -2.0, -1.0, 0.0, -2.0, 0.0, -1.0, 0.0]));
+    assert_eq!(
+        r[0]["data"],
+        json!([1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    );
+    assert_eq!(
+        r[1]["data"],
+        json!([1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    );
+    assert_eq!(
+        r[2]["data"],
+        json!([1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    );
+    assert_eq!(
+        r[3]["data"],
+        json!([0.0, -2.0, -1.0, 0.0, -2.0, 0.0, -1.0, 0.0])
+    );
 }

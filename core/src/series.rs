@@ -87,7 +87,10 @@ pub fn actor_expr(
         })?),
         Some("hogql") => {
             let src = series.math_hogql.as_deref().ok_or_else(|| {
-                QueryError::invalid(format!("{attr}__math_hogql"), "hogql math needs math_hogql.")
+                QueryError::invalid(
+                    format!("{attr}__math_hogql"),
+                    "hogql math needs math_hogql.",
+                )
             })?;
             let attr = format!("{attr}__math_hogql");
             return Ok((crate::hogql::compile_text(src, &attr, b, cx)?, true));

@@ -134,10 +134,16 @@ fn groups_and_bad_maths() {
     ));
     assert!(p.runs[0].sql.contains("NULLIF(e.group_1, '') IS NOT NULL"));
     // HogQL actors: the expression's text, NULL being no actor.
-    let p = ok(json!({"kind": "StickinessQuery", "dateRange": {"date_from": "2020-01-11"},
+    let p = ok(
+        json!({"kind": "StickinessQuery", "dateRange": {"date_from": "2020-01-11"},
                       "series": [{"kind": "EventsNode", "event": "a", "math": "hogql",
-                                  "math_hogql": "properties.$session_id"}]}));
-    assert!(!p.runs[0].masks && p.runs[0].sql.contains("IS NOT NULL"), "{}", p.runs[0].sql);
+                                  "math_hogql": "properties.$session_id"}]}),
+    );
+    assert!(
+        !p.runs[0].masks && p.runs[0].sql.contains("IS NOT NULL"),
+        "{}",
+        p.runs[0].sql
+    );
     let e = plan_of(json!({"kind": "StickinessQuery", "dateRange": {"date_from": "2020-01-11"},
                            "series": [{"kind": "EventsNode", "event": "a", "math": "hogql", "math_hogql": "nope("}]}))
     .map(|_| ())
@@ -252,16 +258,24 @@ fn criteria_count_the_events_of_a_whole_interval() {
 fn masks_serve_the_common_case_and_sql_the_rest() {
     let p = ok(legacy(json!({})));
     assert!(p.runs[0].masks);
-    assert!(p.runs[0].sql.contains("insights._actor_periods("), "{}", p.runs[0].sql);
+    assert!(
+        p.runs[0].sql.contains("insights._actor_periods("),
+        "{}",
+        p.runs[0].sql
+    );
     assert!(p.runs[0].sql.contains("::date - $"), "{}", p.runs[0].sql);
     // More than 63 buckets, a criterion, or group actors: the (actor, bucket) statement.
     let p = ok(legacy(json!({"date_from": "2019-10-01"})));
     assert_eq!((p.runs[0].masks, p.runs[0].intervals), (false, 112));
-    let p = ok(json!({"kind": "StickinessQuery", "series": [{"kind": "EventsNode", "event": "a"}],
+    let p = ok(
+        json!({"kind": "StickinessQuery", "series": [{"kind": "EventsNode", "event": "a"}],
                       "dateRange": {"date_from": "2020-01-11", "date_to": "2020-01-20"},
-                      "stickinessFilter": {"stickinessCriteria": {"operator": "gte", "value": 2}}}));
+                      "stickinessFilter": {"stickinessCriteria": {"operator": "gte", "value": 2}}}),
+    );
     assert!(!p.runs[0].masks);
-    let p = ok(legacy(json!({"events": [{"id": "a", "math": "unique_group", "math_group_type_index": 0}]})));
+    let p = ok(legacy(
+        json!({"events": [{"id": "a", "math": "unique_group", "math_group_type_index": 0}]}),
+    ));
     assert!(!p.runs[0].masks);
 }
 
@@ -271,7 +285,10 @@ fn histogram_of_masks_counts_intervals() {
     let run = p.runs.remove(0);
     // S1: p1 on days 0..8 (9 days), p2 on days 0, 2, 4, 6, 8 (5 days).
     let masks = [(0, 0b1_1111_1111, 1), (0, 0b1_0101_0101, 1), (0, 0b1, 3)];
-    assert_eq!(histogram_of_masks(&run, &masks), vec![(1, 3), (5, 1), (9, 1)]);
+    assert_eq!(
+        histogram_of_masks(&run, &masks),
+        vec![(1, 3), (5, 1), (9, 1)]
+    );
     // S5: intervalCount 2 over 10 days groups (9,8) (7,6) … (1,0) from the end.
     let q = json!({"kind": "StickinessQuery", "series": [{"kind": "EventsNode", "event": "$pageview"}],
                    "dateRange": {"date_from": "2020-01-11", "date_to": "2020-01-20"}, "intervalCount": 2});
