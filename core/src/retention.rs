@@ -568,19 +568,28 @@ fn sources(
 ) -> Source {
     let r = &q.retention;
     let mode = r.retention_type;
-    let names_t = entity_event_names(&r.target_entity, lookups);
-    let names_r = entity_event_names(&r.returning_entity, lookups);
-    // Whether the events that can start a cohort are exactly those of one event name.
-    let scan_target_is_name = bare_event(&r.target_entity)
-        || (mode == RetentionType::FirstEverOccurrence
-            && matches!(&r.target_entity.kind, EntityKind::Event { name: Some(_) }));
+    let names = Names {
+        t: entity_event_names(&r.target_entity, lookups),
+        r: entity_event_names(&r.returning_entity, lookups),
+        target_is_name: bare_event(&r.target_entity)
+            || (mode == RetentionType::FirstEverOccurrence
+                && matches!(&r.target_entity.kind, EntityKind::Event { name: Some(_) })),
+    };
     if rollup {
         rollup_source(mode, scan.project_param, scan.bounds)
     } else if mode != RetentionType::Recurring && scan.conds.target_bare != scan.conds.returning {
-        two_arm_source(r, scan, names_t, names_r, scan_target_is_name, b)
+        two_arm_source(r, scan, names, b)
     } else {
-        one_scan_source(r, scan, names_t, names_r, scan_target_is_name, b)
+        one_scan_source(r, scan, names, b)
     }
+}
+
+/// The event names the entities can match ([`entity_event_names`]).
+struct Names {
+    t: Option<Vec<String>>,
+    r: Option<Vec<String>>,
+    /// Whether the events that can start a cohort are exactly those of one event name.
+    target_is_name: bool,
 }
 
 /// The person-days rollup: one row per person and local day with events.
@@ -617,58 +626,39 @@ fn rollup_source(mode: RetentionType, project_param: &str, bounds: &Bounds) -> S
 /// First-time modes with another returning entity: two arms, so that the target arm reads the
 /// target's history (for its first event) and the returning arm only the range (each an index
 /// range scan on (project, event, timestamp)).
-fn two_arm_source(
-    r: &RetentionOptions,
-    scan: Scan,
-    names_t: Option<Vec<String>>,
-    names_r: Option<Vec<String>>,
-    scan_target_is_name: bool,
-    b: &mut SqlBuilder,
-) -> Source {
-    let Scan {
-        project_param,
-        bounds,
-        conds,
-        common,
-        actor_sql,
-        bd_expr,
-    } = scan;
-    let EntityConditions {
-        target,
-        returning,
-        target_bare,
-    } = conds;
-    let (start_p, end_p) = (&bounds.start, &bounds.end);
+fn two_arm_source(r: &RetentionOptions, scan: Scan, names: Names, b: &mut SqlBuilder) -> Source {
+    let (project_param, actor_sql, c) = (scan.project_param, &scan.actor_sql, scan.conds);
+    let (start_p, end_p) = (&scan.bounds.start, &scan.bounds.end);
     let ets = "e.\"timestamp\"";
     let mut w1 = vec![
         format!("e.project_id = {project_param}"),
         format!("{ets} < {end_p}"),
     ];
-    if let Some(names) = names_t {
+    if let Some(names) = names.t {
         w1.push(name_filter(names, b));
     }
-    if target_bare != TRUE_SQL && !scan_target_is_name {
-        w1.push(target_bare.clone());
+    if c.target_bare != TRUE_SQL && !names.target_is_name {
+        w1.push(c.target_bare.clone());
     }
-    w1.extend(common.iter().cloned());
+    w1.extend(scan.common.iter().cloned());
     let mut w2 = vec![
         format!("e.project_id = {project_param}"),
         format!("{ets} >= {start_p}"),
         format!("{ets} < {end_p}"),
     ];
-    if let Some(names) = names_r {
+    if let Some(names) = names.r {
         w2.push(name_filter(names, b));
     }
-    if returning != TRUE_SQL && !bare_event(&r.returning_entity) {
-        w2.push(returning.clone());
+    if c.returning != TRUE_SQL && !bare_event(&r.returning_entity) {
+        w2.push(c.returning.clone());
     }
-    w2.extend(common);
-    let is_t = if target == target_bare {
+    w2.extend(scan.common);
+    let is_t = if c.target == c.target_bare {
         "true".to_string()
     } else {
-        target.clone()
+        c.target.clone()
     };
-    let (bd1, bd2) = match &bd_expr {
+    let (bd1, bd2) = match &scan.bd_expr {
         Some(x) => (format!(", ({x})::text AS bd"), ", NULL::text".to_string()),
         None => (String::new(), String::new()),
     };
@@ -681,7 +671,7 @@ fn two_arm_source(
             w1.join(" AND "),
             w2.join(" AND ")
         ),
-        bd: bd_expr.as_ref().map(|_| "u.bd".to_string()),
+        bd: scan.bd_expr.as_ref().map(|_| "u.bd".to_string()),
         actor: "u.actor".into(),
         ts: "u.ts".into(),
         t: "u.is_t".into(),
@@ -693,68 +683,49 @@ fn two_arm_source(
 
 /// One scan of the events: recurring mode, or a first-time mode whose returning entity is the
 /// target's scan condition.
-fn one_scan_source(
-    r: &RetentionOptions,
-    scan: Scan,
-    names_t: Option<Vec<String>>,
-    names_r: Option<Vec<String>>,
-    scan_target_is_name: bool,
-    b: &mut SqlBuilder,
-) -> Source {
-    let Scan {
-        project_param,
-        bounds,
-        conds,
-        common,
-        actor_sql,
-        bd_expr,
-    } = scan;
-    let EntityConditions {
-        target,
-        returning,
-        target_bare,
-    } = conds;
+fn one_scan_source(r: &RetentionOptions, scan: Scan, names: Names, b: &mut SqlBuilder) -> Source {
+    let (project_param, c) = (scan.project_param, scan.conds);
     let mode = r.retention_type;
     let ets = "e.\"timestamp\"";
-    let in_range = format!("{ets} >= {}", bounds.start);
+    let in_range = format!("{ets} >= {}", scan.bounds.start);
     let mut w = vec![
         format!("e.project_id = {project_param}"),
-        format!("{ets} < {}", bounds.end),
+        format!("{ets} < {}", scan.bounds.end),
     ];
     if mode == RetentionType::Recurring {
         w.push(in_range.clone());
     }
-    if let (Some(mut names), Some(more)) = (names_t, names_r) {
-        names.extend(more);
-        w.push(name_filter(names, b));
+    if let (Some(mut list), Some(more)) = (names.t, names.r) {
+        list.extend(more);
+        w.push(name_filter(list, b));
     }
     let relevant = match mode {
-        RetentionType::Recurring => or2(target, returning),
+        RetentionType::Recurring => or2(&c.target, &c.returning),
         // One scan in the first-time modes only when the returning entity is the target's
         // scan condition: every returning event is a target event.
-        _ => target_bare.clone(),
+        _ => c.target_bare.clone(),
     };
     // With bare event names the name filter is exactly the condition above.
     let names_suffice = match mode {
         RetentionType::Recurring => bare_event(&r.target_entity) && bare_event(&r.returning_entity),
-        _ => scan_target_is_name,
+        _ => names.target_is_name,
     };
     if relevant != TRUE_SQL && !names_suffice {
         w.push(relevant);
     }
-    w.extend(common);
+    w.extend(scan.common);
     Source {
         from: format!("insights.events e WHERE {}", w.join(" AND ")),
-        bd: bd_expr,
-        actor: actor_sql,
+        bd: scan.bd_expr,
+        actor: scan.actor_sql,
         ts: ets.into(),
-        t: target.clone(),
-        tb: target_bare.clone(),
-        r: returning.clone(),
+        t: c.target.clone(),
+        tb: c.target_bare.clone(),
+        r: c.returning.clone(),
         r_in_range: if mode == RetentionType::Recurring {
-            returning.clone()
+            c.returning.clone()
         } else {
-            and2(returning, &in_range)
+            and2(&c.returning, &in_range)
         },
     }
 }
@@ -779,23 +750,23 @@ fn actor_masks(
     b: &mut SqlBuilder,
 ) -> Masks {
     let mode = q.retention.retention_type;
-    let Source {
-        ts,
-        t: t_cond,
-        tb: tb_cond,
-        ..
-    } = src;
+    let (ts, t_cond, tb_cond) = (&src.ts, &src.t, &src.tb);
     let mut first_ts_aggs = vec![format!("min({ts}) FILTER (WHERE {t_cond}) AS t0")];
     if mode == RetentionType::FirstEverOccurrence {
         first_ts_aggs.push(format!("min({ts}) FILTER (WHERE {tb_cond}) AS tb"));
     }
+    let scan = MaskScan {
+        mode,
+        bucket,
+        bounds,
+        src,
+        first_ts_aggs,
+    };
     let min_occ = min_occ_of(q);
     let (g, t, r) = if min_occ == 1 {
-        let bare_target = rollup || bare_event(&q.retention.target_entity);
-        masks_per_actor(mode, n, bare_target, first_ts_aggs, bucket, bounds, src)
+        scan.per_actor(n, rollup || bare_event(&q.retention.target_entity))
     } else {
-        let m_p = b.int(i64::from(min_occ));
-        masks_with_minimum(mode, &m_p, first_ts_aggs, bucket, bounds, src)
+        scan.with_minimum(&b.int(i64::from(min_occ)))
     };
     Masks {
         g: with_breakdown_join(g, src),
@@ -804,119 +775,106 @@ fn actor_masks(
     }
 }
 
-/// [`actor_masks`] with `minimumOccurrences` 1: one `GROUP BY` actor. `bare_target`: every
-/// scanned event is a target event when the target and returning conditions agree (the name
-/// filter or the rollup says so).
-fn masks_per_actor(
+/// What step 1 builds the masks from: the scan, an event's period (`bucket`) and the
+/// aggregates of the actor's first target event (first-time modes).
+struct MaskScan<'a> {
     mode: RetentionType,
-    n: usize,
-    bare_target: bool,
+    bucket: &'a str,
+    bounds: &'a Bounds,
+    src: &'a Source,
     first_ts_aggs: Vec<String>,
-    bucket: &str,
-    bounds: &Bounds,
-    src: &Source,
-) -> (String, String, String) {
-    let Source {
-        from,
-        actor: actor_sql,
-        t: t_cond,
-        r: r_cond,
-        r_in_range,
-        ..
-    } = src;
-    let mut aggs = Vec::new();
-    let (t_expr, r_expr) = match mode {
-        RetentionType::Recurring if n <= PACKED_MAX_PERIODS => {
-            // Target bits 0..31, returning bits 32..63 of one mask: one bucket lookup per event.
-            let flags = if t_cond == r_cond && bare_target {
-                // Every scanned event is both (the name filter says so).
-                "4294967297::int8".to_string()
-            } else if t_cond == r_cond {
-                format!("CASE WHEN {t_cond} THEN 4294967297::int8 ELSE 0::int8 END")
-            } else {
-                format!(
-                    "(CASE WHEN {t_cond} THEN 1::int8 ELSE 0::int8 END | CASE WHEN {r_cond} THEN 4294967296::int8 ELSE 0::int8 END)"
-                )
-            };
-            aggs.push(format!("bit_or({flags} << {bucket}) AS m"));
-            (
-                "(g.m & 4294967295::int8)".to_string(),
-                "(g.m >> 32)".to_string(),
-            )
-        }
-        RetentionType::Recurring => {
-            aggs.push(format!(
-                "bit_or(1::int8 << {bucket}) FILTER (WHERE {t_cond}) AS t"
-            ));
-            aggs.push(format!(
-                "bit_or(1::int8 << {bucket}) FILTER (WHERE {r_cond}) AS r"
-            ));
-            ("g.t".to_string(), "g.r".to_string())
-        }
-        _ => {
-            aggs.extend(first_ts_aggs);
-            aggs.push(format!(
-                "bit_or(1::int8 << {bucket}) FILTER (WHERE {r_in_range}) AS r"
-            ));
-            (
-                first_cohort_mask(mode, &bounds.start, &bounds.starts),
-                "g.r".to_string(),
-            )
-        }
-    };
-    let g = format!(
-        "SELECT {actor_sql} AS actor, {} FROM {from} GROUP BY 1",
-        aggs.join(", ")
-    );
-    (g, t_expr, r_expr)
 }
 
-/// [`actor_masks`] with `minimumOccurrences` > 1 (bound as `m_p`): count returning events per
-/// (actor, period) first.
-fn masks_with_minimum(
-    mode: RetentionType,
-    m_p: &str,
-    first_ts_aggs: Vec<String>,
-    bucket: &str,
-    bounds: &Bounds,
-    src: &Source,
-) -> (String, String, String) {
-    let Source {
-        from,
-        actor: actor_sql,
-        t: t_cond,
-        r: r_cond,
-        r_in_range,
-        ..
-    } = src;
-    let mut inner = Vec::new();
-    let mut outer = Vec::new();
-    let t_expr = match mode {
-        RetentionType::Recurring => {
-            inner.push(format!("bool_or({t_cond}) AS has_t"));
-            inner.push(format!("count(*) FILTER (WHERE {r_cond}) AS rc"));
-            outer.push("bit_or(1::int8 << s.p) FILTER (WHERE s.has_t) AS t".to_string());
-            "g.t".to_string()
-        }
-        _ => {
-            inner.extend(first_ts_aggs);
-            inner.push(format!("count(*) FILTER (WHERE {r_in_range}) AS rc"));
-            outer.push("min(s.t0) AS t0".to_string());
-            if mode == RetentionType::FirstEverOccurrence {
-                outer.push("min(s.tb) AS tb".to_string());
+impl MaskScan<'_> {
+    /// [`actor_masks`] with `minimumOccurrences` 1: one `GROUP BY` actor. `bare_target`: every
+    /// scanned event is a target event when the target and returning conditions agree (the name
+    /// filter or the rollup says so).
+    fn per_actor(self, n: usize, bare_target: bool) -> (String, String, String) {
+        let (mode, bucket, src) = (self.mode, self.bucket, self.src);
+        let (from, actor_sql) = (&src.from, &src.actor);
+        let (t_cond, r_cond, r_in_range) = (&src.t, &src.r, &src.r_in_range);
+        let mut aggs = Vec::new();
+        let (t_expr, r_expr) = match mode {
+            RetentionType::Recurring if n <= PACKED_MAX_PERIODS => {
+                // Target bits 0..31, returning bits 32..63 of one mask: one bucket lookup per event.
+                let flags = if t_cond == r_cond && bare_target {
+                    // Every scanned event is both (the name filter says so).
+                    "4294967297::int8".to_string()
+                } else if t_cond == r_cond {
+                    format!("CASE WHEN {t_cond} THEN 4294967297::int8 ELSE 0::int8 END")
+                } else {
+                    format!(
+                        "(CASE WHEN {t_cond} THEN 1::int8 ELSE 0::int8 END | CASE WHEN {r_cond} THEN 4294967296::int8 ELSE 0::int8 END)"
+                    )
+                };
+                aggs.push(format!("bit_or({flags} << {bucket}) AS m"));
+                (
+                    "(g.m & 4294967295::int8)".to_string(),
+                    "(g.m >> 32)".to_string(),
+                )
             }
-            first_cohort_mask(mode, &bounds.start, &bounds.starts)
-        }
-    };
-    outer.push(format!(
-        "bit_or(1::int8 << s.p) FILTER (WHERE s.p >= 0 AND s.rc >= {m_p}) AS r"
-    ));
-    let g = format!(
-        "SELECT s.actor, {} FROM (SELECT {actor_sql} AS actor, {bucket} AS p, {} FROM {from} GROUP BY 1, 2) s GROUP BY s.actor",
-        outer.join(", "),
-        inner.join(", ")
-    );
-    (g, t_expr, "g.r".to_string())
+            RetentionType::Recurring => {
+                aggs.push(format!(
+                    "bit_or(1::int8 << {bucket}) FILTER (WHERE {t_cond}) AS t"
+                ));
+                aggs.push(format!(
+                    "bit_or(1::int8 << {bucket}) FILTER (WHERE {r_cond}) AS r"
+                ));
+                ("g.t".to_string(), "g.r".to_string())
+            }
+            _ => {
+                aggs.extend(self.first_ts_aggs);
+                aggs.push(format!(
+                    "bit_or(1::int8 << {bucket}) FILTER (WHERE {r_in_range}) AS r"
+                ));
+                (
+                    first_cohort_mask(mode, &self.bounds.start, &self.bounds.starts),
+                    "g.r".to_string(),
+                )
+            }
+        };
+        let g = format!(
+            "SELECT {actor_sql} AS actor, {} FROM {from} GROUP BY 1",
+            aggs.join(", ")
+        );
+        (g, t_expr, r_expr)
+    }
+
+    /// [`actor_masks`] with `minimumOccurrences` > 1 (bound as `m_p`): count returning events per
+    /// (actor, period) first.
+    fn with_minimum(self, m_p: &str) -> (String, String, String) {
+        let (mode, bucket, src) = (self.mode, self.bucket, self.src);
+        let (from, actor_sql) = (&src.from, &src.actor);
+        let (t_cond, r_cond, r_in_range) = (&src.t, &src.r, &src.r_in_range);
+        let mut inner = Vec::new();
+        let mut outer = Vec::new();
+        let t_expr = match mode {
+            RetentionType::Recurring => {
+                inner.push(format!("bool_or({t_cond}) AS has_t"));
+                inner.push(format!("count(*) FILTER (WHERE {r_cond}) AS rc"));
+                outer.push("bit_or(1::int8 << s.p) FILTER (WHERE s.has_t) AS t".to_string());
+                "g.t".to_string()
+            }
+            _ => {
+                inner.extend(self.first_ts_aggs);
+                inner.push(format!("count(*) FILTER (WHERE {r_in_range}) AS rc"));
+                outer.push("min(s.t0) AS t0".to_string());
+                if mode == RetentionType::FirstEverOccurrence {
+                    outer.push("min(s.tb) AS tb".to_string());
+                }
+                first_cohort_mask(mode, &self.bounds.start, &self.bounds.starts)
+            }
+        };
+        outer.push(format!(
+            "bit_or(1::int8 << s.p) FILTER (WHERE s.p >= 0 AND s.rc >= {m_p}) AS r"
+        ));
+        let g = format!(
+            "SELECT s.actor, {} FROM (SELECT {actor_sql} AS actor, {bucket} AS p, {} FROM {from} GROUP BY 1, 2) s GROUP BY s.actor",
+            outer.join(", "),
+            inner.join(", ")
+        );
+        (g, t_expr, "g.r".to_string())
+    }
 }
 
 /// Breakdown: each actor's value is that of its first target event (PostHog's argMin).
