@@ -1,10 +1,10 @@
 //! What every insight entry point shares: binding planner parameters, loading the project,
 //! answering the planner's lookups, parsing jsonb arguments and the query itself.
 
-use pg_insights_core::dates::ProjectTime;
-use pg_insights_core::funnels::{self, Lookups, Project};
-use pg_insights_core::query::{InsightKind, InsightQuery, parse_query_as};
-use pg_insights_core::sql::Param;
+use pg_insights_core::compile::dates::ProjectTime;
+use pg_insights_core::compile::sql::Param;
+use pg_insights_core::engines::funnels::{self, Lookups, Project};
+use pg_insights_core::model::{InsightKind, InsightQuery, parse_query_as};
 use pg_insights_core::{QueryError, SqlState};
 use pgrx::JsonB;
 use pgrx::datum::DatumWithOid;

@@ -7,18 +7,11 @@
 
 use pgrx::prelude::*;
 
-mod actors;
 mod agg;
 mod context;
-mod correlation;
+mod engines;
 mod errors;
-mod funnel;
 mod http_body;
-mod lifecycle;
-mod paths;
-mod retention;
-mod stickiness;
-mod trends;
 mod uniq;
 mod util;
 mod window_funnel;

@@ -12,10 +12,10 @@
 //! concatenates their lists and the final function sorts once, so the result does not depend on
 //! how rows were split between parallel workers (or Citus shards): PARALLEL SAFE.
 //!
-//! The per-actor algorithm lives in `pg_insights_core::funnel_engine::window_funnel`.
+//! The per-actor algorithm lives in `pg_insights_core::engines::funnels::engine::window_funnel`.
 
 use pg_insights_core::SqlState;
-use pg_insights_core::funnel_engine::{WindowFunnelMode, window_funnel};
+use pg_insights_core::engines::funnels::engine::{WindowFunnelMode, window_funnel};
 use pgrx::prelude::*;
 use pgrx::{Internal, VariadicArray};
 

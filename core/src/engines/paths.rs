@@ -1,0 +1,853 @@
+//! Paths: the most common sequences of pages, screens or events, as weighted edges
+//! `{source: "1_/", target: "2_/pricing", value, average_conversion_time}`. Rules:
+//! `docs/insights.md#paths`.
+//!
+//! # Split of the work
+//! One SQL statement reads the matching events and hands each person's events over in time
+//! order as two arrays, `(timestamps µs, raw items)`; the raw item is the `$current_url` of a
+//! pageview (one trailing `/` removed), the `$screen_name` of a screen, or the event name.
+//! Everything after that is per person and sequential, so it is pure Rust here ([`PathRules`]):
+//! cleaning rules (regex replacements), groupings, exclusions, 30-minute sessions, collapsing
+//! repeats, start/end points and the step limit, then the edges of every path ([`Edges`]) and
+//! PostHog's edge selection ([`select_edges`]). Regexes use the `regex` crate, whose syntax is
+//! RE2's, as ClickHouse's `replaceRegexpAll` is.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use regex::Regex;
+use serde_json::{Value, json};
+
+use crate::compile::context;
+use crate::compile::dates::{self, Interval};
+use crate::compile::properties;
+use crate::compile::sql::{Param, SqlBuilder};
+use crate::engines::funnels::{Lookups, Project};
+use crate::error::{QueryError, Result};
+use crate::model::{InsightKind, InsightQuery, PathsOptions};
+
+/// A new path starts after a gap of at least this long (PostHog: 30 minutes).
+pub const SESSION_GAP_US: i64 = 30 * 60 * 1_000_000;
+
+/// The item standing for the middle of a path cut between a start and an end point.
+const ELLIPSIS: &str = "...";
+
+#[derive(Debug, Clone)]
+pub struct PathsPlan {
+    /// One row: the `insights._path_events` state (bytea) of the matching events; read it with
+    /// [`PathEvents::from_bytes`] and [`PathEvents::into_persons`].
+    pub sql: String,
+    pub params: Vec<Param>,
+    pub rules: PathRules,
+    /// Funnel paths: the events each selected person keeps, `person → (from, to)` in Unix µs
+    /// (inclusive). Persons not in it have no path.
+    pub windows: Option<HashMap<i64, (i64, i64)>>,
+}
+
+/// Which part of a funnel's persons' events a funnel path keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunnelPathKind {
+    After,
+    Before,
+    Between,
+}
+
+/// A parsed `funnelPathsFilter`: the funnel to run (a legacy filter or a FunnelsQuery, as sent)
+/// and the step it is about (N > 0: reached step N; N < 0: dropped off before step |N|).
+#[derive(Debug, Clone)]
+pub struct FunnelPaths {
+    pub kind: FunnelPathKind,
+    pub step: i64,
+    pub source: Value,
+}
+
+/// The funnel part of a paths query, if any. Errors name `funnel_paths` / `funnel_step` /
+/// `funnel_filter`.
+pub fn funnel_paths(p: &PathsOptions) -> Result<Option<FunnelPaths>> {
+    let Some(f) = &p.funnel_paths else {
+        return Ok(None);
+    };
+    let kind = match f.get("funnelPathType").and_then(Value::as_str) {
+        Some("funnel_path_after_step") => FunnelPathKind::After,
+        Some("funnel_path_before_step") => FunnelPathKind::Before,
+        Some("funnel_path_between_steps") => FunnelPathKind::Between,
+        _ => {
+            return Err(invalid(
+                "funnel_paths",
+                "funnel_paths must be funnel_path_after_step, funnel_path_before_step or \
+                 funnel_path_between_steps.",
+            ));
+        }
+    };
+    let step = match f.get("funnelStep") {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    };
+    let step = step.filter(|s| *s != 0 && *s != -1).ok_or_else(|| {
+        invalid(
+            "funnel_step",
+            "funnel_step must be a step number (1, 2, …) or a drop-off before a step (-2, -3, …).",
+        )
+    })?;
+    if kind == FunnelPathKind::Between && step == 1 {
+        return Err(invalid(
+            "funnel_step",
+            "Paths between steps need a step after the first (funnel_step 2 or more).",
+        ));
+    }
+    let source = f.get("funnelSource").filter(|s| s.is_object()).cloned();
+    let source = source.ok_or_else(|| {
+        invalid(
+            "funnel_filter",
+            "Funnel paths need the funnel (funnel_filter or funnelSource).",
+        )
+    })?;
+    Ok(Some(FunnelPaths { kind, step, source }))
+}
+
+/// Per person, the events a funnel path keeps, from the funnel engine's detailed outcomes
+/// (`[id, level, first, last, [step times…]]`, Postgres-epoch µs). With step `N > 0` the persons
+/// who reached step N and `T` = their step-N time; with `N < 0` those whose furthest step is
+/// `|N| − 1` and `T` = that step's time. After: `[T, ∞)`; before: `(−∞, T]` (drop-offs:
+/// `T + window`); between: `[step N−1, step N]` (drop-offs: `[T, T + window]`).
+pub fn funnel_windows(
+    fp: &FunnelPaths,
+    outputs: &[Value],
+    window_us: i64,
+) -> HashMap<i64, (i64, i64)> {
+    let mut out = HashMap::new();
+    let rows = outputs
+        .iter()
+        .filter_map(|o| o.get("outcomes").and_then(Value::as_array))
+        .flatten();
+    for row in rows {
+        let id = match row.get(0) {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        let level = row.get(1).and_then(Value::as_i64).unwrap_or(0);
+        let ts: Vec<i64> = row
+            .get(4)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_i64)
+            .map(|t| t + crate::engines::funnels::PG_EPOCH_OFFSET_US)
+            .collect();
+        let Some(id) = id else { continue };
+        let at = |step: i64| {
+            usize::try_from(step - 1)
+                .ok()
+                .and_then(|i| ts.get(i).copied())
+        };
+        let window = match (fp.step > 0, fp.kind) {
+            (true, _) if level < fp.step => None,
+            (false, _) if level != -fp.step - 1 => None,
+            (true, FunnelPathKind::After) => at(fp.step).map(|t| (t, i64::MAX)),
+            (true, FunnelPathKind::Before) => at(fp.step).map(|t| (i64::MIN, t)),
+            (true, FunnelPathKind::Between) => at(fp.step - 1).zip(at(fp.step)),
+            (false, kind) => at(-fp.step - 1).map(|t| match kind {
+                FunnelPathKind::After => (t, i64::MAX),
+                FunnelPathKind::Before => (i64::MIN, t.saturating_add(window_us)),
+                FunnelPathKind::Between => (t, t.saturating_add(window_us)),
+            }),
+        };
+        if let Some(w) = window {
+            out.insert(id, w);
+        }
+    }
+    out
+}
+
+/// Everything applied to a person's events in Rust.
+#[derive(Debug, Clone)]
+pub struct PathRules {
+    /// Team rules (with `path_replacements`) then local ones: `(regex, replacement)`.
+    cleaning: Vec<(Regex, String)>,
+    /// `(pattern text, unanchored regex)`: an item matching becomes the pattern text.
+    groupings: Vec<(String, Regex)>,
+    exclude: HashSet<String>,
+    start: Option<String>,
+    end: Option<String>,
+    step_limit: usize,
+    /// A gap this long starts a new path: 30 minutes, or the funnel window for funnel paths.
+    session_gap_us: i64,
+    edge_limit: Option<usize>,
+    min_weight: Option<u64>,
+    max_weight: Option<u64>,
+}
+
+fn invalid(attr: &str, detail: impl Into<String>) -> QueryError {
+    QueryError::invalid(attr.to_string(), detail)
+}
+
+/// `(.)/$` → `\1`: one trailing slash goes, a lone `/` stays.
+pub fn strip_trailing_slash(s: &str) -> &str {
+    match s.strip_suffix('/') {
+        Some(rest) if !rest.is_empty() => rest,
+        _ => s,
+    }
+}
+
+/// ClickHouse replacement text (`\1`, `\0`) in the `regex` crate's syntax (`${1}`); a literal
+/// `$` is doubled.
+fn replacement(alias: &str) -> String {
+    let mut out = String::with_capacity(alias.len());
+    let mut chars = alias.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '$' => out.push_str("$$"),
+            '\\' => match chars.peek().copied() {
+                Some(d) if d.is_ascii_digit() => {
+                    chars.next();
+                    out.push_str(&format!("${{{d}}}"));
+                }
+                Some('\\') => {
+                    chars.next();
+                    out.push('\\');
+                }
+                _ => out.push('\\'),
+            },
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Compile cleaning rules; a bad regex is a 400 on `attr__<i>__regex`.
+fn cleaning_rules(rules: &[(String, String)], attr: &str) -> Result<Vec<(Regex, String)>> {
+    rules
+        .iter()
+        .enumerate()
+        .map(|(i, (regex, alias))| {
+            let re = Regex::new(regex).map_err(|e| {
+                invalid(
+                    &format!("{attr}__{i}__regex"),
+                    format!("Invalid regular expression: {e}"),
+                )
+            })?;
+            Ok((re, replacement(alias)))
+        })
+        .collect()
+}
+
+/// The team's `path_cleaning_filters` (`[{regex, alias}]`); rules without a regex do nothing.
+fn team_rules(team: &Value) -> Vec<(String, String)> {
+    team.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let regex = r.get("regex")?.as_str()?.to_string();
+            let alias = r.get("alias").and_then(Value::as_str).unwrap_or_default();
+            Some((regex, alias.to_string()))
+        })
+        .collect()
+}
+
+impl PathRules {
+    fn new(p: &PathsOptions, team_cleaning: &Value) -> Result<PathRules> {
+        if let (Some(min), Some(max)) = (p.min_edge_weight, p.max_edge_weight)
+            && max < min
+        {
+            return Err(invalid(
+                "max_edge_weight",
+                "max_edge_weight must not be less than min_edge_weight.",
+            ));
+        }
+        let mut cleaning = Vec::new();
+        if p.path_replacements {
+            cleaning = cleaning_rules(&team_rules(team_cleaning), "path_cleaning_filters")?;
+        }
+        let local: Vec<(String, String)> = p
+            .local_path_cleaning_filters
+            .iter()
+            .map(|r| (r.regex.clone(), r.alias.clone()))
+            .collect();
+        cleaning.extend(cleaning_rules(&local, "local_path_cleaning_filters")?);
+        let groupings = p
+            .path_groupings
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let pattern = regex::escape(g).replace(r"\*", ".*");
+                Regex::new(&pattern)
+                    .map(|re| (g.clone(), re))
+                    .map_err(|e| invalid(&format!("path_groupings__{i}"), e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let both = p.start_point.is_some() && p.end_point.is_some();
+        Ok(PathRules {
+            cleaning,
+            groupings,
+            exclude: p.exclude_events.iter().cloned().collect(),
+            start: p
+                .start_point
+                .as_deref()
+                .map(|s| strip_trailing_slash(s).to_string()),
+            end: p
+                .end_point
+                .as_deref()
+                .map(|s| strip_trailing_slash(s).to_string()),
+            step_limit: p.step_limit.max(1) as usize,
+            session_gap_us: SESSION_GAP_US,
+            // PostHog drops the default limit of 50 when both points are given.
+            edge_limit: match (both, p.edge_limit) {
+                (true, 50) => None,
+                (_, n) => Some(n.max(1) as usize),
+            },
+            min_weight: p.min_edge_weight.map(u64::from),
+            max_weight: p.max_edge_weight.map(u64::from),
+        })
+    }
+
+    /// A raw item after cleaning and grouping; `None` when it is excluded.
+    pub fn item(&self, raw: &str) -> Option<String> {
+        let mut item = raw.to_string();
+        for (re, alias) in &self.cleaning {
+            item = re.replace_all(&item, alias.as_str()).into_owned();
+        }
+        if let Some((pattern, _)) = self.groupings.iter().find(|(_, re)| re.is_match(&item)) {
+            item = pattern.clone();
+        }
+        (!self.exclude.contains(&item)).then_some(item)
+    }
+
+    /// A person's paths: sessions split at 30-minute gaps, runs of one item collapsed to their
+    /// last event, then cut by the start/end points and the step limit. `events` are
+    /// `(µs, item)` in time order, already cleaned.
+    pub fn paths(&self, events: &[(i64, String)]) -> Vec<Vec<(i64, String)>> {
+        let mut out = Vec::new();
+        let mut session: Vec<(i64, String)> = Vec::new();
+        let mut last_ts: Option<i64> = None;
+        for (ts, item) in events {
+            if last_ts.is_some_and(|prev| ts - prev >= self.session_gap_us) {
+                out.extend(self.cut(std::mem::take(&mut session)));
+            }
+            last_ts = Some(*ts);
+            match session.last_mut() {
+                Some(prev) if prev.1 == *item => prev.0 = *ts,
+                _ => session.push((*ts, item.clone())),
+            }
+        }
+        out.extend(self.cut(session));
+        out
+    }
+
+    /// Start/end points and the step limit on one session; `None` drops it.
+    fn cut(&self, path: Vec<(i64, String)>) -> Option<Vec<(i64, String)>> {
+        let limit = self.step_limit;
+        let find = |p: &str, from: usize| {
+            path[from..]
+                .iter()
+                .position(|(_, i)| i == p)
+                .map(|k| k + from)
+        };
+        let path = match (&self.start, &self.end) {
+            (None, None) => path.into_iter().take(limit).collect(),
+            (Some(s), None) => path[find(s, 0)?..].iter().take(limit).cloned().collect(),
+            (None, Some(e)) => {
+                let j = find(e, 0)?;
+                path[j.saturating_sub(limit - 1)..=j].to_vec()
+            }
+            (Some(s), Some(e)) => {
+                let i = find(s, 0)?;
+                // PostHog looks for the end from the start on (inclusive): with start = end the
+                // part is that one item, and it has no edge.
+                let j = find(e, i)?;
+                let part = &path[i..=j];
+                if part.len() <= limit {
+                    part.to_vec()
+                } else {
+                    let half = limit / 2;
+                    let mut cut = part[..half].to_vec();
+                    cut.push((part[half].0, ELLIPSIS.to_string()));
+                    cut.extend_from_slice(&part[part.len() - half..]);
+                    cut
+                }
+            }
+        };
+        (!path.is_empty()).then_some(path)
+    }
+}
+
+/// Edge tallies over all paths: `(source, target) → (paths, summed ms)`.
+#[derive(Debug, Default)]
+pub struct Edges {
+    tally: HashMap<(String, String), (u64, f64)>,
+}
+
+impl Edges {
+    pub fn add_path(&mut self, path: &[(i64, String)]) {
+        for (i, w) in path.windows(2).enumerate() {
+            let key = (
+                format!("{}_{}", i + 1, w[0].1),
+                format!("{}_{}", i + 2, w[1].1),
+            );
+            let slot = self.tally.entry(key).or_insert((0, 0.0));
+            slot.0 += 1;
+            slot.1 += (w[1].0 - w[0].0) as f64 / 1000.0;
+        }
+    }
+}
+
+/// PostHog's selection: weight bounds, order (value desc, then source and target bytewise),
+/// the edge limit, then (without weight bounds) only edges reachable from a first step.
+pub fn select_edges(rules: &PathRules, edges: Edges) -> Value {
+    let mut list: Vec<(String, String, u64, f64)> = edges
+        .tally
+        .into_iter()
+        .filter(|(_, (n, _))| rules.min_weight.is_none_or(|m| *n >= m))
+        .filter(|(_, (n, _))| rules.max_weight.is_none_or(|m| *n <= m))
+        .map(|((s, t), (n, ms))| (s, t, n, ms / n as f64))
+        .collect();
+    list.sort_by(|a, b| {
+        b.2.cmp(&a.2)
+            .then_with(|| a.0.as_bytes().cmp(b.0.as_bytes()))
+            .then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()))
+    });
+    if let Some(limit) = rules.edge_limit {
+        list.truncate(limit);
+    }
+    if rules.min_weight.is_none() && rules.max_weight.is_none() {
+        let mut reached: HashSet<String> = HashSet::new();
+        let mut kept = vec![false; list.len()];
+        // Targets only reach further edges of later steps, so one pass in step order suffices.
+        let mut order: Vec<usize> = (0..list.len()).collect();
+        order.sort_by_key(|&i| step_of(&list[i].0));
+        for i in order {
+            let (s, t, ..) = &list[i];
+            if step_of(s) == 1 || reached.contains(s) {
+                kept[i] = true;
+                reached.insert(t.clone());
+            }
+        }
+        list = list
+            .into_iter()
+            .zip(kept)
+            .filter(|(_, k)| *k)
+            .map(|(e, _)| e)
+            .collect();
+    }
+    Value::Array(
+        list.into_iter()
+            .map(|(s, t, n, avg)| {
+                json!({"source": s, "target": t, "value": n, "average_conversion_time": avg})
+            })
+            .collect(),
+    )
+}
+
+/// The step number of `"<n>_<item>"`.
+fn step_of(node: &str) -> u64 {
+    node.split('_')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// The funnel part of a funnel paths plan: each kept person's window ([`funnel_windows`]) and
+/// the funnel's conversion window, which replaces the 30-minute session gap.
+pub struct FunnelScope {
+    pub windows: HashMap<i64, (i64, i64)>,
+    pub window_us: i64,
+}
+
+/// Plan a paths query. `team_cleaning` is the project's `path_cleaning_filters`; `funnel` is
+/// required exactly when the query has funnel paths (the caller runs the funnel first).
+pub fn plan(
+    q: &InsightQuery,
+    project: &Project,
+    team_cleaning: &Value,
+    lookups: &Lookups,
+    now: DateTime<Utc>,
+    earliest: Option<DateTime<Utc>>,
+    funnel: Option<FunnelScope>,
+) -> Result<PathsPlan> {
+    if q.kind != InsightKind::Paths {
+        return Err(invalid(
+            "insight",
+            format!("Expected a paths query, got {}.", q.kind.legacy_name()),
+        ));
+    }
+    let p = &q.paths;
+    if p.funnel_paths.is_some() != funnel.is_some() {
+        return Err(invalid("funnel_paths", "Funnel paths need their funnel."));
+    }
+    let mut rules = PathRules::new(p, team_cleaning)?;
+    if let Some(f) = &funnel {
+        rules.session_gap_us = f.window_us.max(1);
+    }
+    let mut persons: Option<Vec<i64>> =
+        funnel.as_ref().map(|f| f.windows.keys().copied().collect());
+    if let Some(ids) = &mut persons {
+        ids.sort_unstable();
+    }
+    let range = dates::resolve_range(
+        q.date_from.as_deref(),
+        q.date_to.as_deref(),
+        Interval::Day,
+        q.explicit_date,
+        now,
+        &project.pt,
+        earliest,
+    )?;
+    let (sql, params) = context::with_filter_context(project, lookups, |cx| {
+        let mut b = SqlBuilder::new();
+        let pid = b.int(project.id);
+        let mut w = vec![
+            format!("e.project_id = {pid}"),
+            format!(
+                "e.\"timestamp\" >= {}",
+                b.param(Param::timestamp(range.from))
+            ),
+            format!("e.\"timestamp\" <= {}", b.param(Param::timestamp(range.to))),
+        ];
+        let (item, strip, types) = item_sql(p, &mut b, cx)?;
+        w.extend(types);
+        w.push(
+            properties::compile_properties_at(&q.properties, &mut b, cx, now)
+                .map_err(|e| e.within("properties"))?,
+        );
+        if q.filter_test_accounts {
+            w.push(
+                properties::compile_properties_at(&project.test_account_filters, &mut b, cx, now)
+                    .map_err(|e| e.within("filter_test_accounts"))?,
+            );
+        }
+        if let Some(ids) = &persons {
+            w.push(format!(
+                "e.person_id = ANY({})",
+                b.param(Param::IntArray(ids.clone()))
+            ));
+        }
+        w.retain(|c| c != "TRUE");
+        let sql = format!(
+            "SELECT insights._path_events(e.person_id, e.\"timestamp\", e.uuid, coalesce({item}, ''), {strip}) \
+               FROM insights.events e WHERE {}",
+            w.join(" AND ")
+        );
+        Ok::<_, QueryError>(b.finish(&sql))
+    })?;
+    Ok(PathsPlan {
+        sql,
+        params,
+        rules,
+        windows: funnel.map(|f| f.windows),
+    })
+}
+
+// The trailing `/` of a URL is removed in Rust, once per distinct URL ([`PathEvents`]).
+const PAGEVIEW_ITEM: &str = "(e.properties ->> '$current_url')";
+const SCREEN_ITEM: &str = "(e.properties ->> '$screen_name')";
+
+/// The raw item expression, whether it is a pageview URL (whose trailing `/` goes), and the
+/// event-type conditions (`include_event_types`).
+fn item_sql(
+    p: &PathsOptions,
+    b: &mut SqlBuilder,
+    cx: &properties::FilterContext,
+) -> Result<(String, &'static str, Vec<String>)> {
+    let types = &p.include_event_types;
+    if types.iter().any(|t| t == "hogql") {
+        let src = p.hogql_expression.as_deref().ok_or_else(|| {
+            invalid(
+                "paths_hogql_expression",
+                "The hogql event type needs paths_hogql_expression.",
+            )
+        })?;
+        let item = crate::compile::hogql::compile_text(src, "paths_hogql_expression", b, cx)?;
+        return Ok((item, "false", Vec::new()));
+    }
+    let has = |t: &str| types.iter().any(|x| x == t);
+    let excluded = |t: &str| p.exclude_events.iter().any(|x| x == t);
+    // Without include types, an excluded $pageview / $screen is its event name.
+    let use_url = if types.is_empty() {
+        !excluded("$pageview")
+    } else {
+        has("$pageview")
+    };
+    let use_screen = if types.is_empty() {
+        !excluded("$screen")
+    } else {
+        has("$screen")
+    };
+    let mut arms = Vec::new();
+    if use_url {
+        arms.push(format!("WHEN e.event = '$pageview' THEN {PAGEVIEW_ITEM}"));
+    }
+    if use_screen {
+        arms.push(format!("WHEN e.event = '$screen' THEN {SCREEN_ITEM}"));
+    }
+    let item = if arms.is_empty() {
+        "e.event".to_string()
+    } else {
+        format!("CASE {} ELSE e.event END", arms.join(" "))
+    };
+    let mut conds = Vec::new();
+    if !types.is_empty() {
+        let mut any = Vec::new();
+        for t in ["$pageview", "$screen"] {
+            if has(t) {
+                any.push(format!("e.event = {}", b.text(t)));
+            }
+        }
+        if has("custom_event") {
+            any.push("e.event NOT LIKE '$%'".to_string());
+        }
+        conds.push(format!("({})", any.join(" OR ")));
+    }
+    let strip = if use_url {
+        "e.event = '$pageview'"
+    } else {
+        "false"
+    };
+    Ok((item, strip, conds))
+}
+
+/// One person's rows from the statement: `(person, timestamps, raw items)`.
+pub type PersonEvents = (i64, Vec<i64>, Vec<String>);
+
+/// A little-endian reader over serialized bytes.
+struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let part = self.b.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(part)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)?.try_into().ok().map(u64::from_le_bytes)
+    }
+    fn u128(&mut self) -> Option<u128> {
+        self.take(16)?.try_into().ok().map(u128::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)?.try_into().ok().map(u32::from_le_bytes)
+    }
+}
+
+/// The state of the `insights._path_events` aggregate: every event as `(actor, µs, uuid, item
+/// id)` (the uuid breaks ties of equal times, as documented),
+/// items interned once (a path query repeats a few hundred URLs millions of times). Pageview
+/// URLs lose one trailing `/` when interned. Parallel workers' states merge by re-interning.
+#[derive(Debug, Default)]
+pub struct PathEvents {
+    ids: HashMap<(String, bool), u32>,
+    items: Vec<String>,
+    rows: Vec<(i64, i64, u128, u32)>,
+}
+
+impl PathEvents {
+    fn intern(&mut self, item: &str, strip: bool) -> u32 {
+        if let Some(id) = self.ids.get(&(item.to_string(), strip)) {
+            return *id;
+        }
+        let id = self.items.len() as u32;
+        let text = if strip {
+            strip_trailing_slash(item)
+        } else {
+            item
+        };
+        self.items.push(text.to_string());
+        self.ids.insert((item.to_string(), strip), id);
+        id
+    }
+
+    /// One event; `strip` for pageview URLs.
+    pub fn add(&mut self, actor: i64, ts_us: i64, uuid: u128, item: &str, strip: bool) {
+        let id = self.intern(item, strip);
+        self.rows.push((actor, ts_us, uuid, id));
+    }
+
+    /// Fold another state in (its items re-interned here, already stripped).
+    pub fn merge(&mut self, other: PathEvents) {
+        let map: Vec<u32> = other.items.iter().map(|s| self.intern(s, false)).collect();
+        self.rows.extend(
+            other
+                .rows
+                .into_iter()
+                .map(|(a, t, u, i)| (a, t, u, map[i as usize])),
+        );
+    }
+
+    /// Little-endian bytes: item count, items (length + UTF-8), row count, rows.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.rows.len() * 36);
+        out.extend((self.items.len() as u64).to_le_bytes());
+        for s in &self.items {
+            out.extend((s.len() as u64).to_le_bytes());
+            out.extend(s.as_bytes());
+        }
+        out.extend((self.rows.len() as u64).to_le_bytes());
+        for (a, t, u, i) in &self.rows {
+            out.extend(a.to_le_bytes());
+            out.extend(t.to_le_bytes());
+            out.extend(u.to_le_bytes());
+            out.extend(i.to_le_bytes());
+        }
+        out
+    }
+
+    /// The inverse of [`PathEvents::to_bytes`]; malformed bytes (never produced by it) give
+    /// the state read so far.
+    pub fn from_bytes(bytes: &[u8]) -> PathEvents {
+        let mut s = PathEvents::default();
+        let mut c = Cursor { b: bytes, at: 0 };
+        let Some(n_items) = c.u64() else { return s };
+        // Two raw items can share a text ("/a" and "/a/" as URLs): ids are remapped, not reused.
+        let mut map = Vec::new();
+        for _ in 0..n_items {
+            let text = c
+                .u64()
+                .and_then(|len| c.take(usize::try_from(len).ok()?))
+                .and_then(|b| std::str::from_utf8(b).ok());
+            let Some(text) = text else { return s };
+            map.push(s.intern(text, false));
+        }
+        let Some(n_rows) = c.u64() else { return s };
+        for _ in 0..n_rows {
+            let (Some(a), Some(t), Some(u), Some(i)) = (c.u64(), c.u64(), c.u128(), c.u32()) else {
+                return s;
+            };
+            let Some(&id) = map.get(i as usize) else {
+                return s;
+            };
+            s.rows.push((a as i64, t as i64, u, id));
+        }
+        s
+    }
+
+    /// Every actor's events in time order (ties by event uuid), as the paths engine reads them.
+    pub fn into_persons(mut self) -> Vec<PersonEvents> {
+        let items = std::mem::take(&mut self.items);
+        self.rows.sort_unstable_by_key(|&(a, t, u, _)| (a, t, u));
+        let mut out: Vec<PersonEvents> = Vec::new();
+        for (a, t, _, i) in self.rows {
+            let item = items.get(i as usize).cloned().unwrap_or_default();
+            match out.last_mut() {
+                Some((actor, ts, its)) if *actor == a => {
+                    ts.push(t);
+                    its.push(item);
+                }
+                _ => out.push((a, vec![t], vec![item])),
+            }
+        }
+        out
+    }
+}
+
+/// Every person's paths, in the order of `persons`: `(person, paths)`.
+fn person_paths(
+    plan: &PathsPlan,
+    persons: impl IntoIterator<Item = PersonEvents>,
+) -> impl Iterator<Item = (i64, Vec<Vec<(i64, String)>>)> {
+    let mut cache: HashMap<String, Option<String>> = HashMap::new();
+    persons.into_iter().map(move |(person, ts, items)| {
+        let window = match &plan.windows {
+            Some(w) => w.get(&person).copied(),
+            None => Some((i64::MIN, i64::MAX)),
+        };
+        let Some((from, to)) = window else {
+            return (person, Vec::new());
+        };
+        let events: Vec<(i64, String)> = ts
+            .into_iter()
+            .zip(items)
+            .filter(|(t, _)| (from..=to).contains(t))
+            .filter_map(|(t, raw)| {
+                let item = cache
+                    .entry(raw)
+                    .or_insert_with_key(|raw| plan.rules.item(raw))
+                    .clone()?;
+                Some((t, item))
+            })
+            .collect();
+        (person, plan.rules.paths(&events))
+    })
+}
+
+/// Run the rules over the statement's rows and select the edges: PostHog's `result`.
+pub fn render(plan: &PathsPlan, persons: impl IntoIterator<Item = PersonEvents>) -> Value {
+    let mut edges = Edges::default();
+    for (_, paths) in person_paths(plan, persons) {
+        for path in paths {
+            edges.add_path(&path);
+        }
+    }
+    select_edges(&plan.rules, edges)
+}
+
+/// The node keys of a paths persons request (`"<step>_<item>"`, PostHog's `path_start_key`,
+/// `path_end_key`, `path_dropoff_key`).
+#[derive(Debug, Clone, Default)]
+pub struct ActorKeys {
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub dropoff: Option<String>,
+}
+
+/// Whether one (limited) path matches the keys: start and end, the edge `start → end`; end
+/// only, it reaches that node; start only, it goes on from that node; dropoff, it ends there.
+fn path_matches(path: &[(i64, String)], keys: &ActorKeys) -> bool {
+    let nodes: Vec<String> = path
+        .iter()
+        .enumerate()
+        .map(|(i, (_, item))| format!("{}_{item}", i + 1))
+        .collect();
+    let goes_on = |k: &str| nodes.iter().rev().skip(1).any(|n| n == k);
+    match (&keys.start, &keys.end, &keys.dropoff) {
+        (_, _, Some(d)) => nodes.last() == Some(d),
+        (Some(s), Some(e), None) => nodes.windows(2).any(|w| w[0] == *s && w[1] == *e),
+        (None, Some(e), None) => nodes.contains(e),
+        (Some(s), None, None) => goes_on(s),
+        (None, None, None) => false,
+    }
+}
+
+/// The persons with a path matching `keys` ([`path_matches`]), sorted. A request without keys
+/// is a 400 on `path_start_key`.
+pub fn actors(
+    plan: &PathsPlan,
+    persons: impl IntoIterator<Item = PersonEvents>,
+    keys: &ActorKeys,
+) -> Result<Vec<i64>> {
+    if keys.start.is_none() && keys.end.is_none() && keys.dropoff.is_none() {
+        return Err(invalid(
+            "path_start_key",
+            "Give path_start_key, path_end_key or path_dropoff_key.",
+        ));
+    }
+    let mut out: Vec<i64> = person_paths(plan, persons)
+        .filter(|(_, paths)| paths.iter().any(|p| path_matches(p, keys)))
+        .map(|(person, _)| person)
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The typed rows of a rendered result: `(source, target, value, average_conversion_time)`.
+pub fn rows(result: &Value) -> Vec<(String, String, i64, f64)> {
+    result
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["source"].as_str().unwrap_or_default().to_string(),
+                e["target"].as_str().unwrap_or_default().to_string(),
+                e["value"].as_i64().unwrap_or(0),
+                e["average_conversion_time"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "paths_tests.rs"]
+mod tests;
