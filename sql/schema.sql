@@ -79,7 +79,8 @@ CREATE TABLE insights.persons (
     version        bigint NOT NULL DEFAULT 0,
     UNIQUE (project_id, uuid)
 );
-CREATE INDEX persons_project_created ON insights.persons (project_id, created_at);
+-- Lifecycle reads the persons created in its window: id is included for an index-only scan.
+CREATE INDEX persons_project_created ON insights.persons (project_id, created_at) INCLUDE (id);
 
 CREATE TABLE insights.person_distinct_ids (
     project_id   bigint NOT NULL REFERENCES insights.projects ON DELETE CASCADE,
