@@ -1,6 +1,7 @@
-"""Stickiness and lifecycle acceptance tests: PostHog's own cases
-(posthog-semantics-paths-stickiness-lifecycle.md §5, S* and L*) plus the rules of §1 (dates, timezone, week
-start, merged persons, filters), §2 (stickiness) and §3 (lifecycle), their actors, validation and scopes.
+"""Stickiness and lifecycle acceptance tests: PostHog's own stickiness and lifecycle test cases (S* and L*)
+plus the common rules (dates, timezone and week start: docs/dates.md; filters: docs/filters.md; merged
+persons), the rules of docs/insights.md#stickiness and docs/insights.md#lifecycle, their actors, validation
+and scopes.
 
 Same style as test_trends_retention.py: every case gets a fresh project, events with explicit timestamps in a
 fixed past range (12:00 UTC unless the case says otherwise) and an explicit date range in the query. Queries
@@ -361,8 +362,8 @@ def people_of(db, project, resp):
 
 
 # ---------------------------------------------------------------------------------------------
-# Stickiness fixture SF (§5): p1 $pageview + $pageleave every day 01-11..01-19 (Chrome),
-# p2 $pageview on 01-11, 13, 15, 17, 19 (Firefox). All at 12:00 UTC.
+# Stickiness fixture SF (PostHog's stickiness test cases): p1 $pageview + $pageleave every day
+# 01-11..01-19 (Chrome), p2 $pageview on 01-11, 13, 15, 17, 19 (Firefox). All at 12:00 UTC.
 # ---------------------------------------------------------------------------------------------
 
 SF_P1_DAYS = list(range(11, 20))
@@ -503,7 +504,7 @@ def test_s7_chrome_filter(db, sf_project, variant, form):
     assert item["data"] == S7_DATA and item["count"] == 1
     if variant == "action":
         assert item["label"] == "chrome views"
-        # §2 does not say whether a stickiness action id is a number or a string: compare as text.
+        # PostHog does not say whether a stickiness action id is a number or a string: compare as text.
         assert str(item["action"]["id"]) == str(action) and item["action"]["type"] == "actions"
     else:
         assert item["label"] == PV
@@ -545,8 +546,9 @@ def test_s9_compare_to_minus_1d(db, sf_project):
 
 
 # ---------------------------------------------------------------------------------------------
-# Stickiness fixture MP (§5): `watched movie`, base 2020-01-01 12:00. person1 once; person2 at base,
-# base+P, base+P; person3{3a,3b} at base, +P, +2P; person4 (Safari) at +4P. Others Chrome.
+# Stickiness fixture MP (PostHog's stickiness test cases): `watched movie`, base 2020-01-01 12:00.
+# person1 once; person2 at base, base+P, base+P; person3{3a,3b} at base, +P, +2P; person4 (Safari) at +4P.
+# Others Chrome.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -760,8 +762,9 @@ def test_persons_stickiness_merged_person(db, mp_project, k, who):
 
 
 # ---------------------------------------------------------------------------------------------
-# Lifecycle fixture LF (§5): p1 pageviews 01-11, 12, 13, 15, 17, 19; p2 01-09, 12; p3 01-12; p4 01-15,
-# all at 12:00 UTC. p1 has email test@posthog.com (person) and `$number: 1` on every event.
+# Lifecycle fixture LF (PostHog's lifecycle test cases): p1 pageviews 01-11, 12, 13, 15, 17, 19;
+# p2 01-09, 12; p3 01-12; p4 01-15, all at 12:00 UTC. p1 has email test@posthog.com (person) and
+# `$number: 1` on every event.
 # ---------------------------------------------------------------------------------------------
 
 LF_DAYS = {"p1": [11, 12, 13, 15, 17, 19], "p2": [9, 12], "p3": [12], "p4": [15]}
@@ -1005,7 +1008,7 @@ def test_lifecycle_action_series(db, lf_project, form):
     assert by_status(result) == L1
     assert [i["label"] for i in result] == [f"viewed - {s}" for s in STATUSES]
     for item in result:
-        assert item["action"]["id"] == str(action)  # §3: the action id as a string
+        assert item["action"]["id"] == str(action)  # the action id as a string, as PostHog's lifecycle
         assert item["action"]["type"] == "actions" and item["action"]["order"] == 0
 
 
@@ -1169,3 +1172,39 @@ def test_stickiness_hogql_actor_errors(db, sf_project):
     r = post_query(sf_project, q)
     assert r.status_code == 400, r.text
     assert r.json()["attr"].endswith("math_hogql"), r.text
+
+
+@pytest.fixture
+def groups_project(db, project):
+    """Two organizations: org:1 identified on 01-10 and active on 01-12 and 01-13; org:2 identified
+    on 01-12 and active that day only."""
+    def grp(did, key, ts):
+        return ev(did, "$groupidentify", ts, {"$group_type": "organization", "$group_key": key})
+    ingest(db, project, [
+        grp("p1", "org:1", "2020-01-10 08:00:00"), grp("p3", "org:2", "2020-01-12 09:00:00"),
+        ev("p1", "login", "2020-01-12 10:00:00", {"$groups": {"organization": "org:1"}}),
+        ev("p2", "login", "2020-01-13 11:00:00", {"$groups": {"organization": "org:1"}}),
+        ev("p3", "login", "2020-01-12 12:00:00", {"$groups": {"organization": "org:2"}}),
+        ev("p4", "login", "2020-01-12 12:00:00"),  # no group: no actor
+    ])
+    return project
+
+
+def test_lifecycle_of_groups(db, groups_project):
+    q = lq(["login"], "2020-01-12", "2020-01-14", aggregation_group_type_index=0)
+    result = run_lifecycle(db, groups_project, q, http=True)
+    # "new" is the group's creation period: org:2 is new on 01-12, org:1 (created 01-10) resurrects.
+    assert by_status(result) == {"new": [1, 0, 0], "returning": [0, 1, 0],
+                                 "resurrecting": [1, 0, 0], "dormant": [0, -1, -1]}
+    keys = sql(db, "SELECT * FROM insights.lifecycle_actors(%s, %s::jsonb, '2020-01-12', 'new')",
+               groups_project["id"], json.dumps(q))
+    assert keys == [("org:2",)]
+
+
+def test_stickiness_of_groups(db, groups_project):
+    q = sq(["login"], "2020-01-12", "2020-01-14", aggregation_group_type_index=0)
+    (item,) = run_stickiness(db, groups_project, q, http=True)
+    assert item["data"] == [1, 1, 0] and item["count"] == 2
+    q = sq([node("login", math="unique_group", math_group_type_index=0)], "2020-01-12", "2020-01-14")
+    (item,) = run_stickiness(db, groups_project, q)
+    assert item["data"] == [1, 1, 0]
