@@ -1,7 +1,7 @@
 -- /api/projects/:project_id/persons/ (and /api/environments/:id/persons/): PostHog's person list
 -- and retrieve. Scope person:read.
 
--- PostHog's person serializer (§8.1 of the semantics digest).
+-- PostHog's person serializer (docs/api.md#persons).
 CREATE FUNCTION api._person_json(p insights.persons) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
@@ -113,7 +113,7 @@ GRANT EXECUTE ON FUNCTION api.person(bytea) TO pgi_api;
 -- get its actor keys (the engines' *_actors functions). persons/retention (55_actors.sql) pages
 -- actors with their appearances and has its own handler.
 
--- An actor as PostHog serialises it: a person (§8.1 plus "type"), or a group.
+-- An actor as PostHog serialises it: a person (docs/api.md#persons, plus "type"), or a group.
 CREATE FUNCTION api._actor_json(p_key text, p_group_type_index integer) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT CASE

@@ -1,4 +1,4 @@
--- Funnel correlation (§8.3).
+-- Funnel correlation (docs/funnels.md#correlation).
 --
 -- /api/projects/:project_id/insights/funnel/correlation/ (and /api/environments/:id/…), GET and
 -- POST: the funnel filter plus funnel_correlation_type (events | properties |

@@ -7,7 +7,7 @@
 -- they are, with the Content-Type it sets in response.headers (JSON or CSV here).
 CREATE DOMAIN api."*/*" AS bytea;
 
--- `?format=csv` (§9.6): PostHog's CSV export (insights.trend_csv), `text/csv` with
+-- `?format=csv` (docs/trends.md#csv-export): PostHog's CSV export (insights.trend_csv), `text/csv` with
 -- `Content-Disposition: attachment; filename="<export_name slug> (<from> - <to>) from PostHog.csv"`
 -- and, with `export_insight_id`, the line `<site>/insights/<id>/` first (as PostHog).
 -- Errors stay PostHog's JSON bodies.

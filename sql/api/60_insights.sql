@@ -1,5 +1,5 @@
 -- /api/projects/:project_id/insights/… (and /api/environments/:id/insights/…): PostHog's saved
--- insights resource (posthog-semantics.md §9): list/create, retrieve/update (soft delete), results
+-- insights resource (docs/api.md#saved-insights): list/create, retrieve/update (soft delete), results
 -- with PostHog's refresh modes over insights.query_cache, activity, viewed, sharing.
 --
 -- Every function runs as pgi_api, so row-level security (10_rls.sql) keeps each statement inside
@@ -227,7 +227,7 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 ---------------------------------------------------------------------------------------------------
--- Results and the query cache (§9.4)
+-- Results and the query cache (docs/api.md#refresh-modes-and-cache)
 
 -- Which engine computes an insight: 'funnel', 'trend', 'retention', 'stickiness', 'lifecycle',
 -- 'path', or NULL when none of ours does (SQL, or an empty insight): those get `result: null`.
@@ -265,7 +265,8 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN jsonb_typeof(p_query) = 'object' THEN p_query ELSE p_filters END
 $$;
 
--- The result part of an insight's serializer under a refresh mode (§9.4): result, is_cached,
+-- The result part of an insight's serializer under a refresh mode
+-- (docs/api.md#refresh-modes-and-cache): result, is_cached,
 -- last_refresh, cache_target_age, next_allowed_client_refresh, timezone, query_status.
 -- The refresh modes, the cache (insights.query_cache, keyed by project + kind + normalized query)
 -- and the async runs (insights.query_tasks, run by the background worker) are api._cached_compute's
@@ -308,7 +309,7 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 ---------------------------------------------------------------------------------------------------
--- Serializers (§9.2)
+-- Serializers (docs/api.md#serializer)
 
 -- dashboards / dashboard_tiles of an insight: live tiles on live dashboards.
 CREATE FUNCTION api._insight_tiles(p_insight_id bigint) RETURNS jsonb
@@ -363,7 +364,7 @@ BEGIN
 END $$;
 
 ---------------------------------------------------------------------------------------------------
--- Writes: body → row, dashboards, activity (§9.8)
+-- Writes: body → row, dashboards, activity (docs/api.md#activity-log)
 
 -- Applies a create/update body to an insight row (only the fields present), validating each as
 -- PostHog's serializer does. Read-only and unknown fields are ignored, as DRF does.

@@ -5,7 +5,8 @@
 --   DELETE /api/projects/:project_id/query/:id/    cancel it (204)
 -- Scope query:read. Results are cached in insights.query_cache; async runs are rows of
 -- insights.query_tasks, executed by the extension's background worker (src/worker.rs).
--- api._cached_compute is the one implementation of the refresh modes (§9.4 of the semantics).
+-- api._cached_compute is the one implementation of the refresh modes
+-- (docs/api.md#refresh-modes-and-cache).
 
 -- How long a cached result stays fresh, by the query's interval (PostHog's thresholds; the lazy
 -- ones for lazy_async).

@@ -125,7 +125,8 @@ BEGIN
 END $$;
 
 ---------------------------------------------------------------------------------------------------
--- POST insights/generate_metadata/ (§9): a name and a description for an insight's query.
+-- POST insights/generate_metadata/ (docs/api.md#generated-metadata): a name and a description for
+-- an insight's query.
 --
 -- PostHog asks an LLM for these. This server has none: it derives them deterministically from the
 -- query (or the legacy `filters` when there is no query), by these rules:

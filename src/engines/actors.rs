@@ -1,7 +1,8 @@
 //! Insight drill-downs and exports: `insights.trend_actors` / `insights.trend_actors_meta`
-//! (§8.2 `persons/trends/`), `insights.retention_actors` (§5.4 `persons/retention/`) and
-//! `insights.trend_csv` (§9.6 `format=csv`). Planning and rendering are pure Rust in
-//! `pg_insights_core::{trends_actors, retention, trends_export}`.
+//! (`persons/trends/`, docs/trends.md#actors), `insights.retention_actors` (`persons/retention/`,
+//! docs/retention.md#actors) and `insights.trend_csv` (`format=csv`, docs/trends.md#csv-export).
+//! Planning and rendering are pure Rust in `pg_insights_core::{trends_actors, retention,
+//! trends_export}`.
 
 use pg_insights_core::compile::dates::{self, Interval};
 use pg_insights_core::engines::retention;

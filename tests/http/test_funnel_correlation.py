@@ -1,4 +1,4 @@
-"""Funnel correlation (posthog-semantics.md §8.3): /insights/funnel/correlation/ and
+"""Funnel correlation (docs/funnels.md#correlation): /insights/funnel/correlation/ and
 /persons/funnel/correlation/.
 
 One hand-built fixture, with every count and odds ratio computed here by hand:

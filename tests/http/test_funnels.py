@@ -1,6 +1,7 @@
-"""Funnel acceptance tests: PostHog's own funnel cases (posthog-semantics.md §11.1–§11.5) plus the
-validation rules (§3.2), funnel actors (§3.12), scopes, and the generic `insights.window_funnel`
-aggregate (ClickHouse windowFunnel modes, parallel plans).
+"""Funnel acceptance tests: PostHog's own funnel test cases (ordered, strict, unordered, conversion
+times, breakdowns) plus the validation rules (docs/funnels.md#validation), funnel actors
+(docs/funnels.md#actors), scopes, and the generic `insights.window_funnel` aggregate (ClickHouse
+windowFunnel modes, parallel plans: docs/funnels.md#windowfunnel).
 
 Every case gets a fresh project (the `project` / `make_project` fixtures of conftest.py), events
 with explicit timestamps in a fixed past range, and an explicit date range in the query. Funnels run
@@ -241,7 +242,7 @@ def assert_invalid(db, project, query, detail_contains):
 SIGNUP = "user signed up"
 
 # ---------------------------------------------------------------------------------------------
-# §11.1 Ordered funnels
+# Ordered funnels: PostHog's ordered funnel test cases (docs/funnels.md#ordered-funnels)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -389,7 +390,7 @@ def test_f19_same_timestamp_counts_as_in_order(db, project):
     query = fq([action_node(signup), "$pageview"], "2020-01-01", "2020-01-07")
     result = run_funnel(db, project, query)
     assert counts(result) == [2, 1]
-    # A 0-second conversion is left out of the average and median (§3.6).
+    # A 0-second conversion is left out of the average and median (docs/funnels.md#step-results).
     assert result[1]["average_conversion_time"] is None and result[1]["median_conversion_time"] is None
     assert actors(db, project, query, 2) == {"p1"}
 
@@ -650,7 +651,7 @@ def test_f59_group_aggregation_ignores_events_without_the_group(db, project):
 
 
 # ---------------------------------------------------------------------------------------------
-# §11.2 Strict funnels
+# Strict funnels: PostHog's strict funnel test cases (docs/funnels.md#strict-funnels)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -681,7 +682,7 @@ def test_fs3_strict_conversion_times(db, project):
 
 
 # ---------------------------------------------------------------------------------------------
-# §11.3 Unordered funnels
+# Unordered funnels: PostHog's unordered funnel test cases (docs/funnels.md#unordered-funnels)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -847,7 +848,7 @@ def test_u17_unordered_trends_by_week_and_month(db, project, interval, days, ent
 
 
 # ---------------------------------------------------------------------------------------------
-# §11.4 Conversion times
+# Conversion times: PostHog's conversion time test cases (docs/funnels.md#step-results)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -896,7 +897,7 @@ def test_c2_average_and_median(db, project):
 
 
 # ---------------------------------------------------------------------------------------------
-# §11.5 Breakdowns
+# Breakdowns: PostHog's funnel breakdown test cases (docs/funnels.md#breakdowns-and-attribution)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1065,7 +1066,7 @@ def test_f55_breakdown_attribution_variants(db, project, attribution, expected):
 
 
 # ---------------------------------------------------------------------------------------------
-# More of §3: ranges, attribution, names, aggregation, funnel trends
+# More of docs/funnels.md: ranges, attribution, names, aggregation, funnel trends
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1236,7 +1237,7 @@ def test_environments_alias(db, project):
 
 
 # ---------------------------------------------------------------------------------------------
-# §3.2 Validation
+# Validation (docs/funnels.md#validation)
 # ---------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""The saved insights resource over HTTP (posthog-semantics.md §9, §10): list/create, retrieve,
+"""The saved insights resource over HTTP (docs/api.md): list/create, retrieve,
 update and soft delete, results with PostHog's refresh modes over insights.query_cache, activity,
 viewed / my_last_viewed, sharing, scopes, project boundaries and error bodies.
 

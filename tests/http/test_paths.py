@@ -1,9 +1,9 @@
-"""Paths acceptance tests: PostHog's cases (posthog-semantics-paths-stickiness-lifecycle.md §4–§5,
-P1, P1.tf, P3, P13, P19.team, P27) through SQL (`insights.paths_json`, cross-checked with the typed
+"""Paths acceptance tests: PostHog's paths test cases (P1, P1.tf, P3, P13, P19.team, P27) and the
+rules of docs/insights.md#paths, through SQL (`insights.paths_json`, cross-checked with the typed
 edges of `insights.paths`) and over HTTP (`/insights/path/` GET and POST, `POST /query/` with a
 PathsQuery, saved PATHS insights), plus validation, scopes and the team's cleaning rules. The
 sequence rules themselves (start/end points, step limits, groupings, sessions) are covered case by
-case in core/src/paths_tests.rs.
+case in core/src/engines/paths_tests.rs.
 """
 
 import json

@@ -1,6 +1,6 @@
 """Property-style tests for paths: random event streams, the engine's answer (through SQL,
-`insights.paths_json`) against a brute-force reference written here from docs/insights.md (Paths) and
-the digest §4 (posthog-semantics-paths-stickiness-lifecycle.md), not from core/src/paths.rs.
+`insights.paths_json`) against a brute-force reference written here from docs/insights.md (Paths), not
+from core/src/engines/paths.rs.
 
 Each case (a fixed seed) builds a fresh project (UTC, New York or Kolkata) with 1–10 persons (some of
 them two distinct ids merged by an `$identify`), 0–30 events each: `$pageview`s with a `$current_url`

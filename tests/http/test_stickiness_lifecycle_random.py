@@ -4,7 +4,7 @@
 Each case (a fixed seed) builds a fresh project with a random timezone and week start, 1–8 persons (some of
 them two distinct ids merged by `$identify`), up to 40 events each around a 2021 DST change (many near local
 midnight or the DST instant), and one random query. The reference follows docs/insights.md (Stickiness,
-Lifecycle) and the digest §1–§3:
+Lifecycle) and docs/dates.md:
 
 * buckets in the project timezone: day = local date, week = local date back to the week start (0 Sunday,
   1 Monday), month = first of the local month, hour = the local hour (truncated keeping the UTC offset, so the

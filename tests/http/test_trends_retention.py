@@ -1,5 +1,5 @@
-"""Trends and retention acceptance tests: PostHog's own cases (posthog-semantics.md §11.6 T*, §11.7
-R*) plus the semantics of §4 (trends) and §5 (retention), validation, scopes and methods.
+"""Trends and retention acceptance tests: PostHog's own trends (T*) and retention (R*) test cases plus
+the rules of docs/trends.md and docs/retention.md, validation, scopes and methods.
 
 Same style as test_funnels.py: every case gets a fresh project, events with explicit timestamps in a
 fixed past range and an explicit date range in the query. Queries run through SQL
@@ -159,7 +159,7 @@ def labels_of(days):
 
 
 # ---------------------------------------------------------------------------------------------
-# Fixture "TQ" (§11.6)
+# Fixture "TQ" (PostHog's trends test cases)
 # ---------------------------------------------------------------------------------------------
 
 TQ_PERSONS = {
@@ -275,7 +275,7 @@ def test_t7_formula_compare_bold_number(db, tq_project, compare_to, previous):
     assert [i["compare_label"] for i in result] == ["current", "previous"]
     for i in result:
         assert i["count"] == 0
-        assert i["data"] is None  # §4.7: null for a total-value formula
+        assert i["data"] is None  # docs/trends.md#formulas: null for a total-value formula
 
 
 def test_t11_series_cohort_filter(db, tq_project):
@@ -372,8 +372,8 @@ def test_t25_weekly_active(db, tq_project):
 
 
 def test_t26_weekly_active_week_interval(db, tq_project):
-    # §4.2: with interval week, weekly_active degrades to distinct persons per week (Sunday weeks:
-    # 01-05 {p1, p2}, 01-12 {p1, p2, p3, p4}, 01-19 {p1}).
+    # docs/trends.md#maths: with interval week, weekly_active degrades to distinct persons per week
+    # (Sunday weeks: 01-05 {p1, p2}, 01-12 {p1, p2, p3, p4}, 01-19 {p1}).
     q = tq([node(PV, math="weekly_active")], date_to="2020-01-20", interval="week")
     (item,) = run_trend(db, tq_project, q)
     assert item["days"] == ["2020-01-05", "2020-01-12", "2020-01-19"]
@@ -413,14 +413,14 @@ def test_t29_property_math(db, tq_project, math, expected):
 
 
 def test_dau_count_is_sum_of_data(db, tq_project):
-    # §4.3: count = sum of data for every math (dau count = sum of daily uniques).
+    # docs/trends.md#result-items: count = sum of data for every math (dau count = sum of daily uniques).
     (item,) = run_trend(db, tq_project, tq([node(PV, math="dau")], date_to="2020-01-20"))
     assert item["data"] == [1, 0, 1, 3, 1, 0, 2, 0, 1, 0, 1, 0]
     assert item["count"] == 10
 
 
 def test_t30_total_value_display(db, tq_project):
-    # §4.4: one aggregation over the whole range; distinct maths count distinct actors.
+    # docs/trends.md#displays: one aggregation over the whole range; distinct maths count distinct actors.
     q = tq([PV, node(PV, math="dau")], date_to="2020-01-20", trends={"display": "ActionsPie"})
     result = run_trend(db, tq_project, q, http=True)
     assert [i["aggregated_value"] for i in result] == [10, 4]
@@ -457,8 +457,8 @@ def test_t35_smoothing(db, tq_project):
 
 
 def test_first_time_for_user(db, project):
-    # §4.2: persons whose first-ever matching event (all time) falls in the bucket. Smallest fixture:
-    # a: pv 01-05 (before the range) and 01-10; b: pv 01-10, 01-11; c: pv 01-11.
+    # docs/trends.md#maths: persons whose first-ever matching event (all time) falls in the bucket.
+    # Smallest fixture: a: pv 01-05 (before the range) and 01-10; b: pv 01-10, 01-11; c: pv 01-11.
     ingest(db, project, [ev("a", PV, "2020-01-05 12:00:00"), ev("a", PV, "2020-01-10 12:00:00"),
                          ev("b", PV, "2020-01-10 12:00:00"), ev("b", PV, "2020-01-11 12:00:00"),
                          ev("c", PV, "2020-01-11 13:00:00")])
@@ -484,7 +484,8 @@ def test_custom_name_and_all_events(db, tq_project):
 
 
 def test_breakdown_limit_other_and_null(db, project):
-    # §4.5: top values by total, then the null bucket, then Other; hide_other drops Other.
+    # docs/trends.md#breakdowns: top values by total, then the null bucket, then Other; hide_other
+    # drops Other.
     events = [ev(f"u{n}", PV, "2020-01-10 12:00:00", {"v": f"v{n}"}) for n in range(1, 4) for _ in range(n)]
     events += [ev("u0", PV, "2020-01-10 12:00:00")]
     ingest(db, project, events)
@@ -633,7 +634,7 @@ def counts(result):
 
 
 def pad(rows):
-    """PostHog's tests pad the triangle with zeros to the full matrix (§5.4)."""
+    """PostHog's tests pad the triangle with zeros to the full matrix (docs/retention.md#result)."""
     n = len(rows[0])
     return [r + [0] * (n - len(r)) for r in rows]
 
@@ -730,8 +731,8 @@ def test_week_period_labels(db, project):
 
 
 def r7_events():
-    """Smallest fixture for R6/R7 (the doc does not give R6): A: pv d0, 3× d2. B: pv d0, 2× d3.
-    C: pv d1, 3× d2. D: pv d2, 3× d3. E: pv d3. Nobody on d4."""
+    """Smallest fixture for R6/R7 (the case list we ported from does not give R6): A: pv d0, 3× d2.
+    B: pv d0, 2× d3. C: pv d1, 3× d2. D: pv d2, 3× d3. E: pv d3. Nobody on d4."""
     out = []
     for who, day, times in [("A", 0, 1), ("A", 2, 3), ("B", 0, 1), ("B", 3, 2), ("C", 1, 1), ("C", 2, 3),
                             ("D", 2, 1), ("D", 3, 3), ("E", 3, 1)]:
@@ -841,7 +842,7 @@ def test_r19_first_time_return_property(db, project):
 
 
 def r21_events():
-    """PostHog's _create_first_time_retention_events (as given in §11.7 R21)."""
+    """PostHog's _create_first_time_retention_events (as in PostHog's retention test case R21)."""
     signups = [("X", -5), ("X", -1), ("person1", -1), ("alias1", 1), ("person1", 2), ("alias1", 3), ("person1", 4),
                ("person2", -1), ("person3", 0), ("person4", 2)]
     pageviews = [("person1", 0), ("person1", 1), ("person1", 2), ("person1", 5), ("alias1", (5, 9)), ("person1", 6),
@@ -909,7 +910,7 @@ def test_action_target_entity(db, project):
 
 
 def test_non_utc_project_dates(db, make_project):
-    # §5.4: `date` carries the project tz offset; periods are truncated in the project tz.
+    # docs/retention.md#result: `date` carries the project tz offset; periods are truncated in the project tz.
     p = make_project(timezone="Europe/Berlin")
     ingest(db, p, [ev("a", PV, "2020-06-10 05:00:00"), ev("a", PV, "2020-06-11 05:00:00")])
     result = run_retention(db, p, rq(date_to="2020-06-11T12:00:00", totalIntervals=2), http=True)
@@ -966,7 +967,7 @@ def test_retention_wrong_method_and_malformed_body(db, project):
 
 
 # ---------------------------------------------------------------------------------------------
-# Retention actors: persons/retention/ (§5.4)
+# Retention actors: persons/retention/ (docs/retention.md#actors)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1087,7 +1088,7 @@ def test_retention_actors_scope_and_method(db, make_project):
 
 
 # ---------------------------------------------------------------------------------------------
-# Trends actors: persons/trends/ and persons_urls (§8.2)
+# Trends actors: persons/trends/ and persons_urls (docs/trends.md#actors)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1246,7 +1247,7 @@ def test_persons_trends_needs_person_read(db, make_project):
 
 
 # ---------------------------------------------------------------------------------------------
-# Trends CSV export: /insights/trend/?format=csv (§9.6)
+# Trends CSV export: /insights/trend/?format=csv (docs/trends.md#csv-export)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1293,7 +1294,7 @@ def test_trend_csv_errors_stay_json(db, project):
 
 
 # ---------------------------------------------------------------------------------------------
-# Retention breakdowns (§5.4)
+# Retention breakdowns (docs/retention.md#breakdowns)
 # ---------------------------------------------------------------------------------------------
 
 

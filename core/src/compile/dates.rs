@@ -25,7 +25,7 @@ use crate::error::{QueryError, Result};
 pub const MAX_BUCKETS: usize = 100_000;
 
 /// `date_from=all` with a team that has no events starts here (PostHog's older fallback; the
-/// newest behaviour is UNVERIFIED in the semantics doc).
+/// newest behaviour is unclear; see docs/dates.md#date-grammar).
 const ALL_FALLBACK_YEAR: i32 = 2015;
 
 /// A `QueryError::invalid` with a `&str` attr.
@@ -366,7 +366,8 @@ impl ParsedDate {
     }
 }
 
-/// Parse PostHog's date grammar (§1.1) relative to `now` in the project timezone.
+/// Parse PostHog's date grammar (docs/dates.md#date-grammar) relative to `now` in the project
+/// timezone.
 ///
 /// * Absolute: `YYYY-M-D` (padding optional), optionally followed by `T` or a space and
 ///   `H:MM[:SS[.ffffff]]`, optionally followed by `Z` or `±HH[:MM]` (an explicit offset wins
@@ -603,7 +604,7 @@ fn parse_relative(s: &str) -> Option<RelativeSpec> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Date ranges (§1.2)
+// Date ranges (docs/dates.md#range-resolution)
 // ---------------------------------------------------------------------------------------------
 
 /// A resolved, snapped query range. Both bounds are inclusive.
@@ -623,7 +624,8 @@ impl DateRange {
     }
 }
 
-/// Resolve `date_from` / `date_to` exactly as PostHog's QueryDateRange does (§1.2).
+/// Resolve `date_from` / `date_to` exactly as PostHog's QueryDateRange does
+/// (docs/dates.md#range-resolution).
 ///
 /// * Missing (or blank) date_from: today 00:00 local − 7 days; missing date_to: `now`.
 /// * A relative date_from is truncated to the start of its day (of its hour for `-Nh`), except
@@ -769,7 +771,7 @@ fn check_bucket_count(from: DateTime<Utc>, to: DateTime<Utc>, interval: Interval
 }
 
 // ---------------------------------------------------------------------------------------------
-// Buckets (§1.3)
+// Buckets (docs/dates.md#intervals-and-buckets)
 // ---------------------------------------------------------------------------------------------
 
 /// The start of the bucket containing `ts`, truncated in project-local time (DST-correct: a
@@ -914,7 +916,7 @@ pub fn sql_bucket_expr(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Compare (§1.2, §4.6)
+// Compare (docs/dates.md#compare-periods)
 // ---------------------------------------------------------------------------------------------
 
 /// The previous period for `compare: true`: the same number of buckets immediately before
@@ -994,7 +996,7 @@ pub fn shift_range(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Funnel windows (§1.4)
+// Funnel windows (docs/dates.md#funnel-conversion-windows)
 // ---------------------------------------------------------------------------------------------
 
 /// A funnel conversion window in absolute seconds (DST never stretches it). Units `second`,
@@ -1036,7 +1038,7 @@ pub fn window_seconds(n: i64, unit: &str) -> Result<i64> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Retention (§5.2)
+// Retention (docs/dates.md#retention-periods)
 // ---------------------------------------------------------------------------------------------
 
 /// A retention `period` (`"Day"`, `"week"`, …): hour, day, week or month; else invalid `period`.
@@ -1053,11 +1055,11 @@ pub fn parse_retention_period(s: &str) -> Result<Interval> {
     }
 }
 
-/// Retention cohorts (§5.2): the exclusive end is `start_of_period(date_to) + 1 period`
-/// (date_to defaults to `now`); cohorts are the `total_intervals` periods before it, or, when
-/// `date_from` is given, every period from `start_of_period(date_from)` up to the end. Periods
-/// are truncated in the project timezone; weeks follow the week start. Returns the cohort
-/// starts and the exclusive end.
+/// Retention cohorts (docs/dates.md#retention-periods): the exclusive end is
+/// `start_of_period(date_to) + 1 period` (date_to defaults to `now`); cohorts are the
+/// `total_intervals` periods before it, or, when `date_from` is given, every period from
+/// `start_of_period(date_from)` up to the end. Periods are truncated in the project timezone; weeks
+/// follow the week start. Returns the cohort starts and the exclusive end.
 pub fn retention_range(
     date_from: Option<&str>,
     date_to: Option<&str>,

@@ -13,7 +13,8 @@ fn pt(tz: &str, week_start: u8) -> ProjectTime {
     ProjectTime::new(tz, week_start).unwrap_or_else(|e| panic!("{tz}: {e}"))
 }
 
-/// The §1.1 reference "now": Friday 2020-01-31 12:34:56 UTC.
+/// The reference "now" of the grammar examples (docs/dates.md#date-grammar): Friday 2020-01-31
+/// 12:34:56 UTC.
 fn now() -> DateTime<Utc> {
     t("2020-01-31T12:34:56Z")
 }
@@ -51,7 +52,7 @@ fn days(r: &DateRange, p: &ProjectTime) -> Vec<String> {
         .collect()
 }
 
-// ---- §1.1 grammar -------------------------------------------------------------------
+// ---- Grammar (docs/dates.md#date-grammar) ------------------------------------------------
 
 #[test]
 fn absolute_dates() {
@@ -275,7 +276,7 @@ fn intervals_parse_case_insensitively() {
     assert_eq!(Interval::default(), Interval::Day);
 }
 
-// ---- §1.2 range snapping --------------------------------------------------------------
+// ---- Range snapping (docs/dates.md#range-resolution) -----------------------------------
 
 #[test]
 fn default_range_frozen_2024_01_10() {
@@ -496,7 +497,7 @@ fn range_errors() {
     assert_eq!(err.attr.as_deref(), Some("interval"));
 }
 
-// ---- §1.3 buckets ---------------------------------------------------------------------
+// ---- Buckets (docs/dates.md#intervals-and-buckets) -------------------------------------
 
 #[test]
 fn dst_spring_forward_day_buckets() {
@@ -937,7 +938,7 @@ fn shift_range_by_compare_to() {
     }
 }
 
-// ---- §1.4 funnel windows ------------------------------------------------------------------
+// ---- Funnel windows (docs/dates.md#funnel-conversion-windows) ------------------------------
 
 #[test]
 fn funnel_windows() {
@@ -960,7 +961,7 @@ fn funnel_windows() {
     assert_eq!(err.attr.as_deref(), Some("funnel_window_interval"));
 }
 
-// ---- §5.2 retention -----------------------------------------------------------------------
+// ---- Retention (docs/dates.md#retention-periods) ---------------------------------------------
 
 fn retention(
     from: Option<&str>,
@@ -1027,7 +1028,8 @@ fn retention_days_and_explicit_from() {
         ]
     );
     assert_eq!(end, t("2020-06-13T00:00:00Z"));
-    // §5.2 example: date_to 2020-06-16 06:00 with Day → up to 2020-06-17 00:00.
+    // docs/retention.md#periods-and-range: date_to 2020-06-16 06:00 with Day → up to 2020-06-17
+    // 00:00.
     assert_eq!(
         retention(None, Some("2020-06-16T06:00:00Z"), Interval::Day, 11, &utc).1,
         t("2020-06-17T00:00:00Z")

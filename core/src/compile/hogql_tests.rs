@@ -873,7 +873,7 @@ fn errors_leave_the_builder_unchanged() {
 // ----- property tests ----------------------------------------------------------------------
 
 /// A marker that only user-supplied text contains.
-const MARK: char = '§';
+const MARK: char = '\u{a7}'; // the section sign
 
 fn marked() -> impl Strategy<Value = String> {
     "[a-z'\"`;$%_\\\\ .*()\\[\\]-]{0,10}".prop_map(|s| format!("{MARK}{s}"))

@@ -1,5 +1,5 @@
 //! Property filters, cohorts, element filters and entity (event / action) matchers, compiled to
-//! SQL boolean expressions over `insights.events e` (PostHog semantics digest §2).
+//! SQL boolean expressions over `insights.events e` (docs/filters.md).
 //!
 //! Every user value (keys, values, patterns, ids, dates) enters the SQL only as a typed `$n`
 //! placeholder of the [`SqlBuilder`]; the SQL text holds nothing but fixed code. Every compiled
@@ -9,7 +9,7 @@
 //! The one execution error left is a filter *value* that is an invalid regular expression
 //! (`regex` / `not_regex` / element `regex`), which Postgres reports as 2201B.
 //!
-//! # Shapes (§2.1)
+//! # Shapes (docs/filters.md#shapes)
 //! * `null`, `{}`, `[]`, an empty group → `TRUE`. A JSON string is decoded first (GET bodies).
 //! * A list is an AND. `{"type":"AND"|"OR","values":[…]}` nests (type any case; missing type =
 //!   AND; another type → 22023 on `…__type`). `{}` items are skipped (PostHog's empty filter).
@@ -17,8 +17,9 @@
 //!   `value` (operators that need one) is an error, not silently ignored.
 //! * Error `attr`s are PostHog style: `properties__0__operator`, `properties__values__1__value`.
 //!
-//! # Where values are read (§2.2); `P` below is the value as text (`->>`: JSON `true` → `"true"`,
-//! numbers → their text, JSON `null` or missing → NULL)
+//! # Where values are read (docs/filters.md#where-values-are-read)
+//! `P` below is the value as text (`->>`: JSON `true` → `"true"`, numbers → their text, JSON
+//! `null` or missing → NULL).
 //! * `event`: `e.properties ->> $k` (`$elements_chain` → the `e.elements_chain` column).
 //! * `person`: `<person_props> ->> $k`, or a correlated lookup of `insights.persons` by
 //!   `e.person_id` (personless events read as missing).
@@ -45,7 +46,9 @@
 //!   `behavioral` → 22023; any other type → 22023 on `…__type`. Event-only types in person
 //!   scope → "The 'event' property filter does not work in 'person' scope".
 //!
-//! # Operators (§2.3). "missing" = P is NULL. Lists: a one-item list is that item.
+//! # Operators (docs/filters.md#operators)
+//! "missing" = P is NULL. Lists: a one-item list is that item.
+//!
 //! | operator | SQL | missing |
 //! |---|---|---|
 //! | `exact`, `in`, `is_cleaned_path_exact` | `P = $v` / `P = ANY($v::text[])`; `[]` → TRUE; value `null` → is_not_set | false |
@@ -62,7 +65,7 @@
 //!
 //! * Filter values are compared as PostHog's strings: `true` → `"true"`, `5` → `"5"`, `5.0` → `"5.0"`.
 //! * `in`/`not_in` need a JSON list (22023 otherwise). `not_in` on missing matches (as `is_not`;
-//!   the doc marks it UNVERIFIED).
+//!   PostHog's behaviour is unclear there).
 //! * Date values: absolute or relative (`-7d`, `-1mStart`…) via `dates.rs` against `now`, in the
 //!   project timezone. Stored dates are read with a guard: `YYYY-M-D[( |T)H:MM[:SS[.f…]]][Z|±HH[:MM]]`
 //!   (years 1000–2999; no offset → project timezone), or 9–10 digit epoch seconds, or 12–13 digit
@@ -161,9 +164,10 @@ pub fn compile_entity(e: &Entity, b: &mut SqlBuilder, cx: &FilterContext) -> Res
     compile_entity_at(e, b, cx, Utc::now())
 }
 
-/// `first_time_for_user` (funnel steps §3.8, trends series): `cond` (the compiled entity) holds
-/// only on the actor's first-ever matching event, over all time. "Matching" is the bare event or
-/// action, or with `with_filters` also the entity's own property filters.
+/// `first_time_for_user` (funnel steps, docs/funnels.md#first-time-steps, and trends series):
+/// `cond` (the compiled entity) holds only on the actor's first-ever matching event, over all time.
+/// "Matching" is the bare event or action, or with `with_filters` also the entity's own property
+/// filters.
 pub fn first_time_condition(
     e: &Entity,
     cond: &str,

@@ -1,5 +1,6 @@
 //! Retention over the event store: planning (query → one SQL statement) and rendering (the
-//! statement's rows → PostHog's response). Pure Rust; the extension runs the SQL (§5).
+//! statement's rows → PostHog's response). Pure Rust; the extension runs the SQL. The rules:
+//! docs/retention.md.
 //!
 //! # The statement
 //!
@@ -20,10 +21,10 @@
 //!    `array_agg(DISTINCT period)`, which is neither parallel nor cheap.
 //!    * `retention_recurring`: `t` = every period with a target event in the range.
 //!    * `retention_first_time`: `t` = the period of the actor's first target event matching the
-//!      filters, over all time before the range end (`min(ts)`); no cohort when it falls before
-//!      the range (§5.3). When the returning entity differs, the events come from a `UNION ALL`
-//!      of two arms (target history; returning events in the range only), each an index range
-//!      scan, so a frequent returning event's history is never read.
+//!      filters, over all time before the range end (`min(ts)`); no cohort when it falls before the
+//!      range (docs/retention.md#cohorts). When the returning entity differs, the events come from
+//!      a `UNION ALL` of two arms (target history; returning events in the range only), each an
+//!      index range scan, so a frequent returning event's history is never read.
 //!    * `retention_first_ever_occurrence`: the first target event ignoring the target entity's own
 //!      properties must also match them (`min` with and without the properties agree), as
 //!      PostHog; global properties and test-account filters still apply to that first event.
@@ -51,11 +52,12 @@
 //! ```
 //!
 //! Rows absent from the result are zero cells; [`render`] zero-fills the full
-//! `cohorts × total_intervals` matrix of §5.4 (cells past the range end are always 0).
+//! `cohorts × total_intervals` matrix of docs/retention.md#result (cells past the range end are
+//! always 0).
 //!
-//! Range (§5.2): `[start of the first cohort, start of the period after date_to)`. Global
-//! `properties` and test-account filters apply to every event, the entities' own properties to
-//! their own entity only (R15–R19).
+//! Range (docs/retention.md#periods-and-range): `[start of the first cohort, start of the period
+//! after date_to)`. Global `properties` and test-account filters apply to every event, the
+//! entities' own properties to their own entity only (R15–R19).
 //!
 //! Breakdowns (one property; cohort, histogram and multiple breakdowns are 22023): each actor's
 //! value is that of its first target event (`array_agg(bd ORDER BY ts)[1]` per actor, joined to
@@ -112,8 +114,8 @@ pub struct RetentionPlan {
     pub breakdown: Option<RetentionBreakdown>,
 }
 
-/// How breakdown values are kept (§4.5 rules: top `limit` by total cohort size, the rest in
-/// Other unless hidden).
+/// How breakdown values are kept (docs/retention.md#breakdowns: top `limit` by total cohort size,
+/// the rest in Other unless hidden).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionBreakdown {
     pub limit: usize,
@@ -218,7 +220,8 @@ fn entity_event_names(e: &Entity, lookups: &Lookups) -> Option<Vec<String>> {
     }
 }
 
-/// Plan a retention query (§5). `now` is the query time (default `date_to`, relative dates).
+/// Plan a retention query (docs/retention.md). `now` is the query time (default `date_to`, relative
+/// dates).
 pub fn plan(
     q: &InsightQuery,
     project: &Project,
@@ -228,11 +231,11 @@ pub fn plan(
     plan_inner(q, project, lookups, now, None)
 }
 
-/// Plan the retention actors of one cohort (`persons/retention/?selected_interval=c`, §5.4): a
-/// statement returning one row `(actor text, r int8)` per actor of cohort `c` (0 = the oldest
-/// cohort), `r` being the actor's return mask over all periods; [`appearances`] turns it into
-/// the actor's appearances. `selected_interval` outside the cohorts is 22023 on
-/// `selected_interval`.
+/// Plan the retention actors of one cohort (`persons/retention/?selected_interval=c`,
+/// docs/retention.md#actors): a statement returning one row `(actor text, r int8)` per actor of
+/// cohort `c` (0 = the oldest cohort), `r` being the actor's return mask over all periods;
+/// [`appearances`] turns it into the actor's appearances. `selected_interval` outside the cohorts
+/// is 22023 on `selected_interval`.
 pub fn plan_actors(
     q: &InsightQuery,
     project: &Project,
@@ -358,7 +361,8 @@ fn plan_inner(
     })
 }
 
-/// One property breakdown (§5.4): the spec and its property key, `None` without a breakdown.
+/// One property breakdown (docs/retention.md#breakdowns): the spec and its property key, `None`
+/// without a breakdown.
 /// The actors of a cohort ignore it. Several breakdowns, cohorts and histograms are 22023.
 fn breakdown_spec(
     q: &InsightQuery,
@@ -400,7 +404,8 @@ struct Periods {
     end: DateTime<Utc>,
 }
 
-/// The query's periods (§5.2): 22023 beyond [`MAX_PERIODS`] intervals or cohorts.
+/// The query's periods (docs/retention.md#periods-and-range): 22023 beyond [`MAX_PERIODS`]
+/// intervals or cohorts.
 fn periods(q: &InsightQuery, project: &Project, now: DateTime<Utc>) -> Result<Periods> {
     let r = &q.retention;
     let lookahead = r.total_intervals as usize;
@@ -1084,7 +1089,7 @@ pub fn matrix(plan: &RetentionPlan, rows: &[Row]) -> Vec<Vec<i64>> {
     m
 }
 
-/// PostHog's `result` (§5.4): one item per cohort, oldest first,
+/// PostHog's `result` (docs/retention.md#result): one item per cohort, oldest first,
 /// `{"values":[{"count","label":"Day k","people":[]},…], "label":"Day c", "date", "breakdown_value":null}`
 /// with `total_intervals` values each (zero-padded), `date` the cohort start in the project
 /// timezone (`2020-06-10T00:00:00Z`, or with its offset).

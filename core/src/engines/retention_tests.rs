@@ -765,7 +765,8 @@ fn expand(
         .collect()
 }
 
-/// The retention matrix straight from §5.3's definitions, without masks (the oracle).
+/// The retention matrix straight from the definitions of docs/retention.md#cohorts and #returns,
+/// without masks (the oracle).
 fn oracle(
     evs: &[Ev],
     range: &RetentionRange,
@@ -864,7 +865,7 @@ fn run(q: &InsightQuery, evs: &[Ev], now: DateTime<Utc>) -> Vec<Vec<i64>> {
     m
 }
 
-/// A triangle as the doc shows it, padded with zeros to `width`.
+/// A triangle as PostHog's retention test cases show it, padded with zeros to `width`.
 fn padded(rows: &[&[i64]], width: usize) -> Vec<Vec<i64>> {
     rows.iter()
         .map(|r| {
@@ -885,7 +886,7 @@ fn pv(actor: u32, ts: DateTime<Utc>) -> Ev {
     }
 }
 
-/// `d(n)` of §11.7: 2020-06-(10+n) 05:00 UTC, plus `h` hours.
+/// `d(n)` of PostHog's retention test cases: 2020-06-(10+n) 05:00 UTC, plus `h` hours.
 fn d(n: i64, h: i64) -> DateTime<Utc> {
     t("2020-06-10T05:00:00Z") + chrono::TimeDelta::days(n) + chrono::TimeDelta::hours(h)
 }

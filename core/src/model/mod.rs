@@ -28,13 +28,13 @@ use crate::error::{QueryError, Result};
 /// could find); the guard keeps the per-person step machine and its bitmasks small.
 pub const MAX_FUNNEL_STEPS: usize = 20;
 
-/// Default conversion window, in `window_unit`s (§3.1).
+/// Default conversion window, in `window_unit`s (docs/funnels.md#input).
 pub const DEFAULT_FUNNEL_WINDOW_INTERVAL: i64 = 14;
 
-/// Default number of retention intervals (§5.1).
+/// Default number of retention intervals (docs/retention.md#input).
 pub const DEFAULT_RETENTION_INTERVALS: u32 = 11;
 
-/// Every `math` name we accept on a series (§4.2 plus PostHog's funnel maths).
+/// Every `math` name we accept on a series (docs/trends.md#maths plus PostHog's funnel maths).
 pub const MATH_NAMES: &[&str] = &[
     "total",
     "dau",
@@ -81,13 +81,13 @@ const STICKINESS_MATHS: &[&str] = &[
     "hogql",
 ];
 
-/// Trends intervals (§1.3).
+/// Trends intervals (docs/dates.md#intervals-and-buckets).
 pub const INTERVAL_NAMES: &[&str] = &["minute", "hour", "day", "week", "month"];
 
-/// Conversion-window units (§1.4).
+/// Conversion-window units (docs/dates.md#funnel-conversion-windows).
 pub const WINDOW_UNIT_NAMES: &[&str] = &["second", "minute", "hour", "day", "week", "month"];
 
-/// Breakdown types (§3.7, §4.5).
+/// Breakdown types (docs/funnels.md#breakdowns-and-attribution, docs/trends.md#breakdowns).
 pub const BREAKDOWN_TYPE_NAMES: &[&str] = &[
     "event",
     "person",
@@ -116,7 +116,7 @@ pub const DISPLAY_NAMES: &[&str] = &[
     "CalendarHeatmap",
 ];
 
-/// Displays that aggregate the whole range into one number per series (§4.4).
+/// Displays that aggregate the whole range into one number per series (docs/trends.md#displays).
 const TOTAL_VALUE_DISPLAYS: &[&str] = &[
     "BoldNumber",
     "ActionsPie",
@@ -283,7 +283,7 @@ macro_rules! choice_enum {
 }
 
 choice_enum!(
-    /// Funnel step order (§3.3–3.5).
+    /// Funnel step order (docs/funnels.md#step-orders).
     FunnelOrder default Ordered { Ordered => "ordered", Strict => "strict", Unordered => "unordered" }
 );
 choice_enum!(
@@ -291,7 +291,8 @@ choice_enum!(
     FunnelViz default Steps { Steps => "steps", Trends => "trends", TimeToConvert => "time_to_convert" }
 );
 choice_enum!(
-    /// Which event's breakdown value labels a person in a funnel (§3.7).
+    /// Which event's breakdown value labels a person in a funnel
+    /// (docs/funnels.md#breakdowns-and-attribution).
     AttributionType default FirstTouch {
         FirstTouch => "first_touch", LastTouch => "last_touch", AllEvents => "all_events", Step => "step"
     }
@@ -301,7 +302,7 @@ choice_enum!(
     StepReference default Total { Total => "total", Previous => "previous" }
 );
 choice_enum!(
-    /// How retention assigns people to cohorts (§5.3).
+    /// How retention assigns people to cohorts (docs/retention.md#cohorts).
     RetentionType default Recurring {
         Recurring => "retention_recurring",
         FirstTime => "retention_first_time",
@@ -317,7 +318,8 @@ choice_enum!(
     RetentionReference default Total { Total => "total", Previous => "previous" }
 );
 choice_enum!(
-    /// Stickiness: actors active in exactly k buckets, or in at least k (§6.1).
+    /// Stickiness: actors active in exactly k buckets, or in at least k
+    /// (docs/insights.md#stickiness).
     StickinessComputation default NonCumulative { NonCumulative => "non_cumulative", Cumulative => "cumulative" }
 );
 
@@ -442,13 +444,14 @@ pub struct BreakdownSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Breakdown {
     pub values: Vec<BreakdownSpec>,
-    /// `None`: the engine's default (25, §3.7/§4.5).
+    /// `None`: the engine's default (25: docs/funnels.md#breakdowns-and-attribution,
+    /// docs/trends.md#breakdowns).
     pub limit: Option<u32>,
     /// Drop the "Other" series.
     pub hide_other: bool,
 }
 
-/// Compare with a previous period (§4.6).
+/// Compare with a previous period (docs/trends.md#compare).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Compare {
     /// A relative date such as `-1w` to shift by; `None` means the preceding equal-length period.
@@ -463,7 +466,7 @@ pub struct Exclusion {
     pub to_step: usize,
 }
 
-/// Funnel options (§3.1); `Default` gives PostHog's defaults.
+/// Funnel options (docs/funnels.md#input); `Default` gives PostHog's defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunnelOptions {
     pub order: FunnelOrder,
@@ -503,7 +506,8 @@ impl Default for FunnelOptions {
 
 impl FunnelOptions {
     /// The conversion window in seconds: absolute, so a month is 31 days and DST is ignored
-    /// (§1.3, §1.4). Saturates rather than overflowing on absurd intervals.
+    /// (docs/dates.md#funnel-conversion-windows). Saturates rather than overflowing on absurd
+    /// intervals.
     pub fn window_seconds(&self) -> i64 {
         let unit: i64 = match self.window_unit.as_str() {
             "second" => 1,
@@ -524,7 +528,7 @@ pub struct Formula {
     pub custom_name: Option<String>,
 }
 
-/// Trends options (§4.1); `Default` gives PostHog's defaults.
+/// Trends options (docs/trends.md#input); `Default` gives PostHog's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrendsOptions {
     /// One of [`DISPLAY_NAMES`]; `ActionsLineGraph` by default.
@@ -546,18 +550,18 @@ impl Default for TrendsOptions {
 }
 
 impl TrendsOptions {
-    /// Whether the display aggregates the whole range into one value (§4.4).
+    /// Whether the display aggregates the whole range into one value (docs/trends.md#displays).
     pub fn is_total_value(&self) -> bool {
         TOTAL_VALUE_DISPLAYS.contains(&self.display.as_str())
     }
 
-    /// Whether the display is cumulative (§4.4).
+    /// Whether the display is cumulative (docs/trends.md#displays).
     pub fn is_cumulative(&self) -> bool {
         self.display == "ActionsLineGraphCumulative"
     }
 }
 
-/// Retention options (§5.1); `Default` gives PostHog's defaults.
+/// Retention options (docs/retention.md#input); `Default` gives PostHog's defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetentionOptions {
     pub target_entity: Entity,
@@ -594,7 +598,7 @@ pub struct PathCleaningFilter {
     pub alias: String,
 }
 
-/// Paths options (§7.1); `Default` gives PostHog's defaults.
+/// Paths options (docs/insights.md#paths); `Default` gives PostHog's defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PathsOptions {
     /// Subset of [`PATH_TYPE_NAMES`]; empty means every event name.
@@ -637,7 +641,8 @@ impl Default for PathsOptions {
     }
 }
 
-/// "Active" in a stickiness bucket means `operator value` events there (§6.1, SK10).
+/// "Active" in a stickiness bucket means `operator value` events there
+/// (docs/insights.md#stickiness; PostHog's stickiness test case SK10).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StickinessCriteria {
     /// One of [`STICKINESS_OPERATOR_NAMES`].
@@ -645,14 +650,15 @@ pub struct StickinessCriteria {
     pub value: i64,
 }
 
-/// Stickiness options (§6.1).
+/// Stickiness options (docs/insights.md#stickiness).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StickinessOptions {
     pub computed_as: StickinessComputation,
     pub criteria: Option<StickinessCriteria>,
 }
 
-/// Lifecycle options (§6.2). Display-only: the engine always computes all four statuses.
+/// Lifecycle options (docs/insights.md#lifecycle). Display-only: the engine always computes all
+/// four statuses.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LifecycleOptions {
     /// Subset of [`LIFECYCLE_NAMES`].
@@ -1179,7 +1185,8 @@ fn entity_common(
 }
 
 /// Maths that need an argument must have it where math is computed (trends, stickiness); funnels
-/// ignore most maths (§3.1) and lifecycle/retention none apply, so they are not checked there.
+/// ignore most maths (docs/funnels.md#input) and lifecycle/retention none apply, so they are not
+/// checked there.
 fn check_math_arguments(e: &Entity, kind: InsightKind) -> Result<()> {
     if !matches!(kind, InsightKind::Trends | InsightKind::Stickiness) {
         return Ok(());
@@ -1205,7 +1212,7 @@ fn check_math_arguments(e: &Entity, kind: InsightKind) -> Result<()> {
     Ok(())
 }
 
-/// `intervalCount` > 1 is not supported for weeks (§1.3).
+/// `intervalCount` > 1 is not supported for weeks (docs/dates.md#intervals-and-buckets).
 fn check_interval_count(q: &InsightQuery, attr: &str) -> Result<()> {
     if q.interval.as_deref() == Some("week") && q.interval_count > 1 {
         return Err(QueryError::invalid(
@@ -1870,7 +1877,7 @@ fn parse_lifecycle(m: &Map<String, Value>, key: &str) -> Result<LifecycleOptions
 }
 
 // ---------------------------------------------------------------------------------------------
-// Funnel validation (§3.2)
+// Funnel validation (docs/funnels.md#validation)
 // ---------------------------------------------------------------------------------------------
 
 impl InsightQuery {

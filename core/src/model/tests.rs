@@ -791,7 +791,8 @@ fn funnel_step_count_bounds() {
 
 #[test]
 fn funnel_step_math_is_not_checked() {
-    // §3.1: per-step math is ignored in funnels, so a property math without its property parses.
+    // docs/funnels.md#input: per-step math is ignored in funnels, so a property math without its
+    // property parses.
     let v = json!({"insight": "FUNNELS", "events": [
         {"id": "a", "order": 0, "math": "sum"}, {"id": "b", "order": 1, "math": "first_time_for_user"}]});
     let q = parse(&v);

@@ -1,5 +1,6 @@
-//! Funnel correlation (§8.3): which events, event properties or person properties go with
-//! converting (or dropping off) in a funnel. Pure Rust; the extension runs the SQL.
+//! Funnel correlation (docs/funnels.md#correlation): which events, event properties or person
+//! properties go with converting (or dropping off) in a funnel. Pure Rust; the extension runs the
+//! SQL.
 //!
 //! Three steps, each a function here:
 //! 1. [`parse_request`]: the funnel query plus the correlation parameters, in PostHog's legacy

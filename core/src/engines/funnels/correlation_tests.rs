@@ -13,7 +13,7 @@ fn cand(e: &str, s: u64, f: u64) -> Candidate {
 
 #[test]
 fn odds_ratio_matches_the_worked_example() {
-    // §8.3: S = 7, F = 11, s = 5, f = 1 → (6 × 11) / (3 × 2) = 11.
+    // docs/funnels.md#correlation: S = 7, F = 11, s = 5, f = 1 → (6 × 11) / (3 × 2) = 11.
     assert_eq!(odds_ratio(5, 1, 7, 11), 11.0);
     // PostHog's docstring table with the prior: (5+1)(10+1)/((2+1)(1+1)) = 11.
     assert_eq!(odds_ratio(5, 1, 7, 11), 66.0 / 6.0);

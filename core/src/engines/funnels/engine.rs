@@ -3,15 +3,15 @@
 //! step results.
 //!
 //! The SQL layer computes, per actor (person, group, …), the events that matter and marks each one
-//! with bitmasks ([`Ev`]); everything here is plain Rust over those marks. The state machines are a
-//! port of the rules in `shared/docs/posthog-semantics.md` §3.3–§3.11, checked against PostHog's
-//! funnel UDF (`funnel-udf/src/{steps,unordered_steps,trends,unordered_trends}.rs`).
+//! with bitmasks ([`Ev`]); everything here is plain Rust over those marks. The state machines
+//! implement the rules of docs/funnels.md (step orders through time to convert), checked against
+//! PostHog's funnel UDF (`funnel-udf/src/{steps,unordered_steps,trends,unordered_trends}.rs`).
 //!
 //! Cost: one in-place sort (O(n log n)); the ordered and strict machines are O(n) after it
 //! (O(n · steps) for strict resets), the unordered one O(n · steps). Nothing is allocated per event:
 //! a run allocates its scratch state once.
 //!
-//! # Semantic choices where the digest is silent or ambiguous
+//! # Semantic choices where PostHog's behaviour is unclear
 //!
 //! * **Tie order.** Events are sorted by `(ts, steps, excl, bd)`, so results never depend on input
 //!   order. Inside a group of events sharing one timestamp, PostHog's rules apply: one event (or
@@ -157,8 +157,9 @@ pub fn evaluate(spec: &Spec, events: &mut [Ev]) -> Vec<Outcome> {
     out
 }
 
-/// Funnel trends (viz "trends", §3.10) without breakdown: one `(bucket, level)` per entry bucket,
-/// sorted by bucket. `bucket_of(ts)` maps an event timestamp to its bucket key (the interval start).
+/// Funnel trends (viz "trends", docs/funnels.md#funnel-trends) without breakdown: one
+/// `(bucket, level)` per entry bucket, sorted by bucket. `bucket_of(ts)` maps an event timestamp to
+/// its bucket key (the interval start).
 ///
 /// The last step of `spec` is the conversion target, so pass a spec truncated to
 /// `funnelToStep + 1` steps, or use [`evaluate_trends_detailed`], which takes `to_step`. A bucket
@@ -214,17 +215,17 @@ pub struct WindowFunnelMode {
     pub strict_deduplication: bool,
 }
 
-/// ClickHouse `windowFunnel(window, modes…)(ts, cond1…condN)` (performance.md §2.1) for the
-/// generic aggregate: `events` are `(ts, mask)` with bit k = condition k; returns the level
+/// ClickHouse `windowFunnel(window, modes…)(ts, cond1…condN)` (docs/funnels.md#windowfunnel) for
+/// the generic aggregate: `events` are `(ts, mask)` with bit k = condition k; returns the level
 /// 0..=n. The window is measured from the chain's first step (`ts <= first + window`).
 ///
 /// Matches ClickHouse 26.9 (checked with chdb): rows are expanded into one entry per matched
 /// condition and sorted by `(ts, condition)`, so at one timestamp lower conditions come first and a
-/// single row matching conditions 1 and 2 reaches level 2 (the digest's "later step first" wording
-/// does not match the source). In `strict_order` mode rows matching nothing are entries that come
-/// before all others at their timestamp and stop the search once a chain has started, as does a step
-/// whose previous level was never reached. `strict_deduplication`: a repeated condition (other than
-/// the first) stops the search, and the level found so far is returned (the post-#37177 behaviour).
+/// single row matching conditions 1 and 2 reaches level 2 (a "later step first" reading does not
+/// match the source). In `strict_order` mode rows matching nothing are entries that come before all
+/// others at their timestamp and stop the search once a chain has started, as does a step whose
+/// previous level was never reached. `strict_deduplication`: a repeated condition (other than the
+/// first) stops the search, and the level found so far is returned (the post-#37177 behaviour).
 /// `strict_increase`: a step must be strictly later than the previous one.
 pub fn window_funnel(
     window: i64,
@@ -396,11 +397,12 @@ impl Tally {
         }
     }
 
-    /// Breakdown values ranked as §3.7 says (deepest step count desc, then the previous step, …;
-    /// ties by `bd` ascending), the top `limit` kept in that order, the rest merged into one last
-    /// series with `bd = OTHER_BD` ("Other"), unless `no_other` (cohort breakdowns: all kept) or
-    /// `limit` is `None`. Merged counts add up and merged times are recomputed from the raw times.
-    /// No outcome at all gives an empty list (PostHog's `results: []`).
+    /// Breakdown values ranked as docs/funnels.md#breakdowns-and-attribution says (deepest step
+    /// count desc, then the previous step, …; ties by `bd` ascending), the top `limit` kept in that
+    /// order, the rest merged into one last series with `bd = OTHER_BD` ("Other"), unless
+    /// `no_other` (cohort breakdowns: all kept) or `limit` is `None`. Merged counts add up and
+    /// merged times are recomputed from the raw times. No outcome at all gives an empty list
+    /// (PostHog's `results: []`).
     pub fn finish(self, limit: Option<usize>, no_other: bool) -> Vec<SeriesResult> {
         let n = self.num_steps;
         let mut ranked: Vec<(u32, Acc)> = self.by_bd.into_iter().collect();
@@ -429,12 +431,13 @@ impl Tally {
     }
 }
 
-/// `time_to_convert` histogram (§3.11), as PostHog's query computes it: bin count = `bin_count`
-/// clamped to 1..=90, else `ceil(cbrt(converters))` clamped to 1..=60 (a perfect cube counts as
-/// exact); `min = floor(min time)`, `max = ceil(max time)`, width = `ceil((max - min) / bins)` or
-/// 60 s when that is 0; `bins + 1` entries starting at `min + i * width`; a time `t` counts in entry
-/// `floor((t - min) / width)`. No converters gives zero counts from 0 (min = max = 0, width 60).
-/// Non-finite times are ignored. F44: `[60, 360]` → `[(60, 1), (210, 0), (360, 1)]`.
+/// `time_to_convert` histogram (docs/funnels.md#time-to-convert), as PostHog's query computes it:
+/// bin count = `bin_count` clamped to 1..=90, else `ceil(cbrt(converters))` clamped to 1..=60 (a
+/// perfect cube counts as exact); `min = floor(min time)`, `max = ceil(max time)`, width =
+/// `ceil((max - min) / bins)` or 60 s when that is 0; `bins + 1` entries starting at
+/// `min + i * width`; a time `t` counts in entry `floor((t - min) / width)`. No converters gives
+/// zero counts from 0 (min = max = 0, width 60). Non-finite times are ignored. F44: `[60, 360]` →
+/// `[(60, 1), (210, 0), (360, 1)]`.
 pub fn time_to_convert_bins(times: &[f64], bin_count: Option<u32>) -> Vec<(f64, u64)> {
     let finite = || times.iter().copied().filter(|t| t.is_finite());
     let count = finite().count();

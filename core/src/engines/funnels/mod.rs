@@ -802,7 +802,8 @@ fn take<'a, 'e>(slot: &Slot<'a, 'e>) -> Option<&'a mut [&'e mut [Ev]]> {
     slot.lock().ok().and_then(|mut c| c.take())
 }
 
-/// The breakdown label of a value id: `Other` for the merged rest (§3.7), `""` for null.
+/// The breakdown label of a value id: `Other` for the merged rest
+/// (docs/funnels.md#breakdowns-and-attribution), `""` for null.
 fn bd_label(bd: u32, names: &[Option<String>]) -> Value {
     if bd == u32::MAX {
         return json!("Other");

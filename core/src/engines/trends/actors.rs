@@ -1,4 +1,5 @@
-//! Trends actors (§8.2 `persons/trends/`): the actors behind one data point of a trends result.
+//! Trends actors (`persons/trends/`, docs/trends.md#actors): the actors behind one data point of a
+//! trends result.
 //! Pure Rust; the extension runs the one statement planned here.
 //!
 //! The request is the trends filter plus what the result item's `persons_urls` carry:

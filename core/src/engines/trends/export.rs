@@ -1,4 +1,5 @@
-//! `GET /insights/trend/?format=csv` (§9.6): the rendered trends `result` as PostHog's CSV.
+//! `GET /insights/trend/?format=csv` (docs/trends.md#csv-export): the rendered trends `result` as
+//! PostHog's CSV.
 //!
 //! PostHog builds one dict per result item, `{"series": action.custom_name or label,
 //! <labels[i]>: data[i], …}`, and renders the list with rest_framework_csv: the header is the

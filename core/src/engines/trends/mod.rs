@@ -6,9 +6,9 @@
 //! then previous when `compare`), in the order PostHog emits its result items. Every statement
 //! returns rows `(bucket timestamptz, breakdown text, value float8)`, one per (bucket, breakdown
 //! value) with data; `breakdown` is NULL without a breakdown (and for missing values), and the
-//! value is never NULL. Total-value displays (§4.4) run one aggregation over the whole range per
-//! series: their `bucket` is the range start and is ignored. Every user value is a `$n`
-//! parameter of the same [`Param`] kinds as funnels.
+//! value is never NULL. Total-value displays (docs/trends.md#displays) run one aggregation over the
+//! whole range per series: their `bucket` is the range start and is ignored. Every user value is a
+//! `$n` parameter of the same [`Param`] kinds as funnels.
 //!
 //! # Statement shapes (`W` = `e.project_id = $p AND e."timestamp" >= $from AND e."timestamp" <=
 //! $to AND <entity> AND <global properties> AND <test account filters> [AND <cohort>]`, `B` =
@@ -34,7 +34,7 @@
 //! (`min(B)` per actor), and the renderer sums. Histogram breakdowns add
 //! `WITH pgi_mm AS MATERIALIZED (SELECT min(x), max(x) …)` and label equal-width bins.
 //!
-//! # Math (§4.2)
+//! # Math (docs/trends.md#maths)
 //! * `total` count(*); `dau` distinct persons (groups of `aggregation_group_type_index` when
 //!   set); `unique_group` distinct non-empty `group_N`; `unique_session` distinct non-empty
 //!   `session_id`.
@@ -50,7 +50,7 @@
 //!   `count(*)`, `count(distinct x)`, `uniq(x)`, `uniqExact(x)`, `sum/avg/min/max/median(x)`.
 //!   Anything else is 22023 on `events__i__math_hogql`.
 //!
-//! # Rendering (§4.3–§4.7)
+//! # Rendering (docs/trends.md, result items to formulas)
 //! Zero-filled buckets; breakdown values ranked by their total (desc, ties by value asc), the top
 //! `breakdown_limit` (25, WorldMap 250) kept and the rest summed into
 //! `$$_posthog_breakdown_other_$$` (unless `breakdown_hide_other_aggregation`); missing or empty
@@ -75,9 +75,9 @@ use crate::engines::funnels::{Lookups, Project, url_encode};
 use crate::error::{QueryError, Result};
 use crate::model::{BreakdownProperty, CohortRef, Entity, EntityKind, InsightKind, InsightQuery};
 
-/// The breakdown value of events without one (§4.5).
+/// The breakdown value of events without one (docs/trends.md#breakdowns).
 pub const BREAKDOWN_NULL: &str = "$$_posthog_breakdown_null_$$";
-/// The breakdown value of the merged values beyond the limit (§4.5).
+/// The breakdown value of the merged values beyond the limit (docs/trends.md#breakdowns).
 pub const BREAKDOWN_OTHER: &str = "$$_posthog_breakdown_other_$$";
 /// Default `breakdown_limit`.
 pub const DEFAULT_BREAKDOWN_LIMIT: usize = 25;
@@ -388,7 +388,7 @@ fn hogql_aggregate(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Formulas (§4.7)
+// Formulas (docs/trends.md#formulas)
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, PartialEq)]
@@ -543,7 +543,8 @@ fn parse_formula(src: &str, series: usize) -> Result<Expr> {
     Ok(e)
 }
 
-/// Evaluate with missing series as 0 and division by zero as 0 (§4.7); never NaN or infinite.
+/// Evaluate with missing series as 0 and division by zero as 0 (docs/trends.md#formulas); never NaN
+/// or infinite.
 fn eval(e: &Expr, vars: &[f64]) -> f64 {
     let v = match e {
         Expr::Num(n) => *n,
@@ -875,7 +876,7 @@ impl Run<'_, '_> {
             }
             Math::FirstTime { .. } => self.simple(b, "count(DISTINCT e.person_id)", w),
             Math::Active { days } if total => {
-                // The N days ending at date_to (§4.4).
+                // The N days ending at date_to (docs/trends.md#displays).
                 let start = self
                     .range
                     .to
@@ -1023,7 +1024,8 @@ pub(crate) fn normalize_url(x: &str) -> String {
 }
 
 /// The bin label `[lo,hi]` of `pgi_hx.x` among `k` equal-width bins over `[pgi_mm.lo,
-/// pgi_mm.hi]`; the last bin ends at max + 0.01 (§4.5, T19); edges floored to 2 decimals.
+/// pgi_mm.hi]`; the last bin ends at max + 0.01 (docs/trends.md#breakdowns; PostHog's trends test
+/// case T19); edges floored to 2 decimals.
 fn histogram_label(k: &str) -> String {
     let idx = format!(
         "LEAST({k} - 1, CASE WHEN pgi_mm.hi > pgi_mm.lo THEN floor((pgi_hx.x - pgi_mm.lo) * {k} / (pgi_mm.hi - pgi_mm.lo)) ELSE 0 END)"

@@ -96,7 +96,8 @@ fn row(d: u32, bd: Option<&str>, v: f64) -> Row {
     }
 }
 
-/// Fixture "TQ" (§11.6): (person, browser, event, day of January 2020), all at 12:00Z.
+/// Fixture "TQ" of PostHog's trends test cases: (person, browser, event, day of January 2020), all
+/// at 12:00Z.
 const TQ: &[(u8, &str, &str, u32)] = &[
     (1, "Chrome", "$pageview", 11),
     (1, "Chrome", "$pageview", 12),
