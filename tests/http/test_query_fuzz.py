@@ -1,4 +1,5 @@
-"""Fuzzing the funnel query path (parse → compile → execute) with random and hostile input.
+"""Fuzzing the query paths (parse → compile → execute) of funnels, stickiness, lifecycle and
+paths with random and hostile input.
 
 Seeded (`PGI_FUZZ_SEED`, default below), so every case id names one fixed input. Cases:
 * `filters-NNN`: random property filters (every type and operator plus garbage, hostile keys and
@@ -9,7 +10,29 @@ Seeded (`PGI_FUZZ_SEED`, default below), so every case id names one fixed input.
 * `actors-NNN`: random funnels with a random step and breakdown, via `insights.funnel_actors`;
 * `http-NNN`: a subset through nginx → PostgREST (`/insights/funnel/` and `/persons/funnel/`,
   GET with legacy query parameters and POST with JSON bodies, raw bodies and query strings,
-  hostile or foreign project ids).
+  hostile or foreign project ids);
+* `stickiness-NNN` / `lifecycle-NNN`: random stickiness and lifecycle queries, legacy filters
+  (`insight` and/or `shown_as`) and StickinessQuery/LifecycleQuery nodes: series of events,
+  actions, all events and hostile names with random maths (unique_group, hogql, property maths…),
+  intervals, intervalCount, dates, compare/compare_to, stickinessCriteria, computedAs,
+  toggledLifecycles, filter_test_accounts, aggregation_group_type_index and the random property
+  filters above, via SQL `insights.<kind>_json`, the typed `insights.<kind>` and `trend_json`;
+* `paths-NNN`: random paths queries (legacy and PathsQuery): include_event_types (also hogql with
+  random and hostile paths_hogql_expression), start/end points, step_limit, groupings and
+  exclusions with regex metacharacters, local_path_cleaning_filters with valid, hostile and
+  invalid regexes and aliases with `\\1` / `$1` (their growth is capped: BUG_PATHS_GROWTH), team
+  rules through path_replacements, edge limits and weights (also max < min), funnel paths with a
+  random funnel and funnel_step (also garbage), via `insights.paths_json` / `insights.paths`;
+* `periods-actors-NNN`: `insights.stickiness_actors` (random interval counts, entity_id /
+  entity_type), `insights.lifecycle_actors` (random target dates and statuses) and
+  `insights.paths_actors` (random start / end / drop-off keys);
+* `periods-http-NNN`: a subset through nginx → PostgREST: `/insights/trend/` and
+  `/insights/path/` (GET with JSON-encoded parameters, POST), `POST /query/` with random refresh
+  modes, `persons/stickiness/`, `persons/lifecycle/`, `persons/path/` (GET and POST, random keys,
+  dates, statuses, limit/offset), raw bodies and query strings, foreign project ids.
+
+The fuzz project also holds ~10 weeks of sessions (pageviews with hostile URLs, $screen events
+with hostile names, custom events) and team path cleaning rules with group references.
 
 For every case: SQL errors must be client errors (SQLSTATE class 22 or 42, never XX000 or
 anything else); HTTP answers 200, or 400/404 with PostHog's error body; every call returns within
@@ -18,7 +41,7 @@ row; and neither the canary's value nor a secret planted in another project ever
 answer. Injection payloads name the real canary table (`__CANARY__` is substituted at run time).
 
 Known product bugs are xfail(strict=True) on the exact case (KNOWN_BUGS) and as minimal
-regression cases (`regression-*`).
+cases (`regression-*`: OPEN_BUGS are xfail(strict=True), REGRESSIONS are fixed bugs).
 """
 
 import json
@@ -41,6 +64,11 @@ N_FILTER_CASES = 200
 N_FUNNEL_CASES = 300
 N_ACTOR_CASES = 60
 N_HTTP_CASES = 120
+N_STICKINESS_CASES = 150
+N_LIFECYCLE_CASES = 120
+N_PATHS_CASES = 200
+N_PERIODS_ACTOR_CASES = 80
+N_PERIODS_HTTP_CASES = 120
 CALL_LIMIT_S = 10.0
 CANARY = "__CANARY__"  # replaced by the real canary table name at run time
 ACTION_ID = "__ACTION_ID__"  # replaced by the id of an action of the fuzz project
@@ -48,6 +76,8 @@ COHORT_ID = "__COHORT_ID__"  # … a property cohort of the fuzz project
 STATIC_COHORT_ID = "__STATIC_COHORT_ID__"  # … a static cohort of the fuzz project
 ACTION_ID_STR = "__ACTION_ID_STR__"  # … the action id as a string
 OTHER_PROJECT = "__OTHER_PROJECT__"  # … the id of another project (the key has no access to it)
+OTHER_ACTION_ID = "__OTHER_ACTION__"  # … an action of that other project (named after its secret)
+OTHER_COHORT_ID = "__OTHER_COHORT__"  # … a cohort of that other project (named after its secret)
 
 # ------------------------------------------------------------------------------------------------
 # Hostile material
@@ -134,6 +164,74 @@ BAD_DATE_STRINGS = [
 
 WINDOW_UNITS = ["second", "minute", "hour", "day", "week", "month", "Days", "HOUR", "weeks",
                 "MONTHS", "year", "quarter", "fortnight", "", "d", "s", None, 5, ["day"]]
+
+# Stickiness, lifecycle and paths
+
+INTERVALS = ["day", "day", "hour", "week", "month", "minute"]
+BAD_INTERVALS = ["year", "quarter", "", "Day", "days", "second", "hour; --", 5, ["day"], {"i": 1}]
+COMPARE_TO = ["-1d", "-1w", "-2w", "-1m", "-1y", "-7d", "-24h", "-1q", "-1h", "-3650d"]
+LIFECYCLE_STATUSES = ["new", "returning", "resurrecting", "dormant"]
+PERIODS_MATHS = ["dau", "total", "weekly_active", "monthly_active", "unique_group", None, "sum",
+                 "min_count_per_actor", "hogql", "unique_session", "first_time_for_user", "avg"]
+
+# HogQL path items (`paths_hogql_expression`): the safe subset, its edges, and what it rejects.
+HOGQL_EXPRESSIONS = [
+    "event", "properties.$current_url", "properties.$screen_name", "distinct_id", "person_id",
+    "concat(event, ' → ', properties.$browser)", "lower(properties.$current_url)",
+    "path(properties.$current_url)", "domain(properties.$current_url)", "properties.edge",
+    "coalesce(properties.nope, event)", "if(event = '$pageview', properties.$current_url, event)",
+    "replaceAll(event, '$', '')", "substring(event, 1, 3)", "properties['we''ird']",
+    "properties.nested.a.b", "toString(toDate(timestamp))", "toString(timestamp)",
+    "multiIf(event = 'signup', 'S', event = 'purchase', 'P', 'other')", "$group_0",
+    "person.properties.email", "match(event, '^\\\\$')", "toString(length(properties.edge))",
+    "concat(properties.edge, properties.edge, properties.edge)", "'constant'", "null",
+    "toString(1 / 0)", "toString(properties.amount * 1e300)",
+    "toString(dateDiff('day', timestamp, now()))",
+    "group_0.properties.name", "properties.`sem;colon`", "toString(toInt(properties.amount))",
+    "match(event, '(')", "match(properties.$current_url, '(a+)+$')", "startsWith(event, '$')",
+    "toString(toStartOfWeek(timestamp))", "`event`", "\"distinct_id\"",
+]
+BAD_HOGQL_EXPRESSIONS = [
+    "", "count()", "sum(properties.amount)", f"event; DROP TABLE public.{CANARY}",
+    f"(SELECT x FROM public.{CANARY})", "event -- comment", "/* x */ event", "event::text",
+    "arrayJoin([1, 2])", "'unterminated", "(((((", "a" * 4001, "(" * 70 + "event" + ")" * 70,
+    "toString(" * 70 + "event" + ")" * 70, "x -> x", "event || 'x'", "pg_sleep(5)",
+    "sleep(5)", "concat()", "if(event)", "properties.$current_url ? 'a' : 'b'",
+    "event FROM insights.events", "toString(timestamp) AT TIME ZONE 'UTC'", "1 +", "properties.",
+    "properties[1]", "e.properties", "current_setting('x')", "CASE WHEN 1 THEN 2 END",
+    "event BETWEEN 'a' AND 'b'", "INTERVAL 1 DAY", "toString(10000000000000000000000)",
+]
+
+# Cleaning rules `{regex, alias}` (RE2 syntax): valid, hostile and invalid regexes; aliases with
+# group references in both spellings.
+PATH_REGEXES = [
+    "\\?(.*)", "/\\d+(/|\\?)?", "^https?://[^/]+", "(.)", "(?i)PAGE", "[0-9]+", "x\\.test", "^",
+    "$", "", ".*", "(a|b)*", "(?P<name>x)", "\\b", "\\p{L}+", "[[:alpha:]]", "(?s).", "é", "🎉",
+    "a{0,100}", "(?:x)+", "/$", "^/", "\\$", "'", ";", "--", "\\\\", "[$]", "(.*)(.*)",
+    "((((((((((x))))))))))", "\\w+", "[^/]+$", "(?m)^a", "\\Q(\\E",
+]
+BAD_PATH_REGEXES = [
+    "(", "[a-", "a{99999}", "(?<=x)", "(?!x)", "\\x{110000}", "(?P<1>x)", "*", "a**", "\\",
+    "(?z)", "\\1", "(?P<n>a)(?P<n>b)", "[z-a]", "\\p{Nope}", "(" * 300 + ")" * 300,
+    "\\w{1000}{1000}", "(?:a{1000}){1000}", "[[:nope:]]", ")", "a{2,1}",
+]
+PATH_ALIASES = [
+    "", "/<id>", "?<param>", "\\1", "$1", "${1}", "\\0", "\\\\1", "$$", "$name", "${name}", "\\9",
+    "\\", "$", "x\\1y$1z${1}", "\\1\\1", "<\\2>", "${0}", "$0", "\\a", "🎉", "'", "\\'", "%s",
+]
+
+PATH_GROUPINGS = [
+    "/about*", "*", "**", "https://x.test/*", "*test*", "(.*)", "[a-", "\\*", "^$", "a{99999}",
+    "/bar/*/foo", "$pageview", "*?*", "(?i)x", "%", "_", "\\", "*" * 300, "*.*", "$*", "|", "{",
+    "/x%_", "/(a+)+$", "\\1", "$1", "Home*", "*🎉*",
+]
+PATH_POINTS = [
+    "/", "https://x.test", "https://x.test/", "https://x.test/a?q='1'", "$pageview", "signup",
+    "purchase", "/x%_", "...", "Home", "Settings", "(", "*", "/(a+)+$", "/[a-", "",
+]
+# Path items the fuzz data produces, to build node keys ("<step>_<item>") of paths actors.
+PATH_ITEMS = PATH_POINTS + ["$autocapture", "$identify", "$screen", "Home*", "https://x.test/*",
+                           "/about*"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -543,6 +641,403 @@ class Gen:
             return self.legacy_funnel(steps)
         return self.node_funnel(steps)
 
+    # --- stickiness and lifecycle ---------------------------------------------------------------
+
+    def short(self, v):
+        """`v` cut to 200 characters when strings must stay short (GET)."""
+        return v[:200] if self.small and isinstance(v, str) else v
+
+    def interval(self):
+        return self.vg(INTERVALS, BAD_INTERVALS)
+
+    def periods_date(self):
+        """A date_from that mostly covers the fuzz data (the last ~10 weeks), else any date."""
+        return self.vg([lambda: self.pick(["-7d", "-14d", "-30d", "-90d", "all", "-1w", "-1m",
+                                           "-3m", "mStart", "-1mStart", "-2w", "-24h"]),
+                        self.date], [self.date])
+
+    def interval_count(self):
+        return self.vg([1, 1, 2, 3, 7, 24, 100, "2", None],
+                       [0, -1, 2**32, 2**63, 1.5, "x", 10**30, [2]])
+
+    def compare_to(self):
+        return self.vg(COMPARE_TO + [None], [self.date, "", "1d", "-0d", "+1d", 5, ["-1d"]])
+
+    def hogql(self):
+        """A HogQL expression: mostly valid, often rejected or hostile."""
+        return self.short(self.vg(
+            [lambda: self.pick(HOGQL_EXPRESSIONS), lambda: self.pick(HOGQL_EXPRESSIONS),
+             lambda: self.pick(BAD_HOGQL_EXPRESSIONS), self.string],
+            [5, None, ["event"], {"e": 1}]))
+
+    def periods_math(self, entity):
+        """Series math for stickiness/lifecycle, with the arguments it needs (or not)."""
+        entity["math"] = self.vg(PERIODS_MATHS, ["garbage", "", 5, "DAU", ["dau"]])
+        if entity["math"] == "unique_group" or self.chance(0.1):
+            entity["math_group_type_index"] = self.group_index()
+        if entity["math"] in ("sum", "avg") or self.chance(0.05):
+            entity["math_property"] = self.key()
+        if entity["math"] == "hogql" or self.chance(0.05):
+            entity["math_hogql"] = self.hogql()
+
+    def foreign(self, target):
+        """Sometimes name the other project's action or cohort instead (must not leak)."""
+        if isinstance(target, dict) and self.chance(0.04):
+            if self.chance(0.5):
+                target["properties"] = [{"key": "id", "value": OTHER_COHORT_ID,
+                                         "type": "cohort"}]
+            elif "kind" in target:
+                target.update(kind="ActionsNode", id=OTHER_ACTION_ID)
+                target.pop("event", None)
+            else:
+                target.update(type="actions", id=OTHER_ACTION_ID)
+
+    def periods_entity(self, node, order):
+        e = self.node_entity() if node else self.legacy_entity(order)
+        self.foreign(e)
+        if self.chance(0.4):
+            self.periods_math(e)
+        if isinstance(e.get("custom_name"), str):
+            e["custom_name"] = self.short(e["custom_name"])
+        return e
+
+    def criteria(self):
+        c = {"operator": self.vg(["gte", "lte", "exact"], ["GT", "eq", "", None, 5, "gte; --"]),
+             "value": self.vg([0, 1, 2, 3, 10, 2**31, "2", 2**63 - 1],
+                              [-1, 2**63, 10**30, "x", 1.5, None, [1]])}
+        for k in ("operator", "value"):
+            if self.chance(0.1):
+                del c[k]
+        return c if not self.chance(self.bad) else self.pick(["x", [], 5, None, "{}"])
+
+    def legacy_periods(self, insight):
+        """A legacy STICKINESS or LIFECYCLE filter (`/insights/trend/`)."""
+        sticky = insight == "STICKINESS"
+        n = self.vg([1, 1, 1, 2, 3, 5] if sticky else [1, 1, 1, 1, 2], [0, 12])
+        entities = [self.periods_entity(False, i) for i in range(n)]
+        q = {}
+        roll = self.r.random()
+        if roll < 0.6:
+            q["insight"] = self.vg([insight, insight.lower()], ["TRENDS", "RETENTION", "", None,
+                                                               5, insight + "; --"])
+        elif roll < 0.85:
+            q["shown_as"] = self.vg([insight.title()], [insight, "stickiness", "", None, 5])
+            if self.chance(0.5):
+                q["insight"] = "TRENDS"
+        elif roll < 0.95:
+            q["insight"], q["shown_as"] = insight, insight.title()
+        q["events"] = [e for e in entities if e.get("type") != "actions"]
+        actions = [e for e in entities if e.get("type") == "actions"]
+        if actions or self.chance(0.3):
+            q["actions"] = actions
+        opts = {
+            "date_from": self.periods_date,
+            "date_to": lambda: self.date() if self.chance(0.3) else None,
+            "explicit_date": lambda: self.vg([True, False, "true"], ["x", 5]),
+            "interval": self.interval,
+            "interval_count": self.interval_count,
+            "properties": self.properties,
+            "filter_test_accounts": lambda: self.vg([True, False, "true", None], [1, "x"]),
+            "aggregation_group_type_index": self.group_index,
+            "breakdown": self.breakdown,
+            "display": lambda: self.vg(["ActionsLineGraph", "ActionsTable", "BoldNumber"],
+                                       ["Nope", 5]),
+        }
+        if sticky:
+            opts.update({
+                "compare": lambda: self.vg([True, True, False, "true"], ["x", 5]),
+                "compare_to": self.compare_to,
+                "computed_as": lambda: self.vg(["non_cumulative", "cumulative"],
+                                               ["CUMULATIVE", "", None, 5]),
+                "stickiness_criteria": self.criteria,
+            })
+        else:
+            opts["toggled_lifecycles"] = lambda: self.vg(
+                [lambda: self.r.sample(LIFECYCLE_STATUSES, self.r.randrange(0, 5))],
+                [["nope"], "new", [5], [None, "new"], ["new; --"]])
+        for name, make in opts.items():
+            if self.chance(0.3):
+                q[name] = make()
+        if self.chance(0.2):  # GET-style: JSON-encoded values in strings
+            for k in ("events", "actions", "properties", "stickiness_criteria"):
+                if k in q and not isinstance(q[k], str) and self.chance(0.7):
+                    q[k] = json.dumps(q[k])
+        if self.chance(0.1):
+            q[self.short(self.string())[:60]] = self.value()
+        return q
+
+    def node_periods(self, kind):
+        """A StickinessQuery or LifecycleQuery (maybe in an InsightVizNode)."""
+        sticky = kind == "StickinessQuery"
+        n = self.vg([1, 1, 1, 2, 3, 5] if sticky else [1, 1, 1, 1, 2], [0, 12])
+        q = {"kind": self.vg([kind], ["TrendsQuery", "FunnelsQuery", kind.lower(), None, ""]),
+             "series": [self.periods_entity(True, i) for i in range(n)]}
+        if self.chance(0.6):
+            dr = {"date_from": self.periods_date(),
+                  "date_to": self.date() if self.chance(0.3) else None}
+            if self.chance(0.3):
+                dr["explicitDate"] = self.vg([True, False], ["x"])
+            q["dateRange"] = dr if not self.chance(self.bad) else self.pick(["-7d", [], 5])
+        if self.chance(0.4):
+            q["interval"] = self.interval()
+        if self.chance(0.3):
+            q["intervalCount"] = self.interval_count()
+        if self.chance(0.3):
+            q["properties"] = self.properties()
+        if self.chance(0.2):
+            q["filterTestAccounts"] = self.vg([True, False], ["x", 1])
+        if self.chance(0.15):
+            q["aggregation_group_type_index"] = self.group_index()
+        options = {}
+        if sticky:
+            if self.chance(0.3):
+                cf = {"compare": self.vg([True, True, False], ["x"])}
+                if self.chance(0.5):
+                    cf["compare_to"] = self.compare_to()
+                q["compareFilter"] = cf if not self.chance(self.bad) else self.pick(["x", []])
+            if self.chance(0.3):
+                options["computedAs"] = self.vg(["non_cumulative", "cumulative"],
+                                                ["Cumulative", "", None, 5])
+            if self.chance(0.3):
+                options["stickinessCriteria"] = self.criteria()
+            if self.chance(0.05):  # the older placement of compare
+                options["compare"] = True
+        else:
+            if self.chance(0.3):
+                options["toggledLifecycles"] = self.vg(
+                    [lambda: self.r.sample(LIFECYCLE_STATUSES, self.r.randrange(0, 5))],
+                    [["nope"], "new", [5]])
+            if self.chance(0.1):
+                options["showValuesOnSeries"] = self.vg([True, False], ["x"])
+        if options or self.chance(0.2):
+            key = "stickinessFilter" if sticky else "lifecycleFilter"
+            q[key] = options if not self.chance(self.bad) else self.pick(["x", [], 5])
+        if self.chance(0.1):
+            q = {"kind": "InsightVizNode", "source": q}
+        if self.chance(self.bad / 2):
+            q["series"] = self.pick([json.dumps(q.get("series", [])), None, "x", {}])
+        return q
+
+    def periods(self, insight, bad=None):
+        """A random stickiness ("STICKINESS") or lifecycle ("LIFECYCLE") query, either form."""
+        self.new_case()
+        if bad is not None:
+            self.bad = bad
+        if self.chance(self.bad / 3):
+            return self.pick([lambda: json.dumps(self.legacy_periods(insight)), lambda: None,
+                              list, lambda: 5, lambda: "x", dict])()
+        if self.chance(0.5):
+            return self.legacy_periods(insight)
+        return self.node_periods("StickinessQuery" if insight == "STICKINESS"
+                                 else "LifecycleQuery")
+
+    # --- paths ----------------------------------------------------------------------------------
+
+    def path_types(self):
+        types = self.r.sample(["$pageview", "$screen", "custom_event", "hogql"],
+                              self.r.randrange(0, 4))
+        return self.vg([types, types, types, ["hogql"], json.dumps(types)],
+                       [["$nope"], [""], [None], [5], ["PAGEVIEW"], ["$pageview; --"], "x", 5,
+                        {"a": 1}, "$pageview"])
+
+    def path_point(self):
+        return self.short(self.vg([lambda: self.pick(PATH_POINTS), self.string,
+                                   lambda: self.pick(EVENT_NAMES), None],
+                                  [5, ["/"], {"a": 1}, True]))
+
+    def path_list(self, material):
+        """groupings / exclude_events: a list of strings (or its JSON text)."""
+        items = [self.short(self.vg([lambda: self.pick(material), self.string],
+                                    [None, 5, ["x"], {"a": 1}]))
+                 for _ in range(self.r.randrange(0, 4))]
+        return self.vg([items, items, lambda: json.dumps(items)], ["x", 5, {"a": 1}, [[1]]])
+
+    def edge_number(self):
+        return self.vg([None, 0, 1, 2, 3, 5, 50, 1000, 2**31 - 1, 2**32 - 1, "3"],
+                       [-1, 2**32, 2**63, 1.5, "x", 10**30, [1]])
+
+    def cleaning_rules(self, growth_limit=400):
+        """`local_path_cleaning_filters`. Each rule can multiply an item's length by at most
+        len(alias) + 1, so aliases are cut to keep the product under `growth_limit` (an unbounded
+        product exhausts the backend: see BUG_PATHS_GROWTH)."""
+        rules, growth = [], 1
+        for _ in range(self.r.randrange(0, 5)):
+            rule = {"regex": self.short(self.vg(
+                        [lambda: self.pick(PATH_REGEXES), lambda: self.pick(PATH_REGEXES),
+                         lambda: self.pick(PATH_REGEXES), lambda: self.pick(BAD_PATH_REGEXES),
+                         self.string], [5, None, ["x"], {"r": 1}])),
+                    "alias": self.vg([lambda: self.pick(PATH_ALIASES),
+                                      lambda: self.pick(PATH_ALIASES) + self.pick(PATH_ALIASES),
+                                      self.string], [None, 5, ["x"]])}
+            if self.chance(0.05):
+                del rule[self.pick(["regex", "alias"])]
+            if isinstance(rule.get("alias"), str):
+                rule["alias"] = rule["alias"][:max(0, growth_limit // growth - 1)]
+                growth *= len(rule["alias"]) + 1
+            rules.append(rule if not self.chance(self.bad) else self.pick(["x", 5, None, []]))
+        return rules if not self.chance(self.bad) else self.pick(["x", 5, {"regex": "x"}])
+
+    def funnel_for_paths(self, node):
+        """The funnel of funnel paths: a random funnel (2–4 steps) with a random funnel_step."""
+        steps = self.pick([2, 2, 3, 4])
+        bad = self.bad
+        f = self.node_funnel(steps) if node else self.legacy_funnel(steps)
+        self.bad = bad
+        step = self.vg([1, 2, -2, 3, -3, "2", steps, -steps],
+                       [0, -1, 99, -99, 2**63, -(2**63) - 1, "x", None, 1.5, [1], " 2 "])
+        return f, step
+
+    def legacy_paths(self):
+        q = {}
+        if self.chance(0.8):
+            q["insight"] = self.vg(["PATHS", "paths"], ["TRENDS", "FUNNELS", None, "PATH", 5])
+        types = self.path_types() if self.chance(0.5) else None
+        if types is not None:
+            q["include_event_types"] = types
+        opts = {
+            "path_type": lambda: self.vg(["$pageview", "$screen", "custom_event"],
+                                         ["hogql", "$nope", 5, None]),
+            "paths_hogql_expression": self.hogql,
+            "start_point": self.path_point,
+            "end_point": self.path_point,
+            "step_limit": lambda: self.vg([1, 2, 3, 5, 10, 20, 2**32 - 1, "4"],
+                                          [0, -1, 2**32, "many", 1.5, None]),
+            "path_groupings": lambda: self.path_list(PATH_GROUPINGS),
+            "exclude_events": lambda: self.path_list(PATH_ITEMS),
+            "edge_limit": self.edge_number,
+            "min_edge_weight": self.edge_number,
+            "max_edge_weight": self.edge_number,
+            "local_path_cleaning_filters": self.cleaning_rules,
+            "path_replacements": lambda: self.vg([True, False, "true"], ["x", 5]),
+            "date_from": self.periods_date,
+            "date_to": lambda: self.date() if self.chance(0.3) else None,
+            "explicit_date": lambda: self.vg([True, False], ["x"]),
+            "properties": self.properties,
+            "filter_test_accounts": lambda: self.vg([True, False, None], [1, "x"]),
+            "interval": self.interval,
+        }
+        for name, make in opts.items():
+            if self.chance(0.3):
+                q[name] = make()
+        if isinstance(types, list) and "hogql" in types and self.chance(0.8):
+            q["paths_hogql_expression"] = self.hogql()
+        if self.chance(0.04):  # the other project's cohort (must not leak)
+            q["properties"] = [{"key": "id", "value": OTHER_COHORT_ID, "type": "cohort"}]
+        if self.chance(0.07):
+            q["min_edge_weight"], q["max_edge_weight"] = self.pick([(5, 2), (2, 1), (1, 0),
+                                                                    (2**32 - 1, 0), (3, 3)])
+        if self.chance(0.15):  # funnel paths
+            q["funnel_paths"] = self.vg(["funnel_path_after_step", "funnel_path_before_step",
+                                         "funnel_path_between_steps"],
+                                        ["funnel_path_sideways", "", None, 5, "AFTER"])
+            f, step = self.funnel_for_paths(node=False)
+            f["funnel_step"] = step
+            q["funnel_filter"] = self.vg([f, f, lambda: json.dumps(f)],
+                                         ["{", "[]", 5, "x", None, {}, '{"a": 1}', " {}"])
+        if self.chance(0.2):  # GET-style: JSON-encoded values in strings
+            for k in ("include_event_types", "path_groupings", "exclude_events", "properties",
+                      "local_path_cleaning_filters"):
+                if k in q and not isinstance(q[k], str) and self.chance(0.7):
+                    q[k] = json.dumps(q[k])
+        if self.chance(0.1):
+            q[self.short(self.string())[:60]] = self.value()
+        return q
+
+    def node_paths(self):
+        pf = {}
+        opts = {
+            "includeEventTypes": self.path_types,
+            "pathsHogQLExpression": self.hogql,
+            "startPoint": self.path_point,
+            "endPoint": self.path_point,
+            "stepLimit": lambda: self.vg([1, 2, 3, 5, 10, 2**32 - 1], [0, -1, "many", None]),
+            "pathGroupings": lambda: self.path_list(PATH_GROUPINGS),
+            "excludeEvents": lambda: self.path_list(PATH_ITEMS),
+            "edgeLimit": self.edge_number,
+            "minEdgeWeight": self.edge_number,
+            "maxEdgeWeight": self.edge_number,
+            "localPathCleaningFilters": self.cleaning_rules,
+            "pathReplacements": lambda: self.vg([True, False], ["x"]),
+        }
+        for name, make in opts.items():
+            if self.chance(0.3):
+                pf[name] = make()
+        if isinstance(pf.get("includeEventTypes"), list) and "hogql" in pf["includeEventTypes"] \
+                and self.chance(0.8):
+            pf["pathsHogQLExpression"] = self.hogql()
+        q = {"kind": self.vg(["PathsQuery"], ["TrendsQuery", "pathsQuery", None, ""])}
+        if pf or self.chance(0.5):
+            q["pathsFilter"] = pf if not self.chance(self.bad) else self.pick(["x", [], 5])
+        if self.chance(0.5):
+            q["dateRange"] = {"date_from": self.periods_date(),
+                              "date_to": self.date() if self.chance(0.3) else None}
+        if self.chance(0.3):
+            q["properties"] = self.properties()
+        if self.chance(0.15):
+            q["filterTestAccounts"] = self.vg([True, False], ["x"])
+        if self.chance(0.04):  # the other project's cohort (must not leak)
+            q["properties"] = [{"key": "id", "value": OTHER_COHORT_ID, "type": "cohort"}]
+        if self.chance(0.15):
+            f, step = self.funnel_for_paths(node=True)
+            fpf = {"funnelPathType": self.vg(["funnel_path_after_step", "funnel_path_before_step",
+                                              "funnel_path_between_steps"],
+                                             ["funnel_path_sideways", "", None, 5]),
+                   "funnelStep": step, "funnelSource": f}
+            if self.chance(0.3):  # a legacy funnel filter as the source
+                fpf["funnelSource"] = self.legacy_funnel(self.pick([2, 3]))
+            for k in ("funnelPathType", "funnelStep", "funnelSource"):
+                if self.chance(self.bad):
+                    del fpf[k]
+            q["funnelPathsFilter"] = fpf if not self.chance(self.bad) else self.pick(["x", 5])
+        if self.chance(0.1):
+            q = {"kind": "InsightVizNode", "source": q}
+        return q
+
+    def paths(self, bad=None):
+        self.new_case()
+        if bad is not None:
+            self.bad = bad
+        if self.chance(self.bad / 3):
+            return self.pick([lambda: json.dumps(self.legacy_paths()), lambda: None, list,
+                              lambda: 5, lambda: "x", dict])()
+        if self.chance(0.5):
+            return self.legacy_paths()
+        return self.node_paths()
+
+    def path_key(self):
+        """A node key "<step>_<item>" of a paths result, or garbage."""
+        return self.short(self.vg(
+            [lambda: f"{self.pick([1, 1, 2, 3, 4, 5])}_{self.pick(PATH_ITEMS)}",
+             lambda: f"{self.pick([1, 2])}_{self.string()}", None],
+            ["", " ", "abc", "1_", "_x", "0_x", "-1_x", "99999999999999999999999_x", "1", "1__",
+             self.string]))
+
+    def periods_actor_extra(self, kind, query):
+        """The actor parameters of one kind: (SQL argument values, HTTP parameters)."""
+        if kind == "stickiness":
+            k = self.vg([1, 1, 2, 3, 5, 10, 100], [0, -1, 2**63 - 1, -(2**63)])
+            extra = {"stickiness_days": self.vg([k, str(k)],
+                                                ["x", "", None, 2**40, "1; --", 1.5, "-1"])}
+            if self.chance(0.3):
+                extra["entity_id"] = self.vg(
+                    [lambda: self.pick(EVENT_NAMES), ACTION_ID, ACTION_ID_STR],
+                    [5, None, [1], {"a": 1}, self.string, 999999999])
+                extra["entity_type"] = self.vg(["events", "actions"],
+                                               ["x", None, 5, "ACTIONS"])
+            return (k,), extra
+        if kind == "lifecycle":
+            date = self.short(self.vg(DATE_STRINGS, BAD_DATE_STRINGS + [self.string]))
+            status = self.short(self.vg(LIFECYCLE_STATUSES, ["NEW", "", "x", "dormant; --",
+                                                             self.string, "new ", "Returning"]))
+            if self.chance(0.05):
+                date, status = self.pick([(None, status), (date, None)])
+            return (date, status), {"target_date": date, "lifecycle_type": status}
+        keys = [self.path_key(), self.path_key(), self.path_key()]
+        for i in range(3):
+            if self.chance(0.5):
+                keys[i] = None
+        return tuple(keys), dict(zip(("path_start_key", "path_end_key", "path_dropoff_key"), keys))
+
 
 def filter_case(g):
     """A two-step funnel whose global, step or exclusion filters are random."""
@@ -666,6 +1161,126 @@ def generate_cases(seed):
                         content_type=g.pick(["application/json", "text/plain",
                                              "application/x-www-form-urlencoded"]))
         cases.append(case)
+    cases += generate_periods_cases(seed)
+    return cases
+
+
+PERIODS_SQL = {"stickiness": "STICKINESS", "lifecycle": "LIFECYCLE"}
+PERSONS_PATHS = {"stickiness": "persons/stickiness/", "lifecycle": "persons/lifecycle/",
+                 "paths": "persons/path/"}
+PERIODS_QS = [
+    "events=%00", "insight=STICKINESS&events=%ZZ", "insight=LIFECYCLE&events=%5B",
+    "insight=STICKINESS&insight=LIFECYCLE", "shown_as=Stickiness&events=1e400",
+    "insight=STICKINESS&stickiness_criteria=%7B%22value%22%3A1e400%7D",
+    "insight=LIFECYCLE&events=%5B%7B%22id%22%3A%22a%5Cu0000b%22%7D%5D",
+    "insight=STICKINESS&interval_count=1e400", "insight=STICKINESS&compare=true&compare_to=%00",
+    "local_path_cleaning_filters=%5B%7B%22regex%22%3A%22(%22%7D%5D",
+    "local_path_cleaning_filters=" + "%5B" * 1000,
+    "path_groupings=%5B%22%5Cu0000%22%5D", "include_event_types=%5B%22hogql%22%5D"
+    "&paths_hogql_expression=%27%3B%20DROP%20TABLE%20public.__CANARY__%3B%20--",
+    "funnel_paths=funnel_path_after_step&funnel_filter=%7B", "step_limit=1e400",
+    "funnel_paths=funnel_path_after_step&funnel_filter=%7B%22funnel_step%22%3A1e400%7D",
+    "stickiness_days=%00", "stickiness_days=1e400", "target_date=%00&lifecycle_type=new",
+    "target_date=-7d&lifecycle_type=%C3", "path_start_key=%00", "path_end_key=" + "%5B" * 500,
+    "date_from=%27%3B%20DROP%20TABLE%20public.__CANARY__%3B%20--",
+]
+
+
+def generate_periods_cases(seed):
+    """Stickiness, lifecycle and paths cases (see the module docstring)."""
+    cases = []
+    for kind, n in (("stickiness", N_STICKINESS_CASES), ("lifecycle", N_LIFECYCLE_CASES)):
+        g = Gen(random.Random(f"{seed}-{kind}"))
+        for i in range(n):
+            q = g.periods(PERIODS_SQL[kind])
+            roll = g.r.random()
+            fn = (f"{kind}_rows" if roll < 0.12 else
+                  "trend_json" if roll < 0.24 and isinstance(q, dict) and "kind" not in q else
+                  f"{kind}_json")
+            cases.append({"id": f"{kind}-{i:03d}", "kind": fn, "query": q, "bad": g.bad})
+    g = Gen(random.Random(f"{seed}-paths"))
+    for i in range(N_PATHS_CASES):
+        q = g.paths()
+        kind = "paths_rows" if g.chance(0.15) else "paths_json"
+        cases.append({"id": f"paths-{i:03d}", "kind": kind, "query": q, "bad": g.bad})
+    g = Gen(random.Random(f"{seed}-periods-actors"))
+    for i in range(N_PERIODS_ACTOR_CASES):
+        which = g.pick(["stickiness", "lifecycle", "paths"])
+        bad = g.pick([0.0, 0.0, 0.0, 0.02])
+        q = g.paths(bad=bad) if which == "paths" else g.periods(PERIODS_SQL[which], bad=bad)
+        args, extra = g.periods_actor_extra(which, q)
+        if which == "stickiness" and isinstance(q, dict):  # the series, named in the query
+            q.update({k: v for k, v in extra.items() if k.startswith("entity_")})
+        cases.append({"id": f"periods-actors-{i:03d}", "kind": f"{which}_actors", "query": q,
+                      "args": list(args)})
+    g = Gen(random.Random(f"{seed}-periods-http"))
+    small = Gen(random.Random(f"{seed}-periods-http-get"), small=True)
+    for i in range(N_PERIODS_HTTP_CASES):
+        roll = g.r.random()
+        small.new_case()
+        which = g.pick(["stickiness", "lifecycle", "paths"])
+        path = "insights/path/" if which == "paths" else "insights/trend/"
+        case = {"id": f"periods-http-{i:03d}"}
+        if roll < 0.25:
+            q = g.paths() if which == "paths" else g.periods(PERIODS_SQL[which])
+            case.update(kind="http_post", path=path, query=q)
+        elif roll < 0.45:
+            if which == "paths":
+                q = small.legacy_paths()
+            else:
+                q = small.legacy_periods(PERIODS_SQL[which])
+            case.update(kind="http_get", path=path, query=q)
+        elif roll < 0.6:
+            g.new_case()
+            q = (g.node_paths() if which == "paths" else
+                 g.node_periods("StickinessQuery" if which == "stickiness" else "LifecycleQuery"))
+            body = {"query": q}
+            if g.chance(0.6):
+                body["refresh"] = g.pick(["blocking", "force_blocking", True, False, "garbage", 5,
+                                          "force_cache", "", None])
+            case.update(kind="http_query", body_json=body)
+        elif roll < 0.82:
+            method = g.pick(["http_persons_post", "http_persons_get"])
+            gen = small if method == "http_persons_get" else g
+            if which == "paths":
+                q = gen.paths(bad=gen.pick([0.0, 0.0, 0.02]))
+            else:
+                q = gen.periods(PERIODS_SQL[which], bad=gen.pick([0.0, 0.0, 0.02]))
+            if method == "http_persons_get" and (not isinstance(q, dict) or "kind" in q):
+                q = small.legacy_paths() if which == "paths" else \
+                    small.legacy_periods(PERIODS_SQL[which])
+            _, extra = gen.periods_actor_extra(which, q)
+            case.update(kind=method, query=q, persons_path=PERSONS_PATHS[which], extra=extra)
+            if g.chance(0.2):
+                case["limit"] = g.pick(["abc", "-1", "0", "1", "99999999999999", "1.5", ""])
+            if g.chance(0.2):
+                case["offset"] = g.pick(["abc", "-5", "0", "3", "99999999999999", "2147483648"])
+        elif roll < 0.88:
+            case.update(kind="http_qs", qs=g.pick(PERIODS_QS),
+                        path=g.pick([path, PERSONS_PATHS[which]]))
+        elif roll < 0.92:
+            q = (small.legacy_paths() if which == "paths" else
+                 small.legacy_periods(PERIODS_SQL[which]))
+            case.update(kind="http_project", query=q,
+                        project=g.pick([OTHER_PROJECT, "abc", "-1", "0", "99999999999999999999",
+                                        "1'; DROP TABLE public.__CANARY__; --", "$$", "1 OR 1=1",
+                                        "999999999"]),
+                        path=g.pick([path, PERSONS_PATHS[which]]))
+        else:
+            body = g.pick([
+                b"{not json", b"", b"[]", b"null", b'"a string"', b"5",
+                json.dumps(json.dumps(g.legacy_paths())).encode(),
+                b'{"insight": "STICKINESS", "events": [{"id": "$pageview"}], "x": 1e400}',
+                b'{"insight": "LIFECYCLE", "events": "[{\\"id\\": \\"$pageview\\"}]"}',
+                b'{"query": {"kind": "PathsQuery", "pathsFilter": {"stepLimit": 1e400}}}',
+                b'{"query": {"kind": "StickinessQuery", "series": []}, "refresh": 1e400}',
+                b"\xff\xfe\x00garbage", ("{" * 5000).encode(), b'{"a":' * 300 + b"1" + b"}" * 300,
+                b"insight=PATHS&step_limit=3",
+            ])
+            case.update(kind="http_raw", body=body, path=g.pick([path, "query/"]),
+                        content_type=g.pick(["application/json", "text/plain",
+                                             "application/x-www-form-urlencoded"]))
+        cases.append(case)
     return cases
 
 
@@ -697,10 +1312,74 @@ BUG_HTTP = ("BUG-3 GET|POST /api/projects/:id/persons/funnel/ with funnel_step_b
             "or a JSON list nested 128+ deep answers HTTP 500 server_error (BUG-1/BUG-2 reached "
             "through api.persons_funnel's ::jsonb cast) instead of 400")
 
-# Generated cases (default seed) that hit known bugs: case id → reason. BUG-1..3 are fixed (the
-# extension now parses jsonb arguments itself and answers 22P02), so none is expected to fail;
-# the cases below stay as regression tests.
-KNOWN_BUGS: dict[str, str] = {}
+BUG_LIFECYCLE_GROUPS = (
+    "BUG-4 lifecycle with a series math unique_group (math_group_type_index N, no "
+    "aggregation_group_type_index) raises SQLSTATE 42883 'operator does not exist: bigint = text' "
+    "(core/src/lifecycle.rs build(): the actor is the group key, but its creation period is looked "
+    "up as insights.persons.id = s.actor); from SQL insights.lifecycle_json/lifecycle/"
+    "lifecycle_actors and trend_json that is a class-42 error, over HTTP (/insights/trend/, "
+    "POST /query/, persons/lifecycle/) an HTTP 500 server_error instead of a result or a 400")
+BUG_PATHS_GROWTH = (
+    "BUG-5 paths cleaning rules (local_path_cleaning_filters, and the team's path_cleaning_filters "
+    "with path_replacements) lengthen an item without bound: one rule can make it len(alias)+1 "
+    "times longer (regex '(.)' with alias '\\1' ten times: x10), so k rules give x10^k, in time "
+    "and memory. The Rust loop that applies them (core/src/paths.rs PathRules::item) never checks "
+    "for interrupts, so statement_timeout does not stop it (with statement_timeout 1s, 7 such "
+    "rules on a 4-character item ran 11 s and were cancelled only afterwards). Each further rule "
+    "multiplies time and memory by 10 again: a handful of rules in one request can exhaust the "
+    "backend. /insights/path/, POST /query/ and persons/path/ run the same code. The fuzz "
+    "generator caps the product of len(alias)+1 at 400 so that random cases cannot take the "
+    "stack down")
+
+# Generated cases that hit known bugs: case id → reason. Keys are case ids of the default seed,
+# or "<seed>:<case id>" for the PGI_FUZZ_SEED runs they were seen in. BUG-1..3 are fixed (the
+# extension now parses jsonb arguments itself and answers 22P02), so none of their cases is
+# expected to fail; they stay as regression tests. The default seed hits no open bug: BUG-4 and
+# BUG-5 are pinned by the minimal cases in OPEN_BUGS.
+KNOWN_BUGS: dict[str, str] = {
+    seed_case: BUG_LIFECYCLE_GROUPS for seed_case in (  # seeds 1–75 were run
+        "1:periods-http-094", "4:periods-http-012", "7:periods-http-025", "13:periods-http-012",
+        "24:periods-http-042", "28:periods-http-006", "32:periods-http-114", "40:periods-http-066",
+        "42:periods-http-106", "46:periods-http-031", "47:periods-http-051", "65:periods-http-098",
+        "72:periods-http-083", "73:periods-http-058", "73:periods-http-066", "73:periods-http-110")
+}
+
+_LIFECYCLE_GROUPS = {"insight": "LIFECYCLE", "date_from": "-14d",
+                     "events": [{"id": "$pageview", "math": "unique_group",
+                                 "math_group_type_index": 0}]}
+
+# Open bugs as minimal, exact inputs: xfail(strict=True) until fixed (then move them to
+# REGRESSIONS).
+OPEN_BUGS = [
+    ("regression-lifecycle-unique-group-trend",
+     {"kind": "http_post", "path": "insights/trend/", "query": _LIFECYCLE_GROUPS},
+     BUG_LIFECYCLE_GROUPS + "; input: POST /insights/trend/ {\"insight\": \"LIFECYCLE\", "
+     "\"events\": [{\"id\": \"$pageview\", \"math\": \"unique_group\", "
+     "\"math_group_type_index\": 0}]} → HTTP 500 "
+     "(SQL: insights.lifecycle_json(p, the same) → 42883)"),
+    ("regression-lifecycle-unique-group-query",
+     {"kind": "http_query", "body_json": {"query": {
+         "kind": "LifecycleQuery", "series": [{"kind": "EventsNode", "event": "$pageview",
+                                               "math": "unique_group",
+                                               "math_group_type_index": 0}]}}},
+     BUG_LIFECYCLE_GROUPS + "; input: POST /query/ {\"query\": {\"kind\": \"LifecycleQuery\", "
+     "\"series\": [{\"kind\": \"EventsNode\", \"event\": \"$pageview\", \"math\": "
+     "\"unique_group\", \"math_group_type_index\": 0}]}} → HTTP 500"),
+    ("regression-lifecycle-unique-group-persons",
+     {"kind": "http_persons_post", "persons_path": "persons/lifecycle/", "query": _LIFECYCLE_GROUPS,
+      "extra": {"target_date": "-1d", "lifecycle_type": "new"}},
+     BUG_LIFECYCLE_GROUPS + "; input: POST /persons/lifecycle/ {…the same filter…, "
+     "\"target_date\": \"-1d\", \"lifecycle_type\": \"new\"} → HTTP 500"),
+    ("regression-paths-cleaning-growth",
+     {"kind": "paths_json", "query": {
+         "insight": "PATHS", "include_event_types": ["hogql"],
+         "paths_hogql_expression": "'abcde'",
+         "local_path_cleaning_filters": [{"regex": "(.)", "alias": "\\1" * 10}] * 7}},
+     BUG_PATHS_GROWTH + "; input: insights.paths_json(p, {\"insight\": \"PATHS\", "
+     "\"include_event_types\": [\"hogql\"], \"paths_hogql_expression\": \"'abcde'\", "
+     "\"local_path_cleaning_filters\": 7 × {\"regex\": \"(.)\", \"alias\": "
+     "\"\\\\1\\\\1…\" (\\1 ten times)}}) takes > 10 s (one 50 MB item; the answer is [])"),
+]
 
 # The fixed bugs as minimal, exact inputs (regression tests).
 REGRESSIONS = [
@@ -745,12 +1424,16 @@ def _params():
     out = []
     for c in generate_cases(SEED):
         marks = []
-        if SEED == DEFAULT_SEED and c["id"] in KNOWN_BUGS:
-            marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[c["id"]]))
+        key = c["id"] if SEED == DEFAULT_SEED else f"{SEED}:{c['id']}"
+        if key in KNOWN_BUGS:
+            marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[key]))
         out.append(pytest.param(c, id=c["id"], marks=marks))
     for rid, case, reason in REGRESSIONS:
         # Fixed bugs: each minimal input must now be a clean client error (or a result).
         out.append(pytest.param(dict(case, id=rid, fixed_bug=reason), id=rid))
+    for rid, case, reason in OPEN_BUGS:
+        out.append(pytest.param(dict(case, id=rid), id=rid,
+                                marks=pytest.mark.xfail(strict=True, reason=reason)))
     return out
 
 
@@ -811,6 +1494,43 @@ def _dataset(rng, now):
                    "timestamp": now.isoformat(),
                    "properties": {"$group_type": "company", "$group_key": "acme",
                                   "$group_set": {"name": "Acme 'n' Co", "industry": "x;--"}}})
+    return events
+
+
+def _periods_dataset(rng, now):
+    """Sessions over ~10 weeks for stickiness, lifecycle and paths: pageviews whose URLs hold
+    regex metacharacters, group references, injections and trailing slashes; $screen events with
+    such names; custom events; some with a group."""
+    ids = [f"period-{i}" for i in range(14)] + ["o'neil", "ünï 🎉", "$$"]
+    urls = ["/", "", "https://x.test/", "https://x.test/a/b/", "https://x.test/page/12/item?id=7",
+            "https://x.test/a?q='1'", "/(a+)+$", "/[a-", "/\\1/$1/${1}", "/*", "/.../", "/x%_",
+            "/ünï/🎉", "/" + "a" * 300, "/'; DROP TABLE public.x; --", "/about_1", "/about_2/",
+            None]
+    screens = ["Home", "Settings", "(", "$1", "\\1", "*", "", None, "we'ird\"sc;reen", "🎉",
+               "Home/"]
+    customs = ["signup", "purchase", "we'ird\"ev;ent --", "100%_off", "back\\slash"]
+    events = []
+    for _ in range(45):
+        did = rng.choice(ids)
+        t = now - timedelta(days=rng.choice([0, 0, 1, 2, 3, 6, 7, 8, 13, 14, 20, 29, 31, 45, 70]),
+                            minutes=rng.randrange(0, 1440))
+        for _ in range(rng.randrange(1, 7)):
+            t += timedelta(seconds=rng.choice([0, 1, 30, 60, 600, 1799, 1800, 3600]))
+            if t > now:
+                break
+            roll = rng.random()
+            if roll < 0.5:
+                name, props = "$pageview", {"$current_url": rng.choice(urls)}
+            elif roll < 0.75:
+                name, props = "$screen", {"$screen_name": rng.choice(screens)}
+            else:
+                name, props = rng.choice(customs), {}
+            props = {k: v for k, v in props.items() if v is not None}
+            props["$browser"] = rng.choice(["Chrome", "Firefox", "O'Reilly"])
+            if rng.random() < 0.3:
+                props["$groups"] = {"company": rng.choice(["acme", "O'Corp", "co;--"])}
+            events.append({"event": name, "distinct_id": did, "timestamp": t.isoformat(),
+                           "properties": props})
     return events
 
 
@@ -887,6 +1607,15 @@ def env(db):
             ]), project["id"])
     sql(db, "SELECT insights.capture_batch(%s, %s::jsonb)", project["id"],
         json.dumps(_dataset(rng, now)))
+    # Stickiness, lifecycle and paths data (own seed: the funnel data above stays as it was), and
+    # team path cleaning rules (applied by path_replacements) with group references.
+    sql(db, "SELECT insights.capture_batch(%s, %s::jsonb)", project["id"],
+        json.dumps(_periods_dataset(random.Random(f"{SEED}-dataset-periods"), now)))
+    sql(db, "UPDATE insights.projects SET path_cleaning_filters = %s::jsonb WHERE id = %s",
+        json.dumps([{"regex": "\\?(.*)", "alias": "?<param>"},
+                    {"regex": "/(\\d+)", "alias": "/<\\1>$1"},
+                    {"alias": "a rule without a regex"}, {"regex": 5, "alias": "x"},
+                    {"regex": "x\\.test", "alias": "'; DROP TABLE x; --"}]), project["id"])
 
     # A secret in another project: it must never show up in an answer about this one.
     secret = f"LEAK{uuid.uuid4().hex}"
@@ -910,6 +1639,15 @@ def env(db):
                             {"key": "plan", "value": "pro", "type": "person"}]}}))
     (static_id,), = sql(db, "INSERT INTO insights.cohorts (project_id, name, is_static) "
                             "VALUES (%s, 'fuzz static', true) RETURNING id", project["id"])
+    # The other project's action and cohort, named after its secret: naming them from the fuzz
+    # project must not reach them.
+    (other_action,), = sql(db, "INSERT INTO insights.actions (project_id, name, steps) "
+                               "VALUES (%s, %s, %s::jsonb) RETURNING id", other["id"], secret,
+                           json.dumps([{"event": "$pageview"}]))
+    (other_cohort,), = sql(db, "INSERT INTO insights.cohorts (project_id, name, filters) "
+                               "VALUES (%s, %s, %s::jsonb) RETURNING id", other["id"], secret,
+                           json.dumps({"properties": {"type": "AND", "values": [
+                               {"key": "plan", "value": secret, "type": "person"}]}}))
 
     canary = f"canary_{uuid.uuid4().hex[:12]}"
     canary_value = random.SystemRandom().randrange(10**8, 10**9)
@@ -924,6 +1662,7 @@ def env(db):
     yield {"project": project, "other_project_id": other["id"], "secret": secret,
            "canary": canary, "canary_value": canary_value,
            "action_id": action_id, "cohort_id": cohort_id, "static_cohort_id": static_id,
+           "other_action_id": other_action, "other_cohort_id": other_cohort,
            "events": events, "pg": pg}
     pg.close()
     with psycopg.connect(autocommit=True) as conn:  # a fresh connection: `db` may have dropped
@@ -940,7 +1679,8 @@ def substitute(case, env):
     body = case.pop("body", None)
     txt = json.dumps(case)
     for name, key in ((ACTION_ID, "action_id"), (COHORT_ID, "cohort_id"),
-                      (STATIC_COHORT_ID, "static_cohort_id")):
+                      (STATIC_COHORT_ID, "static_cohort_id"),
+                      (OTHER_ACTION_ID, "other_action_id"), (OTHER_COHORT_ID, "other_cohort_id")):
         txt = txt.replace(f'"{name}"', str(env[key])).replace(f'\\"{name}\\"', str(env[key]))
     txt = txt.replace(ACTION_ID_STR, str(env["action_id"]))
     txt = txt.replace(OTHER_PROJECT, str(env["other_project_id"]))
@@ -990,13 +1730,18 @@ def _http(env, case):
         r = requests.get(f"{BASE_URL}/api/projects/{segment}/{case['path']}", params=params,
                          headers=headers, timeout=60)
         return r.request.url.encode(), r
+    if kind == "http_query":  # POST /query/ {"query": <node>, "refresh": …}
+        data = json.dumps(case["body_json"]).encode()
+        headers["Content-Type"] = "application/json"
+        return data, requests.post(f"{BASE_URL}/api/projects/{p['id']}/query/", data=data,
+                                   headers=headers, timeout=60)
     if kind in ("http_persons_post", "http_persons_get"):
-        path = f"/api/projects/{p['id']}/persons/funnel/"
+        path = f"/api/projects/{p['id']}/{case.get('persons_path', 'persons/funnel/')}"
         for k in ("limit", "offset"):
             if k in case:
                 path += ("&" if "?" in path else "?") + f"{k}={requests.utils.quote(case[k])}"
     else:
-        path = f"/api/projects/{p['id']}/insights/funnel/"
+        path = f"/api/projects/{p['id']}/{case.get('path', 'insights/funnel/')}"
     if kind in ("http_post", "http_persons_post"):
         body = case["query"]
         if kind == "http_persons_post" and isinstance(body, dict):
@@ -1005,6 +1750,7 @@ def _http(env, case):
                 body["funnel_step"] = case["step"]
             if case.get("breakdown") is not None:
                 body["funnel_step_breakdown"] = case["breakdown"]
+            body.update(case.get("extra", {}))  # stickiness_days, target_date, path_*_key…
         data = json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
         return data, requests.post(BASE_URL + path, data=data, headers=headers, timeout=60)
@@ -1016,12 +1762,21 @@ def _http(env, case):
                 params["funnel_step"] = str(case["step"])
             if case.get("breakdown") is not None:
                 params["funnel_step_breakdown"] = case["breakdown"]
+            params.update({k: v if isinstance(v, str) else json.dumps(v)
+                           for k, v in case.get("extra", {}).items() if v is not None})
         r = requests.get(BASE_URL + path, params=params, headers=headers, timeout=60)
         return r.request.url.encode(), r
     assert kind == "http_raw"
     headers["Content-Type"] = case["content_type"]
     data = case["body"]
     return data, requests.post(BASE_URL + path, data=data, headers=headers, timeout=60)
+
+
+SQL_JSON = ("funnel_json", "trend_json", "stickiness_json", "lifecycle_json", "paths_json")
+SQL_ROWS = {"funnel_rows": "funnel", "stickiness_rows": "stickiness",
+            "lifecycle_rows": "lifecycle", "paths_rows": "paths"}
+SQL_ACTORS = {"stickiness_actors": "%s::bigint", "lifecycle_actors": "%s, %s",
+              "paths_actors": "%s, %s, %s"}
 
 
 @pytest.mark.parametrize("case", _params())
@@ -1048,10 +1803,14 @@ def test_fuzz(env, case):
         check_no_leak(env, r.text, sent.decode("utf-8", "replace"))
     else:
         query = Jsonb(case["query"])
-        if kind == "funnel_json":
-            rows, err = env["pg"].run("SELECT insights.funnel_json(%s, %s)", (pid, query))
-        elif kind == "funnel_rows":
-            rows, err = env["pg"].run("SELECT * FROM insights.funnel(%s, %s)", (pid, query))
+        if kind in SQL_JSON:
+            rows, err = env["pg"].run(f"SELECT insights.{kind}(%s, %s)", (pid, query))
+        elif kind in SQL_ROWS:
+            rows, err = env["pg"].run(f"SELECT * FROM insights.{SQL_ROWS[kind]}(%s, %s)",
+                                      (pid, query))
+        elif kind in SQL_ACTORS:
+            rows, err = env["pg"].run(f"SELECT * FROM insights.{kind}(%s, %s, {SQL_ACTORS[kind]})",
+                                      (pid, query, *case["args"]))
         else:
             bd = None if case["breakdown"] is None else Jsonb(case["breakdown"])
             rows, err = env["pg"].run("SELECT * FROM insights.funnel_actors(%s, %s, %s::int, %s)",
@@ -1064,9 +1823,9 @@ def test_fuzz(env, case):
             answer = str(err)
         else:
             answer = json.dumps(rows, default=str)
-            if kind == "funnel_json":
+            if kind in SQL_JSON:
                 assert set(rows[0][0]) >= {"result", "timezone"}, rows[0][0]
-        check_no_leak(env, answer, json.dumps(case["query"]))
+        check_no_leak(env, answer, json.dumps([case["query"], case.get("args")]))
     assert elapsed < CALL_LIMIT_S, f"call took {elapsed:.1f} s"
     check_canary(env)
 
