@@ -1332,17 +1332,12 @@ BUG_PATHS_GROWTH = (
     "stack down")
 
 # Generated cases that hit known bugs: case id → reason. Keys are case ids of the default seed,
-# or "<seed>:<case id>" for the PGI_FUZZ_SEED runs they were seen in. BUG-1..3 are fixed (the
-# extension now parses jsonb arguments itself and answers 22P02), so none of their cases is
-# expected to fail; they stay as regression tests. The default seed hits no open bug: BUG-4 and
-# BUG-5 are pinned by the minimal cases in OPEN_BUGS.
-KNOWN_BUGS: dict[str, str] = {
-    seed_case: BUG_LIFECYCLE_GROUPS for seed_case in (  # seeds 1–75 were run
-        "1:periods-http-094", "4:periods-http-012", "7:periods-http-025", "13:periods-http-012",
-        "24:periods-http-042", "28:periods-http-006", "32:periods-http-114", "40:periods-http-066",
-        "42:periods-http-106", "46:periods-http-031", "47:periods-http-051", "65:periods-http-098",
-        "72:periods-http-083", "73:periods-http-058", "73:periods-http-066", "73:periods-http-110")
-}
+# or "<seed>:<case id>" for the PGI_FUZZ_SEED runs they were seen in. BUG-1..5 are fixed (BUG-1..3:
+# the extension parses jsonb arguments itself and answers 22P02; BUG-4: lifecycle ignores a
+# series math, as PostHog does; BUG-5: cleaning rules cut an item at 8 KiB after each rule), so
+# no case is expected to fail; their minimal cases stay as regression tests. Seeds 1–75 hit BUG-4
+# in periods-http cases before the fix.
+KNOWN_BUGS: dict[str, str] = {}
 
 _LIFECYCLE_GROUPS = {"insight": "LIFECYCLE", "date_from": "-14d",
                      "events": [{"id": "$pageview", "math": "unique_group",
@@ -1350,7 +1345,10 @@ _LIFECYCLE_GROUPS = {"insight": "LIFECYCLE", "date_from": "-14d",
 
 # Open bugs as minimal, exact inputs: xfail(strict=True) until fixed (then move them to
 # REGRESSIONS).
-OPEN_BUGS = [
+OPEN_BUGS: list = []
+
+# The fixed bugs as minimal, exact inputs (regression tests).
+REGRESSIONS = [
     ("regression-lifecycle-unique-group-trend",
      {"kind": "http_post", "path": "insights/trend/", "query": _LIFECYCLE_GROUPS},
      BUG_LIFECYCLE_GROUPS + "; input: POST /insights/trend/ {\"insight\": \"LIFECYCLE\", "
@@ -1379,10 +1377,7 @@ OPEN_BUGS = [
      "\"include_event_types\": [\"hogql\"], \"paths_hogql_expression\": \"'abcde'\", "
      "\"local_path_cleaning_filters\": 7 × {\"regex\": \"(.)\", \"alias\": "
      "\"\\\\1\\\\1…\" (\\1 ten times)}}) takes > 10 s (one 50 MB item; the answer is [])"),
-]
 
-# The fixed bugs as minimal, exact inputs (regression tests).
-REGRESSIONS = [
     ("regression-number-funnel_json",
      {"kind": "funnel_json", "query": dict(_TWO_STEPS, x=10**400)},
      BUG_NUMBER + "; input: insights.funnel_json(p, '{\"insight\":\"FUNNELS\",\"events\":"

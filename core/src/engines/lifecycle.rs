@@ -121,6 +121,18 @@ fn frame(
     })
 }
 
+/// Lifecycle has no series math (PostHog ignores it): the actors are persons, or the groups of
+/// the query's `aggregation_group_type_index`, whatever math a converted trends filter carries.
+fn without_math(q: &InsightQuery) -> InsightQuery {
+    let mut q = q.clone();
+    for e in &mut q.series {
+        e.math = None;
+        e.math_group_type_index = None;
+        e.math_hogql = None;
+    }
+    q
+}
+
 /// Plan a lifecycle query (the first series; a node with more is rejected at parse time).
 pub fn plan(
     q: &InsightQuery,
@@ -129,6 +141,7 @@ pub fn plan(
     now: DateTime<Utc>,
     earliest: Option<DateTime<Utc>>,
 ) -> Result<LifecyclePlan> {
+    let q = &without_math(q);
     let f = frame(q, &project.pt, now, earliest)?;
     let mut meta = series_meta(&q.series[0], 0, lookups)?;
     if let Value::Object(m) = &mut meta.action {
@@ -139,9 +152,8 @@ pub fn plan(
             m.insert("id".into(), json!(id));
         }
     }
-    let mask_form = q.aggregation_group_type_index.is_none()
-        && q.series[0].math.as_deref() != Some("unique_group")
-        && f.window.len() <= context::MASK_PERIODS;
+    let mask_form =
+        q.aggregation_group_type_index.is_none() && f.window.len() <= context::MASK_PERIODS;
     let (sql, params) = context::with_filter_context(project, lookups, |cx| {
         if mask_form {
             build_masks(q, project, cx, &f, now)
@@ -177,6 +189,7 @@ pub fn plan_actors(
             format!("\"{status}\" is not a valid choice: new, returning, resurrecting or dormant."),
         ));
     }
+    let q = &without_math(q);
     let f = frame(q, &project.pt, now, earliest)?;
     let target = dates::bucket_start(target, f.interval, &project.pt);
     let period = f

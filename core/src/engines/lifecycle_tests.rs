@@ -271,3 +271,26 @@ fn rows_of_masks_give_l1() {
         json!([0.0, -2.0, -1.0, 0.0, -2.0, 0.0, -1.0, 0.0])
     );
 }
+
+#[test]
+fn series_math_is_ignored() {
+    // A unique_group (or hogql) math left on the series still counts persons, with their
+    // creation periods: the statement is the person mask form.
+    for math in [
+        json!({"math": "unique_group", "math_group_type_index": 0}),
+        json!({"math": "hogql", "math_hogql": "properties.$browser"}),
+    ] {
+        let mut e = json!({"id": "$pageview"});
+        for (k, v) in math.as_object().into_iter().flatten() {
+            e[k] = v.clone();
+        }
+        let p = ok(
+            json!({"insight": "LIFECYCLE", "events": [e], "date_from": "2020-01-12", "date_to": "2020-01-19"}),
+        );
+        assert!(
+            p.masks && p.sql.contains("e.person_id AS actor"),
+            "{}",
+            p.sql
+        );
+    }
+}

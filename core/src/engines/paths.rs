@@ -29,6 +29,21 @@ use crate::model::{InsightKind, InsightQuery, PathsOptions};
 /// A new path starts after a gap of at least this long (PostHog: 30 minutes).
 pub const SESSION_GAP_US: i64 = 30 * 60 * 1_000_000;
 
+/// The longest item (bytes) cleaning rules may produce; longer results are cut (on a character
+/// boundary).
+pub const MAX_ITEM_BYTES: usize = 8192;
+
+/// Cut `s` to at most `max` bytes on a character boundary.
+fn cut_to(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
 /// The item standing for the middle of a path cut between a start and an end point.
 const ELLIPSIS: &str = "...";
 
@@ -307,6 +322,9 @@ impl PathRules {
         let mut item = raw.to_string();
         for (re, alias) in &self.cleaning {
             item = re.replace_all(&item, alias.as_str()).into_owned();
+            // A rule may lengthen an item (`(.)` → `\1\1`); rules chained that way would grow it
+            // exponentially, so an item is cut at MAX_ITEM_BYTES after each rule.
+            cut_to(&mut item, MAX_ITEM_BYTES);
         }
         if let Some((pattern, _)) = self.groupings.iter().find(|(_, re)| re.is_match(&item)) {
             item = pattern.clone();

@@ -630,3 +630,19 @@ fn equal_start_and_end_points_give_no_edges() {
     let r = render(&ok(json!({"start_point": "A", "end_point": "A"})), persons);
     assert_eq!(edges(&r), vec![]);
 }
+
+#[test]
+fn cleaning_rules_cannot_grow_items_without_bound() {
+    let rule = json!({"regex": "(.)", "alias": "\\1\\1\\1\\1\\1\\1\\1\\1\\1\\1"});
+    let p = ok(
+        json!({"local_path_cleaning_filters": [rule.clone(), rule.clone(), rule.clone(), rule.clone(),
+                                                       rule.clone(), rule.clone(), rule.clone(), rule]}),
+    );
+    let item = p.rules.item("abcdé").unwrap_or_default();
+    assert!(
+        item.len() <= MAX_ITEM_BYTES && item.len() > MAX_ITEM_BYTES - 4,
+        "{}",
+        item.len()
+    );
+    assert!(item.starts_with("aaaaaaaaaa"));
+}
