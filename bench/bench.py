@@ -490,6 +490,50 @@ def norm_posthog_funnel(rows, cols, breakdown):
     return norm_rows(out, drop_zero_last=True)
 
 
+PATHS_RTOL = 1e-9  # average_conversion_time: a mean of float ms, summed in each engine's own order
+PATHS_KEEP_ROWS = 50  # paths has ~19k edges at 1M: the results file keeps the heaviest ones and a digest
+
+
+def norm_paths(rows):
+    """Paths edges (source, target, value, average ms) → sorted string tuples; the mean as repr(float)
+    (compared with a relative tolerance by paths_problems, not as text)."""
+    return sorted((str(s), str(t), str(int(v)), repr(float(a))) for s, t, v, a in rows)
+
+
+def paths_problems(ref, got, rtol=PATHS_RTOL):
+    """Differences between two normalised edge lists: missing or extra edges, duplicates, other
+    values, means further apart than rtol (relative) → lines; [] when they agree."""
+    out = []
+    for label, rows in (("reference", ref), ("this engine", got)):
+        if len({(r[0], r[1]) for r in rows}) != len(rows):
+            out.append(f"duplicate edges in {label}'s rows")
+    a, b = {(r[0], r[1]): r for r in ref}, {(r[0], r[1]): r for r in got}
+    out += [f"- {k[0]} → {k[1]}: value {a[k][2]}, only in the reference" for k in sorted(a.keys() - b.keys())]
+    out += [f"+ {k[0]} → {k[1]}: value {b[k][2]}, only here" for k in sorted(b.keys() - a.keys())]
+    for k in sorted(a.keys() & b.keys()):
+        (_, _, va, ma), (_, _, vb, mb) = a[k], b[k]
+        x, y = float(ma), float(mb)
+        if va != vb:
+            out.append(f"! {k[0]} → {k[1]}: value {va} against {vb}")
+        elif abs(x - y) > rtol * max(abs(x), abs(y)):
+            out.append(f"! {k[0]} → {k[1]}: average_conversion_time {ma} against {mb} "
+                       f"(relative {abs(x - y) / max(abs(x), abs(y)):.2e} > {rtol:g})")
+    return out
+
+
+def same_rows(kind, ref, got):
+    return not paths_problems(ref, got) if kind == "paths" else got == ref
+
+
+def paths_digest(rows):
+    """sha256 of the sorted 'source\ttarget\tvalue' lines (the means left out: engines round them
+    differently), to compare edge sets across runs."""
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(f"{r[0]}\t{r[1]}\t{r[2]}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def variants(pid, mat=None):
     """`mat`: the column materialising $browser, when there is one (pg_load)."""
     pg, dk, ch = Q.pg_queries(pid, mat), Q.duckdb_queries(), Q.chdb_queries()
@@ -559,6 +603,17 @@ def variants(pid, mat=None):
             ("pg_insights lifecycle()", "pgi:lifecycle", Q.pgi_lifecycle(pid), None),
             ("DuckDB SQL (lag/lead over person-days)", "duckdb", dk["lifecycle"], None),
             ("chdb groupUniqArray + ARRAY JOIN", "chdb", ch["lifecycle"], None),
+        ],
+        "paths": [
+            ("PG plain SQL (window, row_number per session)", "pg", pg["paths"], "paths"),
+            ("PG plain SQL (window, one sort)", "pg", pg["paths_one_sort"], "paths"),
+            ("pg_insights paths()", "pgi:paths", Q.pgi_paths(pid), "paths"),
+            ("DuckDB SQL (window, row_number per session, column)", "duckdb", dk["paths"], "paths"),
+            ("DuckDB SQL (window, one sort, column)", "duckdb", dk["paths_one_sort"], "paths"),
+            ("DuckDB SQL (window, row_number per session, JSON)", "duckdb", dk["paths_json"], "paths"),
+            ("chdb arrays (column)", "chdb", ch["paths"], "paths"),
+            ("chdb arrays (JSON)", "chdb", ch["paths_json"], "paths"),
+            ("chdb window (column)", "chdb", ch["paths_window"], "paths"),
         ],
     }
 
@@ -699,6 +754,8 @@ class Runner:
             return norm_posthog_funnel(rows, cols, False)
         if kind == "posthog_bd":
             return norm_posthog_funnel(rows, cols, True)
+        if kind == "paths":
+            return norm_paths(rows)
         return norm_rows(rows, drop_zero_last=(kind == "funnel_zero"))
 
     def explain(self, sql, nested):
@@ -733,11 +790,16 @@ class Runner:
             return text
 
 
-def show_diff(qname, ref_label, ref, label, got):
+def show_diff(qname, ref_label, ref, label, got, kind=None):
     os.makedirs(OUT, exist_ok=True)
-    a = [" | ".join(r) for r in ref]
-    b = [" | ".join(r) for r in got]
-    diff = "\n".join(difflib.unified_diff(a, b, ref_label, label, lineterm=""))
+    if kind == "paths":  # edge by edge, means with their tolerance
+        probs = paths_problems(ref, got)
+        diff = (f"{len(ref)} edges in {ref_label}, {len(got)} in {label}; {len(probs)} differences:\n"
+                + "\n".join(probs))
+    else:
+        a = [" | ".join(r) for r in ref]
+        b = [" | ".join(r) for r in got]
+        diff = "\n".join(difflib.unified_diff(a, b, ref_label, label, lineterm=""))
     path = os.path.join(OUT, f"mismatch_{qname}.txt")
     with open(path, "w") as f:
         f.write(f"{qname}: {label} differs from {ref_label}\n{diff}\n")
@@ -776,8 +838,16 @@ def bench_queries(runner, pid, names, runs, keep_going, result):
             if ref is None:
                 ref, ref_label = got, label
                 entry["rows"] = [list(r) for r in got]
-            elif got != ref:
-                show_diff(qname, ref_label, ref, label, got)
+                if kind == "paths":  # every edge: keep the heaviest, the count and a digest
+                    entry["rows_total"] = len(got)
+                    entry["rows_digest"] = paths_digest(got)
+                    entry["rows"] = [list(r) for r in sorted(got, key=lambda r: (-int(r[2]), r[0], r[1]))
+                                     [:PATHS_KEEP_ROWS]]
+                    entry["rows_note"] = (f"the {PATHS_KEEP_ROWS} heaviest of {len(got)} edges (value desc, "
+                                          f"then source, target) from {ref_label}; rows_digest = sha256 of "
+                                          "the sorted source/target/value lines")
+            elif not same_rows(kind, ref, got):
+                show_diff(qname, ref_label, ref, label, got, kind)
                 v["status"] = f"MISMATCH against {ref_label}"
                 failed.append(f"{qname}/{label}: mismatch")
                 if not keep_going:
@@ -786,7 +856,7 @@ def bench_queries(runner, pid, names, runs, keep_going, result):
             times = []
             for _ in range(runs):
                 el, rows, cols = runner.run(engine, sql)
-                if runner.normalise(kind, rows, cols) != ref:
+                if not same_rows(kind, ref, runner.normalise(kind, rows, cols)):
                     sys.exit(f"{qname}/{label}: result changed between runs")
                 times.append(ms(el))
             v.update(status="ok", times_ms=times, median_ms=round(statistics.median(times), 2),
@@ -795,7 +865,8 @@ def bench_queries(runner, pid, names, runs, keep_going, result):
                 f"[{len(got)} rows, identical]")
             if engine == "pg" or engine.startswith("pgi:"):
                 v["explain"] = runner.explain(sql, nested=engine in ("pgi:funnel", "pgi:trend", "pgi:retention",
-                                                              "pgi:stickiness", "pgi:lifecycle"))
+                                                              "pgi:stickiness", "pgi:lifecycle",
+                                                              "pgi:paths"))
         if ref is None:
             entry["rows"] = []
     return failed
@@ -866,6 +937,12 @@ def machine():
 
 
 def git_commit():
+    try:  # also right in a git worktree, where .git is a file
+        r = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.strip():
+            return r.stdout.strip()
+    except OSError:
+        pass
     try:
         head = open(os.path.join(ROOT, ".git", "HEAD")).read().strip()
         if not head.startswith("ref:"):
@@ -909,7 +986,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5, help="timed runs per engine (after 1 warm-up)")
     ap.add_argument("--only", default="", help="comma list of query-name prefixes: funnel, "
                     "funnel_breakdown, funnel_strict, funnel_unordered, trend_filter, dau, retention, "
-                    "stickiness, lifecycle, ingest")
+                    "stickiness, lifecycle, paths, ingest")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--reload", action="store_true", help="regenerate nothing, but reload every engine")
     ap.add_argument("--regen", action="store_true", help="regenerate the parquet (implies --reload)")

@@ -6,9 +6,11 @@ Windows (data: 90 days ending 2026-10-31, UTC):
   stickiness:   the same 30 days as DAU, [2026-10-02, 2026-11-01), $pageview
   lifecycle:    output days 2026-10-02 .. 2026-10-31, read over [2026-10-01, 2026-11-02) (one day
                 before and after), $pageview
+  paths:        the same 30 days as DAU, $pageview, 5 steps, every edge (no edge limit)
 
-Every query returns a small set of rows; bench.py normalises them (strings, sorted, zero-count
-funnel levels dropped) and requires all engines to agree before any timing counts.
+Every query returns a small set of rows (paths: every edge, ~19k at 1M events); bench.py normalises
+them (strings, sorted, zero-count funnel levels dropped) and requires all engines to agree before any
+timing counts (paths: the same edges and values, mean times within a relative 1e-9).
 """
 import json
 
@@ -241,6 +243,12 @@ GROUP BY 1, 2 ORDER BY 1, 2"""
         "insights.events", pg_where(pid, LC_FROM, LC_TO) + " AND event = '$pageview'", "person_id",
         """("timestamp" AT TIME ZONE 'UTC')::date""", "insights.persons",
         "(pp.created_at AT TIME ZONE 'UTC')::date")
+    pv = f"{w} AND event = '$pageview'"
+    pg_ms = lambda t1, t2: f"date_part('epoch', {t2} - {t1}) * 1000"  # noqa: E731
+    for form in ("partition", "single"):  # "paths": the faster form (see paths_window)
+        q["paths" + ("" if form == "partition" else "_one_sort")] = paths_window(
+            "insights.events", pv, "person_id", '"timestamp"', "uuid", "properties->>'$current_url'",
+            f"interval '{PATHS_GAP_MIN} minutes'", pg_ms, form, "OFFSET 0")
     return q
 
 
@@ -272,6 +280,83 @@ def lifecycle_window(src, where, person, day, persons, created_day):
 )
 SELECT status, d, CASE WHEN status = 'dormant' THEN -count(*) ELSE count(*) END AS persons
 FROM st GROUP BY status, d ORDER BY status, d"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths (docs/insights.md "Paths"), $pageview over the 30 days, 5 steps, every edge:
+#   per person in (timestamp, uuid) order, a gap of 30 minutes or more to the previous pageview
+#   starts a new session; item = $current_url with one trailing '/' removed ('/' stays), missing
+#   = ''; consecutive equal items of a session collapse to the LAST event of the run (its time);
+#   the first 5 items of each session; edges "<i>_<item>" -> "<i+1>_<item>" with value = number
+#   of paths and average_conversion_time = mean ms between the two events.
+# pg_insights is asked for every edge (edge_limit 1,000,000, no weight bounds), so its selection
+# (limit, then reachability from a 1_ node) removes nothing: each i -> i+1 edge's source is the
+# target of the path's (i-1) -> i edge, which is kept too.
+#
+# The window form, one ordering (person, ts, uuid) for every level, so Postgres sorts once:
+#   a: new = gap to the previous pageview >= 30 min (or none); keep = last event of its run (the
+#      next one has another item, starts a new session, or there is none);
+#   b: kc = kept events so far (running count);
+#   c: pos = kc - (kept events before the session's first event) = the item's step in its session;
+#   d: over the kept items of steps 1..5, the next kept item: an edge when its step is pos + 1
+#      (a next session restarts at 1).
+# The "partition" form numbers the kept items with row_number() over (person, session) instead: a
+# second (incremental) sort, but one window level less; measured faster in Postgres and DuckDB
+# (bench/results/notes_1000000_paths.md), so it is the `paths` entry and the one-sort form is
+# `paths_one_sort`.
+# ---------------------------------------------------------------------------------------------
+PATHS_STEPS = 5
+PATHS_GAP_MIN = 30
+
+
+def paths_item(r):
+    """The item of the raw URL column r (already coalesced to ''): one trailing '/' removed, '/' stays."""
+    return f"CASE WHEN length({r}) > 1 AND right({r}, 1) = '/' THEN left({r}, length({r}) - 1) ELSE {r} END"
+
+
+def paths_window(src, where, person, ts, uuid, url, gap, ms, form="single", fence=""):
+    """ms(t1, t2): SQL of the milliseconds between two timestamps. fence: "OFFSET 0" keeps Postgres
+    from pulling the URL subquery up, which would repeat the jsonb extraction in every use of r."""
+    # every window with a ROWS frame: lag/lead ignore the frame, but Postgres' default RANGE frame
+    # makes it track peer rows (about 15 % of the statement in an interleaved A/B)
+    w = wr = "WINDOW w AS (PARTITION BY p ORDER BY ts, u ROWS UNBOUNDED PRECEDING)"
+    a = f"""a AS (
+  SELECT p, ts, u, i,
+         coalesce(ts - lag(ts) OVER w >= {gap}, true) AS new,
+         lead(i) OVER w IS DISTINCT FROM i OR lead(ts) OVER w - ts >= {gap} AS keep
+  FROM (SELECT p, ts, u, {paths_item('r')} AS i
+        FROM (SELECT {person} AS p, {ts} AS ts, {uuid} AS u, coalesce({url}, '') AS r
+              FROM {src} WHERE {where}{' ' + fence if fence else ''}) e0) e
+  {w}
+)"""
+    final = f"""SELECT pos || '_' || i AS source, (pos + 1) || '_' || i2 AS target, count(*) AS value,
+       avg({ms('ts', 't2')}) AS average_conversion_time
+FROM d WHERE {{edge}} GROUP BY 1, 2"""
+    if form == "single":
+        return f"""WITH {a}, b AS (
+  SELECT p, ts, u, i, new, keep, sum(keep::int) OVER w AS kc FROM a {wr}
+), c AS (
+  SELECT p, ts, u, i, keep, kc - max(CASE WHEN new THEN kc - keep::int END) OVER w AS pos FROM b {wr}
+), d AS (
+  SELECT ts, i, pos, lead(i) OVER w AS i2, lead(ts) OVER w AS t2, lead(pos) OVER w AS pos2
+  FROM c WHERE keep AND pos <= {PATHS_STEPS} {w}
+)
+""" + final.format(edge="pos2 = pos + 1")
+    return f"""WITH {a}, b AS (
+  SELECT p, ts, u, i, keep, sum(new::int) OVER w AS s FROM a {wr}
+), d AS (
+  SELECT ts, i, row_number() OVER w AS pos, lead(i) OVER w AS i2, lead(ts) OVER w AS t2
+  FROM b WHERE keep WINDOW w AS (PARTITION BY p, s ORDER BY ts, u ROWS UNBOUNDED PRECEDING)
+)
+""" + final.format(edge=f"pos < {PATHS_STEPS} AND t2 IS NOT NULL")
+
+
+def pgi_paths(pid):
+    """insights.paths with every edge: edge_limit far above the ~19k edges, no weight bounds."""
+    q = {"insight": "PATHS", "include_event_types": ["$pageview"], "date_from": OUT_FIRST,
+         "date_to": OUT_LAST, "step_limit": PATHS_STEPS, "edge_limit": 1_000_000}
+    return f"""SELECT source, target, value, average_conversion_time
+FROM insights.paths({pid}::bigint, '{json.dumps(q)}'::jsonb)"""
 
 
 def pgi_window_funnel(pid):
@@ -408,6 +493,15 @@ GROUP BY n ORDER BY n"""
     q["lifecycle"] = lifecycle_window(
         "events", f"ts >= TIMESTAMP '{LC_FROM}' AND ts < TIMESTAMP '{LC_TO}' AND event = '$pageview'",
         "person_id", "ts::DATE", "persons", "pp.created_at::DATE")
+    dk_ms = lambda t1, t2: f"(epoch_us({t2}) - epoch_us({t1})) / 1000.0"  # noqa: E731
+    pv = f"{w} AND event = '$pageview'"
+    for form in ("partition", "single"):  # uuid is VARCHAR here (lowercase hex: bytewise order)
+        sfx = "" if form == "partition" else "_one_sort"
+        q["paths" + sfx] = paths_window("events", pv, "person_id", "ts", "uuid", "current_url",
+                                        f"INTERVAL {PATHS_GAP_MIN} MINUTE", dk_ms, form)
+    q["paths_json"] = paths_window("events", pv, "person_id", "ts", "uuid",
+                                   "json_extract_string(properties, '$.\"$current_url\"')",
+                                   f"INTERVAL {PATHS_GAP_MIN} MINUTE", dk_ms, "partition")
     return q
 
 
@@ -498,6 +592,53 @@ FROM (
              arrayFilter(i -> i = length(days) OR days[i + 1] > days[i] + 1, arrayEnumerate(days)))) AS x)
 WHERE d BETWEEN toDate('{OUT_FIRST}') AND toDate('{OUT_LAST}')
 GROUP BY status, d ORDER BY status, d{s}"""
+    # Paths in ClickHouse's array form (PostHog's own paths query groups each person's events
+    # into arrays): per person the sorted (µs, uuid, item) tuples (the uuid as text: ClickHouse
+    # orders the UUID type by its two 64-bit halves, not bytewise as Postgres and pg_insights do;
+    # the bench data has no equal times within a person, so this only matters for the rule),
+    # split into sessions where the gap to the previous event is >= 30 min (arrayDifference, no
+    # lambda capturing the array),
+    # runs collapsed to their last element (kept when the next item differs or there is none),
+    # the first 5 items, then one row per consecutive pair (ARRAY JOIN).
+    gap_us = PATHS_GAP_MIN * 60 * 1_000_000
+    ch_item = lambda u: f"if(length({u}) > 1 AND endsWith({u}, '/'), substring({u}, 1, length({u}) - 1), {u})"  # noqa: E731
+    paths_arrays = """SELECT concat(toString(k), '_', s[k].2) AS source, concat(toString(k + 1), '_', s[k + 1].2) AS target,
+       count() AS value, avg(s[k + 1].1 - s[k].1) / 1000 AS average_conversion_time
+FROM (
+  SELECT arraySlice(arrayFilter((x, nxt) -> isNull(nxt) OR x.2 != assumeNotNull(nxt), sess,
+                                arrayPushBack(arrayMap(x -> toNullable(x.2), arrayPopFront(sess)), NULL)),
+                    1, {steps}) AS s
+  FROM (SELECT arrayMap(x -> (x.1, x.3), arraySort(groupArray((t, uuid, i)))) AS evs
+        FROM (SELECT person_id, {us} AS t, toString(uuid) AS uuid, {item} AS i FROM bench.events
+              WHERE {w} AND event = '$pageview')
+        GROUP BY person_id)
+  ARRAY JOIN arraySplit((x, g) -> g >= {gap}, evs, arrayDifference(arrayMap(x -> x.1, evs))) AS sess)
+ARRAY JOIN arrayEnumerate(arrayPopBack(s)) AS k
+GROUP BY source, target{s}"""
+    for sfx, url in (("", "current_url"), ("_json", "JSONExtractString(properties, '$current_url')")):
+        q["paths" + sfx] = paths_arrays.format(steps=PATHS_STEPS, us=us, item=ch_item(url), w=rng(FROM_TS, TO_TS),
+                                               gap=gap_us, s=s)
+    # the window form of the SQL peers (lagInFrame/leadInFrame over (person, µs, uuid))
+    fw = "WINDOW w AS (PARTITION BY p ORDER BY t, u ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+    q["paths_window"] = f"""SELECT concat(toString(pos), '_', i) AS source, concat(toString(pos + 1), '_', i2) AS target,
+       count() AS value, avg(t2 - t) / 1000 AS average_conversion_time
+FROM (SELECT t, i, pos, leadInFrame(i) OVER wl AS i2, leadInFrame(t) OVER wl AS t2, leadInFrame(pos) OVER wl AS pos2
+      FROM (SELECT p, t, u, i, keep, kc - max(if(new, kc - keep, NULL)) OVER w AS pos
+            FROM (SELECT p, t, u, i, new, keep, sum(keep) OVER w AS kc
+                  FROM (SELECT p, t, u, i,
+                               toUInt8(rn = 1 OR t - lagInFrame(t) OVER w >= {gap_us}) AS new,
+                               toUInt8(rn = cnt OR leadInFrame(i) OVER wl != i OR leadInFrame(t) OVER wl - t >= {gap_us}) AS keep
+                        FROM (SELECT p, t, u, i, row_number() OVER w AS rn, count() OVER (PARTITION BY p) AS cnt
+                              FROM (SELECT person_id AS p, {us} AS t, toString(uuid) AS u, {ch_item('current_url')} AS i
+                                    FROM bench.events WHERE {rng(FROM_TS, TO_TS)} AND event = '$pageview')
+                              {fw})
+                        {fw}, wl AS (PARTITION BY p ORDER BY t, u ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING))
+                  {fw})
+            {fw})
+      WHERE keep = 1 AND pos <= {PATHS_STEPS}
+      WINDOW wl AS (PARTITION BY p ORDER BY t, u ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING))
+WHERE pos2 = pos + 1
+GROUP BY source, target{s}"""
     return q
 
 
@@ -525,4 +666,9 @@ QUERIES = {
                  "new (first active day in the window = day of persons.created_at) / returning (day before "
                  "active) / resurrecting / dormant (the day after an active day, negative) → persons per "
                  "status × day",
+    "paths": "Q8 paths of $pageview, 30 days, 5 steps, every edge: per person in (time, uuid) order, sessions "
+             "split at gaps >= 30 min, item = $current_url (one trailing '/' removed), repeats collapsed to "
+             "their last event, the first 5 items per session; edges \"<i>_<item>\" → \"<i+1>_<item>\" → "
+             "paths and mean ms between the two events (pg_insights: insights.paths with edge_limit 1,000,000, "
+             "so its selection removes nothing)",
 }

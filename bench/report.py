@@ -131,7 +131,8 @@ def section(r):
     out += ["Queries (identical results required from every engine before timings count):", ""]
     for qname, q in r["queries"].items():
         la = f"; load average {' '.join(q['loadavg'])} when it started" if q.get("loadavg") else ""
-        out.append(f"- **{qname}**: {q['description']} — {len(q.get('rows', []))} result rows{la}")
+        out.append(f"- **{qname}**: {q['description']} — {q.get('rows_total', len(q.get('rows', [])))} result "
+                   f"rows{la}")
     out.append("")
 
     ld = r.get("load", {})

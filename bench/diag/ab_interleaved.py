@@ -40,6 +40,10 @@ def variants(query, pid, mat):
                 "PG plain SQL (DuckDB's form: inlined pairs, LEFT JOIN persons, UNION ALL)":
                     pg["lifecycle_union"],
                 "pg_insights lifecycle()": Q.pgi_lifecycle(pid)}
+    if query == "paths":
+        return {"PG plain SQL (window, row_number per session)": pg["paths"],
+                "PG plain SQL (window, one sort)": pg["paths_one_sort"],
+                "pg_insights paths()": Q.pgi_paths(pid)}
     if query == "funnel":  # row shapes differ (bench/run checks the counts agree)
         return {"PG plain SQL (funnel_v2)": pg["funnel"], "pg_insights funnel()": Q.pgi_funnel(pid, False)}
     raise SystemExit(f"unknown query {query}")
@@ -49,7 +53,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, required=True)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--query", default="dau", help="dau, retention, funnel, stickiness or lifecycle")
+    ap.add_argument("--query", default="dau", help="dau, retention, funnel, stickiness, lifecycle or paths")
     a = ap.parse_args()
     conn = psycopg.connect(host=os.path.join(BENCH, ".pg"), port=54359, user="postgres",
                            dbname=f"bench_{a.events}", autocommit=True, prepare_threshold=None)
@@ -61,9 +65,12 @@ def main():
         rows = sorted(tuple(str(x) for x in r) for r in conn.execute(sql).fetchall())
         if a.query == "funnel":
             continue
+        if a.query == "paths":  # edges: means compared with bench.py's relative tolerance
+            import bench as B
+            rows = B.norm_paths(rows)
         if ref is None:
             ref = rows
-        elif rows != ref:
+        elif (a.query == "paths" and B.paths_problems(ref, rows)) or (a.query != "paths" and rows != ref):
             raise SystemExit(f"{label}: rows differ")
     times = {k: [] for k in vs}
     loads = []
