@@ -6,6 +6,7 @@ set -euo pipefail
 psql=(psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" -q)
 "${psql[@]}" -c "CREATE EXTENSION IF NOT EXISTS pg_insights"
 for f in /opt/pg_insights/sql/api/*.sql; do "${psql[@]}" -f "$f"; done
+"${psql[@]}" -f /opt/pg_insights/routes.sql
 # PostgREST logs in as pgi_authenticator over the compose network, so it needs a password here.
 "${psql[@]}" -c "ALTER ROLE pgi_authenticator WITH LOGIN PASSWORD '${PGI_AUTHENTICATOR_PASSWORD:?set PGI_AUTHENTICATOR_PASSWORD}'"
 if [ "${PGI_DEMO:-0}" = 1 ]; then

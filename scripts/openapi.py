@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Build the OpenAPI 3 document of the PostHog-path API from the routing table.
 
-nginx/routes.conf is the one list of endpoints: each row maps a path regex to an RPC and ends with
-an annotation comment `#: METHODS | scope | summary` (scope `-` for the token-authenticated
-capture paths). This script expands each row into its concrete paths (both `/api/projects/{id}/`
-and `/api/environments/{id}/`, alternatives like `(batch|capture)`), and writes the document that
-nginx serves at /api/schema/. A row without an annotation is an error, so the document cannot
-silently fall behind the routes.
+nginx/routes.conf is the one list of endpoints: each row maps a path regex to a route name and
+ends with an annotation comment `#: METHODS | scope | summary` (scope `-` for the token-authenticated
+capture paths; `x:read/write` = read for GET/HEAD, write otherwise). This script expands each row
+into its concrete paths (both `/api/projects/{id}/` and `/api/environments/{id}/`, alternatives like
+`(batch|capture)`), and writes the document that nginx serves at /api/schema/. A row without an
+annotation is an error, so the document cannot silently fall behind the routes.
+
+With --routes-sql it prints instead the rows of api.routes that the dispatcher (sql/api/20_api.sql)
+reads: the same annotations drive the method and scope checks.
 
     scripts/openapi.py nginx/routes.conf OUT.json
+    scripts/openapi.py --routes-sql nginx/routes.conf | psql
 """
 
 import itertools
@@ -54,7 +58,15 @@ def expand(regex):
     return paths
 
 
+def method_scope(scope, method):
+    """The scope one method needs: `x:read/write` splits into read (GET/HEAD) and write."""
+    if not scope.endswith(":read/write"):
+        return scope
+    return scope.replace("/write", "") if method in ("GET", "HEAD") else scope.replace("read/write", "write")
+
+
 def operation(method, rpc, scope, summary, path):
+    scope = method_scope(scope, method)
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in re.findall(r"\{(\w+)\}", path)
@@ -84,8 +96,12 @@ def operation(method, rpc, scope, summary, path):
     return op
 
 
-def build(routes_text):
-    paths = {}
+SCOPE = re.compile(r"^(-|[a-z_]+:(read|write|read/write))$")
+
+
+def rows(routes_text):
+    """(regex, route, [methods], scope, summary) per routing row; bad annotations are errors."""
+    out = []
     for lineno, line in enumerate(routes_text.splitlines(), 1):
         stripped = line.strip()
         if not stripped.startswith("~"):
@@ -98,10 +114,32 @@ def build(routes_text):
         if len(fields) != 3:
             raise SystemExit(f"routes.conf:{lineno}: annotation must be `METHODS | scope | summary`")
         methods, scope, summary = fields
+        if not SCOPE.match(scope):
+            raise SystemExit(f"routes.conf:{lineno}: bad scope {scope!r}")
+        out.append((regex, rpc, [x.strip() for x in methods.split(",")], scope, summary))
+    return out
+
+
+def routes_sql(routes_text):
+    """INSERTs for api.routes; a route named twice must carry the same methods and scope."""
+    seen = {}
+    for _, rpc, methods, scope, _ in rows(routes_text):
+        if rpc in seen and seen[rpc] != (methods, scope):
+            raise SystemExit(f"routes.conf: route {rpc} has two different annotations")
+        seen[rpc] = (methods, scope)
+    values = ",\n".join(
+        "  ('%s', ARRAY[%s], '%s')" % (rpc, ", ".join("'%s'" % m for m in methods), scope)
+        for rpc, (methods, scope) in seen.items())
+    return "INSERT INTO api.routes (route, methods, scope) VALUES\n" + values + ";\n"
+
+
+def build(routes_text):
+    paths = {}
+    for regex, rpc, methods, scope, summary in rows(routes_text):
         for path in expand(regex):
             item = paths.setdefault(path, {})
-            for method in methods.split(","):
-                item[method.strip().lower()] = operation(method.strip(), rpc, scope, summary, path)
+            for method in methods:
+                item[method.lower()] = operation(method, rpc, scope, summary, path)
     return {
         "openapi": "3.0.3",
         "info": {
@@ -119,6 +157,10 @@ def build(routes_text):
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--routes-sql":
+        with open(sys.argv[2]) as f:
+            sys.stdout.write(routes_sql(f.read()))
+        sys.exit(0)
     src, out = sys.argv[1], sys.argv[2]
     with open(src) as f:
         doc = build(f.read())

@@ -62,7 +62,10 @@ $$;
 CREATE FUNCTION api._method_not_allowed() RETURNS json
 LANGUAGE sql AS $$
     SELECT api._error(405, 'invalid_request', 'method_not_allowed',
-                      format('Method "%s" not allowed.', api._method()))
+                      CASE WHEN api._header('x-pgi-route') = 'persons' AND api._method() = 'POST'
+                           -- PostHog's PersonViewSet says why persons are not created here.
+                           THEN 'Creating persons via this API is not allowed. Please create persons by sending an $identify event.'
+                           ELSE format('Method "%s" not allowed.', api._method()) END)
 $$;
 
 -- Map a caught SQL error to PostHog's body. Client mistakes (class 22, 23) become 400 with the
@@ -208,103 +211,225 @@ LANGUAGE sql STABLE AS $$
            - 'personal_api_key' - 'format' - 'refresh' - 'client_query_id' - 'limit' - 'offset'
 $$;
 
--- The legacy compute endpoints (/insights/funnel/, /insights/trend/, /insights/retention/,
--- /insights/funnel/correlation/): method
--- check, personal API key with insight:read, the filter from the request, the engine's PostHog
--- body; SQL errors become PostHog's error bodies.
-CREATE FUNCTION api._insight_compute(p_body bytea, p_kind text) RETURNS json
+
+---------------------------------------------------------------------------------------------------
+-- Renderers: ?format=json (default) | csv, as DRF's content negotiation.
+
+-- PostgREST's "any media type" handler: a function returning this domain sends its bytes as
+-- they are, with the Content-Type it sets in response.headers (JSON or CSV here).
+CREATE DOMAIN api."*/*" AS bytea;
+
+-- The requested format: 'json' when absent or empty, 'csv', or NULL for anything else (DRF answers
+-- an unknown format with 404 "Not found." before the view runs: no authentication, no side effect).
+CREATE FUNCTION api._format() RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE lower(coalesce(nullif(api._query()->>'format', ''), 'json'))
+        WHEN 'json' THEN 'json' WHEN 'csv' THEN 'csv' END
+$$;
+
+-- One CSV field (RFC 4180, Python's csv.QUOTE_MINIMAL): quoted when it holds a comma, a double
+-- quote, CR or LF; double quotes doubled. Values as DRF's CSV renderer writes them: null → empty,
+-- booleans True/False (Python's str), numbers and strings as they are.
+CREATE FUNCTION api._csv_field(p jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN v ~ '[",\r\n]' THEN '"' || replace(v, '"', '""') || '"' ELSE v END
+      FROM (SELECT CASE jsonb_typeof(p)
+                       WHEN 'null' THEN ''
+                       WHEN 'boolean' THEN CASE WHEN p = 'true'::jsonb THEN 'True' ELSE 'False' END
+                       WHEN 'string' THEN p #>> '{}'
+                       ELSE coalesce(p #>> '{}', '') END AS v) f
+$$;
+
+-- A JSON value flattened into (dotted key, scalar) pairs, as djangorestframework-csv's flatten_item:
+-- object members as `prefix.key`, list items as `prefix.<index>` (0-based), scalars at their path.
+-- Empty objects and lists yield no column. A recursive CTE over jsonb_each / jsonb_array_elements.
+CREATE FUNCTION api._json_flatten(p jsonb) RETURNS TABLE (key text, value jsonb)
+LANGUAGE sql IMMUTABLE AS $$
+    WITH RECURSIVE walk(key, value) AS (
+        SELECT NULL::text, p
+        UNION ALL
+        SELECT coalesce(w.key || '.', '') || c.k, c.v
+          FROM walk w,
+               LATERAL (SELECT e.key AS k, e.value AS v FROM jsonb_each(w.value) e
+                         WHERE jsonb_typeof(w.value) = 'object'
+                        UNION ALL
+                        SELECT (a.n - 1)::text, a.v FROM jsonb_array_elements(w.value) WITH ORDINALITY a(v, n)
+                         WHERE jsonb_typeof(w.value) = 'array') c
+    )
+    SELECT coalesce(key, ''), value FROM walk WHERE jsonb_typeof(value) NOT IN ('object', 'array')
+$$;
+
+-- A JSON body as DRF's (paginated) CSV renderer writes it: the rows are the items of `results`
+-- when the body is an object with a `results` list (a list page), the items of a bare list, or the
+-- body itself (one row: a retrieve). Each row is flattened (api._json_flatten); the header is the
+-- sorted union of the keys (code point order, as Python's sorted: "tags.10" before "tags.2");
+-- a row without a key has an empty field. Lines end with CRLF. No rows → an empty body.
+CREATE FUNCTION api._json_to_csv(p jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    WITH rows AS (
+        SELECT r.n, r.item
+          FROM jsonb_array_elements(CASE
+                   WHEN jsonb_typeof(p) = 'array' THEN p
+                   WHEN jsonb_typeof(p->'results') = 'array' THEN p->'results'
+                   WHEN jsonb_typeof(p) = 'object' THEN jsonb_build_array(p)
+                   ELSE '[]'::jsonb END) WITH ORDINALITY r(item, n)
+    ), cells AS (
+        SELECT r.n, f.key, f.value FROM rows r, LATERAL api._json_flatten(r.item) f
+    ), header AS (
+        SELECT array_agg(key ORDER BY key COLLATE "C") AS keys FROM (SELECT DISTINCT key FROM cells) k
+    )
+    SELECT CASE WHEN h.keys IS NULL THEN '' ELSE
+           (SELECT string_agg(api._csv_field(to_jsonb(k)), ',' ORDER BY i) FROM unnest(h.keys) WITH ORDINALITY u(k, i))
+           || E'\r\n' ||
+           coalesce((SELECT string_agg(line, '' ORDER BY n)
+                       FROM (SELECT r.n, (SELECT CASE
+                                                   -- Python's csv quotes a lone empty field, so the line is not blank.
+                                                   WHEN cardinality(h.keys) = 1 AND coalesce(max(api._csv_field(c.value)), '') = ''
+                                                   THEN '""'
+                                                   ELSE string_agg(coalesce(api._csv_field(c.value), ''), ',' ORDER BY u.i) END
+                                            FROM unnest(h.keys) WITH ORDINALITY u(k, i)
+                                            LEFT JOIN cells c ON c.n = r.n AND c.key = u.k) || E'\r\n' AS line
+                               FROM rows r) l), '')
+           END
+      FROM header h
+$$;
+
+-- Sends a JSON body as JSON whatever the format (errors, capture, unknown routes).
+CREATE FUNCTION api._render_json(p_body json) RETURNS api."*/*"
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('response.headers', '[{"Content-Type": "application/json; charset=utf-8"}]', true);
+    RETURN convert_to(coalesce(p_body::text, ''), 'UTF8');
+END $$;
+
+-- Sends a JSON body in the requested format (api._format() must not be NULL here): JSON as it
+-- is; CSV for a success (status < 400); errors always stay PostHog's JSON bodies. A NULL body
+-- (201/204 without content) stays empty.
+CREATE FUNCTION api._render(p_body json) RETURNS api."*/*"
 LANGUAGE plpgsql AS $$
 DECLARE
+    v_status integer := coalesce(nullif(current_setting('response.status', true), '')::integer, 200);
+BEGIN
+    IF api._format() = 'csv' AND v_status < 400 THEN
+        PERFORM set_config('response.headers', '[{"Content-Type": "text/csv; charset=utf-8"}]', true);
+        RETURN convert_to(CASE WHEN p_body IS NULL THEN '' ELSE api._json_to_csv(p_body::jsonb) END, 'UTF8');
+    END IF;
+    PERFORM set_config('response.headers', '[{"Content-Type": "application/json; charset=utf-8"}]', true);
+    RETURN convert_to(coalesce(p_body::text, ''), 'UTF8');
+END $$;
+
+
+---------------------------------------------------------------------------------------------------
+-- The dispatcher: every request of the routing table (nginx/routes.conf) enters here.
+--
+-- nginx maps the path to a route name (X-Pgi-Route) and always calls /rpc/dispatch. A route's
+-- annotation `#: METHODS | scope | summary` becomes a row of api.routes (scripts/openapi.py
+-- --routes-sql, applied by scripts/stack after these files), so the method check, the body
+-- decoding, the key and scope check, the rendering and the one exception handler live here, and
+-- an endpoint is a routing row plus a handler `api.h_<route>(p_body jsonb) RETURNS json` (or
+-- `RETURNS api."*/*"` when it renders its own bytes, e.g. a CSV export). Routes with scope `-`
+-- (capture) get the raw body, `api.h_<route>(bytea)`, and authenticate by themselves.
+--
+-- Scopes: `x:read` or `x:write` hold for every method; `x:read/write` means x:read for GET and
+-- HEAD and x:write for the others (PostHog's rule for safe and unsafe methods).
+
+CREATE TABLE api.routes (
+    route    text PRIMARY KEY,
+    methods  text[] NOT NULL,
+    scope    text NOT NULL CHECK (scope ~ '^(-|[a-z_]+:(read|write|read/write))$')
+);
+GRANT SELECT ON api.routes TO pgi_api;
+
+-- Routes that a sharing access token (?sharing_access_token=, GET only, no key) opens, as
+-- PostHog's SharingAccessTokenAuthentication on these views; the handler narrows it to the one
+-- shared object.
+CREATE FUNCTION api._sharing_routes() RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$ SELECT ARRAY['insight'] $$;
+
+-- The scope a request needs on its route.
+CREATE FUNCTION api._route_scope(p_scope text, p_method text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_scope NOT LIKE '%/write' THEN p_scope
+                WHEN p_method IN ('GET', 'HEAD') THEN replace(p_scope, '/write', '')
+                ELSE replace(p_scope, 'read/write', 'write') END
+$$;
+
+-- Authenticates the request for its route: the personal API key for the route's scope, or, on a
+-- sharing route, a sharing access token without any key (then pgi.sharing_insight_id is set for
+-- the handler). Returns NULL or the error body.
+CREATE FUNCTION api._authenticate_route(p_route api.routes, p_body jsonb) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_query jsonb := api._query();
+    v_shared bigint;
+BEGIN
+    IF p_route.route = ANY (api._sharing_routes()) AND api._method() IN ('GET', 'HEAD')
+       AND coalesce(v_query->>'sharing_access_token', '') <> ''
+       AND coalesce(api._header('x-pgi-authorization'), '') = ''
+       AND coalesce(p_body->>'personal_api_key', v_query->>'personal_api_key', '') = '' THEN
+        v_shared := api._sharing_authenticate(v_query->>'sharing_access_token');
+        IF v_shared IS NULL THEN
+            RETURN api._error(401, 'authentication_error', 'authentication_failed',
+                              'Sharing access token is invalid.');
+        END IF;
+        PERFORM set_config('pgi.sharing_insight_id', v_shared::text, true);
+        RETURN NULL;
+    END IF;
+    RETURN api._authenticate(api._route_scope(p_route.scope, api._method()), p_body);
+END $$;
+
+-- POST /rpc/dispatch (PostgREST): one request of any route. Order, as DRF: unknown route → 404;
+-- unknown ?format= → 404; method not in the route → 405; then the key and scope (401/403/404
+-- for the project); then the handler. Any SQL error inside is rolled back (nothing half-written)
+-- and answered by api._error_from_sql.
+CREATE FUNCTION api.dispatch(bytea) RETURNS api."*/*"
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_route api.routes;
+    v_method text := api._method();
+    v_handler regprocedure;
     v_body jsonb;
-    v_denied json;
-    v_filter jsonb;
-    v_result jsonb;
+    v_json json;
+    v_raw bytea;
     v_state text;
     v_message text;
     v_detail text;
+    v_hint text;
 BEGIN
-    IF api._method() NOT IN ('GET', 'POST', 'HEAD') THEN
-        RETURN api._method_not_allowed();
+    SELECT * INTO v_route FROM api.routes WHERE route = api._header('x-pgi-route');
+    IF v_route.route IS NULL THEN
+        RETURN api._render_json(api._not_found());
+    END IF;
+    IF v_route.scope = '-' THEN
+        EXECUTE format('SELECT api.%I($1)', 'h_' || v_route.route) INTO v_json USING $1;
+        RETURN api._render_json(v_json);
     END IF;
     BEGIN
-        v_body := insights.decode_api_body(p_body);
-        v_denied := api._authenticate('insight:read', v_body);
-        IF v_denied IS NOT NULL THEN
-            RETURN v_denied;
+        IF api._format() IS NULL THEN
+            RETURN api._render_json(api._not_found());
         END IF;
-        v_filter := api._filter_from_request(v_body);
-        v_result := CASE p_kind
-            WHEN 'funnel' THEN insights.funnel_json(insights.request_project_id(), v_filter)
-            WHEN 'trend' THEN insights.trend_json(insights.request_project_id(), v_filter)
-            WHEN 'retention' THEN insights.retention_json(insights.request_project_id(), v_filter)
-            WHEN 'path' THEN insights.paths_json(insights.request_project_id(), v_filter)
-            WHEN 'funnel_correlation' THEN insights.funnel_correlation_json(insights.request_project_id(), v_filter)
-        END;
+        IF NOT (v_method = ANY (v_route.methods) OR (v_method = 'HEAD' AND 'GET' = ANY (v_route.methods))) THEN
+            RETURN api._render_json(api._method_not_allowed());
+        END IF;
+        v_body := insights.decode_api_body($1);
+        v_json := api._authenticate_route(v_route, v_body);
+        IF v_json IS NOT NULL THEN
+            RETURN api._render_json(v_json);
+        END IF;
+        v_handler := to_regprocedure(format('api.%I(jsonb)', 'h_' || v_route.route));
+        IF v_handler IS NULL THEN
+            RAISE EXCEPTION 'route % has no handler api.h_%(jsonb)', v_route.route, v_route.route;
+        END IF;
+        IF (SELECT prorettype FROM pg_proc WHERE oid = v_handler) = 'api."*/*"'::regtype THEN
+            EXECUTE format('SELECT api.%I($1)', 'h_' || v_route.route) INTO v_raw USING v_body;
+            RETURN v_raw;
+        END IF;
+        EXECUTE format('SELECT api.%I($1)', 'h_' || v_route.route) INTO v_json USING v_body;
+        RETURN api._render(v_json);
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
-                                v_detail = PG_EXCEPTION_DETAIL;
-        RETURN api._error_from_sql(v_state, v_message, v_detail);
+                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+        RETURN api._render_json(api._error_from_sql(v_state, v_message, v_detail, v_hint));
     END;
-    RETURN v_result::json;
 END $$;
-
----------------------------------------------------------------------------------------------------
--- Capture: /batch/, /capture/, /e/, /i/v0/e/ (PostHog's ingestion paths)
-
--- Accepts what PostHog SDKs send: {"api_key", "batch": [...], "sent_at"}, a single event
--- {"event", "properties": {"token"}, "distinct_id"}, a bare list of events, gzip or form bodies.
--- Answers {"status": 1}; a wrong token is 401, a malformed payload 400, and then nothing is stored.
-CREATE FUNCTION api.capture(bytea) RETURNS json
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
-DECLARE
-    v_query jsonb := api._query();
-    v_body jsonb;
-    v_events jsonb;
-    v_token text;
-    v_sent_at timestamptz;
-BEGIN
-    BEGIN
-        IF length($1) = 0 AND v_query ? 'data' THEN
-            v_body := insights.decode_capture_body(convert_to(v_query->>'data', 'UTF8'));
-        ELSE
-            v_body := insights.decode_capture_body($1);
-        END IF;
-        v_events := CASE
-            WHEN jsonb_typeof(v_body) = 'array' THEN v_body
-            WHEN jsonb_typeof(v_body->'batch') = 'array' THEN v_body->'batch'
-            WHEN jsonb_typeof(v_body->'data') = 'array' THEN v_body->'data'
-            WHEN jsonb_typeof(v_body) = 'object' AND v_body ? 'event' THEN jsonb_build_array(v_body)
-        END;
-        IF v_events IS NULL THEN
-            RETURN api._error(400, 'validation_error', 'invalid_payload',
-                              'Malformed request data: expected "batch", an event or a list of events');
-        END IF;
-        v_token := coalesce(nullif(v_body->>'api_key', ''), nullif(v_body->>'token', ''),
-                            nullif(v_query->>'api_key', ''), nullif(v_query->>'token', ''),
-                            nullif(v_events->0->>'api_key', ''), nullif(v_events->0->>'token', ''),
-                            nullif(v_events->0->'properties'->>'token', ''));
-        IF v_token IS NULL THEN
-            RETURN api._error(401, 'authentication_error', 'invalid_api_key',
-                              'API key not provided. You can find your project API key in your project settings.');
-        END IF;
-        IF v_body->>'sent_at' ~ '^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}' THEN
-            v_sent_at := (v_body->>'sent_at')::timestamptz;
-        END IF;
-        PERFORM insights.capture(v_token, v_events, v_sent_at);
-    EXCEPTION
-        WHEN invalid_authorization_specification THEN
-            RETURN api._error(401, 'authentication_error', 'invalid_api_key', SQLERRM);
-        WHEN data_exception THEN
-            RETURN api._error(400, 'validation_error', 'invalid_payload', SQLERRM);
-    END;
-    RETURN json_build_object('status', 1);
-END $$;
-GRANT EXECUTE ON FUNCTION api.capture(bytea) TO pgi_api;
-
----------------------------------------------------------------------------------------------------
--- Fallback routes
-
--- Any path nginx does not know: PostHog's 404 body.
-CREATE FUNCTION api.not_found(bytea) RETURNS json
-LANGUAGE sql AS $$ SELECT api._not_found() $$;
-GRANT EXECUTE ON FUNCTION api.not_found(bytea) TO pgi_api;
+GRANT EXECUTE ON FUNCTION api.dispatch(bytea) TO pgi_api;

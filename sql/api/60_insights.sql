@@ -461,14 +461,12 @@ $$;
 -- Endpoints
 
 -- GET insights/: list (insight:read). POST insights/: create (insight:write), 201.
--- The JSON body; api.insights (75_insights_meta.sql) renders it as JSON or, with ?format=csv, CSV.
-CREATE FUNCTION api._insights_endpoint(bytea) RETURNS json
+-- The dispatcher renders the JSON body as JSON or, with ?format=csv, CSV.
+CREATE FUNCTION api.h_insights(p_body jsonb) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
     v_method text := api._method();
     v_query jsonb;
-    v_body jsonb;
-    v_denied json;
     v_limit integer;
     v_offset integer;
     v_basic boolean;
@@ -489,152 +487,133 @@ DECLARE
     v_ids bigint[];
     v_results jsonb := '[]';
     v_row insights.saved_insights;
-    v_state text;
-    v_message text;
-    v_detail text;
-    v_hint text;
 BEGIN
-    IF v_method NOT IN ('GET', 'HEAD', 'POST') THEN
-        RETURN api._method_not_allowed();
-    END IF;
-    BEGIN
-        v_query := api._query();
-        v_body := insights.decode_api_body($1);
-        v_denied := api._authenticate(CASE WHEN v_method = 'POST' THEN 'insight:write' ELSE 'insight:read' END,
-                                      v_body);
-        IF v_denied IS NOT NULL THEN
-            RETURN v_denied;
-        END IF;
+    v_query := api._query();
 
-        IF v_method = 'POST' THEN
-            v_row.project_id := insights.request_project_id();
-            v_row.filters := '{}';
-            v_row.description := '';
-            v_row.tags := '{}';
-            v_row.deleted := false;
-            v_row.saved := false;
-            v_row.favorited := false;
-            v_row := api._insight_apply_body(v_row, v_body);
-            v_ids := CASE WHEN v_body ? 'dashboards' THEN api._id_list_field(v_body, 'dashboards') END;
-            LOOP
-                v_row.short_id := api._new_short_id();
-                EXIT WHEN NOT EXISTS (SELECT 1 FROM insights.saved_insights WHERE short_id = v_row.short_id);
-            END LOOP;
-            INSERT INTO insights.saved_insights
-                   (project_id, short_id, name, derived_name, description, filters, query, "order",
-                    deleted, saved, favorited, tags, created_by, last_modified_by)
-            VALUES (v_row.project_id, v_row.short_id, v_row.name, v_row.derived_name, v_row.description,
-                    v_row.filters, v_row.query, v_row."order", v_row.deleted, v_row.saved, v_row.favorited,
-                    v_row.tags, insights.request_user_id(), insights.request_user_id())
-            RETURNING * INTO v_row;
-            IF v_ids IS NOT NULL THEN
-                PERFORM api._insight_set_dashboards(v_row.id, v_ids);
-            END IF;
-            -- PostHog records a view for the creator and a "created" activity.
-            INSERT INTO insights.insight_views (project_id, user_id, insight_id)
-            VALUES (v_row.project_id, insights.request_user_id(), v_row.id);
-            PERFORM api._insight_log(v_row, 'created', NULL);
-            PERFORM set_config('response.status', '201', true);
-            RETURN api._insight_json(v_row, 'force_cache');
-        END IF;
-
-        v_limit := api._int_param(v_query, 'limit', 100, 1, 1000);
-        v_offset := api._int_param(v_query, 'offset', 0, 0, 2147483647);
-        v_created_by := api._int_param(v_query, 'created_by', NULL, 0, 2147483647);
-        v_basic := lower(coalesce(v_query->>'basic', '')) IN ('true', '1');
-        v_mode := api._refresh_mode(v_query);
-        v_kind := upper(nullif(v_query->>'insight', ''));
-        -- Date filters: date_from/date_to on last_modified_at, created_date_*, last_viewed_date_*
-        -- (the request user's views).
-        v_tz := (api._project()).timezone;
-        v_mod_from := api._date_param(v_query, 'date_from', v_tz);
-        v_mod_to := api._date_param(v_query, 'date_to', v_tz);
-        v_created_from := api._date_param(v_query, 'created_date_from', v_tz);
-        v_created_to := api._date_param(v_query, 'created_date_to', v_tz);
-        v_viewed_from := api._date_param(v_query, 'last_viewed_date_from', v_tz);
-        v_viewed_to := api._date_param(v_query, 'last_viewed_date_to', v_tz);
-        v_order := nullif(v_query->>'order', '');
-        IF v_order IS NOT NULL AND v_order NOT IN ('name', 'created_at', 'last_modified_at', 'updated_at', 'id', 'order',
-                                                   '-name', '-created_at', '-last_modified_at', '-updated_at', '-id',
-                                                   '-order') THEN
-            PERFORM api._field_error('order', format('Cannot order by "%s".', v_order));
-        END IF;
-        -- tags / dashboards: a JSON list (as PostHog's frontend sends them) or a single value.
-        v_tags := api._list_param(v_query, 'tags');
-        v_dashboards := api._list_param(v_query, 'dashboards');
-        IF v_dashboards IS NOT NULL AND EXISTS (SELECT 1 FROM unnest(v_dashboards) d WHERE d !~ '^\d{1,18}$') THEN
-            PERFORM api._field_error('dashboards', 'A valid integer is required.');
-        END IF;
-
-        WITH matching AS (
-            SELECT i.* FROM insights.saved_insights i
-             WHERE NOT i.deleted
-               AND (v_query->>'short_id' IS NULL OR i.short_id = v_query->>'short_id')
-               AND (v_created_by IS NULL OR i.created_by = v_created_by)
-               AND (lower(v_query->>'user') IS DISTINCT FROM 'true' OR i.created_by = insights.request_user_id())
-               -- saved=true also lists insights that sit on a dashboard, as PostHog does.
-               AND (lower(v_query->>'saved') IS NULL OR lower(v_query->>'saved') NOT IN ('true', 'false')
-                    OR (lower(v_query->>'saved') = 'true' AND (i.saved OR EXISTS (
-                            SELECT 1 FROM insights.dashboard_tiles t JOIN insights.dashboards d ON d.id = t.dashboard_id
-                             WHERE t.insight_id = i.id AND NOT t.deleted AND NOT d.deleted)))
-                    OR (lower(v_query->>'saved') = 'false' AND NOT i.saved))
-               AND (v_tags IS NULL OR i.tags && v_tags)
-               AND (v_mod_from IS NULL OR i.last_modified_at > v_mod_from)
-               AND (v_mod_to IS NULL OR i.last_modified_at < v_mod_to)
-               AND (v_created_from IS NULL OR i.created_at > v_created_from)
-               AND (v_created_to IS NULL OR i.created_at < v_created_to)
-               AND (v_viewed_from IS NULL AND v_viewed_to IS NULL OR EXISTS (
-                        SELECT 1 FROM insights.insight_views v
-                         WHERE v.insight_id = i.id AND v.user_id = insights.request_user_id()
-                           AND (v_viewed_from IS NULL OR v.last_viewed_at > v_viewed_from)
-                           AND (v_viewed_to IS NULL OR v.last_viewed_at < v_viewed_to)))
-               AND (v_dashboards IS NULL OR NOT EXISTS (
-                        SELECT 1 FROM unnest(v_dashboards) AS want(id)
-                         WHERE NOT EXISTS (SELECT 1 FROM insights.dashboard_tiles t
-                                            WHERE t.insight_id = i.id AND t.dashboard_id = want.id::bigint AND NOT t.deleted)))
-               AND (lower(v_query->>'favorited') IS DISTINCT FROM 'true' OR i.favorited)
-               AND (v_kind IS NULL OR v_kind = upper(coalesce(
-                        CASE WHEN i.query->>'kind' = 'InsightVizNode'
-                             THEN replace(upper(i.query->'source'->>'kind'), 'QUERY', '')
-                             WHEN i.query->>'kind' = 'HogQLQuery' THEN 'SQL'
-                             WHEN i.query IS NOT NULL THEN 'JSON' END,
-                        nullif(i.filters->>'insight', ''), 'TRENDS')))
-               -- search: case-insensitive substring (icontains), no LIKE wildcards from the user.
-               AND (coalesce(v_query->>'search', '') = ''
-                    OR strpos(lower(i.name), lower(v_query->>'search')) > 0
-                    OR strpos(lower(i.derived_name), lower(v_query->>'search')) > 0
-                    OR strpos(lower(i.description), lower(v_query->>'search')) > 0
-                    OR EXISTS (SELECT 1 FROM unnest(i.tags) tag WHERE strpos(lower(tag), lower(v_query->>'search')) > 0))
-        )
-        SELECT (SELECT count(*) FROM matching),
-               (SELECT array_agg(m.id ORDER BY m.ord)
-                  FROM (SELECT id, row_number() OVER (ORDER BY
-                                   -- `order`: one of these fields, '-' for descending; else the default.
-                                   CASE WHEN v_order = 'name' THEN name END,
-                                   CASE WHEN v_order = '-name' THEN name END DESC,
-                                   CASE WHEN v_order = 'created_at' THEN created_at END,
-                                   CASE WHEN v_order = '-created_at' THEN created_at END DESC,
-                                   CASE WHEN v_order = 'last_modified_at' THEN last_modified_at END,
-                                   CASE WHEN v_order = '-last_modified_at' THEN last_modified_at END DESC,
-                                   CASE WHEN v_order = 'updated_at' THEN updated_at END,
-                                   CASE WHEN v_order = '-updated_at' THEN updated_at END DESC,
-                                   CASE WHEN v_order = 'id' THEN id END,
-                                   CASE WHEN v_order = '-id' THEN id END DESC,
-                                   CASE WHEN v_order = '-order' THEN "order" END DESC NULLS LAST,
-                                   "order" NULLS LAST, last_modified_at DESC, id DESC) AS ord
-                          FROM matching ORDER BY ord LIMIT v_limit OFFSET v_offset) m)
-          INTO v_count, v_ids;
-
-        FOR v_row IN SELECT i.* FROM unnest(coalesce(v_ids, '{}')) WITH ORDINALITY AS u(id, n)
-                       JOIN insights.saved_insights i ON i.id = u.id ORDER BY u.n LOOP
-            v_results := v_results || jsonb_build_array(
-                CASE WHEN v_basic THEN api._insight_basic_json(v_row) ELSE api._insight_json(v_row, v_mode) END);
+    IF v_method = 'POST' THEN
+        v_row.project_id := insights.request_project_id();
+        v_row.filters := '{}';
+        v_row.description := '';
+        v_row.tags := '{}';
+        v_row.deleted := false;
+        v_row.saved := false;
+        v_row.favorited := false;
+        v_row := api._insight_apply_body(v_row, p_body);
+        v_ids := CASE WHEN p_body ? 'dashboards' THEN api._id_list_field(p_body, 'dashboards') END;
+        LOOP
+            v_row.short_id := api._new_short_id();
+            EXIT WHEN NOT EXISTS (SELECT 1 FROM insights.saved_insights WHERE short_id = v_row.short_id);
         END LOOP;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
-                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
-    END;
+        INSERT INTO insights.saved_insights
+               (project_id, short_id, name, derived_name, description, filters, query, "order",
+                deleted, saved, favorited, tags, created_by, last_modified_by)
+        VALUES (v_row.project_id, v_row.short_id, v_row.name, v_row.derived_name, v_row.description,
+                v_row.filters, v_row.query, v_row."order", v_row.deleted, v_row.saved, v_row.favorited,
+                v_row.tags, insights.request_user_id(), insights.request_user_id())
+        RETURNING * INTO v_row;
+        IF v_ids IS NOT NULL THEN
+            PERFORM api._insight_set_dashboards(v_row.id, v_ids);
+        END IF;
+        -- PostHog records a view for the creator and a "created" activity.
+        INSERT INTO insights.insight_views (project_id, user_id, insight_id)
+        VALUES (v_row.project_id, insights.request_user_id(), v_row.id);
+        PERFORM api._insight_log(v_row, 'created', NULL);
+        PERFORM set_config('response.status', '201', true);
+        RETURN api._insight_json(v_row, 'force_cache');
+    END IF;
+
+    v_limit := api._int_param(v_query, 'limit', 100, 1, 1000);
+    v_offset := api._int_param(v_query, 'offset', 0, 0, 2147483647);
+    v_created_by := api._int_param(v_query, 'created_by', NULL, 0, 2147483647);
+    v_basic := lower(coalesce(v_query->>'basic', '')) IN ('true', '1');
+    v_mode := api._refresh_mode(v_query);
+    v_kind := upper(nullif(v_query->>'insight', ''));
+    -- Date filters: date_from/date_to on last_modified_at, created_date_*, last_viewed_date_*
+    -- (the request user's views).
+    v_tz := (api._project()).timezone;
+    v_mod_from := api._date_param(v_query, 'date_from', v_tz);
+    v_mod_to := api._date_param(v_query, 'date_to', v_tz);
+    v_created_from := api._date_param(v_query, 'created_date_from', v_tz);
+    v_created_to := api._date_param(v_query, 'created_date_to', v_tz);
+    v_viewed_from := api._date_param(v_query, 'last_viewed_date_from', v_tz);
+    v_viewed_to := api._date_param(v_query, 'last_viewed_date_to', v_tz);
+    v_order := nullif(v_query->>'order', '');
+    IF v_order IS NOT NULL AND v_order NOT IN ('name', 'created_at', 'last_modified_at', 'updated_at', 'id', 'order',
+                                               '-name', '-created_at', '-last_modified_at', '-updated_at', '-id',
+                                               '-order') THEN
+        PERFORM api._field_error('order', format('Cannot order by "%s".', v_order));
+    END IF;
+    -- tags / dashboards: a JSON list (as PostHog's frontend sends them) or a single value.
+    v_tags := api._list_param(v_query, 'tags');
+    v_dashboards := api._list_param(v_query, 'dashboards');
+    IF v_dashboards IS NOT NULL AND EXISTS (SELECT 1 FROM unnest(v_dashboards) d WHERE d !~ '^\d{1,18}$') THEN
+        PERFORM api._field_error('dashboards', 'A valid integer is required.');
+    END IF;
+
+    WITH matching AS (
+        SELECT i.* FROM insights.saved_insights i
+         WHERE NOT i.deleted
+           AND (v_query->>'short_id' IS NULL OR i.short_id = v_query->>'short_id')
+           AND (v_created_by IS NULL OR i.created_by = v_created_by)
+           AND (lower(v_query->>'user') IS DISTINCT FROM 'true' OR i.created_by = insights.request_user_id())
+           -- saved=true also lists insights that sit on a dashboard, as PostHog does.
+           AND (lower(v_query->>'saved') IS NULL OR lower(v_query->>'saved') NOT IN ('true', 'false')
+                OR (lower(v_query->>'saved') = 'true' AND (i.saved OR EXISTS (
+                        SELECT 1 FROM insights.dashboard_tiles t JOIN insights.dashboards d ON d.id = t.dashboard_id
+                         WHERE t.insight_id = i.id AND NOT t.deleted AND NOT d.deleted)))
+                OR (lower(v_query->>'saved') = 'false' AND NOT i.saved))
+           AND (v_tags IS NULL OR i.tags && v_tags)
+           AND (v_mod_from IS NULL OR i.last_modified_at > v_mod_from)
+           AND (v_mod_to IS NULL OR i.last_modified_at < v_mod_to)
+           AND (v_created_from IS NULL OR i.created_at > v_created_from)
+           AND (v_created_to IS NULL OR i.created_at < v_created_to)
+           AND (v_viewed_from IS NULL AND v_viewed_to IS NULL OR EXISTS (
+                    SELECT 1 FROM insights.insight_views v
+                     WHERE v.insight_id = i.id AND v.user_id = insights.request_user_id()
+                       AND (v_viewed_from IS NULL OR v.last_viewed_at > v_viewed_from)
+                       AND (v_viewed_to IS NULL OR v.last_viewed_at < v_viewed_to)))
+           AND (v_dashboards IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM unnest(v_dashboards) AS want(id)
+                     WHERE NOT EXISTS (SELECT 1 FROM insights.dashboard_tiles t
+                                        WHERE t.insight_id = i.id AND t.dashboard_id = want.id::bigint AND NOT t.deleted)))
+           AND (lower(v_query->>'favorited') IS DISTINCT FROM 'true' OR i.favorited)
+           AND (v_kind IS NULL OR v_kind = upper(coalesce(
+                    CASE WHEN i.query->>'kind' = 'InsightVizNode'
+                         THEN replace(upper(i.query->'source'->>'kind'), 'QUERY', '')
+                         WHEN i.query->>'kind' = 'HogQLQuery' THEN 'SQL'
+                         WHEN i.query IS NOT NULL THEN 'JSON' END,
+                    nullif(i.filters->>'insight', ''), 'TRENDS')))
+           -- search: case-insensitive substring (icontains), no LIKE wildcards from the user.
+           AND (coalesce(v_query->>'search', '') = ''
+                OR strpos(lower(i.name), lower(v_query->>'search')) > 0
+                OR strpos(lower(i.derived_name), lower(v_query->>'search')) > 0
+                OR strpos(lower(i.description), lower(v_query->>'search')) > 0
+                OR EXISTS (SELECT 1 FROM unnest(i.tags) tag WHERE strpos(lower(tag), lower(v_query->>'search')) > 0))
+    )
+    SELECT (SELECT count(*) FROM matching),
+           (SELECT array_agg(m.id ORDER BY m.ord)
+              FROM (SELECT id, row_number() OVER (ORDER BY
+                               -- `order`: one of these fields, '-' for descending; else the default.
+                               CASE WHEN v_order = 'name' THEN name END,
+                               CASE WHEN v_order = '-name' THEN name END DESC,
+                               CASE WHEN v_order = 'created_at' THEN created_at END,
+                               CASE WHEN v_order = '-created_at' THEN created_at END DESC,
+                               CASE WHEN v_order = 'last_modified_at' THEN last_modified_at END,
+                               CASE WHEN v_order = '-last_modified_at' THEN last_modified_at END DESC,
+                               CASE WHEN v_order = 'updated_at' THEN updated_at END,
+                               CASE WHEN v_order = '-updated_at' THEN updated_at END DESC,
+                               CASE WHEN v_order = 'id' THEN id END,
+                               CASE WHEN v_order = '-id' THEN id END DESC,
+                               CASE WHEN v_order = '-order' THEN "order" END DESC NULLS LAST,
+                               "order" NULLS LAST, last_modified_at DESC, id DESC) AS ord
+                      FROM matching ORDER BY ord LIMIT v_limit OFFSET v_offset) m)
+      INTO v_count, v_ids;
+
+    FOR v_row IN SELECT i.* FROM unnest(coalesce(v_ids, '{}')) WITH ORDINALITY AS u(id, n)
+                   JOIN insights.saved_insights i ON i.id = u.id ORDER BY u.n LOOP
+        v_results := v_results || jsonb_build_array(
+            CASE WHEN v_basic THEN api._insight_basic_json(v_row) ELSE api._insight_json(v_row, v_mode) END);
+    END LOOP;
     -- DRF's LimitOffsetPagination links.
     RETURN json_build_object(
         'count', v_count,
@@ -670,14 +649,12 @@ END $$;
 
 -- GET insights/:id/ (insight:read), PATCH/PUT (insight:write; `deleted` soft-deletes and
 -- restores), DELETE → 405 after the insight:write check, as PostHog's ForbidDestroyModel.
--- The JSON body; api.insight (75_insights_meta.sql) renders it as JSON or, with ?format=csv, CSV.
-CREATE FUNCTION api._insight_endpoint(bytea) RETURNS json
+-- The dispatcher renders the JSON body as JSON or, with ?format=csv, CSV.
+CREATE FUNCTION api.h_insight(p_body jsonb) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
     v_method text := api._method();
     v_query jsonb;
-    v_body jsonb;
-    v_denied json;
     v_row insights.saved_insights;
     v_new insights.saved_insights;
     v_before jsonb;
@@ -685,98 +662,75 @@ DECLARE
     v_ids bigint[];
     v_material boolean;
     v_shared bigint;
-    v_state text;
-    v_message text;
-    v_detail text;
-    v_hint text;
 BEGIN
-    IF v_method NOT IN ('GET', 'HEAD', 'PATCH', 'PUT', 'DELETE') THEN
+    v_query := api._query();
+    v_shared := nullif(current_setting('pgi.sharing_insight_id', true), '')::bigint;
+    IF v_shared IS NOT NULL THEN
+        -- A shared insight (the dispatcher checked the token): it opens this one insight,
+        -- read-only, and viewers cannot force a calculation (PostHog remaps the refresh modes).
+        v_row := api._insight_by_path(false);
+        IF v_row.id IS DISTINCT FROM v_shared THEN
+            RETURN api._not_found();
+        END IF;
+        RETURN api._insight_json(v_row, CASE api._refresh_mode(v_query)
+                                            WHEN 'force_cache' THEN 'lazy_async'
+                                            WHEN 'force_blocking' THEN 'blocking'
+                                            WHEN 'force_async' THEN 'async'
+                                            ELSE api._refresh_mode(v_query) END);
+    END IF;
+    -- DELETE is listed in the route so that the insight:write check comes first (PostHog's
+    -- ForbidDestroyModel answers 405 only then).
+    IF v_method = 'DELETE' THEN
         RETURN api._method_not_allowed();
     END IF;
-    BEGIN
-        v_query := api._query();
-        v_body := insights.decode_api_body($1);
-        IF v_method IN ('GET', 'HEAD') AND coalesce(v_query->>'sharing_access_token', '') <> ''
-           AND coalesce(api._header('x-pgi-authorization'), '') = ''
-           AND coalesce(v_body->>'personal_api_key', v_query->>'personal_api_key', '') = '' THEN
-            -- A shared insight: the token opens this one insight, read-only, and viewers cannot
-            -- force a calculation (PostHog remaps the refresh modes).
-            v_shared := api._sharing_authenticate(v_query->>'sharing_access_token');
-            IF v_shared IS NULL THEN
-                RETURN api._error(401, 'authentication_error', 'authentication_failed',
-                                  'Sharing access token is invalid.');
-            END IF;
-            v_row := api._insight_by_path(false);
-            IF v_row.id IS DISTINCT FROM v_shared THEN
-                RETURN api._not_found();
-            END IF;
-            RETURN api._insight_json(v_row, CASE api._refresh_mode(v_query)
-                                                WHEN 'force_cache' THEN 'lazy_async'
-                                                WHEN 'force_blocking' THEN 'blocking'
-                                                WHEN 'force_async' THEN 'async'
-                                                ELSE api._refresh_mode(v_query) END);
-        END IF;
-        v_denied := api._authenticate(CASE WHEN v_method IN ('GET', 'HEAD') THEN 'insight:read'
-                                           ELSE 'insight:write' END, v_body);
-        IF v_denied IS NOT NULL THEN
-            RETURN v_denied;
-        END IF;
-        IF v_method = 'DELETE' THEN
-            RETURN api._method_not_allowed();
-        END IF;
 
-        IF v_method IN ('GET', 'HEAD') THEN
-            -- from_dashboard: dashboards carry no filter overrides here, so it only has to be an id.
-            PERFORM api._int_param(v_query, 'from_dashboard', NULL, 0, 2147483647);
-            v_row := api._insight_by_path(false);
-            IF v_row.id IS NULL THEN
-                RETURN api._not_found();
-            END IF;
-            RETURN api._insight_json(v_row, api._refresh_mode(v_query));
-        END IF;
-
-        -- PATCH/PUT. Restoring ({"deleted": false}) is the one update that finds deleted insights.
-        v_row := api._insight_by_path(coalesce(v_body->'deleted' IN ('false'::jsonb, '"false"'::jsonb), false));
+    IF v_method IN ('GET', 'HEAD') THEN
+        -- from_dashboard: dashboards carry no filter overrides here, so it only has to be an id.
+        PERFORM api._int_param(v_query, 'from_dashboard', NULL, 0, 2147483647);
+        v_row := api._insight_by_path(false);
         IF v_row.id IS NULL THEN
             RETURN api._not_found();
         END IF;
-        SELECT * INTO v_row FROM insights.saved_insights WHERE id = v_row.id FOR UPDATE;
-        v_before := api._insight_audit_json(v_row);
-        v_new := api._insight_apply_body(v_row, v_body);
-        v_ids := CASE WHEN v_body ? 'dashboards' THEN api._id_list_field(v_body, 'dashboards') END;
-        -- PostHog bumps last_modified_* only for material changes; any update through the API saves.
-        v_material := v_body ?| ARRAY['name', 'derived_name', 'description', 'filters', 'query'];
-        UPDATE insights.saved_insights
-           SET name = v_new.name, derived_name = v_new.derived_name, description = v_new.description,
-               filters = v_new.filters, query = v_new.query, "order" = v_new."order",
-               deleted = v_new.deleted, saved = CASE WHEN v_body ? 'saved' THEN v_new.saved ELSE true END,
-               favorited = v_new.favorited, tags = v_new.tags, updated_at = now(),
-               last_modified_at = CASE WHEN v_material THEN now() ELSE last_modified_at END,
-               last_modified_by = CASE WHEN v_material THEN insights.request_user_id() ELSE last_modified_by END
-         WHERE id = v_row.id
-        RETURNING * INTO v_new;
-        IF v_new.deleted AND NOT v_row.deleted THEN
-            -- Soft delete also soft-deletes the insight's dashboard tiles.
-            UPDATE insights.dashboard_tiles SET deleted = true WHERE insight_id = v_new.id AND NOT deleted;
-        ELSIF v_ids IS NOT NULL THEN
-            PERFORM api._insight_set_dashboards(v_new.id, v_ids);
-        END IF;
+        RETURN api._insight_json(v_row, api._refresh_mode(v_query));
+    END IF;
 
-        v_changes := api._insight_changes(v_before, api._insight_audit_json(v_new));
-        IF v_new.deleted AND NOT v_row.deleted THEN
-            PERFORM api._insight_log(v_new, 'deleted', v_changes);
-        ELSIF v_row.deleted AND NOT v_new.deleted THEN
-            PERFORM api._insight_log(v_new, 'restored', v_changes);
-        ELSIF jsonb_array_length(v_changes) > 0 THEN
-            -- PostHog skips "updated" entries without changes.
-            PERFORM api._insight_log(v_new, 'updated', v_changes);
-        END IF;
-        RETURN api._insight_json(v_new, api._refresh_mode(v_query));
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
-                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
-    END;
+    -- PATCH/PUT. Restoring ({"deleted": false}) is the one update that finds deleted insights.
+    v_row := api._insight_by_path(coalesce(p_body->'deleted' IN ('false'::jsonb, '"false"'::jsonb), false));
+    IF v_row.id IS NULL THEN
+        RETURN api._not_found();
+    END IF;
+    SELECT * INTO v_row FROM insights.saved_insights WHERE id = v_row.id FOR UPDATE;
+    v_before := api._insight_audit_json(v_row);
+    v_new := api._insight_apply_body(v_row, p_body);
+    v_ids := CASE WHEN p_body ? 'dashboards' THEN api._id_list_field(p_body, 'dashboards') END;
+    -- PostHog bumps last_modified_* only for material changes; any update through the API saves.
+    v_material := p_body ?| ARRAY['name', 'derived_name', 'description', 'filters', 'query'];
+    UPDATE insights.saved_insights
+       SET name = v_new.name, derived_name = v_new.derived_name, description = v_new.description,
+           filters = v_new.filters, query = v_new.query, "order" = v_new."order",
+           deleted = v_new.deleted, saved = CASE WHEN p_body ? 'saved' THEN v_new.saved ELSE true END,
+           favorited = v_new.favorited, tags = v_new.tags, updated_at = now(),
+           last_modified_at = CASE WHEN v_material THEN now() ELSE last_modified_at END,
+           last_modified_by = CASE WHEN v_material THEN insights.request_user_id() ELSE last_modified_by END
+     WHERE id = v_row.id
+    RETURNING * INTO v_new;
+    IF v_new.deleted AND NOT v_row.deleted THEN
+        -- Soft delete also soft-deletes the insight's dashboard tiles.
+        UPDATE insights.dashboard_tiles SET deleted = true WHERE insight_id = v_new.id AND NOT deleted;
+    ELSIF v_ids IS NOT NULL THEN
+        PERFORM api._insight_set_dashboards(v_new.id, v_ids);
+    END IF;
+
+    v_changes := api._insight_changes(v_before, api._insight_audit_json(v_new));
+    IF v_new.deleted AND NOT v_row.deleted THEN
+        PERFORM api._insight_log(v_new, 'deleted', v_changes);
+    ELSIF v_row.deleted AND NOT v_new.deleted THEN
+        PERFORM api._insight_log(v_new, 'restored', v_changes);
+    ELSIF jsonb_array_length(v_changes) > 0 THEN
+        -- PostHog skips "updated" entries without changes.
+        PERFORM api._insight_log(v_new, 'updated', v_changes);
+    END IF;
+    RETURN api._insight_json(v_new, api._refresh_mode(v_query));
 END $$;
 
 -- The activity page of insights (one insight or all): {"results","next","previous","total_count"},
@@ -812,37 +766,19 @@ BEGIN
 END $$;
 
 -- GET insights/activity/ and insights/:id/activity/ (activity_log:read).
-CREATE FUNCTION api.insight_activity(bytea) RETURNS json
+CREATE FUNCTION api.h_insight_activity(p_body jsonb) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_denied json;
     v_row insights.saved_insights;
-    v_state text;
-    v_message text;
-    v_detail text;
-    v_hint text;
 BEGIN
-    IF api._method() NOT IN ('GET', 'HEAD') THEN
-        RETURN api._method_not_allowed();
+    IF api._header('x-pgi-id') IS NULL OR api._header('x-pgi-id') = '' THEN
+        RETURN api._insight_activity_page(NULL);
     END IF;
-    BEGIN
-        v_denied := api._authenticate('activity_log:read', insights.decode_api_body($1));
-        IF v_denied IS NOT NULL THEN
-            RETURN v_denied;
-        END IF;
-        IF api._header('x-pgi-id') IS NULL OR api._header('x-pgi-id') = '' THEN
-            RETURN api._insight_activity_page(NULL);
-        END IF;
-        v_row := api._insight_by_path(false);
-        IF v_row.id IS NULL THEN
-            RETURN api._not_found();
-        END IF;
-        RETURN api._insight_activity_page(v_row.id::text);
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
-                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
-    END;
+    v_row := api._insight_by_path(false);
+    IF v_row.id IS NULL THEN
+        RETURN api._not_found();
+    END IF;
+    RETURN api._insight_activity_page(v_row.id::text);
 END $$;
 
 -- Records that the request's user viewed these insights now (ids outside the project are not
@@ -856,204 +792,104 @@ LANGUAGE sql AS $$
 $$;
 
 -- POST insights/viewed/ {"insight_ids": [...]} and POST insights/:id/viewed/ (insight:read) → 201.
-CREATE FUNCTION api.insight_viewed(bytea) RETURNS json
+CREATE FUNCTION api.h_insight_viewed(p_body jsonb) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_body jsonb;
-    v_denied json;
     v_row insights.saved_insights;
     v_ids bigint[];
-    v_state text;
-    v_message text;
-    v_detail text;
-    v_hint text;
 BEGIN
-    IF api._method() <> 'POST' THEN
-        RETURN api._method_not_allowed();
-    END IF;
-    BEGIN
-        v_body := insights.decode_api_body($1);
-        v_denied := api._authenticate('insight:read', v_body);
-        IF v_denied IS NOT NULL THEN
-            RETURN v_denied;
-        END IF;
-        IF coalesce(api._header('x-pgi-id'), '') <> '' THEN
-            v_row := api._insight_by_path(false);
-            IF v_row.id IS NULL THEN
-                RETURN api._not_found();
-            END IF;
-            v_ids := ARRAY[v_row.id];
-        ELSE
-            IF NOT v_body ? 'insight_ids' THEN
-                PERFORM api._field_error('insight_ids', 'This field is required.', 'required');
-            END IF;
-            v_ids := api._id_list_field(v_body, 'insight_ids');
-            IF cardinality(v_ids) > 2500 THEN
-                PERFORM api._field_error('insight_ids', 'You can only mark up to 2500 insights as viewed at once.');
-            END IF;
-        END IF;
-        PERFORM api._insights_mark_viewed(v_ids);
-        PERFORM set_config('response.status', '201', true);
-        RETURN NULL;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
-                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
-    END;
-END $$;
-
--- GET insights/my_last_viewed/: the user's 5 most recently viewed live insights, basic serializer.
--- PostHog declares no API-key scope for this action (session only); here it needs insight:read.
-CREATE FUNCTION api.insights_my_last_viewed(bytea) RETURNS json
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_denied json;
-    v_state text;
-    v_message text;
-    v_detail text;
-    v_hint text;
-BEGIN
-    IF api._method() NOT IN ('GET', 'HEAD') THEN
-        RETURN api._method_not_allowed();
-    END IF;
-    BEGIN
-        v_denied := api._authenticate('insight:read', insights.decode_api_body($1));
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
-                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
-    END;
-    IF v_denied IS NOT NULL THEN
-        RETURN v_denied;
-    END IF;
-    RETURN (SELECT coalesce(json_agg(api._insight_basic_json(i) ORDER BY v.last_viewed_at DESC, i.id DESC), '[]')
-              FROM (SELECT * FROM insights.insight_views
-                     WHERE user_id = insights.request_user_id()
-                       AND EXISTS (SELECT 1 FROM insights.saved_insights s WHERE s.id = insight_id AND NOT s.deleted)
-                     ORDER BY last_viewed_at DESC, insight_id DESC LIMIT 5) v
-              JOIN insights.saved_insights i ON i.id = v.insight_id);
-END $$;
-
--- GET/PATCH insights/:id/sharing/ (sharing_configuration:read / :write). The configuration is
--- created lazily, disabled, with a secrets.token_urlsafe(22)-like token (30 url-safe characters).
-CREATE FUNCTION api.insight_sharing(bytea) RETURNS json
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_method text := api._method();
-    v_body jsonb;
-    v_denied json;
-    v_row insights.saved_insights;
-    v_share insights.sharing_configurations;
-    v_state text;
-    v_message text;
-    v_detail text;
-    v_hint text;
-BEGIN
-    IF v_method NOT IN ('GET', 'HEAD', 'PATCH', 'PUT') THEN
-        RETURN api._method_not_allowed();
-    END IF;
-    BEGIN
-        v_body := insights.decode_api_body($1);
-        v_denied := api._authenticate(CASE WHEN v_method IN ('GET', 'HEAD') THEN 'sharing_configuration:read'
-                                           ELSE 'sharing_configuration:write' END, v_body);
-        IF v_denied IS NOT NULL THEN
-            RETURN v_denied;
-        END IF;
+    IF coalesce(api._header('x-pgi-id'), '') <> '' THEN
         v_row := api._insight_by_path(false);
         IF v_row.id IS NULL THEN
             RETURN api._not_found();
         END IF;
-        SELECT * INTO v_share FROM insights.sharing_configurations WHERE insight_id = v_row.id
-         ORDER BY id LIMIT 1 FOR UPDATE;
-        IF v_share.id IS NULL THEN
-            INSERT INTO insights.sharing_configurations (project_id, insight_id, enabled, access_token)
-            VALUES (v_row.project_id, v_row.id, false,
-                    rtrim(translate(encode(substring(sha256(uuid_send(gen_random_uuid()) ||
-                                                            uuid_send(gen_random_uuid())) FROM 1 FOR 22),
-                                           'base64'), '+/', '-_'), '='))
-            RETURNING * INTO v_share;
+        v_ids := ARRAY[v_row.id];
+    ELSE
+        IF NOT p_body ? 'insight_ids' THEN
+            PERFORM api._field_error('insight_ids', 'This field is required.', 'required');
         END IF;
-        IF v_method IN ('PATCH', 'PUT') THEN
-            IF v_body ? 'enabled' THEN
-                v_share.enabled := api._bool_field(v_body, 'enabled');
-            END IF;
-            IF v_body ? 'settings' THEN
-                IF jsonb_typeof(v_body->'settings') NOT IN ('object', 'null') THEN
-                    PERFORM api._field_error('settings', 'Value must be valid JSON.');
-                END IF;
-                v_share.settings := coalesce(nullif(v_body->'settings', 'null'::jsonb), '{}');
-            END IF;
-            UPDATE insights.sharing_configurations SET enabled = v_share.enabled, settings = v_share.settings
-             WHERE id = v_share.id RETURNING * INTO v_share;
+        v_ids := api._id_list_field(p_body, 'insight_ids');
+        IF cardinality(v_ids) > 2500 THEN
+            PERFORM api._field_error('insight_ids', 'You can only mark up to 2500 insights as viewed at once.');
         END IF;
-        RETURN json_build_object('created_at', api._iso(v_share.created_at), 'enabled', v_share.enabled,
-                                 'access_token', v_share.access_token, 'settings', v_share.settings);
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
-                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
-    END;
+    END IF;
+    PERFORM api._insights_mark_viewed(v_ids);
+    PERFORM set_config('response.status', '201', true);
+    RETURN NULL;
+END $$;
+
+-- GET insights/my_last_viewed/: the user's 5 most recently viewed live insights, basic serializer.
+-- PostHog declares no API-key scope for this action (session only); here it needs insight:read.
+CREATE FUNCTION api.h_insights_my_last_viewed(p_body jsonb) RETURNS json
+LANGUAGE sql AS $$
+    SELECT coalesce(json_agg(api._insight_basic_json(i) ORDER BY v.last_viewed_at DESC, i.id DESC), '[]')
+      FROM (SELECT * FROM insights.insight_views
+             WHERE user_id = insights.request_user_id()
+               AND EXISTS (SELECT 1 FROM insights.saved_insights s WHERE s.id = insight_id AND NOT s.deleted)
+             ORDER BY last_viewed_at DESC, insight_id DESC LIMIT 5) v
+      JOIN insights.saved_insights i ON i.id = v.insight_id
+$$;
+
+-- GET/PATCH insights/:id/sharing/ (sharing_configuration:read / :write). The configuration is
+-- created lazily, disabled, with a secrets.token_urlsafe(22)-like token (30 url-safe characters).
+CREATE FUNCTION api.h_insight_sharing(p_body jsonb) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_method text := api._method();
+    v_row insights.saved_insights;
+    v_share insights.sharing_configurations;
+BEGIN
+    v_row := api._insight_by_path(false);
+    IF v_row.id IS NULL THEN
+        RETURN api._not_found();
+    END IF;
+    SELECT * INTO v_share FROM insights.sharing_configurations WHERE insight_id = v_row.id
+     ORDER BY id LIMIT 1 FOR UPDATE;
+    IF v_share.id IS NULL THEN
+        INSERT INTO insights.sharing_configurations (project_id, insight_id, enabled, access_token)
+        VALUES (v_row.project_id, v_row.id, false,
+                rtrim(translate(encode(substring(sha256(uuid_send(gen_random_uuid()) ||
+                                                        uuid_send(gen_random_uuid())) FROM 1 FOR 22),
+                                       'base64'), '+/', '-_'), '='))
+        RETURNING * INTO v_share;
+    END IF;
+    IF v_method IN ('PATCH', 'PUT') THEN
+        IF p_body ? 'enabled' THEN
+            v_share.enabled := api._bool_field(p_body, 'enabled');
+        END IF;
+        IF p_body ? 'settings' THEN
+            IF jsonb_typeof(p_body->'settings') NOT IN ('object', 'null') THEN
+                PERFORM api._field_error('settings', 'Value must be valid JSON.');
+            END IF;
+            v_share.settings := coalesce(nullif(p_body->'settings', 'null'::jsonb), '{}');
+        END IF;
+        UPDATE insights.sharing_configurations SET enabled = v_share.enabled, settings = v_share.settings
+         WHERE id = v_share.id RETURNING * INTO v_share;
+    END IF;
+    RETURN json_build_object('created_at', api._iso(v_share.created_at), 'enabled', v_share.enabled,
+                             'access_token', v_share.access_token, 'settings', v_share.settings);
 END $$;
 
 -- POST insights/cancel/ {"client_query_id"} (insight:read) → 201. The id is a query_status id
 -- (an async run of insights.query_tasks); a queued or running run of this project is cancelled
 -- through insights.cancel_query_task. Any other id is accepted and ignored, as PostHog does.
-CREATE FUNCTION api.insights_cancel(bytea) RETURNS json
+CREATE FUNCTION api.h_insights_cancel(p_body jsonb) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_body jsonb;
-    v_denied json;
     v_id text;
-    v_state text;
-    v_message text;
-    v_detail text;
-    v_hint text;
 BEGIN
-    IF api._method() <> 'POST' THEN
-        RETURN api._method_not_allowed();
+    v_id := p_body->>'client_query_id';
+    IF coalesce(v_id, '') = '' THEN
+        PERFORM api._field_error('client_query_id', 'This field is required.', 'required');
     END IF;
-    BEGIN
-        v_body := insights.decode_api_body($1);
-        v_denied := api._authenticate('insight:read', v_body);
-        IF v_denied IS NOT NULL THEN
-            RETURN v_denied;
-        END IF;
-        v_id := v_body->>'client_query_id';
-        IF coalesce(v_id, '') = '' THEN
-            PERFORM api._field_error('client_query_id', 'This field is required.', 'required');
-        END IF;
-        IF v_id ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' THEN
-            PERFORM insights.cancel_query_task(insights.request_project_id(), v_id::uuid);
-        END IF;
-        PERFORM set_config('response.status', '201', true);
-        RETURN NULL;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
-                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
-    END;
+    IF v_id ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' THEN
+        PERFORM insights.cancel_query_task(insights.request_project_id(), v_id::uuid);
+    END IF;
+    PERFORM set_config('response.status', '201', true);
+    RETURN NULL;
 END $$;
 
 -- POST insights/timing/ (insight:read): PostHog only forwards client timings to its metrics;
 -- there is nothing to record here, so it answers {} with 200.
-CREATE FUNCTION api.insights_timing(bytea) RETURNS json
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_denied json;
-    v_state text;
-    v_message text;
-    v_detail text;
-    v_hint text;
-BEGIN
-    IF api._method() <> 'POST' THEN
-        RETURN api._method_not_allowed();
-    END IF;
-    BEGIN
-        v_denied := api._authenticate('insight:read', insights.decode_api_body($1));
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
-                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
-    END;
-    RETURN coalesce(v_denied, '{}'::json);
-END $$;
+CREATE FUNCTION api.h_insights_timing(p_body jsonb) RETURNS json
+LANGUAGE sql AS $$ SELECT '{}'::json $$;

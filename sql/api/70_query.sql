@@ -139,66 +139,38 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- POST /query/
-CREATE FUNCTION api.query(bytea) RETURNS json
+CREATE FUNCTION api.h_query(p_body jsonb) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_body jsonb;
-    v_denied json;
     v_query jsonb;
     v_kind text;
     v_out jsonb;
-    v_state text;
-    v_message text;
-    v_detail text;
 BEGIN
-    IF api._method() <> 'POST' THEN
-        RETURN api._method_not_allowed();
+    v_query := p_body->'query';
+    IF v_query IS NULL OR jsonb_typeof(v_query) <> 'object' THEN
+        RETURN api._error(400, 'validation_error', 'required', 'This field is required.', 'query');
     END IF;
-    BEGIN
-        v_body := insights.decode_api_body($1);
-        v_denied := api._authenticate('query:read', v_body);
-        IF v_denied IS NOT NULL THEN
-            RETURN v_denied;
-        END IF;
-        v_query := v_body->'query';
-        IF v_query IS NULL OR jsonb_typeof(v_query) <> 'object' THEN
-            RETURN api._error(400, 'validation_error', 'required', 'This field is required.', 'query');
-        END IF;
-        v_kind := api._query_kind(v_query);
-        IF v_kind IS NULL THEN
-            RETURN api._error(400, 'validation_error', 'invalid_input',
-                              format('Unsupported query kind %s: this server answers FunnelsQuery, TrendsQuery, RetentionQuery, StickinessQuery, LifecycleQuery and PathsQuery.',
-                                     coalesce(v_query#>>'{source,kind}', v_query->>'kind', 'null')), 'query');
-        END IF;
-        v_out := api._cached_compute(v_kind, v_query,
-                                     CASE jsonb_typeof(v_body->'refresh')
-                                         WHEN 'boolean' THEN (v_body->>'refresh')
-                                         ELSE v_body->>'refresh' END);
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
-                                v_detail = PG_EXCEPTION_DETAIL;
-        RETURN api._error_from_sql(v_state, v_message, v_detail);
-    END;
+    v_kind := api._query_kind(v_query);
+    IF v_kind IS NULL THEN
+        RETURN api._error(400, 'validation_error', 'invalid_input',
+                          format('Unsupported query kind %s: this server answers FunnelsQuery, TrendsQuery, RetentionQuery, StickinessQuery, LifecycleQuery and PathsQuery.',
+                                 coalesce(v_query#>>'{source,kind}', v_query->>'kind', 'null')), 'query');
+    END IF;
+    v_out := api._cached_compute(v_kind, v_query,
+                                 CASE jsonb_typeof(p_body->'refresh')
+                                     WHEN 'boolean' THEN (p_body->>'refresh')
+                                     ELSE p_body->>'refresh' END);
     -- The query endpoint names the payload `results` (the legacy insight endpoints: `result`).
     RETURN ((v_out - 'result') || jsonb_build_object('results', v_out->'result'))::json;
 END $$;
-GRANT EXECUTE ON FUNCTION api.query(bytea) TO pgi_api;
 
 -- GET|DELETE /query/:id/
-CREATE FUNCTION api.query_task(bytea) RETURNS json
+CREATE FUNCTION api.h_query_task(p_body jsonb) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
     v_id text := api._header('x-pgi-id');
-    v_denied json;
     v_status jsonb;
 BEGIN
-    IF api._method() NOT IN ('GET', 'HEAD', 'DELETE') THEN
-        RETURN api._method_not_allowed();
-    END IF;
-    v_denied := api._authenticate('query:read', '{}');
-    IF v_denied IS NOT NULL THEN
-        RETURN v_denied;
-    END IF;
     IF v_id !~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' THEN
         RETURN api._not_found();
     END IF;
@@ -213,4 +185,3 @@ BEGIN
     END IF;
     RETURN json_build_object('query_status', v_status);
 END $$;
-GRANT EXECUTE ON FUNCTION api.query_task(bytea) TO pgi_api;

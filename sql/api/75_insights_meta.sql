@@ -1,128 +1,7 @@
--- The last pieces of the saved insights resource (issue 5):
+-- The last pieces of the saved insights resource:
 --   POST …/insights/generate_metadata/   a name and description for an insight's query
 --   GET  …/insights/:id/analyze/         a summary of an insight's current result
---   ?format=csv|json                     on the list and retrieve endpoints (and the two above)
 -- Applied after 60_insights.sql and 70_query.sql, whose helpers it uses.
-
----------------------------------------------------------------------------------------------------
--- Renderers: ?format=json (default) | csv, as DRF's content negotiation.
-
--- The requested format: 'json' when absent or empty, 'csv', or NULL for anything else (DRF answers
--- an unknown format with 404 "Not found." before the view runs: no authentication, no side effect).
-CREATE FUNCTION api._format() RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT CASE lower(coalesce(nullif(api._query()->>'format', ''), 'json'))
-        WHEN 'json' THEN 'json' WHEN 'csv' THEN 'csv' END
-$$;
-
--- One CSV field (RFC 4180, Python's csv.QUOTE_MINIMAL): quoted when it holds a comma, a double
--- quote, CR or LF; double quotes doubled. Values as DRF's CSV renderer writes them: null → empty,
--- booleans True/False (Python's str), numbers and strings as they are.
-CREATE FUNCTION api._csv_field(p jsonb) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN v ~ '[",\r\n]' THEN '"' || replace(v, '"', '""') || '"' ELSE v END
-      FROM (SELECT CASE jsonb_typeof(p)
-                       WHEN 'null' THEN ''
-                       WHEN 'boolean' THEN CASE WHEN p = 'true'::jsonb THEN 'True' ELSE 'False' END
-                       WHEN 'string' THEN p #>> '{}'
-                       ELSE coalesce(p #>> '{}', '') END AS v) f
-$$;
-
--- A JSON value flattened into (dotted key, scalar) pairs, as djangorestframework-csv's flatten_item:
--- object members as `prefix.key`, list items as `prefix.<index>` (0-based), scalars at their path.
--- Empty objects and lists yield no column. A recursive CTE over jsonb_each / jsonb_array_elements.
-CREATE FUNCTION api._json_flatten(p jsonb) RETURNS TABLE (key text, value jsonb)
-LANGUAGE sql IMMUTABLE AS $$
-    WITH RECURSIVE walk(key, value) AS (
-        SELECT NULL::text, p
-        UNION ALL
-        SELECT coalesce(w.key || '.', '') || c.k, c.v
-          FROM walk w,
-               LATERAL (SELECT e.key AS k, e.value AS v FROM jsonb_each(w.value) e
-                         WHERE jsonb_typeof(w.value) = 'object'
-                        UNION ALL
-                        SELECT (a.n - 1)::text, a.v FROM jsonb_array_elements(w.value) WITH ORDINALITY a(v, n)
-                         WHERE jsonb_typeof(w.value) = 'array') c
-    )
-    SELECT coalesce(key, ''), value FROM walk WHERE jsonb_typeof(value) NOT IN ('object', 'array')
-$$;
-
--- A JSON body as DRF's (paginated) CSV renderer writes it: the rows are the items of `results`
--- when the body is an object with a `results` list (a list page), the items of a bare list, or the
--- body itself (one row: a retrieve). Each row is flattened (api._json_flatten); the header is the
--- sorted union of the keys (code point order, as Python's sorted: "tags.10" before "tags.2");
--- a row without a key has an empty field. Lines end with CRLF. No rows → an empty body.
-CREATE FUNCTION api._json_to_csv(p jsonb) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    WITH rows AS (
-        SELECT r.n, r.item
-          FROM jsonb_array_elements(CASE
-                   WHEN jsonb_typeof(p) = 'array' THEN p
-                   WHEN jsonb_typeof(p->'results') = 'array' THEN p->'results'
-                   WHEN jsonb_typeof(p) = 'object' THEN jsonb_build_array(p)
-                   ELSE '[]'::jsonb END) WITH ORDINALITY r(item, n)
-    ), cells AS (
-        SELECT r.n, f.key, f.value FROM rows r, LATERAL api._json_flatten(r.item) f
-    ), header AS (
-        SELECT array_agg(key ORDER BY key COLLATE "C") AS keys FROM (SELECT DISTINCT key FROM cells) k
-    )
-    SELECT CASE WHEN h.keys IS NULL THEN '' ELSE
-           (SELECT string_agg(api._csv_field(to_jsonb(k)), ',' ORDER BY i) FROM unnest(h.keys) WITH ORDINALITY u(k, i))
-           || E'\r\n' ||
-           coalesce((SELECT string_agg(line, '' ORDER BY n)
-                       FROM (SELECT r.n, (SELECT CASE
-                                                   -- Python's csv quotes a lone empty field, so the line is not blank.
-                                                   WHEN cardinality(h.keys) = 1 AND coalesce(max(api._csv_field(c.value)), '') = ''
-                                                   THEN '""'
-                                                   ELSE string_agg(coalesce(api._csv_field(c.value), ''), ',' ORDER BY u.i) END
-                                            FROM unnest(h.keys) WITH ORDINALITY u(k, i)
-                                            LEFT JOIN cells c ON c.n = r.n AND c.key = u.k) || E'\r\n' AS line
-                               FROM rows r) l), '')
-           END
-      FROM header h
-$$;
-
--- Sends a JSON body in the requested format (api._format() must not be NULL here): JSON as it
--- is; CSV for a success (status < 400); errors always stay PostHog's JSON bodies. A NULL body
--- (201/204 without content) stays empty.
-CREATE FUNCTION api._render(p_body json) RETURNS api."*/*"
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_status integer := coalesce(nullif(current_setting('response.status', true), '')::integer, 200);
-BEGIN
-    IF api._format() = 'csv' AND v_status < 400 THEN
-        PERFORM set_config('response.headers', '[{"Content-Type": "text/csv; charset=utf-8"}]', true);
-        RETURN convert_to(CASE WHEN p_body IS NULL THEN '' ELSE api._json_to_csv(p_body::jsonb) END, 'UTF8');
-    END IF;
-    PERFORM set_config('response.headers', '[{"Content-Type": "application/json; charset=utf-8"}]', true);
-    RETURN convert_to(coalesce(p_body::text, ''), 'UTF8');
-END $$;
-
--- An unknown ?format=: 404 before anything else, as DRF.
-CREATE FUNCTION api._render_unknown_format() RETURNS api."*/*"
-LANGUAGE plpgsql AS $$
-BEGIN
-    RETURN api._render(api._not_found());
-END $$;
-
--- GET/POST insights/ and GET/PATCH/PUT insights/:id/ with ?format=.
-CREATE FUNCTION api.insights(bytea) RETURNS api."*/*"
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF api._format() IS NULL THEN
-        RETURN api._render_unknown_format();
-    END IF;
-    RETURN api._render(api._insights_endpoint($1));
-END $$;
-
-CREATE FUNCTION api.insight(bytea) RETURNS api."*/*"
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF api._format() IS NULL THEN
-        RETURN api._render_unknown_format();
-    END IF;
-    RETURN api._render(api._insight_endpoint($1));
-END $$;
 
 ---------------------------------------------------------------------------------------------------
 -- POST insights/generate_metadata/ (docs/api.md#generated-metadata): a name and a description for
@@ -413,44 +292,14 @@ BEGIN
     RETURN jsonb_build_object('name', v_name, 'description', v_desc);
 END $$;
 
-CREATE FUNCTION api._insights_generate_metadata(bytea) RETURNS json
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_body jsonb;
-    v_denied json;
-    v_state text;
-    v_message text;
-    v_detail text;
-    v_hint text;
-BEGIN
-    IF api._method() <> 'POST' THEN
-        RETURN api._method_not_allowed();
-    END IF;
-    BEGIN
-        v_body := insights.decode_api_body($1);
-        v_denied := api._authenticate('insight:write', v_body);
-        IF v_denied IS NOT NULL THEN
-            RETURN v_denied;
-        END IF;
-        IF jsonb_typeof(v_body) <> 'object' THEN
-            PERFORM api._field_error('non_field_errors', 'Invalid data. Expected a dictionary.');
-        END IF;
-        RETURN api._insight_metadata(CASE WHEN v_body ? 'filters' THEN api._object_field(v_body, 'filters') END,
-                                     CASE WHEN v_body ? 'query' THEN api._object_field(v_body, 'query') END)::json;
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
-                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
-    END;
-END $$;
-
-CREATE FUNCTION api.insights_generate_metadata(bytea) RETURNS api."*/*"
+CREATE FUNCTION api.h_insights_generate_metadata(p_body jsonb) RETURNS json
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF api._format() IS NULL THEN
-        RETURN api._render_unknown_format();
+    IF jsonb_typeof(p_body) <> 'object' THEN
+        PERFORM api._field_error('non_field_errors', 'Invalid data. Expected a dictionary.');
     END IF;
-    RETURN api._render(api._insights_generate_metadata($1));
+    RETURN api._insight_metadata(CASE WHEN p_body ? 'filters' THEN api._object_field(p_body, 'filters') END,
+                                 CASE WHEN p_body ? 'query' THEN api._object_field(p_body, 'query') END)::json;
 END $$;
 
 ---------------------------------------------------------------------------------------------------
@@ -665,62 +514,35 @@ BEGIN
     summary := CASE WHEN cardinality(v_lines) = 0 THEN 'The retention result has no cohorts.' ELSE array_to_string(v_lines, ' ') END;
 END $$;
 
-CREATE FUNCTION api._insight_analyze(bytea) RETURNS json
+CREATE FUNCTION api.h_insight_analyze(p_body jsonb) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_denied json;
     v_row insights.saved_insights;
     v_kind text;
     v_res jsonb;
     r record;
-    v_state text;
-    v_message text;
-    v_detail text;
-    v_hint text;
 BEGIN
-    IF api._method() NOT IN ('GET', 'HEAD') THEN
-        RETURN api._method_not_allowed();
+    v_row := api._insight_by_path(false);
+    IF v_row.id IS NULL THEN
+        RETURN api._not_found();
     END IF;
-    BEGIN
-        v_denied := api._authenticate('insight:read', insights.decode_api_body($1));
-        IF v_denied IS NOT NULL THEN
-            RETURN v_denied;
-        END IF;
-        v_row := api._insight_by_path(false);
-        IF v_row.id IS NULL THEN
-            RETURN api._not_found();
-        END IF;
-        v_kind := api._insight_kind(v_row.filters, v_row.query);
-        v_res := api._insight_result(v_row, 'force_cache');
-        IF v_kind IS NOT NULL AND v_res->>'last_refresh' IS NULL THEN
-            v_res := api._insight_result(v_row, 'blocking');
-        END IF;
-        IF v_kind = 'trend' THEN
-            r := api._analyze_trends(v_res->'result');
-        ELSIF v_kind = 'funnel' THEN
-            r := api._analyze_funnels(v_res->'result');
-        ELSIF v_kind = 'retention' THEN
-            r := api._analyze_retention(v_res->'result');
-        ELSE
-            SELECT 'This insight has no result this server can analyze.'::text AS summary, '[]'::jsonb AS facts INTO r;
-        END IF;
-        RETURN json_build_object(
-            'insight_id', v_row.id, 'short_id', v_row.short_id,
-            'kind', CASE v_kind WHEN 'trend' THEN 'trends' WHEN 'funnel' THEN 'funnels' ELSE v_kind END,
-            'is_cached', v_res->'is_cached', 'last_refresh', v_res->'last_refresh',
-            'summary', r.summary, 'facts', r.facts);
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
-                                v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
-        RETURN api._error_from_sql(v_state, v_message, v_detail, v_hint);
-    END;
-END $$;
-
-CREATE FUNCTION api.insight_analyze(bytea) RETURNS api."*/*"
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF api._format() IS NULL THEN
-        RETURN api._render_unknown_format();
+    v_kind := api._insight_kind(v_row.filters, v_row.query);
+    v_res := api._insight_result(v_row, 'force_cache');
+    IF v_kind IS NOT NULL AND v_res->>'last_refresh' IS NULL THEN
+        v_res := api._insight_result(v_row, 'blocking');
     END IF;
-    RETURN api._render(api._insight_analyze($1));
+    IF v_kind = 'trend' THEN
+        r := api._analyze_trends(v_res->'result');
+    ELSIF v_kind = 'funnel' THEN
+        r := api._analyze_funnels(v_res->'result');
+    ELSIF v_kind = 'retention' THEN
+        r := api._analyze_retention(v_res->'result');
+    ELSE
+        SELECT 'This insight has no result this server can analyze.'::text AS summary, '[]'::jsonb AS facts INTO r;
+    END IF;
+    RETURN json_build_object(
+        'insight_id', v_row.id, 'short_id', v_row.short_id,
+        'kind', CASE v_kind WHEN 'trend' THEN 'trends' WHEN 'funnel' THEN 'funnels' ELSE v_kind END,
+        'is_cached', v_res->'is_cached', 'last_refresh', v_res->'last_refresh',
+        'summary', r.summary, 'facts', r.facts);
 END $$;

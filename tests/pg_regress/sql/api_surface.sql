@@ -16,31 +16,29 @@ SET LOCAL client_min_messages = warning;
 \ir ../../sql/api/00_roles.sql
 \ir ../../sql/api/10_rls.sql
 \ir ../../sql/api/20_api.sql
+\ir ../../sql/api/25_capture.sql
 \ir ../../sql/api/30_persons.sql
-\ir ../../sql/api/40_funnels.sql
-\ir ../../sql/api/45_correlation.sql
-\ir ../../sql/api/50_trends_retention.sql
-\ir ../../sql/api/55_actors.sql
+\ir ../../sql/api/40_compute.sql
 \ir ../../sql/api/60_insights.sql
 \ir ../../sql/api/70_query.sql
 \ir ../../sql/api/75_insights_meta.sql
+-- The dispatcher's route table, generated from nginx/routes.conf as scripts/stack does.
+\set routes_sql `python3 ../../scripts/openapi.py --routes-sql ../../nginx/routes.conf`
+:routes_sql
 \set ECHO all
 RESET client_min_messages;
 
 -- One request: a fresh request context (PostgREST runs each request in its own transaction),
--- the headers nginx would send, then the RPC; returns the status, the body and the Content-Type.
-CREATE FUNCTION pg_temp.call(p_rpc text, p_method text, p_headers jsonb, p_body text DEFAULT '')
+-- the headers nginx would send (the route of routes.conf in x-pgi-route), then api.dispatch;
+-- returns the status, the body and the Content-Type.
+CREATE FUNCTION pg_temp.call(p_route text, p_method text, p_headers jsonb, p_body text DEFAULT '')
 RETURNS TABLE (status int, body text, content_type text) LANGUAGE plpgsql AS $$
 DECLARE v text;
 BEGIN
-  PERFORM set_config(s, '', true) FROM unnest(ARRAY['response.status', 'response.headers', 'pgi.project_id', 'pgi.user_id']) s;
+  PERFORM set_config(s, '', true) FROM unnest(ARRAY['response.status', 'response.headers', 'pgi.project_id', 'pgi.user_id', 'pgi.sharing_insight_id']) s;
   PERFORM set_config('request.method', 'POST', true);
-  PERFORM set_config('request.headers', (jsonb_build_object('x-pgi-method', p_method) || p_headers)::text, true);
-  IF pg_get_function_result(format('api.%I(bytea)', p_rpc)::regprocedure) = 'api."*/*"' THEN
-    EXECUTE format('SELECT convert_from(api.%I($1), ''UTF8'')', p_rpc) INTO v USING convert_to(p_body, 'UTF8');
-  ELSE
-    EXECUTE format('SELECT api.%I($1)::text', p_rpc) INTO v USING convert_to(p_body, 'UTF8');
-  END IF;
+  PERFORM set_config('request.headers', (jsonb_build_object('x-pgi-method', p_method, 'x-pgi-route', p_route) || p_headers)::text, true);
+  v := convert_from(api.dispatch(convert_to(p_body, 'UTF8')), 'UTF8');
   RETURN QUERY SELECT coalesce(nullif(current_setting('response.status', true), ''), '200')::int, v,
     (SELECT h ->> 'Content-Type' FROM json_array_elements(nullif(current_setting('response.headers', true), '')::json) h
       WHERE h ->> 'Content-Type' IS NOT NULL);
