@@ -118,3 +118,8 @@ def test_body_over_the_limit_is_413_json():
 def test_schema_is_still_served():
     resp = api("GET", "/api/schema/")
     assert resp.status_code == 200 and resp.json()["openapi"].startswith("3.")
+
+
+def test_non_ascii_content_type_is_400():
+    resp = api("POST", "/batch/", data=b"{}", headers={"Content-Type": "text/plain; x=\xff".encode("latin-1")})
+    assert_error(resp, 400, "validation_error", "invalid_input")
