@@ -15,6 +15,7 @@ SET LOCAL client_min_messages = warning;
 \ir ../../sql/api/60_insights.sql
 \ir ../../sql/api/70_query.sql
 \ir ../../sql/api/75_insights_meta.sql
+\ir ../../sql/api/80_actions.sql
 \set ECHO all
 RESET client_min_messages;
 
