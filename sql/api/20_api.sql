@@ -81,7 +81,7 @@ BEGIN
     IF p_state = '22023' AND v_code IS NOT NULL THEN
         RETURN api._error(400, 'validation_error',
                           CASE v_code WHEN 'invalid' THEN 'invalid_input' ELSE v_code END, p_message, v_attr);
-    ELSIF p_state = '22P02' AND p_message LIKE 'JSON parse error%' THEN
+    ELSIF p_state = '22P02' AND (p_message LIKE 'JSON parse error%' OR p_message LIKE 'Multipart form parse error%') THEN
         RETURN api._error(400, 'invalid_request', 'parse_error', p_message);
     ELSIF left(p_state, 2) IN ('22', '23') THEN
         RETURN api._error(400, 'validation_error', 'invalid_input', p_message, v_attr);
@@ -283,6 +283,47 @@ LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN api._method() = 'POST' AND p_body <> '{}'::jsonb THEN p_body ELSE api._query() END
            - 'personal_api_key' - 'format' - 'refresh' - 'client_query_id' - 'limit' - 'offset'
 $$;
+
+
+---------------------------------------------------------------------------------------------------
+-- Multipart bodies (file uploads: the `csv` of a static cohort, sql/api/82_cohorts.sql)
+
+-- A multipart/form-data body as a JSON object of its fields (strings; a file part gives its
+-- content), or NULL when the body is not multipart (insights.decode_api_body takes it). nginx
+-- does not forward the Content-Type, so the body is recognised by its shape: its first line is
+-- the boundary delimiter (`--…`), followed by a form-data part header. Text must be UTF-8
+-- (otherwise 22021, a 400); a malformed part is PostHog's parse_error.
+CREATE FUNCTION api._multipart_body(p_body bytea) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_text text;
+    v_delim text;
+    v_part text;
+    v_name text;
+    v_sep integer;
+    v_out jsonb := '{}';
+BEGIN
+    IF p_body IS NULL OR length(p_body) < 4 OR substring(p_body FROM 1 FOR 2) <> '\x2d2d'::bytea THEN
+        RETURN NULL;
+    END IF;
+    v_text := convert_from(p_body, 'UTF8');
+    v_delim := substring(v_text FROM '^(--[^\r\n]{1,200})\r\n');
+    IF v_delim IS NULL OR v_text !~* '^--[^\r\n]*\r\ncontent-disposition:\s*form-data' THEN
+        RETURN NULL;
+    END IF;
+    -- Every part follows CRLF + delimiter; the last delimiter ends with `--`.
+    FOREACH v_part IN ARRAY string_to_array(E'\r\n' || v_text, E'\r\n' || v_delim) LOOP
+        CONTINUE WHEN v_part = '' OR left(v_part, 2) = '--';
+        v_sep := strpos(v_part, E'\r\n\r\n');
+        v_name := substring(left(v_part, greatest(v_sep, 1)) FROM '(?i)content-disposition:[^\r\n]*;\s*name="([^"]*)"');
+        IF left(v_part, 2) <> E'\r\n' OR v_sep = 0 OR v_name IS NULL THEN
+            RAISE EXCEPTION 'Multipart form parse error - a part without a form-data name'
+                USING ERRCODE = 'invalid_text_representation';
+        END IF;
+        v_out := v_out || jsonb_build_object(v_name, substring(v_part FROM v_sep + 4));
+    END LOOP;
+    RETURN v_out;
+END $$;
 
 
 ---------------------------------------------------------------------------------------------------
@@ -494,7 +535,7 @@ BEGIN
         IF NOT (v_method = ANY (v_route.methods) OR (v_method = 'HEAD' AND 'GET' = ANY (v_route.methods))) THEN
             RETURN api._render_json(api._method_not_allowed());
         END IF;
-        v_body := insights.decode_api_body($1);
+        v_body := coalesce(api._multipart_body($1), insights.decode_api_body($1));
         v_json := api._authenticate_route(v_route, v_body);
         IF v_json IS NOT NULL THEN
             RETURN api._render_json(v_json);

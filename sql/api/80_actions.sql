@@ -101,6 +101,9 @@ BEGIN
         v_out := v_out || jsonb_build_array(api._action_step(v_step, format('steps__%s', v_n)));
         v_n := v_n + 1;
     END LOOP;
+    -- Then as the engines compile them (CSS selectors, step property filters), so an action that
+    -- is stored can always be used by an insight.
+    PERFORM insights._check_action_steps(insights.request_project_id(), v_out::text);
     RETURN v_out;
 END $$;
 

@@ -16,6 +16,7 @@ SET LOCAL client_min_messages = warning;
 \ir ../../sql/api/70_query.sql
 \ir ../../sql/api/75_insights_meta.sql
 \ir ../../sql/api/80_actions.sql
+\ir ../../sql/api/82_cohorts.sql
 \set ECHO all
 RESET client_min_messages;
 
