@@ -21,6 +21,7 @@ SET LOCAL client_min_messages = warning;
 \ir ../../sql/api/32_project.sql
 \ir ../../sql/api/40_compute.sql
 \ir ../../sql/api/60_insights.sql
+\ir ../../sql/api/65_persons_manage.sql
 \ir ../../sql/api/70_query.sql
 \ir ../../sql/api/75_insights_meta.sql
 -- The dispatcher's route table, generated from nginx/routes.conf as scripts/stack does.
