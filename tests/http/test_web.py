@@ -289,3 +289,25 @@ def test_key_stays_out_of_urls_and_no_script_errors(browser):
     assert all(v > 0 for v in browser["paint_ms"].values())
     for name in ("insight-funnel.png", "insight-trend.png", "insight-retention.png", "insight-paths.png", "shared-phone.png"):
         assert (ARTEFACTS / name).stat().st_size > 10_000, name
+
+
+def test_csv_download_is_the_apis_csv(browser, shop):
+    csv = browser["csv"]
+    assert csv["name"].endswith(".csv") and csv["body"]["breakdown"] == "$browser"
+    want = api("POST", f"/api/projects/{shop['id']}/insights/trend/?format=csv", shop["key"], json=csv["body"])
+    assert want.status_code == 200 and want.headers["Content-Type"].startswith("text/csv")
+    assert csv["text"] == want.text
+
+
+def test_builder_previews_and_saves_a_funnel(browser, shop):
+    b = browser["builder"]
+    assert b["event_options"] == sorted({e["event"] for e in shop_events()})
+    body = b["preview_body"]
+    assert [e["id"] for e in body["events"]] == ["view_item", "purchase"]
+    assert body["properties"] == [{"key": "$browser", "value": "Chrome", "operator": "exact", "type": "event"}]
+    want = api("POST", f"/api/projects/{shop['id']}/insights/funnel/", shop["key"], json=body).json()["result"]
+    assert [int(r[2]) for r in b["preview_table"]["rows"]] == [s["count"] for s in want]
+    assert b["save_status"] == 201 and b["title"] == "Built in the browser"
+    created = api("GET", f"/api/projects/{shop['id']}/insights/{b['created_id']}/?refresh=blocking", shop["key"]).json()
+    assert created["saved"] is True and created["filters"]["insight"] == "FUNNELS"
+    assert [int(r[2]) for r in b["saved_table"]["rows"]] == [s["count"] for s in created["result"]]

@@ -103,6 +103,15 @@ try {
   await page.screenshot({ path: `${shots}/trend-after-controls.png`, fullPage: true });
   out.interval_change = await rerun(page, () => page.selectOption('#interval', 'week'));
 
+  // CSV download of the edited trend (POST insights/trend/?format=csv with the page's filter).
+  const csvReq = page.waitForRequest((r) => r.url().includes('format=csv'));
+  const dl = page.waitForEvent('download');
+  await page.click('text=Download CSV');
+  out.csv = { body: JSON.parse((await csvReq).postData()), name: (await dl).suggestedFilename() };
+  out.csv.text = await new Promise((resolve, reject) => {
+    dl.then(async (d) => { const chunks = []; const st = await d.createReadStream(); st.on('data', (c) => chunks.push(c)); st.on('end', () => resolve(Buffer.concat(chunks).toString('utf8'))); st.on('error', reject); });
+  });
+
   // The persons behind the first data point, in the side panel.
   const personsResp = page.waitForResponse((r) => r.url().includes('/persons/trends/'));
   await page.click('.result table.data-table tbody tr:first-child td:not([data-value="0"]) button');
@@ -134,6 +143,31 @@ try {
   await shared.goto(link);
   out.unshared_message = await (await shared.waitForSelector('.error')).textContent();
   await shared.screenshot({ path: `${shots}/shared-disabled.png` });
+  // The builder: a funnel from the project's event names with a property filter; preview, save.
+  await page.goto(`${base}/#/project/${project}/new`);
+  await page.waitForFunction(() => document.querySelectorAll('#event-names option').length > 0);
+  out.builder = { event_options: await page.$$eval('#event-names option', (o) => o.map((x) => x.value)) };
+  await page.fill('#name', 'Built in the browser');
+  await page.selectOption('#kind', 'FUNNELS');
+  await page.fill('#ev0', 'view_item');
+  await page.fill('#ev1', 'purchase');
+  await page.fill('#pkey', '$browser');
+  await page.fill('#pval', 'Chrome');
+  const previewResp = page.waitForResponse((r) => r.url().endsWith('/insights/funnel/') && r.request().method() === 'POST');
+  await page.click('text=Preview');
+  out.builder.preview_body = JSON.parse((await previewResp).request().postData());
+  out.builder.preview_table = await readTable(page);
+  const saveResp = page.waitForResponse((r) => r.url().endsWith('/insights/') && r.request().method() === 'POST');
+  await page.click('button[type=submit]');
+  const created = await saveResp;
+  out.builder.save_status = created.status();
+  out.builder.created_id = (await created.json()).id;
+  await page.waitForFunction((id) => location.hash.endsWith(`/insight/${id}`), out.builder.created_id);
+  await page.waitForSelector('.area[data-draws]');
+  out.builder.saved_table = await readTable(page);
+  out.builder.title = await page.textContent('main h1');
+  await page.screenshot({ path: `${shots}/builder-saved.png`, fullPage: true });
+
   out.key_in_urls = out.requests.some((r) => r.url.includes(key));
 } catch (e) {
   // Report how far it got: the test shows the step that failed and the page's console errors.

@@ -24,7 +24,7 @@ export function funnelOption(series: FunnelSeries[]): Option {
     ...base,
     legend: { top: 0, type: 'scroll' },
     tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' } },
-    xAxis: { type: 'category', data: steps },
+    xAxis: { type: 'category', data: steps, axisLabel: { interval: 0, overflow: 'truncate', width: 120 } },
     yAxis: { type: 'value', name: 'persons' },
     series: series.map((s) => ({
       type: 'bar',
