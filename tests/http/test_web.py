@@ -70,6 +70,7 @@ def saved(shop, name):
 
 BROWSER_INSIGHTS = {
     "funnel": "Shop funnel", "funnel_breakdown": "Shop funnel by browser", "trend": "Daily pageviews",
+    "time_to_convert": "Time to purchase", "funnel_trends": "Purchase conversion, daily",
     "retention": "Weekly retention", "stickiness": "Pageview stickiness", "lifecycle": "Pageview lifecycle",
     "paths": "User paths", "pie": "Pageviews by country", "number": "Purchases this month",
     "compare": "Purchases vs the previous period", "bars": "Unique visitors by browser",
@@ -225,6 +226,19 @@ def test_funnel_numbers_equal_the_api(browser, shop):
     got = {(r[0], r[1]): int(r[2]) for r in browser["insights"]["funnel_breakdown"]["rows"]}
     want = {(s[0]["breakdown_value"][0], f"{i + 1}. {st['name']}"): st["count"] for s in breakdown for i, st in enumerate(s)}
     assert got == want
+
+
+def test_funnel_views_equal_the_api(browser, shop):
+    ttc = saved(shop, "Time to purchase")["result"]
+    assert [[float(r[0]), int(r[2])] for r in browser["insights"]["time_to_convert"]["rows"]] == \
+        [[float(sec), n] for sec, n in ttc["bins"]]
+    (conv,) = saved(shop, "Purchase conversion, daily")["result"]
+    (row,) = browser["insights"]["funnel_trends"]["rows"]
+    assert nums(row[1:-1]) == [float(v) for v in conv["data"]]
+    viz = browser["viz_change"]
+    assert viz["body"]["funnel_viz_type"] == "time_to_convert" and viz["body"]["insight"] == "FUNNELS"
+    want = api("POST", f"/api/projects/{shop['id']}/insights/funnel/", shop["key"], json=viz["body"]).json()["result"]
+    assert [int(r[2]) for r in viz["table"]["rows"]] == [n for _, n in want["bins"]]
 
 
 def test_trend_numbers_equal_the_api(browser, shop):

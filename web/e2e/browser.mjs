@@ -124,6 +124,8 @@ try {
   // the embed variant, then switch it off and reload the link.
   await page.goto(`${base}/#/project/${project}/insight/${insights.funnel}`);
   await readTable(page);
+  out.viz_change = await rerun(page, () => page.selectOption('#viz', 'time_to_convert'));
+  out.viz_change.table = await readTable(page);
   await page.check('#share');
   const link = await (await page.waitForSelector('#share-link')).getAttribute('href');
   out.share_link = link;

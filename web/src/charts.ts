@@ -5,6 +5,7 @@ import {
   FunnelSeries,
   Sankey,
   Series,
+  TimeToConvert,
   pathNodeLabel,
   retentionCurve,
 } from './transforms';
@@ -138,4 +139,21 @@ export function pathsOption(s: Sankey): Option {
 export function heatStyle(percent: number): string {
   const a = Math.max(0, Math.min(1, percent / 100));
   return `background:rgba(29, 74, 255, ${(0.08 + 0.8 * a).toFixed(2)});color:${a > 0.55 ? '#fff' : '#151515'}`;
+}
+
+/** Time to convert: persons per duration bin. */
+export function timeToConvertOption(t: TimeToConvert): Option {
+  return {
+    ...base,
+    tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' } },
+    xAxis: { type: 'category', data: t.bins.map((b) => b.label), name: 'time to convert' },
+    yAxis: { type: 'value', name: 'persons' },
+    series: [{ type: 'bar', name: 'Persons', data: t.bins.map((b) => b.count) }],
+  };
+}
+
+/** Funnel conversion trends: conversion % per interval. */
+export function funnelTrendsOption(series: Series[]): Option {
+  const opt = trendsOption(series, 'ActionsLineGraph') as Option;
+  return { ...opt, yAxis: { type: 'value', max: 100, axisLabel: { formatter: '{value}%' } } };
 }

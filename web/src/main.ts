@@ -6,6 +6,7 @@ import { DISPLAYS } from './charts';
 import {
   BuilderState,
   DATE_PRESETS,
+  FUNNEL_VIZ,
   Filters,
   INTERVALS,
   Kind,
@@ -13,14 +14,15 @@ import {
   builderFilters,
   computePath,
   hasBreakdown,
-  hasInterval,
   insightKind,
   listParams,
   pageCount,
+  usesInterval,
   withBreakdown,
   withCompare,
   withDateRange,
   withDisplay,
+  withFunnelViz,
   withInterval,
 } from './query';
 import { Route, insightHash, listHash, parseRoute, sharedUrl } from './routes';
@@ -233,7 +235,10 @@ async function insightPage(r: Extract<Route, { page: 'insight' }>): Promise<void
     controls.replaceChildren();
     if (!editable) return;
     controls.append(select('date', 'Date range', DATE_PRESETS, String(filters.date_from ?? '-7d'), (v) => rerun(withDateRange(filters, v))));
-    if (hasInterval(kind)) {
+    if (kind === 'FUNNELS') {
+      controls.append(select('viz', 'Funnel view', FUNNEL_VIZ, String(filters.funnel_viz_type ?? 'steps'), (v) => rerun(withFunnelViz(filters, v))));
+    }
+    if (usesInterval(kind, filters)) {
       controls.append(select('interval', 'Interval', INTERVALS.map((i) => ({ value: i, label: i })), String(filters.interval ?? 'day'),
         (v) => rerun(withInterval(filters, v))));
     }
@@ -263,7 +268,7 @@ async function insightPage(r: Extract<Route, { page: 'insight' }>): Promise<void
   };
   renderControls();
   draw(insight.result);
-  if (insight.description) area.before(h('p', { class: 'description', text: insight.description }));
+  if (insight.description) controls.before(h('p', { class: 'description', text: insight.description }));
   sharing(r, shareBox);
 }
 

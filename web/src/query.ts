@@ -54,6 +54,25 @@ export function hasInterval(kind: Kind): boolean {
   return kind === 'TRENDS' || kind === 'STICKINESS' || kind === 'LIFECYCLE';
 }
 
+export const FUNNEL_VIZ: { value: string; label: string }[] = [
+  { value: 'steps', label: 'Steps' },
+  { value: 'time_to_convert', label: 'Time to convert' },
+  { value: 'trends', label: 'Conversion trends' },
+];
+
+/** The funnel's view; conversion trends need an interval (PostHog's default: day). */
+export function withFunnelViz(f: Filters, viz: string): Filters {
+  if (!FUNNEL_VIZ.some((v) => v.value === viz)) throw new Error(`unknown funnel view ${viz}`);
+  const out: Filters = { ...f, funnel_viz_type: viz };
+  if (viz === 'trends' && !out.interval) out.interval = 'day';
+  return out;
+}
+
+/** Whether the interval control applies to this filter. */
+export function usesInterval(kind: Kind, f: Filters): boolean {
+  return hasInterval(kind) || (kind === 'FUNNELS' && f.funnel_viz_type === 'trends');
+}
+
 /** Kinds that take a breakdown here (PostHog: lifecycle, stickiness and paths have none). */
 export function hasBreakdown(kind: Kind): boolean {
   return kind === 'TRENDS' || kind === 'FUNNELS' || kind === 'RETENTION';

@@ -75,6 +75,50 @@ export function funnelTable(series: FunnelSeries[]): Table {
   return { caption: 'Funnel steps', columns, rows, persons };
 }
 
+/** "1h 35m", "12m 3s", "45s", "2d 4h": a conversion time in seconds, two units at most. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  const parts: [number, string][] = [[Math.floor(s / 86400), 'd'], [Math.floor((s % 86400) / 3600), 'h'],
+                                     [Math.floor((s % 3600) / 60), 'm'], [s % 60, 's']];
+  const first = parts.findIndex(([v]) => v > 0);
+  if (first < 0) return '0s';
+  return parts.slice(first, first + 2).filter(([v]) => v > 0).map(([v, u]) => `${v}${u}`).join(' ');
+}
+
+export interface TimeToConvert {
+  bins: { seconds: number; label: string; count: number }[];
+  average: number | null;
+}
+
+/** funnel_viz_type time_to_convert: {bins: [[seconds, persons]], average_conversion_time}. */
+export function timeToConvertView(result: Json): TimeToConvert {
+  const bins = (result?.bins ?? []).map(([sec, count]: [number, number]) => ({ seconds: sec, label: formatDuration(sec), count }));
+  return { bins, average: result?.average_conversion_time ?? null };
+}
+
+export function timeToConvertTable(t: TimeToConvert): Table {
+  return {
+    caption: `Time to convert${t.average !== null ? ` (average ${formatDuration(t.average)})` : ''}`,
+    columns: ['From (seconds)', 'From', 'Persons'],
+    rows: t.bins.map((b) => [b.seconds, b.label, b.count]),
+  };
+}
+
+/** funnel_viz_type trends: conversion rate % per interval, one series per breakdown value. */
+export function funnelTrendsView(result: Json[]): Series[] {
+  return (Array.isArray(result) ? result : []).map((r) => {
+    const bd = breakdownLabel(r.breakdown_value);
+    return {
+      name: !bd || bd === 'all' ? 'Conversion rate %' : `${bd} (conversion %)`,
+      labels: (r.labels ?? r.days ?? []).map(String),
+      data: (r.data ?? []).map(Number),
+      total: Number(r.count ?? 0),
+      personsUrls: [],
+      compare: null,
+    };
+  });
+}
+
 // ---------------------------------------------------------------- trends, stickiness, lifecycle
 
 export interface Series {

@@ -1,15 +1,18 @@
 // One insight result drawn by kind: chart + accessible table (thin: the numbers come from
 // transforms.ts, the options from charts.ts).
-import { funnelOption, heatStyle, lifecycleOption, pathsOption, retentionOption, trendsOption } from './charts';
+import { funnelOption, funnelTrendsOption, heatStyle, lifecycleOption, pathsOption, retentionOption, timeToConvertOption, trendsOption } from './charts';
 import type { Filters, Kind } from './query';
 import {
   funnelTable,
+  funnelTrendsView,
   funnelView,
   isAggregate,
   pathsTable,
   pathsView,
   retentionTable,
   retentionView,
+  timeToConvertTable,
+  timeToConvertView,
   trendsTable,
   trendsView,
 } from './transforms';
@@ -27,8 +30,17 @@ export function drawResult(kind: Kind, filters: Filters, result: unknown, onPers
     box.append(c.el);
   };
   const rows = Array.isArray(result) ? (result as unknown[]) : [];
-  if (rows.length === 0) {
+  const viz = kind === 'FUNNELS' ? String(filters.funnel_viz_type ?? 'steps') : '';
+  if (viz === 'time_to_convert' && result && typeof result === 'object' && !Array.isArray(result)) {
+    const t = timeToConvertView(result);
+    addChart(timeToConvertOption(t), 'Funnel: time to convert');
+    box.append(dataTable(timeToConvertTable(t), 'time_to_convert'));
+  } else if (rows.length === 0) {
     box.append(h('p', { class: 'empty', text: 'No data for this query.' }));
+  } else if (viz === 'trends') {
+    const series = funnelTrendsView(rows);
+    addChart(funnelTrendsOption(series), 'Funnel: conversion rate per interval');
+    box.append(dataTable(trendsTable(series, false), 'funnel_trends'));
   } else if (kind === 'FUNNELS') {
     const series = funnelView(rows);
     addChart(funnelOption(series), 'Funnel: persons per step');

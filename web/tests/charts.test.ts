@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { funnelOption, heatStyle, lifecycleOption, pathsOption, retentionOption, trendsOption } from '../src/charts';
+import { funnelOption, funnelTrendsOption, heatStyle, lifecycleOption, pathsOption, retentionOption, timeToConvertOption, trendsOption } from '../src/charts';
 import type { Series } from '../src/transforms';
 
 const s = (name: string, data: number[], compare: string | null = null): Series => ({
@@ -56,5 +56,18 @@ describe('other options', () => {
     expect(heatStyle(100)).toContain('0.88');
     expect(heatStyle(100)).toContain('color:#fff');
     expect(heatStyle(250)).toBe(heatStyle(100));
+  });
+});
+
+describe('funnel view options', () => {
+  it('time to convert as bars of persons per bin', () => {
+    const o = timeToConvertOption({ bins: [{ seconds: 60, label: '1m', count: 3 }], average: 60 });
+    expect(o.xAxis.data).toEqual(['1m']);
+    expect(o.series[0]).toMatchObject({ type: 'bar', data: [3] });
+  });
+  it('conversion trends as a % line', () => {
+    const o = funnelTrendsOption([s('Conversion rate %', [20, 30])]);
+    expect(o.series[0]).toMatchObject({ type: 'line', data: [20, 30] });
+    expect(o.yAxis.max).toBe(100);
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   breakdownOf, builderFilters, computePath, hasBreakdown, hasInterval, insightKind, listParams, pageCount,
-  withBreakdown, withCompare, withDateRange, withDisplay, withInterval,
+  usesInterval, withBreakdown, withCompare, withDateRange, withDisplay, withFunnelViz, withInterval,
 } from '../src/query';
 
 const trend = { insight: 'TRENDS', events: [{ id: '$pageview' }], date_from: '-7d', interval: 'day' };
@@ -89,5 +89,18 @@ describe('new insight builder', () => {
   it('refuses empty series and one-step funnels', () => {
     expect(() => builderFilters({ ...state, events: [' '] })).toThrow('Pick at least one event.');
     expect(() => builderFilters({ ...state, events: ['a'] })).toThrow('A funnel needs at least two steps.');
+  });
+});
+
+describe('funnel views', () => {
+  it('switch the funnel view, giving conversion trends an interval', () => {
+    const f = { insight: 'FUNNELS', events: [] };
+    expect(withFunnelViz(f, 'time_to_convert')).toEqual({ ...f, funnel_viz_type: 'time_to_convert' });
+    expect(withFunnelViz(f, 'trends')).toEqual({ ...f, funnel_viz_type: 'trends', interval: 'day' });
+    expect(withFunnelViz({ ...f, interval: 'week' }, 'trends').interval).toBe('week');
+    expect(() => withFunnelViz(f, 'pie')).toThrow();
+    expect(usesInterval('FUNNELS', withFunnelViz(f, 'trends'))).toBe(true);
+    expect(usesInterval('FUNNELS', f)).toBe(false);
+    expect(usesInterval('TRENDS', {})).toBe(true);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  funnelTable, funnelView, isAggregate, pathNodeLabel, pathsTable, pathsView, personsFromAnswer,
+  formatDuration, funnelTable, funnelTrendsView, funnelView, isAggregate, timeToConvertTable, timeToConvertView, pathNodeLabel, pathsTable, pathsView, personsFromAnswer,
   retentionCurve, retentionTable, retentionView, seriesName, trendsTable, trendsView,
 } from '../src/transforms';
 
@@ -112,5 +112,31 @@ describe('persons answers', () => {
     expect(personsFromAnswer({ results: [{ count: 2, people }] })).toEqual([{ id: 'u8', label: 'anon-8' }, { id: 'u9', label: 'a@b.c' }]);
     expect(personsFromAnswer({ results: people }).length).toBe(2);
     expect(personsFromAnswer({})).toEqual([]);
+  });
+});
+
+describe('funnel views', () => {
+  it('formats durations in two units at most', () => {
+    expect(formatDuration(0)).toBe('0s');
+    expect(formatDuration(45)).toBe('45s');
+    expect(formatDuration(527)).toBe('8m 47s');
+    expect(formatDuration(5671.5)).toBe('1h 34m');
+    expect(formatDuration(3600)).toBe('1h');
+    expect(formatDuration(90061)).toBe('1d 1h');
+  });
+  it('reads time-to-convert bins', () => {
+    const t = timeToConvertView({ bins: [[527.0, 28], [1597.0, 59]], average_conversion_time: 5671.5 });
+    expect(t.bins).toEqual([{ seconds: 527, label: '8m 47s', count: 28 }, { seconds: 1597, label: '26m 37s', count: 59 }]);
+    const tab = timeToConvertTable(t);
+    expect(tab.caption).toBe('Time to convert (average 1h 34m)');
+    expect(tab.rows).toEqual([[527, '8m 47s', 28], [1597, '26m 37s', 59]]);
+    expect(timeToConvertView(null).bins).toEqual([]);
+  });
+  it('reads conversion trends, one series per breakdown', () => {
+    const s = funnelTrendsView([{ data: [28.41, 34.0], days: ['2026-11-27', '2026-11-28'], labels: ['27-Nov-2026', '28-Nov-2026'], count: 2, breakdown_value: ['all'] },
+                                { data: [10, 0], labels: ['a', 'b'], count: 2, breakdown_value: ['Chrome'] }]);
+    expect(s.map((x) => x.name)).toEqual(['Conversion rate %', 'Chrome (conversion %)']);
+    expect(s[0].data).toEqual([28.41, 34]);
+    expect(s[0].labels).toEqual(['27-Nov-2026', '28-Nov-2026']);
   });
 });
