@@ -59,7 +59,8 @@ RETURNS TABLE (line integer, value text, bad boolean)
 LANGUAGE sql IMMUTABLE AS $$
     WITH lines AS (
         SELECT n::integer AS line, l
-          FROM unnest(regexp_split_to_array(coalesce(p_csv, ''), E'\r?\n')) WITH ORDINALITY u(l, n)
+          -- A UTF-8 byte order mark (spreadsheet exports) is not part of the first value.
+          FROM unnest(regexp_split_to_array(ltrim(coalesce(p_csv, ''), U&'\FEFF'), E'\r?\n')) WITH ORDINALITY u(l, n)
          WHERE btrim(l) <> ''
     ), fields AS (
         SELECT line,
@@ -365,6 +366,28 @@ BEGIN
         PERFORM api._field_error('person_ids', 'This field is required.', 'required');
     END IF;
     PERFORM api._cohort_add_members(c.id, api._person_refs(p_body, 'person_ids'));
+    UPDATE insights.cohorts SET version = coalesce(version, 0) + 1 WHERE id = c.id;
+    RETURN api._cohort_json(api._cohort_recalculate(c.id));
+END $$;
+
+-- PATCH cohorts/:id/remove_person_from_static_cohort/ {"person_id": uuid or id} (cohort:write).
+CREATE FUNCTION api.h_cohort_remove_person(p_body jsonb) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    c insights.cohorts := api._cohort_by_path();
+    v_ids bigint[];
+BEGIN
+    IF c.id IS NULL OR c.deleted THEN
+        RETURN api._not_found();
+    END IF;
+    IF NOT c.is_static THEN
+        PERFORM api._field_error('person_id', 'Can only remove persons from a static cohort.');
+    END IF;
+    IF jsonb_typeof(p_body->'person_id') IS NULL OR jsonb_typeof(p_body->'person_id') = 'null' THEN
+        PERFORM api._field_error('person_id', 'This field is required.', 'required');
+    END IF;
+    v_ids := api._person_refs(jsonb_build_object('person_id', jsonb_build_array(p_body->'person_id')), 'person_id');
+    DELETE FROM insights.cohort_people WHERE cohort_id = c.id AND person_id = ANY (v_ids);
     UPDATE insights.cohorts SET version = coalesce(version, 0) + 1 WHERE id = c.id;
     RETURN api._cohort_json(api._cohort_recalculate(c.id));
 END $$;

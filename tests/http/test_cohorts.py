@@ -214,6 +214,13 @@ def test_static_cohorts_from_ids_and_add_persons(crowd):
             json={"person_ids": [crowd["uuid"]["bob"], crowd["uuid"]["ann"]]})
     assert r.status_code == 200, r.text
     assert r.json()["count"] == 3 and members(crowd, c["id"]) == ["ann", "bob", "cyd"]
+    r = api("PATCH", path(crowd, f"{c['id']}/remove_person_from_static_cohort/"), crowd["key"],
+            json={"person_id": crowd["uuid"]["cyd"]})
+    assert r.status_code == 200 and r.json()["count"] == 2 and members(crowd, c["id"]) == ["ann", "bob"]
+    assert_error(api("PATCH", path(crowd, f"{c['id']}/remove_person_from_static_cohort/"), crowd["key"],
+                     json={"person_id": "nobody"}), 400, "validation_error", "invalid_input", "person_id")
+    api("PATCH", path(crowd, f"{c['id']}/add_persons_to_static_cohort/"), crowd["key"],
+        json={"person_ids": [crowd["uuid"]["cyd"]]})
     # Static and dynamic do not convert into each other.
     assert_error(api("PATCH", path(crowd, f"{c['id']}/"), crowd["key"], json={"is_static": False}),
                  400, "validation_error", "invalid_input", "is_static")
@@ -231,7 +238,7 @@ def upload(project, fields, csv_text, method="POST", rest=""):
 
 def test_static_cohort_from_csv_upload(db, crowd):
     r = upload(crowd, {"name": "From CSV", "is_static": "true"},
-               'distinct_id,other\r\nann,1\r\n"bob",2\r\n\r\ncyd@other.org,3\r\n')
+               '\ufeffdistinct_id,other\r\nann,1\r\n"bob",2\r\n\r\ncyd@other.org,3\r\n')
     assert r.status_code == 201, r.text
     c = r.json()
     assert c["name"] == "From CSV" and c["is_static"] and c["count"] == 3
