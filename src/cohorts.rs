@@ -113,3 +113,36 @@ COMMENT ON FUNCTION insights.person_cohort_ids(bigint, bigint) IS
     name = "person_cohort_ids",
     requires = [cohort_person_ids]
 );
+
+extension_sql!(
+    r#"
+-- The background worker's cohort calculations (src/worker.rs, when no query task is queued): the
+-- next live cohort marked is_calculating (the API marks those of large projects instead of
+-- counting them in the request) gets its count and last_calculation; an error counts in
+-- errors_calculating and ends the calculation. Whether a cohort was taken.
+CREATE FUNCTION insights.calculate_next_cohort() RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    c insights.cohorts;
+BEGIN
+    SELECT * INTO c FROM insights.cohorts WHERE is_calculating AND NOT deleted
+     ORDER BY last_calculation NULLS FIRST, id FOR UPDATE SKIP LOCKED LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    BEGIN
+        UPDATE insights.cohorts
+           SET count = (SELECT count(*) FROM insights.cohort_person_ids(c.project_id, c.id)),
+               is_calculating = false, errors_calculating = 0, last_calculation = now()
+         WHERE id = c.id;
+    EXCEPTION WHEN OTHERS THEN
+        UPDATE insights.cohorts
+           SET is_calculating = false, errors_calculating = errors_calculating + 1, last_calculation = now()
+         WHERE id = c.id;
+    END;
+    RETURN true;
+END $$;
+"#,
+    name = "calculate_next_cohort",
+    requires = [cohort_person_ids]
+);

@@ -1,4 +1,5 @@
-//! The background worker that runs asynchronous insight queries (PostHog's `refresh=async` modes).
+//! The background worker that runs asynchronous insight queries (PostHog's `refresh=async` modes)
+//! and, when none is queued, the calculations of large cohorts (`insights.calculate_next_cohort`).
 //!
 //! Registered by `_PG_init` when the library is in `shared_preload_libraries`; it connects to the
 //! database named by `pg_insights.worker_database` and drains `insights.query_tasks`
@@ -93,7 +94,15 @@ fn run_one() -> bool {
             .ok()
             .flatten()
     });
-    let Some(id) = claimed else { return false };
+    // Without a query task, a cohort calculation (sql: insights.calculate_next_cohort).
+    let Some(id) = claimed else {
+        return BackgroundWorker::transaction(|| {
+            Spi::get_one::<bool>("SELECT insights.calculate_next_cohort()")
+                .ok()
+                .flatten()
+                .unwrap_or(false)
+        });
+    };
     BackgroundWorker::transaction(|| {
         let _ =
             Spi::get_one_with_args::<String>("SELECT insights.run_query_task($1)", &[id.into()]);

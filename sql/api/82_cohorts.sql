@@ -10,8 +10,8 @@
 -- insights.person_cohort_ids. A definition is checked by that compiler before it is stored
 -- (insights._check_cohort_filters): a missing cohort, a reference back to the cohort itself, a
 -- filter type that does not work on persons or a behavioural criterion that cannot be evaluated
--- exactly is a 400 naming the field. `count` and `last_calculation` are computed synchronously
--- when the cohort or its members change.
+-- exactly is a 400 naming the field. `count` and `last_calculation` are computed when the cohort
+-- or its members change: in the request, or by the background worker for large projects.
 --
 -- Runs as pgi_api: row-level security keeps every statement inside the request's project.
 
@@ -147,8 +147,17 @@ LANGUAGE sql AS $$
     ON CONFLICT DO NOTHING
 $$;
 
+-- Projects with more persons than this (setting pgi.cohort_sync_limit, default 50000) count a
+-- dynamic cohort in the background worker instead of in the request.
+CREATE FUNCTION api._cohort_sync_limit() RETURNS integer
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(nullif(current_setting('pgi.cohort_sync_limit', true), '')::integer, 50000)
+$$;
+
 -- Recounts a live cohort's members now (static: the stored members; otherwise the evaluated
--- definition), as PostHog's calculation does, and records when.
+-- definition), as PostHog's calculation does, and records when. A dynamic cohort of a large
+-- project is marked is_calculating instead; the background worker counts it
+-- (insights.calculate_next_cohort).
 CREATE FUNCTION api._cohort_recalculate(p_id bigint) RETURNS insights.cohorts
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -156,6 +165,11 @@ DECLARE
 BEGIN
     SELECT * INTO c FROM insights.cohorts WHERE id = p_id;
     IF c.deleted THEN
+        RETURN c;
+    END IF;
+    IF NOT c.is_static AND (SELECT count(*) FROM (SELECT 1 FROM insights.persons WHERE project_id = c.project_id
+                                                   LIMIT api._cohort_sync_limit() + 1) x) > api._cohort_sync_limit() THEN
+        UPDATE insights.cohorts SET is_calculating = true WHERE id = c.id RETURNING * INTO c;
         RETURN c;
     END IF;
     UPDATE insights.cohorts

@@ -5,6 +5,7 @@ Python, and insights filtered by a cohort against the equivalent inline filter.
 """
 
 import json
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -339,3 +340,24 @@ def test_scopes_and_isolation(db, make_project, crowd):
     assert r.status_code == 400, r.text
     assert sql(db, "SELECT name, deleted, count FROM insights.cohorts WHERE id = %s", c["id"]) == [("Mine", False, 1)]
     assert_error(api("GET", path(crowd, "999999999/"), crowd["key"]), 404, "invalid_request", "not_found")
+
+
+def test_large_projects_are_counted_by_the_background_worker(db, crowd):
+    c = create(crowd, {"name": "Pro", "filters": {"properties": {"type": "AND", "values": [
+        person_filter("plan", "pro")]}}}).json()
+    assert c["count"] == 2 and c["is_calculating"] is False
+    # Above the synchronous limit (pgi.cohort_sync_limit, here 1 person), the API marks the cohort
+    # instead of counting it; the background worker counts it.
+    with db.transaction():
+        db.execute("SET LOCAL pgi.cohort_sync_limit = 1")
+        db.execute("UPDATE insights.cohorts SET count = NULL WHERE id = %s", (c["id"],))
+        marked = db.execute("SELECT (api._cohort_recalculate(%s)).is_calculating", (c["id"],)).fetchone()[0]
+    assert marked is True
+    deadline = time.monotonic() + 60
+    while True:
+        body = api("GET", path(crowd, f"{c['id']}/"), crowd["key"]).json()
+        if not body["is_calculating"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert body["is_calculating"] is False and body["count"] == 2 and body["errors_calculating"] == 0
+    assert body["last_calculation"] >= c["last_calculation"]
