@@ -19,15 +19,17 @@ fn to_chrono(t: Option<TimestampWithTimeZone>) -> chrono::DateTime<chrono::Utc> 
     .unwrap_or_else(chrono::Utc::now)
 }
 
-/// SQL: `insights.cohort_person_ids(project_id, cohort_id, at DEFAULT NULL) → setof bigint`: the
-/// person ids of a cohort, evaluated at `at` (NULL: now): a static cohort's stored members, or
-/// its definition (person properties, behaviour, nested cohorts). A missing or deleted cohort, or
-/// a definition that no longer compiles, is a 22023 error.
+/// SQL: `insights.cohort_person_ids(project_id, cohort_id, at DEFAULT NULL, person_id DEFAULT
+/// NULL) → setof bigint`: the person ids of a cohort, evaluated at `at` (NULL: now): a static
+/// cohort's stored members, or its definition (person properties, behaviour, nested cohorts);
+/// with `person_id`, only that person if it is a member (a membership test that reads one person).
+/// A missing or deleted cohort, or a definition that no longer compiles, is a 22023 error.
 #[pg_extern(stable, parallel_safe)]
 fn cohort_person_ids(
     project_id: i64,
     cohort_id: i64,
     at: default!(Option<TimestampWithTimeZone>, "NULL"),
+    person_id: default!(Option<i64>, "NULL"),
 ) -> SetOfIterator<'static, i64> {
     let project = load_project(project_id);
     let now = to_chrono(at);
@@ -35,7 +37,10 @@ fn cohort_person_ids(
         with_filter_context(&project, lookups, |cx| {
             let mut b = SqlBuilder::new();
             b.int(project_id);
-            let sql = properties::cohort_members_sql(cohort_id, &mut b, cx, now)?;
+            let mut sql = properties::cohort_members_sql(cohort_id, &mut b, cx, now)?;
+            if let Some(p) = person_id {
+                sql = format!("{sql} AND pgi_m.id = {}", b.int(p));
+            }
             Ok(b.finish(&format!("{sql} ORDER BY 1")))
         })
     })
@@ -94,7 +99,7 @@ DECLARE
 BEGIN
     FOR v_id IN SELECT id FROM insights.cohorts WHERE project_id = p_project AND NOT deleted ORDER BY id LOOP
         BEGIN
-            IF EXISTS (SELECT 1 FROM insights.cohort_person_ids(p_project, v_id) m WHERE m = p_person) THEN
+            IF EXISTS (SELECT 1 FROM insights.cohort_person_ids(p_project, v_id, NULL, p_person)) THEN
                 RETURN NEXT v_id;
             END IF;
         EXCEPTION WHEN invalid_parameter_value OR invalid_text_representation THEN
@@ -106,5 +111,38 @@ COMMENT ON FUNCTION insights.person_cohort_ids(bigint, bigint) IS
   'Ids of the live cohorts of project p_project that contain person p_person now (static members or the evaluated definition).';
 "#,
     name = "person_cohort_ids",
+    requires = [cohort_person_ids]
+);
+
+extension_sql!(
+    r#"
+-- The background worker's cohort calculations (src/worker.rs, when no query task is queued): the
+-- next live cohort marked is_calculating (the API marks those of large projects instead of
+-- counting them in the request) gets its count and last_calculation; an error counts in
+-- errors_calculating and ends the calculation. Whether a cohort was taken.
+CREATE FUNCTION insights.calculate_next_cohort() RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    c insights.cohorts;
+BEGIN
+    SELECT * INTO c FROM insights.cohorts WHERE is_calculating AND NOT deleted
+     ORDER BY last_calculation NULLS FIRST, id FOR UPDATE SKIP LOCKED LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    BEGIN
+        UPDATE insights.cohorts
+           SET count = (SELECT count(*) FROM insights.cohort_person_ids(c.project_id, c.id)),
+               is_calculating = false, errors_calculating = 0, last_calculation = now()
+         WHERE id = c.id;
+    EXCEPTION WHEN OTHERS THEN
+        UPDATE insights.cohorts
+           SET is_calculating = false, errors_calculating = errors_calculating + 1, last_calculation = now()
+         WHERE id = c.id;
+    END;
+    RETURN true;
+END $$;
+"#,
+    name = "calculate_next_cohort",
     requires = [cohort_person_ids]
 );

@@ -1,4 +1,5 @@
-//! The background workers that run asynchronous insight queries (PostHog's `refresh=async` modes).
+//! The background workers that run asynchronous insight queries (PostHog's `refresh=async` modes)
+//! and, when none is queued, the calculations of large cohorts (`insights.calculate_next_cohort`).
 //!
 //! Registered by `_PG_init` when the library is in `shared_preload_libraries`, as a launcher and
 //! one query worker per served database, the layout of TimescaleDB's launcher and schedulers:
@@ -253,7 +254,15 @@ fn run_one() -> bool {
             .ok()
             .flatten()
     });
-    let Some(id) = claimed else { return false };
+    // Without a query task, a cohort calculation (sql: insights.calculate_next_cohort).
+    let Some(id) = claimed else {
+        return BackgroundWorker::transaction(|| {
+            Spi::get_one::<bool>("SELECT insights.calculate_next_cohort()")
+                .ok()
+                .flatten()
+                .unwrap_or(false)
+        });
+    };
     BackgroundWorker::transaction(|| {
         let _ =
             Spi::get_one_with_args::<String>("SELECT insights.run_query_task($1)", &[id.into()]);

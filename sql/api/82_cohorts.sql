@@ -10,8 +10,8 @@
 -- insights.person_cohort_ids. A definition is checked by that compiler before it is stored
 -- (insights._check_cohort_filters): a missing cohort, a reference back to the cohort itself, a
 -- filter type that does not work on persons or a behavioural criterion that cannot be evaluated
--- exactly is a 400 naming the field. `count` and `last_calculation` are computed synchronously
--- when the cohort or its members change.
+-- exactly is a 400 naming the field. `count` and `last_calculation` are computed when the cohort
+-- or its members change: in the request, or by the background worker for large projects.
 --
 -- Runs as pgi_api: row-level security keeps every statement inside the request's project.
 
@@ -59,7 +59,8 @@ RETURNS TABLE (line integer, value text, bad boolean)
 LANGUAGE sql IMMUTABLE AS $$
     WITH lines AS (
         SELECT n::integer AS line, l
-          FROM unnest(regexp_split_to_array(coalesce(p_csv, ''), E'\r?\n')) WITH ORDINALITY u(l, n)
+          -- A UTF-8 byte order mark (spreadsheet exports) is not part of the first value.
+          FROM unnest(regexp_split_to_array(ltrim(coalesce(p_csv, ''), U&'\FEFF'), E'\r?\n')) WITH ORDINALITY u(l, n)
          WHERE btrim(l) <> ''
     ), fields AS (
         SELECT line,
@@ -146,8 +147,17 @@ LANGUAGE sql AS $$
     ON CONFLICT DO NOTHING
 $$;
 
+-- Projects with more persons than this (setting pgi.cohort_sync_limit, default 50000) count a
+-- dynamic cohort in the background worker instead of in the request.
+CREATE FUNCTION api._cohort_sync_limit() RETURNS integer
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(nullif(current_setting('pgi.cohort_sync_limit', true), '')::integer, 50000)
+$$;
+
 -- Recounts a live cohort's members now (static: the stored members; otherwise the evaluated
--- definition), as PostHog's calculation does, and records when.
+-- definition), as PostHog's calculation does, and records when. A dynamic cohort of a large
+-- project is marked is_calculating instead; the background worker counts it
+-- (insights.calculate_next_cohort).
 CREATE FUNCTION api._cohort_recalculate(p_id bigint) RETURNS insights.cohorts
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -155,6 +165,11 @@ DECLARE
 BEGIN
     SELECT * INTO c FROM insights.cohorts WHERE id = p_id;
     IF c.deleted THEN
+        RETURN c;
+    END IF;
+    IF NOT c.is_static AND (SELECT count(*) FROM (SELECT 1 FROM insights.persons WHERE project_id = c.project_id
+                                                   LIMIT api._cohort_sync_limit() + 1) x) > api._cohort_sync_limit() THEN
+        UPDATE insights.cohorts SET is_calculating = true WHERE id = c.id RETURNING * INTO c;
         RETURN c;
     END IF;
     UPDATE insights.cohorts
@@ -365,6 +380,28 @@ BEGIN
         PERFORM api._field_error('person_ids', 'This field is required.', 'required');
     END IF;
     PERFORM api._cohort_add_members(c.id, api._person_refs(p_body, 'person_ids'));
+    UPDATE insights.cohorts SET version = coalesce(version, 0) + 1 WHERE id = c.id;
+    RETURN api._cohort_json(api._cohort_recalculate(c.id));
+END $$;
+
+-- PATCH cohorts/:id/remove_person_from_static_cohort/ {"person_id": uuid or id} (cohort:write).
+CREATE FUNCTION api.h_cohort_remove_person(p_body jsonb) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    c insights.cohorts := api._cohort_by_path();
+    v_ids bigint[];
+BEGIN
+    IF c.id IS NULL OR c.deleted THEN
+        RETURN api._not_found();
+    END IF;
+    IF NOT c.is_static THEN
+        PERFORM api._field_error('person_id', 'Can only remove persons from a static cohort.');
+    END IF;
+    IF jsonb_typeof(p_body->'person_id') IS NULL OR jsonb_typeof(p_body->'person_id') = 'null' THEN
+        PERFORM api._field_error('person_id', 'This field is required.', 'required');
+    END IF;
+    v_ids := api._person_refs(jsonb_build_object('person_id', jsonb_build_array(p_body->'person_id')), 'person_id');
+    DELETE FROM insights.cohort_people WHERE cohort_id = c.id AND person_id = ANY (v_ids);
     UPDATE insights.cohorts SET version = coalesce(version, 0) + 1 WHERE id = c.id;
     RETURN api._cohort_json(api._cohort_recalculate(c.id));
 END $$;

@@ -5,6 +5,7 @@ Python, and insights filtered by a cohort against the equivalent inline filter.
 """
 
 import json
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -214,6 +215,13 @@ def test_static_cohorts_from_ids_and_add_persons(crowd):
             json={"person_ids": [crowd["uuid"]["bob"], crowd["uuid"]["ann"]]})
     assert r.status_code == 200, r.text
     assert r.json()["count"] == 3 and members(crowd, c["id"]) == ["ann", "bob", "cyd"]
+    r = api("PATCH", path(crowd, f"{c['id']}/remove_person_from_static_cohort/"), crowd["key"],
+            json={"person_id": crowd["uuid"]["cyd"]})
+    assert r.status_code == 200 and r.json()["count"] == 2 and members(crowd, c["id"]) == ["ann", "bob"]
+    assert_error(api("PATCH", path(crowd, f"{c['id']}/remove_person_from_static_cohort/"), crowd["key"],
+                     json={"person_id": "nobody"}), 400, "validation_error", "invalid_input", "person_id")
+    api("PATCH", path(crowd, f"{c['id']}/add_persons_to_static_cohort/"), crowd["key"],
+        json={"person_ids": [crowd["uuid"]["cyd"]]})
     # Static and dynamic do not convert into each other.
     assert_error(api("PATCH", path(crowd, f"{c['id']}/"), crowd["key"], json={"is_static": False}),
                  400, "validation_error", "invalid_input", "is_static")
@@ -231,7 +239,7 @@ def upload(project, fields, csv_text, method="POST", rest=""):
 
 def test_static_cohort_from_csv_upload(db, crowd):
     r = upload(crowd, {"name": "From CSV", "is_static": "true"},
-               'distinct_id,other\r\nann,1\r\n"bob",2\r\n\r\ncyd@other.org,3\r\n')
+               '\ufeffdistinct_id,other\r\nann,1\r\n"bob",2\r\n\r\ncyd@other.org,3\r\n')
     assert r.status_code == 201, r.text
     c = r.json()
     assert c["name"] == "From CSV" and c["is_static"] and c["count"] == 3
@@ -332,3 +340,24 @@ def test_scopes_and_isolation(db, make_project, crowd):
     assert r.status_code == 400, r.text
     assert sql(db, "SELECT name, deleted, count FROM insights.cohorts WHERE id = %s", c["id"]) == [("Mine", False, 1)]
     assert_error(api("GET", path(crowd, "999999999/"), crowd["key"]), 404, "invalid_request", "not_found")
+
+
+def test_large_projects_are_counted_by_the_background_worker(db, crowd):
+    c = create(crowd, {"name": "Pro", "filters": {"properties": {"type": "AND", "values": [
+        person_filter("plan", "pro")]}}}).json()
+    assert c["count"] == 2 and c["is_calculating"] is False
+    # Above the synchronous limit (pgi.cohort_sync_limit, here 1 person), the API marks the cohort
+    # instead of counting it; the background worker counts it.
+    with db.transaction():
+        db.execute("SET LOCAL pgi.cohort_sync_limit = 1")
+        db.execute("UPDATE insights.cohorts SET count = NULL WHERE id = %s", (c["id"],))
+        marked = db.execute("SELECT (api._cohort_recalculate(%s)).is_calculating", (c["id"],)).fetchone()[0]
+    assert marked is True
+    deadline = time.monotonic() + 60
+    while True:
+        body = api("GET", path(crowd, f"{c['id']}/"), crowd["key"]).json()
+        if not body["is_calculating"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert body["is_calculating"] is False and body["count"] == 2 and body["errors_calculating"] == 0
+    assert body["last_calculation"] >= c["last_calculation"]

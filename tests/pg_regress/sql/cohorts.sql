@@ -135,6 +135,12 @@ SELECT c.name, pg_temp.who(m.ids) AS members,
        LATERAL (SELECT array_agg(x ORDER BY x) AS ids FROM insights.cohort_person_ids(:p, c.id, :at) x) m
  ORDER BY c.name;
 
+-- The membership test of one person (person_id): p1 bought in the last 7 days, p3 did not.
+SELECT d.distinct_id, pg_temp.who(array(SELECT insights.cohort_person_ids(:p, c.id, :at, d.person_id))) AS member
+  FROM cases c, insights.person_distinct_ids d
+ WHERE c.name = 'performed in 7 days' AND d.project_id = :p AND d.distinct_id IN ('p1', 'p3')
+ ORDER BY d.distinct_id;
+
 -- A cohort filter in an insight evaluates the same definition: purchases in March by the
 -- members of each cohort (a trend at the same `at` is not possible, so behavioural windows
 -- ending at the wall clock are left out here; the HTTP tests compare those).
