@@ -48,7 +48,7 @@ def expand(regex):
         elif part.startswith("(") and part.endswith(")"):
             choices.append([(alt, None) for alt in part[1:-1].split("|")])
         elif part:
-            choices.append([(part, None)])
+            choices.append([(part.replace("\\.", "."), None)])  # a literal dot (/shared/{id}.json)
     paths = []
     for combo in itertools.product(*choices):
         text = "".join(t for t, _ in combo)

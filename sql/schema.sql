@@ -157,7 +157,14 @@ CREATE TABLE insights.cohorts (
     filters      jsonb NOT NULL DEFAULT '{}',
     deleted      boolean NOT NULL DEFAULT false,
     created_by   bigint REFERENCES insights.users ON DELETE SET NULL,
-    created_at   timestamptz NOT NULL DEFAULT now()
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    -- The last calculation (sql/api/82_cohorts.sql): members counted when the definition or the
+    -- members changed; insights evaluate the definition at query time and never read these.
+    count               integer,
+    is_calculating      boolean NOT NULL DEFAULT false,
+    last_calculation    timestamptz,
+    errors_calculating  integer NOT NULL DEFAULT 0,
+    version             integer
 );
 CREATE INDEX cohorts_project ON insights.cohorts (project_id);
 
@@ -171,12 +178,19 @@ CREATE TABLE insights.cohort_people (
 CREATE TABLE insights.actions (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     project_id   bigint NOT NULL REFERENCES insights.projects ON DELETE CASCADE,
-    name         text NOT NULL,
+    -- Nullable, as PostHog's Action.name.
+    name         text,
     description  text NOT NULL DEFAULT '',
     steps        jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(steps) = 'array'),
     deleted      boolean NOT NULL DEFAULT false,
     created_by   bigint REFERENCES insights.users ON DELETE SET NULL,
-    created_at   timestamptz NOT NULL DEFAULT now()
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    -- Stored and returned as PostHog's serializer does (no Slack delivery here).
+    tags                  text[] NOT NULL DEFAULT '{}',
+    post_to_slack         boolean NOT NULL DEFAULT false,
+    slack_message_format  text NOT NULL DEFAULT '',
+    pinned_at             timestamptz,
+    updated_at            timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX actions_project ON insights.actions (project_id);
 

@@ -8,6 +8,7 @@
 use pgrx::prelude::*;
 
 mod agg;
+mod cohorts;
 mod context;
 mod engines;
 mod errors;

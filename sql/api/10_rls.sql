@@ -85,6 +85,10 @@ GRANT INSERT, UPDATE ON insights.saved_insights, insights.insight_views, insight
                         insights.sharing_configurations, insights.query_cache,
                         insights.dashboard_tiles
    TO pgi_api;
+-- Actions and cohorts (sql/api/80_actions.sql, 82_cohorts.sql): the API creates and edits them
+-- and replaces the members of static cohorts.
+GRANT INSERT, UPDATE ON insights.actions, insights.cohorts TO pgi_api;
+GRANT INSERT, DELETE ON insights.cohort_people TO pgi_api;
 -- Async queries: a request queues its own project's tasks; the worker (superuser) runs them and
 -- insights.cancel_query_task (SECURITY DEFINER) cancels them.
 GRANT INSERT ON insights.query_tasks TO pgi_api;

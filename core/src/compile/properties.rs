@@ -96,6 +96,9 @@ pub const TRUE_SQL: &str = "TRUE";
 /// Cohorts may reference cohorts at most this deep (also stops cycles).
 const MAX_COHORT_DEPTH: usize = 8;
 
+#[path = "behavioral.rs"]
+mod behavioral;
+
 /// Guard for property text read as a number, the one definition every compiler uses (property
 /// filters, HogQL, trends math): text Postgres' `numeric` input accepts without error, with at
 /// most a two-digit exponent. Callers that convert to `float8` also cap the length at 100
@@ -210,6 +213,60 @@ pub fn compile_entity_at(
     };
     let props = c.properties(&e.properties, "properties", b)?;
     Ok(and_all(vec![matcher, props]))
+}
+
+/// The persons of cohort `id` at `now`: `SELECT pgi_m.id FROM insights.persons pgi_m WHERE …`
+/// for a cohort with a definition, or its stored members for a static cohort. The same
+/// compilation as a cohort filter in an insight, so both always agree. Errors name `cohort_id`.
+pub fn cohort_members_sql(
+    id: i64,
+    b: &mut SqlBuilder,
+    cx: &FilterContext,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    let mut c = Compiler::new(cx, now);
+    c.scope = Scope::Person {
+        alias: "pgi_m".to_string(),
+    };
+    let member = c.cohort_membership(id, "cohort_id", b)?;
+    Ok(format!(
+        "SELECT pgi_m.id FROM insights.persons pgi_m WHERE pgi_m.project_id = {} AND {member}",
+        cx.project_param
+    ))
+}
+
+/// Checks a cohort definition (`filters`: `{"properties": …}` or `{"groups": […]}`) before it is
+/// stored, as the definition of cohort `id` (`None` for a new cohort): a reference to the cohort
+/// itself, directly or through other cohorts, is the cycle error; a missing or deleted cohort,
+/// an event-only filter type or an unsupported behavioural criterion are 22023 naming the field.
+pub fn check_cohort_definition(
+    id: Option<i64>,
+    filters: &Value,
+    cx: &FilterContext,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut b = SqlBuilder::new();
+    let mut c = Compiler::new(cx, now);
+    c.scope = Scope::Person {
+        alias: "pgi_m".to_string(),
+    };
+    c.cohort_stack.extend(id);
+    c.cohort_definition(filters, &mut b).map(|_| ())
+}
+
+/// Checks action steps before they are stored: each compiles as the engines will compile it
+/// (selectors, matching modes, step property filters). Errors name `steps__N__…`.
+pub fn check_action_steps(steps: &Value, cx: &FilterContext) -> Result<()> {
+    let mut b = SqlBuilder::new();
+    let mut c = Compiler::new(cx, Utc::now());
+    let steps = match steps {
+        Value::Array(s) => s,
+        _ => return Err(bad_json("steps", "Expected a list of steps")),
+    };
+    for (i, step) in steps.iter().enumerate() {
+        c.action_step(step, &format!("steps__{i}"), &mut b)?;
+    }
+    Ok(())
 }
 
 /// A text SQL expression for a breakdown value: `kind` is `event`, `person`, `group` (needs
@@ -748,10 +805,14 @@ impl<'c, 'a> Compiler<'c, 'a> {
                     Some(_) => Err(bad_json(&kattr, "Not a valid string.")),
                 };
             }
+            // Behavioural criteria belong to cohort definitions (person scope) only.
+            "behavioral" if matches!(self.scope, Scope::Person { .. }) => {
+                self.behavioral(m, attr, b)?
+            }
             "behavioral" => {
                 return Err(invalid(
                     &tattr,
-                    "Behavioral cohort filters are not supported",
+                    "Behavioral filters work in cohort definitions only",
                 ));
             }
             "event" | "person" | "group" | "session" | "event_metadata" | "element" => {
@@ -1271,18 +1332,20 @@ impl<'c, 'a> Compiler<'c, 'a> {
         let (is_static, filters) = (self.cx.cohort)(id)
             .ok_or_else(|| invalid(vattr, format!("Cohort {id} does not exist")))?;
         let pid = self.person_id();
-        if is_static {
-            return Ok(format!(
-                "({pid} IN (SELECT pgi_cp.person_id FROM insights.cohort_people pgi_cp WHERE pgi_cp.cohort_id = {}))",
-                b.int(id)
-            ));
-        }
+        // Checked first: a static cohort is on the stack only while its own definition is
+        // checked (check_cohort_definition), where a reference to itself is refused too.
         if self.cohort_stack.contains(&id) || self.cohort_stack.len() >= MAX_COHORT_DEPTH {
             return Err(invalid(
                 vattr,
                 format!(
                     "Cohort {id} references cohorts in a cycle or more than {MAX_COHORT_DEPTH} deep"
                 ),
+            ));
+        }
+        if is_static {
+            return Ok(format!(
+                "({pid} IN (SELECT pgi_cp.person_id FROM insights.cohort_people pgi_cp WHERE pgi_cp.cohort_id = {}))",
+                b.int(id)
             ));
         }
         self.aliases += 1;
@@ -1342,14 +1405,12 @@ impl<'c, 'a> Compiler<'c, 'a> {
             let behavioral = ["action_id", "event_id"]
                 .iter()
                 .any(|k| gm.get(*k).is_some_and(|v| !v.is_null()));
-            if behavioral {
-                return Err(invalid(
-                    &gattr,
-                    "Behavioral cohort filters are not supported",
-                ));
-            }
             let props = gm.get("properties").unwrap_or(&Value::Null);
-            parts.push(self.properties(props, &format!("{gattr}__properties"), b)?);
+            let mut group = vec![self.properties(props, &format!("{gattr}__properties"), b)?];
+            if behavioral {
+                group.push(self.legacy_behavioral(gm, &gattr, b)?);
+            }
+            parts.push(and_all(group));
         }
         Ok(or_all(parts))
     }

@@ -707,7 +707,7 @@ fn cohort_definitions_nest_and_are_checked() {
     for (id, code, text) in [
         (3, "22023", "cycle"),
         (4, "22023", "does not work in 'person' scope"),
-        (7, "22023", "Behavioral"),
+        (7, "22023", "Action 3 does not exist"),
         (99, "22023", "does not exist"),
     ] {
         let e = err(json!([{"key": "id", "value": id, "type": "cohort"}]));
@@ -1183,4 +1183,155 @@ proptest! {
             prop_assert!(re.starts_with("(^|;)"));
         }
     }
+}
+
+fn behavioral(v: Value) -> Value {
+    json!({"properties": {"type": "AND", "values": [v]}})
+}
+
+#[test]
+fn behavioral_cohort_criteria_compile_to_event_subqueries() {
+    with_cx(None, |cx, b| {
+        let f = behavioral(
+            json!({"type": "behavioral", "value": "performed_event", "key": "signup",
+                                  "event_type": "events", "time_value": 7, "time_interval": "day"}),
+        );
+        check_cohort_definition(None, &f, cx, now()).unwrap();
+        let mut c = Compiler::new(cx, now());
+        c.scope = Scope::Person { alias: "p".into() };
+        let sql = c.cohort_definition(&f, b).unwrap();
+        assert_eq!(
+            sql,
+            "(EXISTS (SELECT 1 FROM insights.events pgi_b1 WHERE (pgi_b1.project_id = $1::int8 AND pgi_b1.person_id = p.id \
+             AND (pgi_b1.event = $2::text)) AND pgi_b1.\"timestamp\" > $3::timestamptz AND pgi_b1.\"timestamp\" < $4::timestamptz))"
+        );
+        assert_eq!(b.params[2], Param::Timestamp(micros(2024, 1, 3, 12)));
+        assert_eq!(b.params[3], Param::Timestamp(micros(2024, 1, 10, 12)));
+        // N times, over an action, with event filters and negation; the action's steps compile
+        // over the subquery's alias.
+        let f = behavioral(
+            json!({"type": "behavioral", "value": "performed_event_multiple", "key": 11,
+                                  "event_type": "actions", "operator": "gte", "operator_value": 3,
+                                  "time_value": 1, "time_interval": "month", "negation": true,
+                                  "event_filters": [{"key": "a", "value": "b", "type": "event"}]}),
+        );
+        let sql = c.cohort_definition(&f, b).unwrap();
+        assert!(
+            sql.starts_with("(NOT ((SELECT count(*) FROM insights.events pgi_b2 WHERE"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("(pgi_b2.event = $5::text)") && sql.contains("pgi_b2.properties ->>"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with(">= $11::int8))") || sql.contains(">= $"),
+            "{sql}"
+        );
+        assert!(
+            b.params
+                .contains(&Param::Timestamp(micros(2023, 12, 10, 12)))
+        );
+    });
+}
+
+#[test]
+fn behavioral_cohort_errors_name_the_field() {
+    with_cx(None, |cx, _| {
+        let attr = |v: Value| {
+            check_cohort_definition(None, &behavioral(v), cx, now())
+                .unwrap_err()
+                .attr
+                .unwrap_or_default()
+        };
+        let base = json!({"type": "behavioral", "value": "performed_event", "key": "x", "time_value": 7, "time_interval": "day"});
+        let with = |k: &str, v: Value| {
+            let mut m = base.clone();
+            m[k] = v;
+            m
+        };
+        assert_eq!(
+            attr(with("value", json!("performed_event_sequence"))),
+            "properties__values__0__value"
+        );
+        assert_eq!(
+            attr(with("value", json!("restarted_performing_event"))),
+            "properties__values__0__value"
+        );
+        assert_eq!(
+            attr(with("value", json!("nope"))),
+            "properties__values__0__value"
+        );
+        assert_eq!(
+            attr(with("time_value", json!(0))),
+            "properties__values__0__time_value"
+        );
+        assert_eq!(
+            attr(with("time_interval", json!("fortnight"))),
+            "properties__values__0__time_interval"
+        );
+        assert_eq!(
+            attr(with("event_type", json!("x"))),
+            "properties__values__0__event_type"
+        );
+        let mut m = with("event_type", json!("actions"));
+        m["key"] = json!(99);
+        assert_eq!(attr(m), "properties__values__0__key");
+        let mut m = with("value", json!("stopped_performing_event"));
+        m["seq_time_value"] = json!(7);
+        m["seq_time_interval"] = json!("day");
+        assert_eq!(attr(m.clone()), "properties__values__0__seq_time_value");
+        m["seq_time_value"] = json!(2);
+        check_cohort_definition(None, &behavioral(m), cx, now()).unwrap();
+        // Behavioural filters are for cohort definitions only.
+        let e =
+            compile_properties_at(&json!([base]), &mut SqlBuilder::new(), cx, now()).unwrap_err();
+        assert_eq!(e.attr.as_deref(), Some("properties__0__type"));
+    });
+}
+
+#[test]
+fn cohort_checks_find_cycles_and_members_sql_reads_static_members() {
+    with_cx(None, |cx, b| {
+        // Cohort 6 references cohort 2: cohort 2 may not reference 6.
+        let f = json!({"properties": [{"type": "cohort", "value": 6}]});
+        let e = check_cohort_definition(Some(2), &f, cx, now()).unwrap_err();
+        assert!(e.detail.contains("cycle"), "{}", e.detail);
+        check_cohort_definition(Some(5), &f, cx, now()).unwrap();
+        // A static cohort may not name itself either.
+        let own = json!({"properties": [{"type": "cohort", "value": 1}]});
+        assert!(
+            check_cohort_definition(Some(1), &own, cx, now())
+                .unwrap_err()
+                .detail
+                .contains("cycle")
+        );
+        let e = check_cohort_definition(
+            None,
+            &json!({"properties": [{"type": "cohort", "value": 99}]}),
+            cx,
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(e.attr.as_deref(), Some("properties__0__value"));
+        let sql = cohort_members_sql(1, b, cx, now()).unwrap();
+        assert_eq!(
+            sql,
+            "SELECT pgi_m.id FROM insights.persons pgi_m WHERE pgi_m.project_id = $1::int8 AND \
+             (pgi_m.id IN (SELECT pgi_cp.person_id FROM insights.cohort_people pgi_cp WHERE pgi_cp.cohort_id = $2::int8))"
+        );
+        assert!(cohort_members_sql(99, b, cx, now()).is_err());
+        assert!(
+            check_action_steps(
+                &json!([{"event": "$autocapture", "selector": "div::after"}]),
+                cx
+            )
+            .is_err()
+        );
+        check_action_steps(
+            &json!([{"event": "$autocapture", "selector": "div > a.x"}]),
+            cx,
+        )
+        .unwrap();
+    });
 }
