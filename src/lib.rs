@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 
 mod agg;
 mod context;
+mod elements;
 mod engines;
 mod errors;
 mod http_body;

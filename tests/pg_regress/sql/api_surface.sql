@@ -22,6 +22,7 @@ SET LOCAL client_min_messages = warning;
 \ir ../../sql/api/60_insights.sql
 \ir ../../sql/api/70_query.sql
 \ir ../../sql/api/75_insights_meta.sql
+\ir ../../sql/api/85_elements.sql
 -- The dispatcher's route table, generated from nginx/routes.conf as scripts/stack does.
 \set routes_sql `python3 ../../scripts/openapi.py --routes-sql ../../nginx/routes.conf`
 :routes_sql
