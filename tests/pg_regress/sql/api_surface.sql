@@ -17,6 +17,7 @@ SET LOCAL client_min_messages = warning;
 \ir ../../sql/api/10_rls.sql
 \ir ../../sql/api/20_api.sql
 \ir ../../sql/api/25_capture.sql
+\ir ../../sql/api/27_browser.sql
 \ir ../../sql/api/30_persons.sql
 \ir ../../sql/api/40_compute.sql
 \ir ../../sql/api/60_insights.sql
