@@ -45,14 +45,16 @@ BEGIN
         'isAuthenticated', false);
 END $$;
 
--- GET /array/<token>/config: PostHog's remote config of the project; 404 for an unknown token.
+-- GET /array/<token>/config: PostHog's remote config of the project; an unknown token is the same
+-- 401 as capture's.
 CREATE FUNCTION api.h_remote_config(bytea) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
     v_token text := api._header('x-pgi-id');
 BEGIN
     IF api._sdk_project(v_token) IS NULL THEN
-        RETURN api._not_found();
+        RETURN api._error(401, 'authentication_error', 'invalid_api_key',
+                          'Project API key invalid. You can find your project API key in PostHog project settings.');
     END IF;
     RETURN json_build_object(
         'token', v_token, 'supportedCompression', json_build_array('gzip', 'gzip-js'),

@@ -153,4 +153,5 @@ def test_flags_and_remote_config(project):
     r = api("GET", f"/array/{project['token']}/config")
     assert r.status_code == 200
     assert r.json()["token"] == project["token"] and r.json()["autocapture_opt_out"] is False
-    assert api("GET", "/array/phc_unknown/config").status_code == 404
+    r = api("GET", "/array/phc_unknown/config")
+    assert r.status_code == 401 and r.json()["code"] == "invalid_api_key"
