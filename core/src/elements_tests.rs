@@ -184,4 +184,3 @@ fn stats_statement_and_items() {
     assert_eq!(item["elements"][0]["tag_name"], json!("a"));
     assert_eq!(item["hash"].as_str().unwrap().len(), 32);
 }
-
