@@ -70,10 +70,16 @@ def test_missing_database_is_waited_for_quietly_then_served(db, spare_database):
     assert (spare_database, "pg_insights query worker") not in workers(db)
 
     # With the extension: served within a launcher pass or two.
-    # CREATE EXTENSION reads the system-wide install script: hold the lock that installs take.
+    # CREATE EXTENSION reads the system-wide install script: hold the lock that installs take,
+    # unless a caller already holds it for this run (then waiting would never end).
     with open(os.environ.get("PGI_INSTALL_LOCK", "/tmp/pg_insights-install.lock"), "a") as lock, \
             psycopg.connect(dbname=spare_database, autocommit=True) as other:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        for _ in range(120):
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(1)
         other.execute("CREATE EXTENSION pg_insights")
     assert wait_for(lambda: (spare_database, "pg_insights query worker") in workers(db))
 
