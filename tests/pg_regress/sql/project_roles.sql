@@ -13,12 +13,10 @@
 SET timezone = 'UTC';
 SET datestyle = 'ISO';
 BEGIN;
--- The HTTP layer's files (roles, RLS, api schema, routes), as scripts/stack applies them: all of
--- sql/api, so a function or table added there is covered too.
+-- The HTTP layer's files (roles, RLS, api schema, routes), as scripts/stack applies them.
 SET LOCAL client_min_messages = warning;
 \set ECHO none
-\set api_sql `cat ../../sql/api/*.sql`
-:api_sql
+\ir load_api.psql
 \set routes_sql `python3 ../../scripts/openapi.py --routes-sql ../../nginx/routes.conf`
 :routes_sql
 \set ECHO all
