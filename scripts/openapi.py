@@ -48,7 +48,7 @@ def expand(regex):
         elif part.startswith("(") and part.endswith(")"):
             choices.append([(alt, None) for alt in part[1:-1].split("|")])
         elif part:
-            choices.append([(part, None)])
+            choices.append([(part.replace("\\.", "."), None)])  # a literal dot (/shared/{id}.json)
     paths = []
     for combo in itertools.product(*choices):
         text = "".join(t for t, _ in combo)
@@ -65,10 +65,19 @@ def method_scope(scope, method):
     return scope.replace("/write", "") if method in ("GET", "HEAD") else scope.replace("read/write", "write")
 
 
+# What routes.conf lets through for each path parameter (anything else is a 404).
+PARAM_PATTERNS = {"project_id": r"^\d+$", "environment_id": r"^\d+$", "id": r"^[A-Za-z0-9_-]+$"}
+
+
+def error_response(description):
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
 def operation(method, rpc, scope, summary, path):
     scope = method_scope(scope, method)
     params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": PARAM_PATTERNS.get(name, "^[^/]+$")}}
         for name in re.findall(r"\{(\w+)\}", path)
     ]
     op = {
@@ -77,22 +86,27 @@ def operation(method, rpc, scope, summary, path):
         "parameters": params,
         "responses": {
             "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
-            "400": {"description": "Invalid input", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-            "404": {"description": "Not found", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            "400": error_response("Invalid input"),
+            "404": error_response("Not found"),
+            "405": error_response("Method not allowed for this object"),
+            "504": error_response("The query ran over the statement timeout"),
         },
         "tags": [rpc.split("_")[0]],
     }
     if scope != "-":
         op["security"] = [{"PersonalAPIKeyAuth": [scope]}]
         op["x-required-scopes"] = [scope]
-        op["responses"]["401"] = {"description": "Missing or invalid personal API key",
-                                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-        op["responses"]["403"] = {"description": "Missing scope or no access to the project",
-                                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        op["responses"]["401"] = error_response("Missing or invalid personal API key")
+        op["responses"]["403"] = error_response("Missing scope or no access to the project")
+        op["responses"]["429"] = error_response("Rate limit used up (see the Retry-After header)")
     else:
         op["security"] = []
     if method in ("POST", "PATCH", "PUT"):
         op["requestBody"] = {"required": False, "content": {"application/json": {"schema": {"type": "object"}}}}
+        op["responses"]["201"] = {"description": "Created", "content": {"application/json": {"schema": {"type": "object"}}}}
+        op["responses"]["413"] = error_response("Body over 20 MB")
+    if method == "DELETE":
+        op["responses"]["204"] = {"description": "Deleted or cancelled (no body)"}
     return op
 
 

@@ -113,6 +113,16 @@ BEGIN
            version = t.version + 1
       FROM insights.persons AS f
      WHERE t.id = p_into AND f.id = p_from AND t.project_id = p_project AND f.project_id = p_project;
+    -- The surviving person's activity log records the merge (PostHog's Detail.merge shape).
+    INSERT INTO insights.activity_log (project_id, is_system, scope, item_id, activity, detail)
+    SELECT p_project, true, 'Person', t.id::text, 'merged',
+           jsonb_build_object('id', t.id::text, 'name', t.uuid::text, 'short_id', NULL, 'type', NULL,
+                              'trigger', NULL, 'changes', NULL,
+                              'merge', jsonb_build_object('type', 'Person',
+                                                          'source', jsonb_build_array(jsonb_build_object('id', f.id, 'uuid', f.uuid)),
+                                                          'target', jsonb_build_object('id', t.id, 'uuid', t.uuid)))
+      FROM insights.persons t, insights.persons f
+     WHERE t.id = p_into AND f.id = p_from;
     DELETE FROM insights.persons WHERE id = p_from AND project_id = p_project;
 END $$;
 

@@ -28,7 +28,15 @@ CREATE TABLE insights.projects (
     test_account_filters  jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(test_account_filters) = 'array'),
     -- PostHog's `path_cleaning_filters`: [{regex, alias}] applied to path items with path_replacements.
     path_cleaning_filters jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(path_cleaning_filters) = 'array'),
+    -- Project settings PostHog's API returns and accepts (GET|PATCH /api/projects/:id/); the
+    -- engines do not read them: whether the UI ticks "filter out test accounts" by default, the
+    -- person properties that name a person, and the element attributes toolbar actions use.
+    test_account_filters_default_checked boolean NOT NULL DEFAULT false,
+    person_display_name_properties jsonb
+        CHECK (person_display_name_properties IS NULL OR jsonb_typeof(person_display_name_properties) = 'array'),
+    data_attributes       jsonb NOT NULL DEFAULT '["data-attr"]' CHECK (jsonb_typeof(data_attributes) = 'array'),
     created_at            timestamptz NOT NULL DEFAULT now(),
+    updated_at            timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT projects_timezone_valid CHECK (insights._is_valid_timezone(timezone))
 );
 

@@ -35,6 +35,11 @@ extension_sql_file!(
     name = "materialize",
     requires = ["schema"]
 );
+extension_sql_file!(
+    "../sql/activity.sql",
+    name = "activity",
+    requires = ["schema"]
+);
 
 /// Library load: defines the session settings; loaded through shared_preload_libraries, it also
 /// registers the background worker that runs asynchronous insight queries (src/worker.rs).

@@ -89,6 +89,10 @@ BEGIN
         RETURN api._error(401, 'authentication_error', 'authentication_failed', p_message);
     ELSIF p_state = '42501' THEN
         RETURN api._error(403, 'authentication_error', 'permission_denied', p_message);
+    ELSIF p_state = '57014' AND p_message LIKE '%statement timeout%' THEN
+        -- PostHog's ClickHouseQueryTimeOut.
+        RETURN api._error(504, 'server_error', 'error',
+                          'Query has hit the max execution time before completing. See our docs for how to improve your query performance. You may need to materialize.');
     ELSIF p_state = '57014' THEN
         RETURN api._error(400, 'validation_error', 'query_cancelled', 'The query was cancelled.');
     END IF;
@@ -169,6 +173,75 @@ BEGIN
     -- PostHog updates last_used_at at most about once an hour.
     IF v_row.last_used_at IS NULL OR v_row.last_used_at < now() - interval '1 hour' THEN
         UPDATE insights.personal_api_keys SET last_used_at = now() WHERE id = v_row.id;
+    END IF;
+    RETURN api._throttle(v_row.id, v_object);
+END $$;
+
+---------------------------------------------------------------------------------------------------
+-- Rate limits (docs/api.md#rate-limits): PostHog's per personal API key throttles. Routes that
+-- run queries (insights, query, persons) get PostHog's ClickHouse rates, 240/minute and
+-- 1200/hour; every other authenticated route 480/minute and 4800/hour. A DBA changes them with
+-- the setting pgi.throttle_rates (e.g. ALTER DATABASE insights SET pgi.throttle_rates =
+-- 'query_burst=100/minute,burst=off'); capture is never throttled, as in PostHog.
+--
+-- Each authenticated request appends a row to an unlogged log and counts the key's rows in the
+-- windows: inserts never wait for each other, so concurrent requests of one key stay concurrent
+-- (a counter row would serialise them until each request's transaction ends). A request that
+-- fails with an error rolls its row back, so only answered requests count. The windows slide,
+-- as DRF's SimpleRateThrottle does.
+CREATE UNLOGGED TABLE api._throttle_log (
+    key_id  bigint NOT NULL,
+    class   text NOT NULL,
+    at      timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX ON api._throttle_log (key_id, class, at);
+
+-- (class, requests, seconds) of every rate in force: PostHog's, then the setting's overrides.
+CREATE FUNCTION api._throttle_rates() RETURNS TABLE (class text, requests integer, seconds integer)
+LANGUAGE sql STABLE AS $$
+    WITH defaults(class, rate) AS (VALUES ('query_burst', '240/minute'), ('query_sustained', '1200/hour'),
+                                          ('burst', '480/minute'), ('sustained', '4800/hour')),
+         overrides AS (
+             SELECT split_part(item, '=', 1) AS class, split_part(item, '=', 2) AS rate
+               FROM unnest(string_to_array(replace(coalesce(current_setting('pgi.throttle_rates', true), ''), ' ', ''), ',')) item
+              WHERE item LIKE '%=%'),
+         rates AS (
+             SELECT d.class, coalesce(o.rate, d.rate) AS rate FROM defaults d LEFT JOIN overrides o USING (class))
+    SELECT class, split_part(rate, '/', 1)::integer,
+           CASE split_part(rate, '/', 2) WHEN 'second' THEN 1 WHEN 'minute' THEN 60 WHEN 'hour' THEN 3600 WHEN 'day' THEN 86400 END
+      FROM rates WHERE rate ~ '^\d+/(second|minute|hour|day)$'
+$$;
+
+-- NULL when the request may go on; PostHog's 429 body (and Retry-After) when a rate is used up.
+CREATE FUNCTION api._throttle(p_key_id bigint, p_object text) RETURNS json
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    v_prefix text := CASE WHEN p_object IN ('insight', 'query', 'person') THEN 'query_' ELSE '' END;
+    v_rate record;
+    v_free_in integer;
+    v_wait integer := 0;
+BEGIN
+    FOR v_rate IN SELECT * FROM api._throttle_rates() r WHERE r.class IN (v_prefix || 'burst', v_prefix || 'sustained') LOOP
+        -- A full window frees a place when its oldest request leaves it.
+        SELECT CASE WHEN count(*) >= v_rate.requests
+                    THEN ceil(extract(epoch FROM min(at) + make_interval(secs => v_rate.seconds) - clock_timestamp()))::integer END
+          INTO v_free_in
+          FROM (SELECT at FROM api._throttle_log
+                 WHERE key_id = p_key_id AND class = v_prefix
+                   AND at > clock_timestamp() - make_interval(secs => v_rate.seconds)
+                 ORDER BY at DESC LIMIT v_rate.requests) recent;
+        v_wait := greatest(v_wait, coalesce(v_free_in, 0));
+    END LOOP;
+    IF coalesce(v_wait, 0) > 0 THEN
+        PERFORM set_config('pgi.retry_after', v_wait::text, true);
+        RETURN api._error(429, 'throttled_error', 'throttled',
+                          format('Request was throttled. Expected available in %s second%s.', v_wait,
+                                 CASE WHEN v_wait = 1 THEN '' ELSE 's' END));
+    END IF;
+    INSERT INTO api._throttle_log (key_id, class) VALUES (p_key_id, v_prefix);
+    -- Now and then, forget what no window can still count.
+    IF random() < 0.01 THEN
+        DELETE FROM api._throttle_log WHERE at < clock_timestamp() - interval '1 day';
     END IF;
     RETURN NULL;
 END $$;
@@ -335,11 +408,21 @@ LANGUAGE sql IMMUTABLE AS $$
       FROM header h
 $$;
 
+-- The response headers: the Content-Type, and Retry-After when the request was throttled.
+CREATE FUNCTION api._set_headers(p_content_type text) RETURNS void
+LANGUAGE sql AS $$
+    SELECT set_config('response.headers',
+        (jsonb_build_array(jsonb_build_object('Content-Type', p_content_type))
+         || CASE WHEN coalesce(current_setting('pgi.retry_after', true), '') = '' THEN '[]'::jsonb
+                 ELSE jsonb_build_array(jsonb_build_object('Retry-After', current_setting('pgi.retry_after', true))) END)::text,
+        true)
+$$;
+
 -- Sends a JSON body as JSON whatever the format (errors, capture, unknown routes).
 CREATE FUNCTION api._render_json(p_body json) RETURNS api."*/*"
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM set_config('response.headers', '[{"Content-Type": "application/json; charset=utf-8"}]', true);
+    PERFORM api._set_headers('application/json; charset=utf-8');
     RETURN convert_to(coalesce(p_body::text, ''), 'UTF8');
 END $$;
 
@@ -352,10 +435,10 @@ DECLARE
     v_status integer := coalesce(nullif(current_setting('response.status', true), '')::integer, 200);
 BEGIN
     IF api._format() = 'csv' AND v_status < 400 THEN
-        PERFORM set_config('response.headers', '[{"Content-Type": "text/csv; charset=utf-8"}]', true);
+        PERFORM api._set_headers('text/csv; charset=utf-8');
         RETURN convert_to(CASE WHEN p_body IS NULL THEN '' ELSE api._json_to_csv(p_body::jsonb) END, 'UTF8');
     END IF;
-    PERFORM set_config('response.headers', '[{"Content-Type": "application/json; charset=utf-8"}]', true);
+    PERFORM api._set_headers('application/json; charset=utf-8');
     RETURN convert_to(coalesce(p_body::text, ''), 'UTF8');
 END $$;
 
@@ -467,7 +550,7 @@ BEGIN
         END IF;
         EXECUTE format('SELECT api.%I($1)', 'h_' || v_route.route) INTO v_json USING v_body;
         RETURN api._render(v_json);
-    EXCEPTION WHEN OTHERS THEN
+    EXCEPTION WHEN OTHERS OR query_canceled THEN  -- OTHERS alone does not catch a cancel or timeout
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                                 v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
         RETURN api._render_json(api._error_from_sql(v_state, v_message, v_detail, v_hint));

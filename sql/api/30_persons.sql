@@ -18,7 +18,9 @@ LANGUAGE sql STABLE AS $$
               FROM insights.person_distinct_ids d WHERE d.person_id = p.id) AS ids
 $$;
 
--- GET persons/ with limit/offset, distinct_id, email and search filters.
+-- GET persons/ with limit/offset, distinct_id, email, search and properties (PostHog person
+-- property filters, api._persons_matching in 65_persons_manage.sql) filters; ?format=csv renders
+-- the page as CSV.
 CREATE FUNCTION api.h_persons(p_body jsonb) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -27,12 +29,17 @@ DECLARE
     v_offset integer := api._int_param(v_query, 'offset', 0, 0, 2147483647);
     v_results jsonb;
     v_count integer;
+    v_matching bigint[];
 BEGIN
+    IF coalesce(v_query->>'properties', '') NOT IN ('', '[]', '{}') THEN
+        v_matching := api._persons_matching(v_query->'properties');
+    END IF;
     SELECT coalesce(jsonb_agg(api._person_json(pp) ORDER BY pp.created_at DESC, pp.id DESC), '[]'),
            count(*)
       INTO v_results, v_count
       FROM (SELECT p.id FROM insights.persons p
-             WHERE (v_query->>'distinct_id' IS NULL OR EXISTS (
+             WHERE (v_matching IS NULL OR p.id = ANY (v_matching))
+               AND (v_query->>'distinct_id' IS NULL OR EXISTS (
                       SELECT 1 FROM insights.person_distinct_ids d
                        WHERE d.person_id = p.id AND d.distinct_id = v_query->>'distinct_id'))
                AND (v_query->>'email' IS NULL OR p.properties->>'email' = v_query->>'email')
@@ -67,6 +74,12 @@ BEGIN
     END IF;
     IF v_person.id IS NULL THEN
         RETURN api._not_found();
+    END IF;
+    -- PATCH and DELETE (person:write) are persons management's (65_persons_manage.sql).
+    IF api._method() = 'PATCH' THEN
+        RETURN api._person_patch(v_person, p_body);
+    ELSIF api._method() = 'DELETE' THEN
+        RETURN api._person_delete(v_person, p_body);
     END IF;
     RETURN api._person_json(v_person);
 END $$;

@@ -60,5 +60,8 @@ def test_documented_paths_are_routed(path, method, needs_key):
     if needs_key:
         assert r.status_code == 401, r.text
         assert r.json()["code"] == "not_authenticated"
+    elif path.startswith("/shared/"):
+        # A keyless shared insight: an unknown token is the API's JSON 404 (not nginx's page).
+        assert r.status_code == 404 and r.json()["code"] == "not_found", r.text
     else:
         assert 400 <= r.status_code < 500 and r.status_code != 404, r.text

@@ -13,17 +13,7 @@ BEGIN;
 -- Load it here, inside the transaction, without echoing it (paths are relative to tests/pg_regress).
 SET LOCAL client_min_messages = warning;
 \set ECHO none
-\ir ../../sql/api/00_roles.sql
-\ir ../../sql/api/10_rls.sql
-\ir ../../sql/api/20_api.sql
-\ir ../../sql/api/25_capture.sql
-\ir ../../sql/api/30_persons.sql
-\ir ../../sql/api/40_compute.sql
-\ir ../../sql/api/60_insights.sql
-\ir ../../sql/api/70_query.sql
-\ir ../../sql/api/75_insights_meta.sql
-\ir ../../sql/api/80_actions.sql
-\ir ../../sql/api/82_cohorts.sql
+\ir ../load_api.psql
 -- The dispatcher's route table, generated from nginx/routes.conf as scripts/stack does.
 \set routes_sql `python3 ../../scripts/openapi.py --routes-sql ../../nginx/routes.conf`
 :routes_sql
