@@ -29,7 +29,10 @@ RESULTS = os.path.join(BENCH, "results")
 PGDIR = os.path.join(BENCH, ".pg")
 PGDATA = os.path.join(PGDIR, "data")
 PG_BIN = "/usr/lib/postgresql/15/bin"
-PG_PORT = 54359
+PG_PORT = int(os.environ.get("PGI_BENCH_PG_PORT", "54359"))
+# The autocapture chains every engine derives at load (queries.ELEMENT_CHAINS): part of each load's
+# signature, so a load made before them (or with other chains) is redone.
+CHAINS_SIG = "chains:" + hashlib.sha256("\n".join(Q.ELEMENT_CHAINS).encode()).hexdigest()[:12]
 PG_EXT_DIR = "/usr/share/postgresql/15/extension"
 PG_LIB = "/usr/lib/postgresql/15/lib/pg_insights.so"
 # PGI_BENCH_PKG: a `cargo pgrx package` output dir; the library and the extension script come from
@@ -212,7 +215,7 @@ def ext_signature():
 def pg_load(pg, n, paths, reload):
     db = f"bench_{n}"
     mode, ext_sig = ext_signature()
-    sig = f"{file_sig(paths['events'])}|{ext_sig}"
+    sig = f"{file_sig(paths['events'])}|{ext_sig}|{CHAINS_SIG}"
     pg.connect("postgres")
     exists = pg.one("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
     if exists and not reload:
@@ -283,7 +286,8 @@ def pg_load(pg, n, paths, reload):
     con.execute("SET threads = 2; SET TimeZone = 'UTC'")
     ts = "strftime({c}, '%Y-%m-%d %H:%M:%S.%f') || '+00'"
     con.execute(f"""COPY (SELECT {pid}, uuid, event, distinct_id, person_id, {ts.format(c='ts')},
-                                 properties, session_id FROM read_parquet('{paths['events']}'))
+                                 properties, session_id, {Q.CHAIN_DUCKDB}
+                          FROM read_parquet('{paths['events']}'))
                     TO '{tmp}/events.csv' (HEADER false)""")
     con.execute(f"""COPY (SELECT p.id, {pid}, p.uuid, p.properties, d.n > 1, {ts.format(c='p.created_at')}
                           FROM read_parquet('{paths['persons']}') p
@@ -306,8 +310,15 @@ def pg_load(pg, n, paths, reload):
     info["copy_persons_s"] = round(time.perf_counter() - t, 2)
     t = time.perf_counter()
     pg.q(f"""COPY insights.events (project_id, uuid, event, distinct_id, person_id, "timestamp",
-                                   properties, session_id) FROM '{tmp}/events.csv' (FORMAT csv)""")
+                                   properties, session_id, elements_chain) FROM '{tmp}/events.csv' (FORMAT csv)""")
     info["copy_events_s"] = round(time.perf_counter() - t, 2)
+    # The chain store ingestion would have filled (sql/ingest.sql step 9), for the elements query.
+    if pg.one("SELECT to_regclass('insights.element_chains') IS NOT NULL "
+              "AND to_regproc('insights.elements_chain_hash') IS NOT NULL"):
+        pg.q(f"""INSERT INTO insights.element_chains (project_id, hash, chain)
+                 SELECT {pid}, insights.elements_chain_hash(c), c
+                   FROM (SELECT DISTINCT elements_chain AS c FROM insights.events WHERE elements_chain <> '') s
+                 ON CONFLICT DO NOTHING""")
     shutil.rmtree(tmp)
     if rollup:
         pg.q("ALTER TABLE insights.events ENABLE TRIGGER USER")
@@ -362,7 +373,7 @@ def pg_sizes(pg):
 def duckdb_load(n, paths, reload):
     import duckdb
     path = os.path.join(DATA, f"duckdb_{n}.duckdb")
-    sig = file_sig(paths["events"])
+    sig = f"{file_sig(paths['events'])}|{CHAINS_SIG}"
     if reload and os.path.exists(path):
         os.remove(path)
     con = duckdb.connect(path)
@@ -380,7 +391,7 @@ def duckdb_load(n, paths, reload):
     # ts as a plain TIMESTAMP holding UTC (DuckDB's fast path; TIMESTAMPTZ goes through ICU).
     con.execute(f"""CREATE OR REPLACE TABLE events AS
         SELECT uuid, event, distinct_id, person_id, ts::TIMESTAMP AS ts, browser, country, current_url,
-               session_id, properties
+               session_id, properties, {Q.CHAIN_DUCKDB} AS elements_chain
         FROM read_parquet('{paths['events']}')""")
     con.execute("CHECKPOINT")
     info = {"load_s": round(time.perf_counter() - t, 2), "file_bytes": os.path.getsize(path)}
@@ -409,7 +420,7 @@ def chdb_load(n, paths, reload):
     from chdb import session
     path = os.path.join(DATA, f"chdb_{n}")
     stamp = path + ".stamp"
-    sig = file_sig(paths["events"])
+    sig = f"{file_sig(paths['events'])}|{CHAINS_SIG}"
     if reload or not (os.path.exists(stamp) and json.load(open(stamp))["sig"] == sig):
         shutil.rmtree(path, ignore_errors=True)
         if os.path.exists(stamp):
@@ -427,11 +438,13 @@ def chdb_load(n, paths, reload):
     s.query("CREATE DATABASE IF NOT EXISTS bench")
     s.query("""CREATE TABLE bench.events (
         uuid UUID, event String, distinct_id String, person_id Int64, ts DateTime64(6, 'UTC'),
-        browser String, country String, current_url String, session_id String, properties String)
+        browser String, country String, current_url String, session_id String, properties String,
+        elements_chain String)
       ENGINE = MergeTree PARTITION BY toYYYYMM(ts)
       ORDER BY (toDate(ts), event, cityHash64(distinct_id), cityHash64(uuid))""")
     s.query(f"""INSERT INTO bench.events SELECT toUUID(uuid), event, distinct_id, person_id,
-                  toDateTime64(ts, 6, 'UTC'), browser, country, current_url, session_id, properties
+                  toDateTime64(ts, 6, 'UTC'), browser, country, current_url, session_id, properties,
+                  {Q.CHAIN_CHDB}
                 FROM file('{paths['events']}', Parquet) SETTINGS max_threads = 2""")
     s.query("OPTIMIZE TABLE bench.events FINAL")
     r = s.query("""SELECT sum(data_compressed_bytes), sum(data_uncompressed_bytes), count()
@@ -603,6 +616,12 @@ def variants(pid, mat=None):
             ("pg_insights lifecycle()", "pgi:lifecycle", Q.pgi_lifecycle(pid), None),
             ("DuckDB SQL (lag/lead over person-days)", "duckdb", dk["lifecycle"], None),
             ("chdb groupUniqArray + ARRAY JOIN", "chdb", ch["lifecycle"], None),
+        ],
+        "elements": [
+            ("PG plain SQL (GROUP BY chain)", "pg", Q.pg_elements(pid), None),
+            ("pg_insights _elements_stats()", "pgi:_elements_stats", Q.pgi_elements(pid), None),
+            ("DuckDB SQL (GROUP BY chain)", "duckdb", dk["elements"], None),
+            ("chdb GROUP BY chain", "chdb", ch["elements"], None),
         ],
         "paths": [
             ("PG plain SQL (window, row_number per session)", "pg", pg["paths"], "paths"),
@@ -986,7 +1005,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5, help="timed runs per engine (after 1 warm-up)")
     ap.add_argument("--only", default="", help="comma list of query-name prefixes: funnel, "
                     "funnel_breakdown, funnel_strict, funnel_unordered, trend_filter, dau, retention, "
-                    "stickiness, lifecycle, paths, ingest")
+                    "stickiness, lifecycle, paths, elements, ingest")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--reload", action="store_true", help="regenerate nothing, but reload every engine")
     ap.add_argument("--regen", action="store_true", help="regenerate the parquet (implies --reload)")

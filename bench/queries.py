@@ -7,6 +7,7 @@ Windows (data: 90 days ending 2026-10-31, UTC):
   lifecycle:    output days 2026-10-02 .. 2026-10-31, read over [2026-10-01, 2026-11-02) (one day
                 before and after), $pageview
   paths:        the same 30 days as DAU, $pageview, 5 steps, every edge (no edge limit)
+  elements:     the last 7 days, [2026-10-25, 2026-11-01), $autocapture (22 % of the events)
 
 Every query returns a small set of rows (paths: every edge, ~19k at 1M events); bench.py normalises
 them (strings, sorted, zero-count funnel levels dropped) and requires all engines to agree before any
@@ -22,6 +23,33 @@ OUT_FIRST, OUT_LAST = "2026-10-02", "2026-10-31"   # output days of stickiness a
 STEPS = ["$pageview", "view_item", "add_to_cart", "purchase"]
 WINDOW_DAYS = 14
 WINDOW_US = WINDOW_DAYS * 86_400 * 1_000_000
+
+EL_FROM, EL_TO = "2026-10-25 00:00:00", "2026-11-01 00:00:00"
+
+
+def _element_chains(k=40):
+    """The autocapture chains of the bench: the generator writes none, so every engine derives the
+    same chain for an $autocapture event when it loads the data, ELEMENT_CHAINS[person_id % 40]
+    (PostHog's chain format, as posthog-js renders it; the first element's text is unique)."""
+    tags = ["button", "a", "span", "input", "svg", "li", "img"]
+    out = []
+    for i in range(k):
+        tag, cls = tags[i % len(tags)], f"btn-{i % 9}"
+        out.append(f'{tag}.{cls}.ph-{i % 3}:attr__class="{cls} ph-{i % 3}"attr__href="/p/{i};x:y"'
+                   f'href="/p/{i};x:y"nth-child="{i % 5 + 1}"nth-of-type="1"text="Item {i}";'
+                   f'div.row.md:flex:attr__class="row md:flex"nth-child="{i % 3 + 1}"nth-of-type="1";'
+                   f'main:attr__id="main"attr_id="main"nth-child="2"nth-of-type="1";body:nth-child="2"nth-of-type="1"')
+    return out
+
+
+ELEMENT_CHAINS = _element_chains()
+_chains = ", ".join("'" + c.replace("'", "''") + "'" for c in ELEMENT_CHAINS)
+# The chain of an event, per dialect (1-based lists); '' for events other than $autocapture.
+CHAIN_PG = (f"CASE WHEN event = '$autocapture' THEN (ARRAY[{_chains}])[(person_id % {len(ELEMENT_CHAINS)})::int + 1] "
+            "ELSE '' END")
+CHAIN_DUCKDB = (f"CASE WHEN event = '$autocapture' THEN list_extract([{_chains}], "
+                f"(person_id % {len(ELEMENT_CHAINS)})::INTEGER + 1) ELSE '' END")
+CHAIN_CHDB = (f"if(event = '$autocapture', arrayElement([{_chains}], toUInt64(person_id % {len(ELEMENT_CHAINS)}) + 1), '')")
 
 _in = ", ".join(f"'{s}'" for s in STEPS)
 _step_case = "CASE event " + " ".join(f"WHEN '{s}' THEN {i + 1}" for i, s in enumerate(STEPS[:-1])) + " ELSE 4 END"
@@ -351,6 +379,23 @@ FROM d WHERE {{edge}} GROUP BY 1, 2"""
 """ + final.format(edge=f"pos < {PATHS_STEPS} AND t2 IS NOT NULL")
 
 
+def pg_elements(pid):
+    """elements/stats/ in plain SQL: $autocapture events per chain, most first (7 days)."""
+    return f"""SELECT event, n, substring(chain FROM 'text="([^"]*)"') AS text FROM (
+  SELECT elements_chain AS chain, event, count(*) AS n FROM insights.events
+  WHERE {pg_where(pid, EL_FROM, EL_TO)} AND event = '$autocapture' AND elements_chain <> ''
+  GROUP BY 1, 2) s
+ORDER BY n DESC, chain LIMIT 100"""
+
+
+def pgi_elements(pid):
+    """insights._elements_stats (the elements/stats/ endpoint's function): items with PostHog's hash
+    and the parsed elements; the first element's text identifies the chain for the cross-check."""
+    return f"""SELECT x->>'type', (x->>'count')::bigint, x->'elements'->0->>'text'
+FROM jsonb_array_elements(insights._elements_stats({pid}::bigint, ARRAY['$autocapture'], '[]'::jsonb,
+     false, '{EL_FROM}+00', '{EL_TO}+00', 99, 0)) x"""
+
+
 def pgi_paths(pid):
     """insights.paths with every edge: edge_limit far above the ~19k edges, no weight bounds."""
     q = {"insight": "PATHS", "include_event_types": ["$pageview"], "date_from": OUT_FIRST,
@@ -462,6 +507,11 @@ FROM insights.lifecycle({pid}::bigint, '{_legacy_filter("LIFECYCLE")}'::jsonb) W
 def duckdb_queries():
     w = f"ts >= TIMESTAMP '{FROM_TS}' AND ts < TIMESTAMP '{TO_TS}'"
     q = {}
+    q["elements"] = f"""SELECT event, n, regexp_extract(chain, 'text="([^"]*)"', 1) AS text FROM (
+  SELECT elements_chain AS chain, event, count(*) AS n FROM events
+  WHERE ts >= TIMESTAMP '{EL_FROM}' AND ts < TIMESTAMP '{EL_TO}' AND event = '$autocapture'
+    AND elements_chain <> '' GROUP BY 1, 2) s
+ORDER BY n DESC, chain LIMIT 100"""
     q["funnel"] = funnel_v2("events", w, "person_id", "ts", "browser", f"INTERVAL {WINDOW_DAYS} DAY", False)
     q["funnel_breakdown"] = funnel_v2("events", w, "person_id", "ts", "browser",
                                       f"INTERVAL {WINDOW_DAYS} DAY", True)
@@ -511,6 +561,10 @@ def chdb_queries():
     conds = ", ".join(f"event = '{s}'" for s in STEPS)
     s = " SETTINGS max_threads = 2"
     q = {}
+    q["elements"] = f"""SELECT event, n, extract(chain, 'text="([^"]*)"') AS text FROM (
+  SELECT elements_chain AS chain, event, count() AS n FROM bench.events
+  WHERE {rng(EL_FROM, EL_TO)} AND event = '$autocapture' AND elements_chain != '' GROUP BY chain, event)
+ORDER BY n DESC, chain LIMIT 100{s}"""
     funnel = f"""windowFunnel({WINDOW_US})(toUInt64(toUnixTimestamp64Micro(ts)), {conds})"""
     q["funnel"] = f"""SELECT lvl, count() AS persons FROM (
   SELECT person_id, {funnel} AS lvl
@@ -671,4 +725,9 @@ QUERIES = {
              "their last event, the first 5 items per session; edges \"<i>_<item>\" → \"<i+1>_<item>\" → "
              "paths and mean ms between the two events (pg_insights: insights.paths with edge_limit 1,000,000, "
              "so its selection removes nothing)",
+    "elements": "Q9 elements/stats/: $autocapture events per element chain over the last 7 days, most "
+                "clicked first (22 % of the events are $autocapture; 40 chains of 4 elements in PostHog's "
+                "format, chain = ELEMENT_CHAINS[person_id % 40], derived identically by every engine at "
+                "load); pg_insights: insights._elements_stats, which also parses each chain and computes "
+                "PostHog's hash",
 }

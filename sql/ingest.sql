@@ -40,33 +40,10 @@ BEGIN
     END IF;
 END $$;
 
--- PostHog's autocapture `$elements` list → the `elements_chain` string filters read:
--- `tag.class1.class2:attr__href="/x"href="/x"nth-child="1"nth-of-type="1"text="Pay"` joined by ';'.
-CREATE FUNCTION insights._elements_to_chain(elements jsonb) RETURNS text
+-- A JSON number that fits an integer, else NULL (a chain's nth-child may be any digits).
+CREATE FUNCTION insights._int_or_null(v jsonb) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT coalesce(string_agg(
-        coalesce(el->>'tag_name', '')
-        || coalesce((SELECT string_agg('.' || c, '' ORDER BY o)
-                     FROM jsonb_array_elements_text(
-                         CASE jsonb_typeof(el->'attr_class') WHEN 'array' THEN el->'attr_class'
-                              ELSE '[]'::jsonb END) WITH ORDINALITY AS x(c, o)), '')
-        || ':'
-        || coalesce((SELECT string_agg(format('%s="%s"', k, replace(v, '"', '\"')), '' ORDER BY k)
-                     FROM jsonb_each_text(CASE jsonb_typeof(el->'attributes') WHEN 'object'
-                                          THEN el->'attributes' ELSE '{}'::jsonb END) AS a(k, v)), '')
-        || CASE WHEN el ? 'href' AND el->>'href' IS NOT NULL
-                THEN format('href="%s"', replace(el->>'href', '"', '\"')) ELSE '' END
-        || CASE WHEN el ? 'nth_child' AND el->>'nth_child' IS NOT NULL
-                THEN format('nth-child="%s"', el->>'nth_child') ELSE '' END
-        || CASE WHEN el ? 'nth_of_type' AND el->>'nth_of_type' IS NOT NULL
-                THEN format('nth-of-type="%s"', el->>'nth_of_type') ELSE '' END
-        || CASE WHEN el ? '$el_text' AND el->>'$el_text' IS NOT NULL
-                THEN format('text="%s"', replace(el->>'$el_text', '"', '\"'))
-                WHEN el ? 'text' AND el->>'text' IS NOT NULL
-                THEN format('text="%s"', replace(el->>'text', '"', '\"')) ELSE '' END,
-        ';' ORDER BY ord), '')
-    FROM jsonb_array_elements(CASE jsonb_typeof(elements) WHEN 'array' THEN elements
-                              ELSE '[]'::jsonb END) WITH ORDINALITY AS e(el, ord)
+    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND v::text ~ '^-?\d{1,9}$' THEN v::text::integer END
 $$;
 
 -- The person that owns a distinct id, or NULL.
@@ -267,7 +244,8 @@ BEGIN
            END,
            CASE WHEN jsonb_typeof(props->'$groups') = 'object' THEN props->'$groups' END,
            coalesce(props->>'$elements_chain',
-                    CASE WHEN props ? '$elements' THEN insights._elements_to_chain(props->'$elements') END, ''),
+                    CASE WHEN jsonb_typeof(props->'$elements') = 'array'
+                         THEN insights.elements_chain_render(props->'$elements') END, ''),
            props->>'$session_id'
     FROM (SELECT i::integer AS i, e,
                  CASE WHEN jsonb_typeof(e->'properties') = 'object' THEN e->'properties'
@@ -386,22 +364,25 @@ BEGIN
              WHERE b.is_new GROUP BY d.person_id) AS f
      WHERE p.id = f.person_id AND f.first_ts < p.created_at;
 
-    -- 9. Autocapture element rows, for the /elements/ endpoints.
-    INSERT INTO insights.elements (project_id, event_uuid, "order", tag_name, text, href, attr_id,
+    -- 9. The chain store: each new chain once per project under PostHog's chain hash, with its
+    -- parsed elements. The parser never raises, so a malformed chain is stored as given.
+    WITH stored AS (
+        INSERT INTO insights.element_chains (project_id, hash, chain)
+        SELECT p_project, insights.elements_chain_hash(c.chain), c.chain
+          FROM (SELECT DISTINCT b.elements AS chain FROM pg_temp._pgi_batch b
+                 WHERE b.is_new AND b.elements <> '') AS c
+        ON CONFLICT DO NOTHING
+        RETURNING hash, chain
+    )
+    INSERT INTO insights.elements (project_id, chain_hash, "order", tag_name, text, href, attr_id,
                                    attr_class, nth_child, nth_of_type, attributes)
-    SELECT p_project, b.uuid, (el.ord - 1)::integer, el.e->>'tag_name',
-           coalesce(el.e->>'$el_text', el.e->>'text'), el.e->>'href', el.e->>'attr_id',
-           CASE jsonb_typeof(el.e->'attr_class')
-                WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(el.e->'attr_class'))
-           END,
-           CASE WHEN el.e->>'nth_child' ~ '^\d{1,9}$' THEN (el.e->>'nth_child')::integer END,
-           CASE WHEN el.e->>'nth_of_type' ~ '^\d{1,9}$' THEN (el.e->>'nth_of_type')::integer END,
-           CASE WHEN jsonb_typeof(el.e->'attributes') = 'object' THEN el.e->'attributes' ELSE '{}' END
-      FROM pg_temp._pgi_batch b,
-           LATERAL jsonb_array_elements(b.properties->'$elements') WITH ORDINALITY AS el(e, ord)
-     WHERE b.is_new AND jsonb_typeof(b.properties->'$elements') = 'array'
-       AND jsonb_typeof(el.e) = 'object'
-    ON CONFLICT DO NOTHING;
+    SELECT p_project, s.hash, (el->>'order')::integer, el->>'tag_name', el->>'text', el->>'href',
+           el->>'attr_id',
+           CASE WHEN jsonb_typeof(el->'attr_class') = 'array'
+                THEN ARRAY(SELECT jsonb_array_elements_text(el->'attr_class')) END,
+           insights._int_or_null(el->'nth_child'), insights._int_or_null(el->'nth_of_type'),
+           el->'attributes'
+      FROM stored s, jsonb_array_elements(insights.elements_chain_parse(s.chain)) AS el;
 
     RETURN v_stored;
 END $$;

@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 mod agg;
 mod cohorts;
 mod context;
+mod elements;
 mod engines;
 mod errors;
 mod http_body;

@@ -42,6 +42,17 @@ fn parse_query_string(query: &str) -> pgrx::JsonB {
     ))
 }
 
+/// Every value of a repeated query parameter (`?include=a&include=b` → `{a,b}`), as Django's
+/// `request.GET.getlist(key)`; `parse_query_string` keeps only the last.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn query_param_all(query: &str, key: &str) -> Vec<String> {
+    query_pairs(query)
+        .into_iter()
+        .filter(|(k, _)| k == key)
+        .filter_map(|(_, v)| v.as_str().map(String::from))
+        .collect()
+}
+
 pub fn query_pairs(query: &str) -> Vec<(String, serde_json::Value)> {
     query
         .trim_start_matches('?')

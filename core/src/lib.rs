@@ -13,6 +13,7 @@
 //!   lifecycle, paths), each planning SQL and rendering PostHog's response.
 
 pub mod compile;
+pub mod elements;
 pub mod engines;
 pub mod error;
 pub mod model;

@@ -89,6 +89,10 @@ GRANT INSERT, UPDATE ON insights.saved_insights, insights.insight_views, insight
 -- and replaces the members of static cohorts.
 GRANT INSERT, UPDATE ON insights.actions, insights.cohorts TO pgi_api;
 GRANT INSERT, DELETE ON insights.cohort_people TO pgi_api;
+-- Elements (sql/api/85_elements.sql): the chain store is read-only over HTTP; element rows are
+-- created, edited and deleted through /elements/.
+GRANT SELECT ON insights.element_chains TO pgi_api;
+GRANT INSERT, UPDATE, DELETE ON insights.elements TO pgi_api;
 -- Async queries: a request queues its own project's tasks; the worker (superuser) runs them and
 -- insights.cancel_query_task (SECURITY DEFINER) cancels them.
 GRANT INSERT ON insights.query_tasks TO pgi_api;

@@ -196,6 +196,22 @@ CREATE UNLOGGED TABLE api._throttle_log (
 );
 CREATE INDEX ON api._throttle_log (key_id, class, at);
 
+-- The setting pgi.throttle_rates: the session's value, else the one stored for the API role or
+-- the database (ALTER ROLE pgi_api / ALTER DATABASE … SET), read from the catalogue so that a
+-- change applies to the next request of every pooled connection (PostgREST passes no custom
+-- settings of the role on, and a database default reaches only new connections).
+CREATE FUNCTION api._throttle_setting() RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(nullif(current_setting('pgi.throttle_rates', true), ''),
+                    (SELECT substr(c, length('pgi.throttle_rates=') + 1)
+                       FROM pg_db_role_setting s, unnest(s.setconfig) c
+                      WHERE c LIKE 'pgi.throttle\_rates=%'
+                        AND s.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = 'pgi_api'))
+                        AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+                      ORDER BY s.setrole DESC, s.setdatabase DESC LIMIT 1),
+                    '')
+$$;
+
 -- (class, requests, seconds) of every rate in force: PostHog's, then the setting's overrides.
 CREATE FUNCTION api._throttle_rates() RETURNS TABLE (class text, requests integer, seconds integer)
 LANGUAGE sql STABLE AS $$
@@ -203,7 +219,7 @@ LANGUAGE sql STABLE AS $$
                                           ('burst', '480/minute'), ('sustained', '4800/hour')),
          overrides AS (
              SELECT split_part(item, '=', 1) AS class, split_part(item, '=', 2) AS rate
-               FROM unnest(string_to_array(replace(coalesce(current_setting('pgi.throttle_rates', true), ''), ' ', ''), ',')) item
+               FROM unnest(string_to_array(replace(api._throttle_setting(), ' ', ''), ',')) item
               WHERE item LIKE '%=%'),
          rates AS (
              SELECT d.class, coalesce(o.rate, d.rate) AS rate FROM defaults d LEFT JOIN overrides o USING (class))

@@ -346,27 +346,6 @@ END $$;
 CREATE FUNCTION api.h_person_activity(p_body jsonb) RETURNS json
 LANGUAGE sql AS $$ SELECT api.h_persons_activity(p_body) $$;
 
--- Is the person in this cohort? Static cohorts read their members; property cohorts are
--- evaluated by the engine's query-time cohort filter (the same code insights use), restricted to
--- the person's events: a person without events is never found in a property cohort. A cohort the
--- engine cannot evaluate (behavioural criteria) counts as not containing the person.
--- One small function on purpose: a precomputed membership can replace it.
-CREATE FUNCTION api._person_in_cohort(p insights.persons, c insights.cohorts) RETURNS boolean
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF c.is_static THEN
-        RETURN EXISTS (SELECT 1 FROM insights.cohort_people cp WHERE cp.cohort_id = c.id AND cp.person_id = p.id);
-    END IF;
-    RETURN EXISTS (SELECT 1 FROM insights.trend_actors(p.project_id, jsonb_build_object(
-        'insight', 'TRENDS', 'events', jsonb_build_array(jsonb_build_object('id', NULL)), 'date_from', 'all',
-        'properties', jsonb_build_array(
-            jsonb_build_object('type', 'event_metadata', 'key', 'person_id', 'value', p.uuid::text),
-            jsonb_build_object('type', 'cohort', 'key', 'id', 'value', c.id)))) a
-        WHERE a = p.id::text);
-EXCEPTION WHEN invalid_parameter_value THEN
-    RETURN false;
-END $$;
-
 -- GET persons/cohorts/?person_id= (id or uuid) → {"results": [cohort, ...]} by id.
 CREATE FUNCTION api.h_persons_cohorts(p_body jsonb) RETURNS json
 LANGUAGE plpgsql AS $$
@@ -385,13 +364,11 @@ BEGIN
     IF p.id IS NULL THEN
         RETURN api._not_found();
     END IF;
+    -- Cohort membership as insights evaluate it (insights.person_cohort_ids, src/cohorts.rs).
     RETURN json_build_object('results', coalesce((
-        SELECT jsonb_agg(jsonb_build_object(
-                   'id', c.id, 'name', c.name, 'description', c.description, 'filters', c.filters,
-                   'is_static', c.is_static, 'deleted', c.deleted, 'is_calculating', false,
-                   'count', NULL, 'created_by', api._user_json(c.created_by),
-                   'created_at', api._iso(c.created_at)) ORDER BY c.id)
-          FROM insights.cohorts c WHERE NOT c.deleted AND api._person_in_cohort(p, c)), '[]'));
+        SELECT jsonb_agg(api._cohort_json(c) ORDER BY c.id)
+          FROM insights.cohorts c
+         WHERE c.id IN (SELECT insights.person_cohort_ids(p.project_id, p.id))), '[]'));
 END $$;
 
 -- persons/?properties=[...]: the persons matching PostHog person property (and cohort) filters,

@@ -142,6 +142,14 @@ TYPE_KEYS = {
 }
 BAD_TYPE_KEYS = ["attr_class", "nth", "$channel_type", "$group_5", "properties", "$browser"]
 
+HOSTILE_CHAINS = [
+    'a.btn.primary:attr__href="/x"href="/x"nth-child="1"nth-of-type="1"'
+    'text="Click \'me\'";div.container:nth-child="2"nth-of-type="1"',
+    'a.btn:href="/a;b:c"text="say \\"hi\\"; now"nth-child="1";div:nth-child="2"',
+    'a:text="unterminated;div.x:nth-child="1"', '"', ';;;', ':::', '.*+?(){}[]|^$\\',
+    "a:text=\"'; DROP TABLE insights.events; --\"", 'span:text="\u00e9\u2603\U0001f600"',
+    'div:x="' + "y" * 20000 + '"', 'a:nth-child="99999999999999999999"nth-of-type="-1"', None,
+]
 SELECTORS = ["a", "*", ".btn", "#main", "div > a.btn", "a[href]", "a[href='/x']",
              'a[href="/x"]', "div a:nth-child(1)", "a:nth-of-type(99999999999)", "[", ">>",
              "a[href='", ".", "#", ":nth-child(-1)", "div > > a", "a" * 3000, "a.b.c.d.e.f.g"]
@@ -1471,9 +1479,15 @@ def _dataset(rng, now):
         if rng.random() < 0.3:
             props["$groups"] = {"company": rng.choice(["acme", "O'Corp", "co;--"])}
         if name == "$autocapture":
-            props["$elements_chain"] = (
-                'a.btn.primary:attr__href="/x"href="/x"nth-child="1"nth-of-type="1"'
-                'text="Click \'me\'";div.container:nth-child="2"nth-of-type="1"')
+            # Chains with hostile text (picked by position: the rng stream stays as it was):
+            # quotes, ';' and ':' inside values, unterminated quotes, regex and SQL syntax,
+            # non-BMP text, a huge element, and a `$elements` array instead of a string.
+            props["$elements_chain"] = HOSTILE_CHAINS[n % len(HOSTILE_CHAINS)]
+            if props["$elements_chain"] is None:
+                del props["$elements_chain"]
+                props["$elements"] = [{"tag_name": "a", "$el_text": "x\"; DROP TABLE y; --",
+                                       "attr__href": "/x;y:z", "attr__class": "btn  primary"},
+                                      "not an element", {"tag_name": None, "nth_child": "9" * 30}]
         ev = {"event": name, "distinct_id": did, "timestamp": ts.isoformat(), "properties": props}
         if rng.random() < 0.3:
             ev["properties"]["$set"] = {"plan": rng.choice(["pro", "free", "we'ird", None]),

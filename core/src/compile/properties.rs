@@ -1778,7 +1778,7 @@ fn tag_name_regex(tag: &str) -> String {
 
 /// PostHog's `element_chain_key_filter` regex for `href` / `text`.
 fn element_key_regex(key: &str, value: &str, op: Op) -> String {
-    let escaped = value.replace('"', "\\\"");
+    let escaped = crate::elements::escape_value(value);
     match op {
         Op::IContains | Op::NotIContains => {
             format!("(?i)({key}=\"[^\"]*{}[^\"]*\")", regex_escape(&escaped))
@@ -1865,7 +1865,12 @@ fn selector_regex(selector: &str) -> Option<String> {
     for (i, (compound, child)) in parts.iter().rev().enumerate() {
         if i > 0 {
             // `child` here belongs to this (ancestor) compound: is the next one its direct child?
-            re.push_str(if *child { "[^;]*;" } else { ".*;" });
+            if *child {
+                re.push_str(crate::elements::ELEMENT_REST_RE);
+                re.push(';');
+            } else {
+                re.push_str(".*;");
+            }
         }
         re.push_str(&compound_regex(compound));
     }
@@ -1977,10 +1982,14 @@ fn compound_regex(c: &Compound) -> String {
     }
     for (name, value) in &c.attrs {
         let value = match value {
-            Some(v) => regex_escape(&v.replace('"', "\\\"")),
+            Some(v) => regex_escape(&crate::elements::escape_value(v)),
             None => "[^\"]*".to_string(),
         };
-        re.push_str(&format!("(?=[^;]*{}=\"{value}\")", regex_escape(name)));
+        re.push_str(&format!(
+            "(?={}{}=\"{value}\")",
+            crate::elements::ELEMENT_REST_RE,
+            regex_escape(name)
+        ));
     }
     re
 }

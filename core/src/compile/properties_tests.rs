@@ -764,7 +764,7 @@ fn element_filters() {
     assert_eq!(
         params,
         vec![t(
-            r"(^|;)a(?=[.:;]|$)(?=[^;:]*\.nav([.:;]|$))[^;]*;div(?=[.:;]|$)"
+            r#"(^|;)a(?=[.:;]|$)(?=[^;:]*\.nav([.:;]|$))(?:[^;"]|"(?:[^"\\]|\\.)*")*;div(?=[.:;]|$)"#
         )]
     );
     let e =
@@ -783,11 +783,11 @@ fn selector_regexes() {
     assert_eq!(selector_regex("button").unwrap(), r"(^|;)button(?=[.:;]|$)");
     assert_eq!(
         selector_regex("div .btn#pay[data-x=\"1\"]:nth-child(2)").unwrap(),
-        r#"(^|;)[^;.:]*(?=[^;:]*\.btn([.:;]|$))(?=[^;]*attr\_id="pay")(?=[^;]*attr\_\_data\-x="1")(?=[^;]*nth\-child="2").*;div(?=[.:;]|$)"#
+        r#"(^|;)[^;.:]*(?=[^;:]*\.btn([.:;]|$))(?=(?:[^;"]|"(?:[^"\\]|\\.)*")*attr\_id="pay")(?=(?:[^;"]|"(?:[^"\\]|\\.)*")*attr\_\_data\-x="1")(?=(?:[^;"]|"(?:[^"\\]|\\.)*")*nth\-child="2").*;div(?=[.:;]|$)"#
     );
     assert_eq!(
         selector_regex("*[href]").unwrap(),
-        r#"(^|;)[^;.:]*(?=[^;]*attr\_\_href="[^"]*")"#
+        r#"(^|;)[^;.:]*(?=(?:[^;"]|"(?:[^"\\]|\\.)*")*attr\_\_href="[^"]*")"#
     );
     for bad in ["", ">", "a >", "a:hover", "a[", "a,b", "a + b", "[x=\"1]"] {
         assert_eq!(selector_regex(bad), None, "{bad}");

@@ -13,7 +13,7 @@ BEGIN;
 -- Load it here, inside the transaction, without echoing it (paths are relative to tests/pg_regress).
 SET LOCAL client_min_messages = warning;
 \set ECHO none
-\ir ../load_api.psql
+\ir load_api.psql
 -- The dispatcher's route table, generated from nginx/routes.conf as scripts/stack does.
 \set routes_sql `python3 ../../scripts/openapi.py --routes-sql ../../nginx/routes.conf`
 :routes_sql

@@ -6,7 +6,7 @@
 BEGIN;
 SET LOCAL client_min_messages = warning;
 \set ECHO none
-\ir ../load_api.psql
+\ir load_api.psql
 \set ECHO all
 RESET client_min_messages;
 

@@ -1095,91 +1095,15 @@ fn split_elements_value(v: &str) -> (&str, &str) {
     v.split_once(ELEMENTS_DIVIDER).unwrap_or(("", v))
 }
 
-/// Split on `sep` outside double quotes (a backslash escapes the next character).
-fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut quoted, mut escaped, mut start) = (false, false, 0);
-    for (i, ch) in s.char_indices() {
-        if escaped {
-            escaped = false;
-        } else if ch == '\\' {
-            escaped = true;
-        } else if ch == '"' {
-            quoted = !quoted;
-        } else if ch == sep && !quoted {
-            out.push(&s[start..i]);
-            start = i + ch.len_utf8();
-        }
-    }
-    out.push(&s[start..]);
-    out
-}
-
-/// `k="v"k2="v2"…` → pairs, with `\"` unescaped.
-fn parse_chain_attributes(s: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while let Some(eq) = rest.find("=\"") {
-        let key = rest[..eq].to_string();
-        let body = &rest[eq + 2..];
-        let mut value = String::new();
-        let mut escaped = false;
-        let mut end = body.len();
-        for (i, ch) in body.char_indices() {
-            if escaped {
-                value.push(ch);
-                escaped = false;
-            } else if ch == '\\' {
-                escaped = true;
-            } else if ch == '"' {
-                end = i + 1;
-                break;
-            } else {
-                value.push(ch);
-            }
-        }
-        out.push((key, value));
-        rest = &body[end.min(body.len())..];
-    }
-    out
-}
-
-/// An elements chain (`tag.class:attr="v"…;parent…`) → PostHog's serialised elements
-/// (`text, tag_name, attr_class, href, attr_id, nth_child, nth_of_type, attributes, order`).
+/// An elements chain → PostHog's serialised elements (the shared parser in
+/// [`crate::elements`]), each with the `event: null` PostHog's correlation serialiser adds.
 pub fn chain_to_elements(chain: &str) -> Vec<Value> {
-    if chain.is_empty() {
-        return Vec::new();
-    }
-    split_unquoted(chain, ';')
-        .into_iter()
-        .enumerate()
-        .map(|(order, el)| {
-            let (head, attrs) = match el.find(':') {
-                Some(i) => (&el[..i], &el[i + 1..]),
-                None => (el, ""),
-            };
-            let mut parts = head.split('.');
-            let tag = parts.next().unwrap_or("").to_string();
-            let classes: Vec<&str> = parts.filter(|c| !c.is_empty()).collect();
-            let pairs = parse_chain_attributes(attrs);
-            let get = |k: &str| pairs.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
-            let attributes: Map<String, Value> = pairs
-                .iter()
-                .filter(|(k, _)| k.starts_with("attr__"))
-                .map(|(k, v)| (k.clone(), json!(v)))
-                .collect();
-            json!({
-                "event": null,
-                "text": get("text"),
-                "tag_name": tag,
-                "attr_class": if classes.is_empty() { Value::Null } else { json!(classes) },
-                "href": get("href"),
-                "attr_id": get("attr__id"),
-                "nth_child": get("nth-child").and_then(|v| v.parse::<i64>().ok()),
-                "nth_of_type": get("nth-of-type").and_then(|v| v.parse::<i64>().ok()),
-                "attributes": attributes,
-                "order": order,
-            })
+    crate::elements::parse_chain(chain)
+        .iter()
+        .map(|el| {
+            let mut v = crate::elements::element_json(el);
+            v["event"] = Value::Null;
+            v
         })
         .collect()
 }

@@ -68,7 +68,7 @@ fn score_sorts_limits_and_flags_skew() {
 #[test]
 fn elements_chain_parsing() {
     let els = chain_to_elements(
-        r#"button.btn.primary:attr__id="pay"attr__class="btn primary"nth-child="2"nth-of-type="1"text="Pay \"now\"";div:nth-child="1";body"#,
+        r#"button.btn.primary:attr__id="pay"attr_id="pay"attr__class="btn primary"nth-child="2"nth-of-type="1"text="Pay \"now\"";div:nth-child="1";body"#,
     );
     assert_eq!(els.len(), 3);
     assert_eq!(els[0]["tag_name"], json!("button"));
