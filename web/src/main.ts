@@ -198,6 +198,8 @@ async function insightPage(r: Extract<Route, { page: 'insight' }>): Promise<void
   }
   const title = insight.name || insight.derived_name || `Insight ${insight.short_id}`;
   (app.querySelector('main h1') as HTMLElement).textContent = title;
+  // As PostHog's frontend: opening an insight counts as a view (my_last_viewed, last_viewed_at).
+  api().post(projectPath(r.projectId, `insights/${insight.id}/viewed/`), {}).catch(() => undefined);
   document.title = `${title} · pg_insights`;
   const kind = insightKind(insight.filters, insight.query);
   const saved: Filters = insight.filters ?? {};
