@@ -333,3 +333,7 @@ def test_opening_an_insight_counts_as_a_view(browser, shop):
     viewed = api("GET", f"/api/projects/{shop['id']}/insights/my_last_viewed/", shop["key"]).json()
     assert [i["id"] for i in viewed[:3]] == [browser["builder"]["created_id"], shop["insights"]["Shop funnel"],
                                             shop["insights"]["Daily pageviews"]]
+
+
+def test_missing_insight_shows_the_apis_error(browser):
+    assert browser["missing_insight_message"] == "Not found."

@@ -93,6 +93,10 @@ try {
     await page.screenshot({ path: `${shots}/insight-${label}.png`, fullPage: true });
   }
 
+  // An insight that does not exist: PostHog's "Not found." in words, not a blank page.
+  await page.goto(`${base}/#/project/${project}/insight/999999999`);
+  out.missing_insight_message = await (await page.waitForSelector('.error')).textContent();
+
   // Controls on the trend: date range, then breakdown, each re-run through the API.
   await page.goto(`${base}/#/project/${project}/insight/${insights.trend}`);
   await readTable(page);

@@ -226,7 +226,7 @@ async function insightPage(r: Extract<Route, { page: 'insight' }>): Promise<void
       const res = refresh && filters === saved
         ? await api().get<Json>(projectPath(r.projectId, `insights/${r.insightId}/`), { refresh })
         : await api().post<Json>(projectPath(r.projectId, computePath(kind)), filters, refresh ? { refresh: 'true' } : undefined);
-      status.replaceChildren(h('p', { class: 'hint', text: `Calculated ${res.last_refresh ? new Date(res.last_refresh).toLocaleString() : ''}` }));
+      status.replaceChildren(h('p', { class: 'hint', text: freshness(res) }));
       draw(res.result);
     } catch (err) {
       status.replaceChildren(errorBox(message(err)));
@@ -269,9 +269,17 @@ async function insightPage(r: Extract<Route, { page: 'insight' }>): Promise<void
     }
   };
   renderControls();
+  status.replaceChildren(h('p', { class: 'hint', text: freshness(insight) }));
   draw(insight.result);
   if (insight.description) controls.before(h('p', { class: 'description', text: insight.description }));
   sharing(r, shareBox);
+}
+
+/** When the result was calculated and whether it came from the cache (PostHog's is_cached). */
+function freshness(res: Json): string {
+  if (!res.last_refresh) return '';
+  const when = new Date(res.last_refresh).toLocaleString();
+  return res.is_cached ? `Cached result, calculated ${when}` : `Calculated ${when}`;
 }
 
 /** The sharing switch: PATCH insights/:id/sharing/ {enabled}; shows the public link. */
