@@ -337,3 +337,10 @@ def test_opening_an_insight_counts_as_a_view(browser, shop):
 
 def test_missing_insight_shows_the_apis_error(browser):
     assert browser["missing_insight_message"] == "Not found."
+
+
+def test_refresh_in_force_cache_mode_reads_the_cache(browser, shop):
+    r = browser["refresh_cache"]
+    assert r["status"] == 200
+    (series,) = saved(shop, "Daily pageviews")["result"]
+    assert nums(r["table"]["rows"][0][1:-1]) == [float(v) for v in series["data"]]

@@ -180,6 +180,12 @@ function select(id: string, label: string, options: { value: string; label: stri
   return h('span', { class: 'control' }, h('label', { for: id, text: label }), sel);
 }
 
+const REFRESH_MODES = [
+  { value: 'force_blocking', label: 'Recalculate' },
+  { value: 'blocking', label: 'Cache if fresh' },
+  { value: 'force_cache', label: 'Cache only' },
+];
+
 const BREAKDOWNS = ['$browser', '$geoip_country_code', '$current_url', '$os', '$device_type', 'plan'];
 
 async function insightPage(r: Extract<Route, { page: 'insight' }>): Promise<void> {
@@ -218,6 +224,7 @@ async function insightPage(r: Extract<Route, { page: 'insight' }>): Promise<void
     });
   };
   cleanup.push(() => drawn?.dispose());
+  let refreshMode = 'force_blocking';
   const rerun = async (next: Filters, refresh?: string) => {
     filters = next;
     renderControls();
@@ -257,7 +264,12 @@ async function insightPage(r: Extract<Route, { page: 'insight' }>): Promise<void
         h('datalist', { id: 'breakdowns' }, ...BREAKDOWNS.map((b) => h('option', { value: b }))),
         h('button', { type: 'submit', text: 'Apply' })));
     }
-    controls.append(h('button', { type: 'button', onclick: () => rerun(filters, 'force_blocking') }, 'Refresh'));
+    // PostHog's refresh modes apply to the saved insight (its cache); an edited query is always
+    // calculated by the compute endpoint.
+    if (filters === saved) {
+      controls.append(select('refresh-mode', 'Refresh mode', REFRESH_MODES, refreshMode, (v) => { refreshMode = v; }));
+    }
+    controls.append(h('button', { type: 'button', onclick: () => rerun(filters, refreshMode) }, 'Refresh'));
     if (kind === 'TRENDS') {
       controls.append(h('button', { type: 'button', onclick: async () => {
         try {
