@@ -232,7 +232,7 @@ async function insightPage(r: Extract<Route, { page: 'insight' }>): Promise<void
     try {
       const res = refresh && filters === saved
         ? await api().get<Json>(projectPath(r.projectId, `insights/${r.insightId}/`), { refresh })
-        : await api().post<Json>(projectPath(r.projectId, computePath(kind)), filters, refresh ? { refresh: 'true' } : undefined);
+        : await api().post<Json>(projectPath(r.projectId, computePath(kind)), filters);
       status.replaceChildren(h('p', { class: 'hint', text: freshness(res) }));
       draw(res.result);
     } catch (err) {
