@@ -67,7 +67,6 @@ BEGIN
         RETURN NULL;
     END IF;
     PERFORM set_config('pgi.project_id', v_share.project_id::text, true);
-    PERFORM set_config('pgi.sharing_insight_id', v_share.insight_id::text, true);
     RETURN v_share.insight_id;
 END $$;
 

@@ -325,3 +325,22 @@ def test_builder_previews_and_saves_a_funnel(browser, shop):
     created = api("GET", f"/api/projects/{shop['id']}/insights/{b['created_id']}/?refresh=blocking", shop["key"]).json()
     assert created["saved"] is True and created["filters"]["insight"] == "FUNNELS"
     assert [int(r[2]) for r in b["saved_table"]["rows"]] == [s["count"] for s in created["result"]]
+
+
+def test_opening_an_insight_counts_as_a_view(browser, shop):
+    # The page POSTs insights/:id/viewed/ as PostHog's frontend does. Opened last: the builder's
+    # insight, before it the funnel (sharing), before that the trend (controls).
+    viewed = api("GET", f"/api/projects/{shop['id']}/insights/my_last_viewed/", shop["key"]).json()
+    assert [i["id"] for i in viewed[:3]] == [browser["builder"]["created_id"], shop["insights"]["Shop funnel"],
+                                            shop["insights"]["Daily pageviews"]]
+
+
+def test_missing_insight_shows_the_apis_error(browser):
+    assert browser["missing_insight_message"] == "Not found."
+
+
+def test_refresh_in_force_cache_mode_reads_the_cache(browser, shop):
+    r = browser["refresh_cache"]
+    assert r["status"] == 200
+    (series,) = saved(shop, "Daily pageviews")["result"]
+    assert nums(r["table"]["rows"][0][1:-1]) == [float(v) for v in series["data"]]

@@ -93,9 +93,20 @@ try {
     await page.screenshot({ path: `${shots}/insight-${label}.png`, fullPage: true });
   }
 
-  // Controls on the trend: date range, then breakdown, each re-run through the API.
+  // An insight that does not exist: PostHog's "Not found." in words, not a blank page.
+  await page.goto(`${base}/#/project/${project}/insight/999999999`);
+  out.missing_insight_message = await (await page.waitForSelector('.error')).textContent();
+
+  // Controls on the trend: a refresh in PostHog's force_cache mode, then date range, breakdown,
+  // interval, each re-run through the API.
   await page.goto(`${base}/#/project/${project}/insight/${insights.trend}`);
   await readTable(page);
+  await page.selectOption('#refresh-mode', 'force_cache');
+  const cacheReq = page.waitForResponse((r) => r.url().includes('refresh=force_cache'));
+  await page.click('button:text-is("Refresh")');
+  out.refresh_cache = { status: (await cacheReq).status() };
+  await page.waitForFunction(() => document.querySelector('.status .hint')?.textContent?.startsWith('Cached result'));
+  out.refresh_cache.table = await readTable(page);
   out.date_change = await rerun(page, () => page.selectOption('#date', '-30d'));
   out.date_change.table = await readTable(page);
   out.breakdown_change = await rerun(page, async () => { await page.fill('#breakdown', '$browser'); await page.press('#breakdown', 'Enter'); });

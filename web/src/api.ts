@@ -33,6 +33,12 @@ export function buildUrl(path: string, params: Params = {}): string {
   return q ? `${path}${path.includes('?') ? '&' : '?'}${q}` : path;
 }
 
+/** A JSON answer; null for an empty one (201 of insights/:id/viewed/). */
+async function json<T>(res: Response): Promise<T> {
+  const text = await res.text();
+  return (text ? JSON.parse(text) : null) as T;
+}
+
 export type FetchFn = (url: string, init: RequestInit) => Promise<Response>;
 
 export class Api {
@@ -64,15 +70,15 @@ export class Api {
   }
 
   async get<T>(path: string, params?: Params): Promise<T> {
-    return (await this.request('GET', buildUrl(path, params))).json() as Promise<T>;
+    return json<T>(await this.request('GET', buildUrl(path, params)));
   }
 
   async post<T>(path: string, body: unknown, params?: Params): Promise<T> {
-    return (await this.request('POST', buildUrl(path, params), body)).json() as Promise<T>;
+    return json<T>(await this.request('POST', buildUrl(path, params), body));
   }
 
   async patch<T>(path: string, body: unknown): Promise<T> {
-    return (await this.request('PATCH', path, body)).json() as Promise<T>;
+    return json<T>(await this.request('PATCH', path, body));
   }
 
   /** A CSV export (?format=csv) as text. */

@@ -180,6 +180,12 @@ function select(id: string, label: string, options: { value: string; label: stri
   return h('span', { class: 'control' }, h('label', { for: id, text: label }), sel);
 }
 
+const REFRESH_MODES = [
+  { value: 'force_blocking', label: 'Recalculate' },
+  { value: 'blocking', label: 'Cache if fresh' },
+  { value: 'force_cache', label: 'Cache only' },
+];
+
 const BREAKDOWNS = ['$browser', '$geoip_country_code', '$current_url', '$os', '$device_type', 'plan'];
 
 async function insightPage(r: Extract<Route, { page: 'insight' }>): Promise<void> {
@@ -198,6 +204,8 @@ async function insightPage(r: Extract<Route, { page: 'insight' }>): Promise<void
   }
   const title = insight.name || insight.derived_name || `Insight ${insight.short_id}`;
   (app.querySelector('main h1') as HTMLElement).textContent = title;
+  // As PostHog's frontend: opening an insight counts as a view (my_last_viewed, last_viewed_at).
+  api().post(projectPath(r.projectId, `insights/${insight.id}/viewed/`), {}).catch(() => undefined);
   document.title = `${title} · pg_insights`;
   const kind = insightKind(insight.filters, insight.query);
   const saved: Filters = insight.filters ?? {};
@@ -216,6 +224,7 @@ async function insightPage(r: Extract<Route, { page: 'insight' }>): Promise<void
     });
   };
   cleanup.push(() => drawn?.dispose());
+  let refreshMode = 'force_blocking';
   const rerun = async (next: Filters, refresh?: string) => {
     filters = next;
     renderControls();
@@ -223,8 +232,8 @@ async function insightPage(r: Extract<Route, { page: 'insight' }>): Promise<void
     try {
       const res = refresh && filters === saved
         ? await api().get<Json>(projectPath(r.projectId, `insights/${r.insightId}/`), { refresh })
-        : await api().post<Json>(projectPath(r.projectId, computePath(kind)), filters, refresh ? { refresh: 'true' } : undefined);
-      status.replaceChildren(h('p', { class: 'hint', text: `Calculated ${res.last_refresh ? new Date(res.last_refresh).toLocaleString() : ''}` }));
+        : await api().post<Json>(projectPath(r.projectId, computePath(kind)), filters);
+      status.replaceChildren(h('p', { class: 'hint', text: freshness(res) }));
       draw(res.result);
     } catch (err) {
       status.replaceChildren(errorBox(message(err)));
@@ -255,7 +264,12 @@ async function insightPage(r: Extract<Route, { page: 'insight' }>): Promise<void
         h('datalist', { id: 'breakdowns' }, ...BREAKDOWNS.map((b) => h('option', { value: b }))),
         h('button', { type: 'submit', text: 'Apply' })));
     }
-    controls.append(h('button', { type: 'button', onclick: () => rerun(filters, 'force_blocking') }, 'Refresh'));
+    // PostHog's refresh modes apply to the saved insight (its cache); an edited query is always
+    // calculated by the compute endpoint.
+    if (filters === saved) {
+      controls.append(select('refresh-mode', 'Refresh mode', REFRESH_MODES, refreshMode, (v) => { refreshMode = v; }));
+    }
+    controls.append(h('button', { type: 'button', onclick: () => rerun(filters, refreshMode) }, 'Refresh'));
     if (kind === 'TRENDS') {
       controls.append(h('button', { type: 'button', onclick: async () => {
         try {
@@ -267,9 +281,17 @@ async function insightPage(r: Extract<Route, { page: 'insight' }>): Promise<void
     }
   };
   renderControls();
+  status.replaceChildren(h('p', { class: 'hint', text: freshness(insight) }));
   draw(insight.result);
   if (insight.description) controls.before(h('p', { class: 'description', text: insight.description }));
   sharing(r, shareBox);
+}
+
+/** When the result was calculated and whether it came from the cache (PostHog's is_cached). */
+function freshness(res: Json): string {
+  if (!res.last_refresh) return '';
+  const when = new Date(res.last_refresh).toLocaleString();
+  return res.is_cached ? `Cached result, calculated ${when}` : `Calculated ${when}`;
 }
 
 /** The sharing switch: PATCH insights/:id/sharing/ {enabled}; shows the public link. */

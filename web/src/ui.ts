@@ -28,6 +28,11 @@ export function errorBox(message: string): HTMLElement {
 
 const fmt = (v: string | number): string => (typeof v === 'number' ? v.toLocaleString('en-US') : v);
 
+/** "series · column" for the persons panel: the row's leading text cells and the column. */
+function cellTitle(row: (string | number)[], column: string): string {
+  return [...row.slice(0, 2).filter((x) => typeof x === 'string' && x), column].join(' · ');
+}
+
 /** The accessible table of a chart's numbers; a cell with a persons URL holds a button that
  * opens the persons behind it. `data-value` keeps the raw number for tests and copying. */
 export function dataTable(t: Table, kind: string, onPersons?: (url: string, title: string) => void,
@@ -38,7 +43,7 @@ export function dataTable(t: Table, kind: string, onPersons?: (url: string, titl
       const url = t.persons?.[r]?.[c] ?? null;
       const content: Node | string = url && onPersons
         ? h('button', { type: 'button', class: 'link', 'aria-label': `Persons: ${row[0]} ${t.columns[c]}`,
-                        onclick: () => onPersons(url, `${row[0]} · ${row[1] ?? ''} · ${t.columns[c]}`) }, fmt(v))
+                        onclick: () => onPersons(url, cellTitle(row, t.columns[c])) }, fmt(v))
         : fmt(v);
       return h(c === 0 ? 'th' : 'td', { scope: c === 0 ? 'row' : null, 'data-value': String(v), style: cellStyle?.(r, c) ?? null }, content);
     })));

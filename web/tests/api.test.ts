@@ -48,6 +48,10 @@ describe('Api', () => {
     expect(calls[0].init.method).toBe('POST');
     expect(JSON.parse(calls[0].init.body as string)).toEqual({ date_from: '-7d' });
   });
+  it('answers null for an empty body (201 without content)', async () => {
+    const api = new Api('k', async () => new Response('', { status: 201 }));
+    expect(await api.post('/api/projects/1/insights/2/viewed/', {})).toBeNull();
+  });
   it('sends no Authorization without a key (shared links)', async () => {
     calls.length = 0;
     await new Api(null, fake(200, {})).get('/shared/abc.json');
