@@ -51,7 +51,7 @@ def expand(regex):
             choices.append([(part.replace("\\.", "."), None)])  # a literal dot (/shared/{id}.json)
     paths = []
     for combo in itertools.product(*choices):
-        text = "".join(t for t, _ in combo)
+        text = "".join(t for t, _ in combo).replace("\\.", ".")  # `config\.js` documents as config.js
         prefix = "environment_id" if "/api/environments/" in text else "project_id"
         text = text.replace("{pgi_project}", "{%s}" % prefix).replace("{pgi_id}", "{id}")
         paths.append(text)

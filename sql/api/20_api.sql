@@ -541,6 +541,12 @@ BEGIN
         RETURN api._render_json(api._not_found());
     END IF;
     IF v_route.scope = '-' THEN
+        -- A raw-body handler may render its own bytes too (the SDK's remote config as JavaScript).
+        IF (SELECT prorettype FROM pg_proc
+             WHERE oid = to_regprocedure(format('api.%I(bytea)', 'h_' || v_route.route))) = 'api."*/*"'::regtype THEN
+            EXECUTE format('SELECT api.%I($1)', 'h_' || v_route.route) INTO v_raw USING $1;
+            RETURN v_raw;
+        END IF;
         EXECUTE format('SELECT api.%I($1)', 'h_' || v_route.route) INTO v_json USING $1;
         RETURN api._render_json(v_json);
     END IF;

@@ -2,7 +2,8 @@
 // its own origin, opens it in Debian's chromium (playwright-core, no browser download), clicks
 // the nested <span>, and waits until the stack answered the capture request for the click.
 // Usage: node click.mjs <api_host> <project token> <distinct_id>
-// Prints one JSON line: {"capture_status", "capture_path", "content_type", "cors_origin", "flags_status"}.
+// Prints one JSON line: {"config_status", "capture_status", "capture_path", "content_type",
+// "cors_origin", "page_origin", "console_errors", "flags_status" (when the SDK asked for flags)}.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -36,13 +37,15 @@ const browser = await chromium.launch({
 const out = {};
 try {
   const page = await browser.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') process.stderr.write(`console: ${m.text()}\n`); });
+  out.console_errors = [];
+  page.on('console', (m) => { if (m.type() === 'error') out.console_errors.push(m.text()); });
   page.on('response', (r) => {
     if (/\/(flags|decide)\//.test(r.url())) out.flags_status = r.status();
     if (r.status() >= 400) process.stderr.write(`HTTP ${r.status()} ${r.url()}\n`);
   });
-  // Autocapture starts once the remote config (GET /array/<token>/config) has been applied.
-  const configured = page.waitForResponse((r) => /\/array\/[^/]+\/config$/.test(new URL(r.url()).pathname),
+  // Autocapture starts once the remote config (GET /array/<token>/config.js, else the JSON form
+  // /config) has been applied.
+  const configured = page.waitForResponse((r) => /\/array\/[^/]+\/config(\.js)?$/.test(new URL(r.url()).pathname),
                                           { timeout: 30000 });
   const q = new URLSearchParams({ token, api_host: apiHost, distinct_id: distinctId });
   await page.goto(`${origin}/?${q}`);

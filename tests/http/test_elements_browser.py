@@ -62,6 +62,8 @@ def test_posthog_js_click_in_chromium(project, db):
     run = click_in_browser(project, distinct_id)
     # The SDK's own request: text/plain from another origin, answered with PostHog's CORS.
     assert run["config_status"] == 200
+    # Nothing the SDK asked for failed (remote config as script, flags, capture).
+    assert run["console_errors"] == [], run["console_errors"]
     assert run["capture_status"] == 200
     assert run["capture_path"] == "/i/v0/e/"
     assert run["content_type"].startswith("text/plain")
@@ -154,4 +156,12 @@ def test_flags_and_remote_config(project):
     assert r.status_code == 200
     assert r.json()["token"] == project["token"] and r.json()["autocapture_opt_out"] is False
     r = api("GET", "/array/phc_unknown/config")
+    assert r.status_code == 401 and r.json()["code"] == "invalid_api_key"
+    r = api("GET", f"/array/{project['token']}/config.js", headers={"Origin": origin})
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/javascript")
+    assert r.headers["Access-Control-Allow-Origin"] == origin
+    assert r.text.startswith("(function() {\n  window._POSTHOG_REMOTE_CONFIG = window._POSTHOG_REMOTE_CONFIG || {};")
+    tok = project["token"]
+    assert f'window._POSTHOG_REMOTE_CONFIG["{tok}"] = {{config: {{"token" : "{tok}"' in r.text
+    r = api("GET", "/array/phc_unknown/config.js")
     assert r.status_code == 401 and r.json()["code"] == "invalid_api_key"
