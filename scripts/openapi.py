@@ -85,7 +85,8 @@ def operation(method, rpc, scope, summary, path):
         "summary": summary,
         "parameters": params,
         "responses": {
-            "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+            # Any JSON: most answers are objects, a few are lists (elements/values, my_last_viewed).
+            "200": {"description": "OK", "content": {"application/json": {"schema": {}}}},
             "400": error_response("Invalid input"),
             "404": error_response("Not found"),
             "405": error_response("Method not allowed for this object"),
@@ -101,12 +102,17 @@ def operation(method, rpc, scope, summary, path):
         op["responses"]["429"] = error_response("Rate limit used up (see the Retry-After header)")
     else:
         op["security"] = []
+        # Token-authenticated (capture, flags, remote config): a missing or unknown project token.
+        op["responses"]["401"] = error_response("Missing or invalid project API token")
     if method in ("POST", "PATCH", "PUT"):
         op["requestBody"] = {"required": False, "content": {"application/json": {"schema": {"type": "object"}}}}
-        op["responses"]["201"] = {"description": "Created", "content": {"application/json": {"schema": {"type": "object"}}}}
+        # Created: the object, or no body at all (insights/:id/viewed/, as PostHog).
+        op["responses"]["201"] = {"description": "Created"}
         op["responses"]["413"] = error_response("Body over 20 MB")
     if method == "DELETE":
         op["responses"]["204"] = {"description": "Deleted or cancelled (no body)"}
+    if method in ("POST", "DELETE"):
+        op["responses"]["202"] = {"description": "Accepted (persons deleted: bulk_delete, DELETE of a person)"}
     return op
 
 
