@@ -226,6 +226,20 @@ LANGUAGE sql STABLE AS $$
       FROM jsonb_each_text((api._query() - coalesce(p_remove, '')) || p_set)
 $$;
 
+-- A page of DRF's LimitOffsetPagination: {count, next, previous, results}; `next` and `previous`
+-- are this request's URL with limit/offset moved, and the first page's `previous` drops `offset`.
+CREATE FUNCTION api._limit_offset_page(p_count bigint, p_limit integer, p_offset integer, p_results jsonb)
+RETURNS json LANGUAGE sql STABLE AS $$
+    SELECT json_build_object(
+        'count', p_count,
+        'next', CASE WHEN p_offset + p_limit < p_count
+                     THEN api._page_url(jsonb_build_object('limit', p_limit, 'offset', p_offset + p_limit)) END,
+        'previous', CASE WHEN p_offset <= 0 THEN NULL
+                         WHEN p_offset - p_limit <= 0 THEN api._page_url(jsonb_build_object('limit', p_limit), 'offset')
+                         ELSE api._page_url(jsonb_build_object('limit', p_limit, 'offset', p_offset - p_limit)) END,
+        'results', p_results)
+$$;
+
 ---------------------------------------------------------------------------------------------------
 -- Results and the query cache (docs/api.md#refresh-modes-and-cache)
 
@@ -614,15 +628,7 @@ BEGIN
         v_results := v_results || jsonb_build_array(
             CASE WHEN v_basic THEN api._insight_basic_json(v_row) ELSE api._insight_json(v_row, v_mode) END);
     END LOOP;
-    -- DRF's LimitOffsetPagination links.
-    RETURN json_build_object(
-        'count', v_count,
-        'next', CASE WHEN v_offset + v_limit < v_count
-                     THEN api._page_url(jsonb_build_object('limit', v_limit, 'offset', v_offset + v_limit)) END,
-        'previous', CASE WHEN v_offset <= 0 THEN NULL
-                         WHEN v_offset - v_limit <= 0 THEN api._page_url(jsonb_build_object('limit', v_limit), 'offset')
-                         ELSE api._page_url(jsonb_build_object('limit', v_limit, 'offset', v_offset - v_limit)) END,
-        'results', v_results);
+    RETURN api._limit_offset_page(v_count, v_limit, v_offset, v_results);
 END $$;
 
 -- `?sharing_access_token=`: the insight an enabled sharing configuration of the path's project

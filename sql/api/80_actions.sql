@@ -237,14 +237,7 @@ BEGIN
       FROM (SELECT a.* FROM insights.actions a
              WHERE NOT a.deleted AND (v_search IS NULL OR strpos(lower(coalesce(a.name, '')), lower(v_search)) > 0)
              ORDER BY a.id DESC LIMIT v_limit OFFSET v_offset) p;
-    RETURN json_build_object(
-        'count', v_count,
-        'next', CASE WHEN v_offset + v_limit < v_count
-                     THEN api._page_url(jsonb_build_object('limit', v_limit, 'offset', v_offset + v_limit)) END,
-        'previous', CASE WHEN v_offset <= 0 THEN NULL
-                         WHEN v_offset - v_limit <= 0 THEN api._page_url(jsonb_build_object('limit', v_limit), 'offset')
-                         ELSE api._page_url(jsonb_build_object('limit', v_limit, 'offset', v_offset - v_limit)) END,
-        'results', v_results);
+    RETURN api._limit_offset_page(v_count, v_limit, v_offset, v_results);
 END $$;
 
 -- GET actions/:id/ (action:read); PATCH/PUT (action:write; `deleted: true` is the soft delete);
