@@ -739,9 +739,10 @@ BEGIN
     RETURN api._insight_json(v_new, api._refresh_mode(v_query));
 END $$;
 
--- The activity page of insights (one insight or all): {"results","next","previous","total_count"},
--- newest first, page-based (limit ≥ 1, default 10; page ≥ 1, default 1).
-CREATE FUNCTION api._insight_activity_page(p_item_id text) RETURNS json
+-- A page of the activity log of one scope ('Insight', 'Person'; one item or all):
+-- {"results","next","previous","total_count"}, newest first, page-based (limit ≥ 1, default 10;
+-- page ≥ 1, default 1).
+CREATE FUNCTION api._activity_page(p_scope text, p_item_id text) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
     v_query jsonb := api._query();
@@ -751,7 +752,7 @@ DECLARE
     v_results jsonb;
 BEGIN
     SELECT count(*) INTO v_total FROM insights.activity_log a
-     WHERE a.scope = 'Insight' AND (p_item_id IS NULL OR a.item_id = p_item_id);
+     WHERE a.scope = p_scope AND (p_item_id IS NULL OR a.item_id = p_item_id);
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'id', a.id, 'user', api._user_json(a.user_id), 'unread', false,
                'is_system', a.is_system, 'was_impersonated', false, 'activity', a.activity,
@@ -759,7 +760,7 @@ BEGIN
                'created_at', api._iso(a.created_at)) ORDER BY a.created_at DESC, a.id), '[]')
       INTO v_results
       FROM (SELECT * FROM insights.activity_log a
-             WHERE a.scope = 'Insight' AND (p_item_id IS NULL OR a.item_id = p_item_id)
+             WHERE a.scope = p_scope AND (p_item_id IS NULL OR a.item_id = p_item_id)
              ORDER BY a.created_at DESC, a.id
              LIMIT v_limit OFFSET (v_page - 1)::bigint * v_limit) a;
     RETURN json_build_object(
@@ -778,13 +779,13 @@ DECLARE
     v_row insights.saved_insights;
 BEGIN
     IF api._header('x-pgi-id') IS NULL OR api._header('x-pgi-id') = '' THEN
-        RETURN api._insight_activity_page(NULL);
+        RETURN api._activity_page('Insight', NULL);
     END IF;
     v_row := api._insight_by_path(false);
     IF v_row.id IS NULL THEN
         RETURN api._not_found();
     END IF;
-    RETURN api._insight_activity_page(v_row.id::text);
+    RETURN api._activity_page('Insight', v_row.id::text);
 END $$;
 
 -- Records that the request's user viewed these insights now (ids outside the project are not

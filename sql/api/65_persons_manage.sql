@@ -292,38 +292,6 @@ END $$;
 ---------------------------------------------------------------------------------------------------
 -- Activity and cohorts
 
--- A page of the persons' activity log (one person or all), newest first, as the insights'
--- activity: {"results", "next", "previous", "total_count"}, limit (default 10) and page.
-CREATE FUNCTION api._person_activity_page(p_item_id text) RETURNS json
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_query jsonb := api._query();
-    v_limit integer := api._int_param(v_query, 'limit', 10, 1, 1000);
-    v_page integer := api._int_param(v_query, 'page', 1, 1, 2147483647);
-    v_total bigint;
-    v_results jsonb;
-BEGIN
-    SELECT count(*) INTO v_total FROM insights.activity_log a
-     WHERE a.scope = 'Person' AND (p_item_id IS NULL OR a.item_id = p_item_id);
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'id', a.id, 'user', api._user_json(a.user_id), 'unread', false,
-               'is_system', a.is_system, 'was_impersonated', false, 'activity', a.activity,
-               'scope', a.scope, 'item_id', a.item_id, 'detail', a.detail,
-               'created_at', api._iso(a.created_at)) ORDER BY a.created_at DESC, a.id), '[]')
-      INTO v_results
-      FROM (SELECT * FROM insights.activity_log a
-             WHERE a.scope = 'Person' AND (p_item_id IS NULL OR a.item_id = p_item_id)
-             ORDER BY a.created_at DESC, a.id
-             LIMIT v_limit OFFSET (v_page - 1)::bigint * v_limit) a;
-    RETURN json_build_object(
-        'results', v_results,
-        'next', CASE WHEN v_page::bigint * v_limit < v_total
-                     THEN api._page_url(jsonb_build_object('limit', v_limit, 'page', v_page + 1)) END,
-        'previous', CASE WHEN v_page > 1
-                         THEN api._page_url(jsonb_build_object('limit', v_limit, 'page', v_page - 1)) END,
-        'total_count', v_total);
-END $$;
-
 -- GET persons/activity/ and persons/:id/activity/ (the log survives the person's deletion).
 CREATE FUNCTION api.h_persons_activity(p_body jsonb) RETURNS json
 LANGUAGE plpgsql AS $$
@@ -332,14 +300,14 @@ DECLARE
     p insights.persons;
 BEGIN
     IF coalesce(v_ref, '') = '' THEN
-        RETURN api._person_activity_page(NULL);
+        RETURN api._activity_page('Person', NULL);
     END IF;
     p := api._person_by_ref(v_ref);
     IF p.id IS NOT NULL THEN
-        RETURN api._person_activity_page(p.id::text);
+        RETURN api._activity_page('Person', p.id::text);
     ELSIF v_ref ~ '^\d{1,18}$' AND EXISTS (SELECT 1 FROM insights.activity_log
                                              WHERE scope = 'Person' AND item_id = v_ref) THEN
-        RETURN api._person_activity_page(v_ref);
+        RETURN api._activity_page('Person', v_ref);
     END IF;
     RETURN api._not_found();
 END $$;
