@@ -631,26 +631,36 @@ BEGIN
     RETURN api._limit_offset_page(v_count, v_limit, v_offset, v_results);
 END $$;
 
--- `?sharing_access_token=`: the insight an enabled sharing configuration of the path's project
--- opens, with the request's project set for row-level security; NULL for a wrong, disabled or
--- foreign token. SECURITY DEFINER: the token is the credential, so the lookup precedes RLS.
-CREATE FUNCTION api._sharing_authenticate(p_token text) RETURNS bigint
+-- The insight an enabled sharing configuration opens (of project p_project when given), with
+-- that project set for row-level security; NULL for an unknown, disabled or foreign token or a
+-- deleted insight. SECURITY DEFINER: the token is the credential, so the lookup precedes RLS.
+-- Used by `?sharing_access_token=` (below) and the keyless /shared/<token>.json (80_web.sql).
+CREATE FUNCTION api._shared_insight_id(p_token text, p_project bigint DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
-    v_project text := api._header('x-pgi-project');
     v_share insights.sharing_configurations;
 BEGIN
-    IF v_project !~ '^\d{1,18}$' THEN
-        RETURN NULL;
-    END IF;
     SELECT s.* INTO v_share FROM insights.sharing_configurations s
       JOIN insights.saved_insights i ON i.id = s.insight_id
-     WHERE s.access_token = p_token AND s.enabled AND NOT i.deleted AND s.project_id = v_project::bigint;
+     WHERE s.access_token = p_token AND s.enabled AND NOT i.deleted
+       AND (p_project IS NULL OR s.project_id = p_project);
     IF v_share.id IS NULL THEN
         RETURN NULL;
     END IF;
     PERFORM set_config('pgi.project_id', v_share.project_id::text, true);
     RETURN v_share.insight_id;
+END $$;
+
+-- `?sharing_access_token=`: the shared insight of the path's project (NULL for a foreign token).
+CREATE FUNCTION api._sharing_authenticate(p_token text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_project text := api._header('x-pgi-project');
+BEGIN
+    IF v_project !~ '^\d{1,18}$' THEN
+        RETURN NULL;
+    END IF;
+    RETURN api._shared_insight_id(p_token, v_project::bigint);
 END $$;
 
 -- GET insights/:id/ (insight:read), PATCH/PUT (insight:write; `deleted` soft-deletes and

@@ -52,24 +52,6 @@ BEGIN
         'results', v_results);
 END $$;
 
--- The insight an enabled sharing configuration opens, with the request's project set for RLS;
--- NULL for an unknown or disabled token or a deleted insight. SECURITY DEFINER: the token is the
--- credential, so the lookup precedes RLS (as api._sharing_authenticate, without a project path).
-CREATE FUNCTION api._shared_insight_id(p_token text) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
-DECLARE
-    v_share insights.sharing_configurations;
-BEGIN
-    SELECT s.* INTO v_share FROM insights.sharing_configurations s
-      JOIN insights.saved_insights i ON i.id = s.insight_id
-     WHERE s.access_token = p_token AND s.enabled AND NOT i.deleted;
-    IF v_share.id IS NULL THEN
-        RETURN NULL;
-    END IF;
-    PERFORM set_config('pgi.project_id', v_share.project_id::text, true);
-    RETURN v_share.insight_id;
-END $$;
-
 -- GET /shared/<access_token>.json (no key; scope `-`, so this handler checks the method and keeps
 -- its own exception handler): {"insight": {...}} with the fields a read-only viewer needs and no
 -- user data. A disabled, unknown or malformed token is a 404 at once: the lookup runs per request.
