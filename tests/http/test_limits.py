@@ -6,6 +6,7 @@ minute and 1200 an hour, the others 480 and 4800; the next request is PostHog's 
 request over the API role's statement_timeout is PostHog's 504 timeout body.
 """
 
+import json
 import time
 
 import pytest
@@ -83,3 +84,24 @@ def test_statement_timeout_is_504_and_caches_nothing(db, project, short_statemen
     assert (body["type"], body["code"], body["attr"]) == ("server_error", "error", None)
     assert body["detail"].startswith("Query has hit the max execution time before completing.")
     assert sql(db, "SELECT count(*) FROM insights.query_cache WHERE project_id = %s", project["id"]) == [(0,)]
+
+
+def test_size_guards_answer_400_on_the_field(project):
+    """Series, breakdown dimensions and breakdown_limit have upper bounds (docs/api.md#limits)."""
+    pid, key = project["id"], project["key"]
+    many = [{"id": f"e{i}", "type": "events"} for i in range(51)]
+    body = assert_error(api("POST", f"/api/projects/{pid}/insights/trend/", key, json={"events": many}),
+                        400, "validation_error", "invalid_input", "events")
+    assert body["detail"] == "Ensure this field has no more than 50 series."
+    assert api("POST", f"/api/projects/{pid}/insights/trend/", key, json={"events": many[:50]}).status_code == 200
+    query = {"kind": "TrendsQuery", "series": [{"kind": "EventsNode", "event": "e"}],
+             "breakdownFilter": {"breakdown": "$browser", "breakdown_limit": 1001}}
+    assert_error(api("POST", f"/api/projects/{pid}/query/", key, json={"query": query}),
+                 400, "validation_error", "invalid_input", "breakdownFilter__breakdown_limit")
+    query["breakdownFilter"] = {"breakdowns": [{"property": p, "type": "event"} for p in "abcd"]}
+    assert_error(api("POST", f"/api/projects/{pid}/query/", key, json={"query": query}),
+                 400, "validation_error", "invalid_input", "breakdownFilter__breakdowns")
+    body = assert_error(api("GET", f"/api/projects/{pid}/insights/funnel/?events="
+                            + json.dumps([{"id": f"e{i}"} for i in range(21)]), key),
+                        400, "validation_error", "invalid_input", "events")
+    assert body["detail"] == "Funnels can have at most 20 steps."

@@ -28,6 +28,19 @@ use crate::error::{QueryError, Result};
 /// could find); the guard keeps the per-person step machine and its bitmasks small.
 pub const MAX_FUNNEL_STEPS: usize = 20;
 
+/// The most series (events and actions) an insight may have. PostHog has no server-side limit we
+/// could find (its formulas name series A..Z); ours keeps one request from planning hundreds of
+/// scans, each of which is a pass over the events.
+pub const MAX_SERIES: usize = 50;
+
+/// The most dimensions of a multi-breakdown: PostHog's schema (`BreakdownFilter.breakdowns`,
+/// `max_length=3`).
+pub const MAX_BREAKDOWNS: usize = 3;
+
+/// The largest `breakdown_limit`, and the most cohorts of a cohort breakdown. PostHog caps the
+/// limit silently (newer releases); we answer 400 so a client learns why it got fewer values.
+pub const MAX_BREAKDOWN_LIMIT: u32 = 1000;
+
 /// Default conversion window, in `window_unit`s (docs/funnels.md#input).
 pub const DEFAULT_FUNNEL_WINDOW_INTERVAL: i64 = 14;
 
@@ -866,6 +879,7 @@ fn parse_legacy(m: &Map<String, Value>, default_kind: InsightKind) -> Result<Ins
     if kind == InsightKind::Funnels {
         q.validate_funnel_in(Form::Legacy)?;
     }
+    check_sizes(&q, Form::Legacy)?;
     Ok(q)
 }
 
@@ -1087,7 +1101,51 @@ fn parse_node(m: &Map<String, Value>) -> Result<InsightQuery> {
             "A lifecycle query takes exactly one series.",
         ));
     }
+    check_sizes(&q, Form::Node)?;
     Ok(q)
+}
+
+/// Resource guards common to every kind (issue 17): series, breakdown dimensions, breakdown
+/// limit and cohorts per breakdown, each a 400 on the field that is too long.
+fn check_sizes(q: &InsightQuery, form: Form) -> Result<()> {
+    let too_many = |attr: &str, what: &str, max: usize| {
+        Err(QueryError::invalid(
+            attr.to_string(),
+            format!("Ensure this field has no more than {max} {what}."),
+        ))
+    };
+    if q.series.len() > MAX_SERIES {
+        return too_many(form.pick("events", "series"), "series", MAX_SERIES);
+    }
+    let Some(b) = &q.breakdown else {
+        return Ok(());
+    };
+    let attr = |legacy: &'static str, node: &'static str| form.pick(legacy, node);
+    if b.values.len() > MAX_BREAKDOWNS {
+        return too_many(
+            attr("breakdowns", "breakdownFilter__breakdowns"),
+            "breakdowns",
+            MAX_BREAKDOWNS,
+        );
+    }
+    if b.limit.is_some_and(|l| l > MAX_BREAKDOWN_LIMIT) {
+        return Err(QueryError::invalid(
+            attr("breakdown_limit", "breakdownFilter__breakdown_limit").to_string(),
+            format!("Ensure this value is less than or equal to {MAX_BREAKDOWN_LIMIT}."),
+        ));
+    }
+    let cohorts = b.values.iter().map(|v| match &v.property {
+        BreakdownProperty::Cohorts(c) => c.len(),
+        _ => 0,
+    });
+    if cohorts.max().unwrap_or(0) > MAX_BREAKDOWN_LIMIT as usize {
+        return too_many(
+            attr("breakdown", "breakdownFilter__breakdown"),
+            "cohorts",
+            MAX_BREAKDOWN_LIMIT as usize,
+        );
+    }
+    Ok(())
 }
 
 /// One series node: `{kind: EventsNode, event, …}` or `{kind: ActionsNode, id, …}`. Without a

@@ -2644,3 +2644,77 @@ proptest! {
         exercise(&v);
     }
 }
+
+#[test]
+fn size_guards_on_series_and_breakdowns() {
+    let events: Vec<Value> = (0..=MAX_SERIES)
+        .map(|i| json!({"id": format!("e{i}"), "type": "events"}))
+        .collect();
+    let e = expect_err(
+        &json!({"insight": "TRENDS", "events": events}),
+        "events",
+        SqlState::InvalidParameter,
+    );
+    assert_eq!(e.detail, "Ensure this field has no more than 50 series.");
+    assert_eq!(
+        parse(&json!({"insight": "TRENDS", "events": events[..MAX_SERIES]}))
+            .series
+            .len(),
+        MAX_SERIES
+    );
+    let series: Vec<Value> = (0..=MAX_SERIES)
+        .map(|i| json!({"kind": "EventsNode", "event": format!("e{i}")}))
+        .collect();
+    expect_err(
+        &json!({"kind": "TrendsQuery", "series": series}),
+        "series",
+        SqlState::InvalidParameter,
+    );
+
+    let node = |bf: Value| {
+        json!({"kind": "TrendsQuery", "series": [{"kind": "EventsNode", "event": "a"}],
+               "breakdownFilter": bf})
+    };
+    let four: Vec<Value> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|p| json!({"property": p, "type": "event"}))
+        .collect();
+    expect_err(
+        &node(json!({"breakdowns": four})),
+        "breakdownFilter__breakdowns",
+        SqlState::InvalidParameter,
+    );
+    assert_eq!(
+        parse(&node(json!({"breakdowns": four[..3]})))
+            .breakdown
+            .map(|b| b.values.len()),
+        Some(3)
+    );
+    let e = expect_err(
+        &node(json!({"breakdown": "$browser", "breakdown_limit": 1001})),
+        "breakdownFilter__breakdown_limit",
+        SqlState::InvalidParameter,
+    );
+    assert_eq!(e.detail, "Ensure this value is less than or equal to 1000.");
+    assert_eq!(
+        parse(&node(
+            json!({"breakdown": "$browser", "breakdown_limit": 1000})
+        ))
+        .breakdown
+        .and_then(|b| b.limit),
+        Some(1000)
+    );
+    expect_err(
+        &json!({"insight": "TRENDS", "events": [{"id": "a"}], "breakdown": "$browser",
+                "breakdown_limit": 5000}),
+        "breakdown_limit",
+        SqlState::InvalidParameter,
+    );
+    let cohorts: Vec<i64> = (1..=1001).collect();
+    expect_err(
+        &json!({"insight": "TRENDS", "events": [{"id": "a"}], "breakdown": cohorts,
+                "breakdown_type": "cohort"}),
+        "breakdown",
+        SqlState::InvalidParameter,
+    );
+}
