@@ -12,6 +12,7 @@
 //! - [`engines`]: one module per insight kind (funnels, trends, retention, stickiness,
 //!   lifecycle, paths), each planning SQL and rendering PostHog's response.
 
+pub mod actor_periods;
 pub mod compile;
 pub mod elements;
 pub mod engines;

@@ -3,6 +3,7 @@
 //! the one statement it plans groups events per actor into period bitmasks with built-in,
 //! parallel-safe aggregates.
 
+use pg_insights_core::actor_periods::{ActorPeriods, Entry};
 use pg_insights_core::engines::retention::{self, Row};
 use pg_insights_core::model::InsightKind;
 use pgrx::prelude::*;
@@ -169,38 +170,11 @@ COMMENT ON AGGREGATE insights.retention_flags(VARIADIC bool[]) IS
 // insights._actor_periods: each actor's first period and set of periods, as a histogram
 // ---------------------------------------------------------------------------------------------
 
-/// Per actor: the smallest period seen (−1 = before the range) and the bit mask of the periods
-/// 0..63 seen. Retention over the person-days rollup needs nothing else per person: the cohort
-/// of a first-time retention is the first period, and both masks of a recurring one are the
-/// period mask (core/src/retention.rs).
-#[derive(Default)]
-struct ActorPeriods {
-    actors: std::collections::HashMap<i64, (i32, u64), FxBuild>,
-}
-
-impl ActorPeriods {
-    #[inline]
-    fn add(&mut self, actor: i64, first: i32, mask: u64) {
-        let e = self.actors.entry(actor).or_insert((first, 0));
-        e.0 = e.0.min(first);
-        e.1 |= mask;
-    }
-
-    /// Fold another state in, iterating over the smaller of the two maps.
-    fn merge(&mut self, mut other: ActorPeriods) {
-        if self.actors.len() < other.actors.len() {
-            std::mem::swap(self, &mut other);
-        }
-        for (k, (f, m)) in other.actors {
-            self.add(k, f, m);
-        }
-    }
-}
-
-/// The mask bit of a period (none outside 0..63).
-fn period_bit(p: i32) -> u64 {
-    if (0..63).contains(&p) { 1 << p } else { 0 }
-}
+// The state (per actor: the smallest period seen, −1 = before the range, and the bit mask of the
+// periods 0..62 seen; buffered and grouped in bulk) is pure Rust:
+// pg_insights_core::actor_periods. Retention over the person-days rollup needs nothing else per
+// person: the cohort of a first-time retention is the first period, and both masks of a
+// recurring one are the period mask (core/src/engines/retention.rs).
 
 #[pg_extern(immutable, parallel_safe)]
 fn _actor_periods_sfunc(
@@ -216,7 +190,7 @@ fn _actor_periods_sfunc(
         return state;
     };
     if let Some(s) = unsafe { state.get_mut::<ActorPeriods>() } {
-        s.add(actor, p, period_bit(p));
+        s.add(actor, p);
     }
     state
 }
@@ -231,12 +205,13 @@ fn _actor_periods_serial(mut state: Internal) -> Vec<u8> {
     let Some(s) = (unsafe { state.get_mut::<ActorPeriods>() }) else {
         return Vec::new();
     };
-    let mut w = Writer::with_capacity(8 + s.actors.len() * 20);
-    w.u64(s.actors.len() as u64);
-    for (k, (f, m)) in &s.actors {
-        w.i64(*k);
-        w.u32(*f as u32);
-        w.u64(*m);
+    let entries = s.entries();
+    let mut w = Writer::with_capacity(8 + entries.len() * 20);
+    w.u64(entries.len() as u64);
+    for e in entries {
+        w.i64(e.actor);
+        w.u32(e.first as u32);
+        w.u64(e.mask);
     }
     w.into_bytes()
 }
@@ -247,19 +222,20 @@ fn _actor_periods_deserial(
     _unused: Internal,
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> Internal {
-    let mut s = ActorPeriods::default();
+    // The serial form is the entries in actor order (`_actor_periods_serial`).
+    let mut entries = Vec::new();
     if !bytes.is_empty() {
         let mut r = Reader::new(bytes);
         let n = r.u64() as usize;
-        s.actors.reserve(n);
+        entries.reserve(n);
         for _ in 0..n {
-            let k = r.i64();
-            let f = r.u32() as i32;
-            let m = r.u64();
-            s.actors.insert(k, (f, m));
+            let actor = r.i64();
+            let first = r.u32() as i32;
+            let mask = r.u64();
+            entries.push(Entry { actor, first, mask });
         }
     }
-    in_agg_context(fcinfo, || Internal::new(s))
+    in_agg_context(fcinfo, || Internal::new(ActorPeriods::from_sorted(entries)))
 }
 
 /// The histogram: `n`, then per distinct (first period, period mask) the number of actors.
@@ -267,8 +243,8 @@ fn _actor_periods_deserial(
 fn _actor_periods_final(mut state: Internal) -> Option<Vec<u8>> {
     let s = unsafe { state.get_mut::<ActorPeriods>() }?;
     let mut hist: std::collections::HashMap<(i32, u64), i64, FxBuild> = Default::default();
-    for &(f, m) in s.actors.values() {
-        *hist.entry((f, m)).or_insert(0) += 1;
+    for e in s.entries() {
+        *hist.entry((e.first, e.mask)).or_insert(0) += 1;
     }
     let mut w = Writer::with_capacity(8 + hist.len() * 20);
     w.u64(hist.len() as u64);
