@@ -3,9 +3,7 @@
 //! sessions, cleaning and edges are pure Rust in `pg_insights_core::engines::paths`.
 
 use pg_insights_core::engines::funnels::{ActorsRequest, Project};
-use pg_insights_core::engines::paths::{
-    self, ActorKeys, FunnelScope, PathEvents, PathsPlan, PersonEvents,
-};
+use pg_insights_core::engines::paths::{self, ActorKeys, FunnelScope, PathEvents, PathsPlan};
 use pg_insights_core::model::InsightKind;
 use pgrx::prelude::*;
 use pgrx::{Internal, JsonB};
@@ -45,7 +43,7 @@ fn funnel_scope(project_id: i64, fp: &paths::FunnelPaths) -> FunnelScope {
 }
 
 /// Parse and plan a paths query, then read every person's events.
-fn read(project_id: i64, query: &str) -> (PathsPlan, Vec<PersonEvents>, Project) {
+fn read(project_id: i64, query: &str) -> (PathsPlan, PathEvents, Project) {
     let project = load_project(project_id);
     let q = parse_insight(&parse_json(query, "query"), InsightKind::Paths);
     let funnel = paths::funnel_paths(&q.paths)
@@ -68,16 +66,16 @@ fn read(project_id: i64, query: &str) -> (PathsPlan, Vec<PersonEvents>, Project)
     let state = select_rows(&plan.sql, &plan.params, "paths", |row| {
         Ok(row.get::<Vec<u8>>(1)?.unwrap_or_default())
     });
-    let persons = state
+    let events = state
         .first()
-        .map(|b| PathEvents::from_bytes(b).into_persons())
+        .map(|b| PathEvents::from_bytes(b))
         .unwrap_or_default();
-    (plan, persons, project)
+    (plan, events, project)
 }
 
 fn run(project_id: i64, query: &str) -> (Value, Project) {
-    let (plan, persons, project) = read(project_id, query);
-    (paths::render(&plan, persons), project)
+    let (plan, events, project) = read(project_id, query);
+    (paths::render_state(&plan, events), project)
 }
 
 /// SQL: `insights.paths_json(project_id, query) → jsonb`.
@@ -135,8 +133,8 @@ fn _paths_actors(
         end: key(end_key),
         dropoff: key(dropoff_key),
     };
-    let (plan, persons, _) = read(project_id, query);
-    let ids = paths::actors(&plan, persons, &keys).unwrap_or_else(|e| raise_query_error(&e));
+    let (plan, events, _) = read(project_id, query);
+    let ids = paths::actors(&plan, events, &keys).unwrap_or_else(|e| raise_query_error(&e));
     SetOfIterator::new(ids.into_iter().map(|id| id.to_string()).collect::<Vec<_>>())
 }
 

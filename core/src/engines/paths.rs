@@ -50,7 +50,7 @@ const ELLIPSIS: &str = "...";
 #[derive(Debug, Clone)]
 pub struct PathsPlan {
     /// One row: the `insights._path_events` state (bytea) of the matching events; read it with
-    /// [`PathEvents::from_bytes`] and [`PathEvents::into_persons`].
+    /// [`PathEvents::from_bytes`] and [`render_state`].
     pub sql: String,
     pub params: Vec<Param>,
     pub rules: PathRules,
@@ -336,12 +336,26 @@ impl PathRules {
     /// last event, then cut by the start/end points and the step limit. `events` are
     /// `(µs, item)` in time order, already cleaned.
     pub fn paths(&self, events: &[(i64, String)]) -> Vec<Vec<(i64, String)>> {
+        let points = Points {
+            start: self.start.clone().map(Some),
+            end: self.end.clone().map(Some),
+            ellipsis: ELLIPSIS.to_string(),
+        };
+        self.paths_of(events, &points)
+    }
+
+    /// [`PathRules::paths`] over any item type (the engine runs it on interned ids).
+    fn paths_of<T: Clone + PartialEq>(
+        &self,
+        events: &[(i64, T)],
+        points: &Points<T>,
+    ) -> Vec<Vec<(i64, T)>> {
         let mut out = Vec::new();
-        let mut session: Vec<(i64, String)> = Vec::new();
+        let mut session: Vec<(i64, T)> = Vec::new();
         let mut last_ts: Option<i64> = None;
         for (ts, item) in events {
             if last_ts.is_some_and(|prev| ts - prev >= self.session_gap_us) {
-                out.extend(self.cut(std::mem::take(&mut session)));
+                out.extend(self.cut(std::mem::take(&mut session), points));
             }
             last_ts = Some(*ts);
             match session.last_mut() {
@@ -349,20 +363,26 @@ impl PathRules {
                 _ => session.push((*ts, item.clone())),
             }
         }
-        out.extend(self.cut(session));
+        out.extend(self.cut(session, points));
         out
     }
 
     /// Start/end points and the step limit on one session; `None` drops it.
-    fn cut(&self, path: Vec<(i64, String)>) -> Option<Vec<(i64, String)>> {
+    fn cut<T: Clone + PartialEq>(
+        &self,
+        path: Vec<(i64, T)>,
+        points: &Points<T>,
+    ) -> Option<Vec<(i64, T)>> {
         let limit = self.step_limit;
-        let find = |p: &str, from: usize| {
+        // A point that is no item of the query (`Some(None)`) matches nothing.
+        let find = |p: &Option<T>, from: usize| {
+            let p = p.as_ref()?;
             path[from..]
                 .iter()
                 .position(|(_, i)| i == p)
                 .map(|k| k + from)
         };
-        let path = match (&self.start, &self.end) {
+        let path = match (&points.start, &points.end) {
             (None, None) => path.into_iter().take(limit).collect(),
             (Some(s), None) => path[find(s, 0)?..].iter().take(limit).cloned().collect(),
             (None, Some(e)) => {
@@ -380,7 +400,7 @@ impl PathRules {
                 } else {
                     let half = limit / 2;
                     let mut cut = part[..half].to_vec();
-                    cut.push((part[half].0, ELLIPSIS.to_string()));
+                    cut.push((part[half].0, points.ellipsis.clone()));
                     cut.extend_from_slice(&part[part.len() - half..]);
                     cut
                 }
@@ -388,6 +408,14 @@ impl PathRules {
         };
         (!path.is_empty()).then_some(path)
     }
+}
+
+/// The start and end points and the ellipsis item in the item type of a run: `None` for no
+/// point, `Some(None)` for a point that is not an item of the query.
+struct Points<T> {
+    start: Option<Option<T>>,
+    end: Option<Option<T>>,
+    ellipsis: T,
 }
 
 /// Edge tallies over all paths: `(source, target) → (paths, summed ms)`.
@@ -656,14 +684,16 @@ impl<'a> Cursor<'a> {
 /// URLs lose one trailing `/` when interned. Parallel workers' states merge by re-interning.
 #[derive(Debug, Default)]
 pub struct PathEvents {
-    ids: HashMap<(String, bool), u32>,
+    /// Raw item → id, without and with the trailing-slash strip (looked up by `&str`, so a
+    /// row allocates nothing once its item is known).
+    ids: [HashMap<String, u32>; 2],
     items: Vec<String>,
     rows: Vec<(i64, i64, u128, u32)>,
 }
 
 impl PathEvents {
     fn intern(&mut self, item: &str, strip: bool) -> u32 {
-        if let Some(id) = self.ids.get(&(item.to_string(), strip)) {
+        if let Some(id) = self.ids[strip as usize].get(item) {
             return *id;
         }
         let id = self.items.len() as u32;
@@ -673,8 +703,23 @@ impl PathEvents {
             item
         };
         self.items.push(text.to_string());
-        self.ids.insert((item.to_string(), strip), id);
+        self.ids[strip as usize].insert(item.to_string(), id);
         id
+    }
+
+    /// The state of hand-made rows (tests, and [`render`] over [`PersonEvents`]): each
+    /// person's events keep their order.
+    pub fn from_persons(persons: impl IntoIterator<Item = PersonEvents>) -> PathEvents {
+        let mut s = PathEvents::default();
+        let mut seq: u128 = 0;
+        for (person, ts, items) in persons {
+            for (t, item) in ts.into_iter().zip(items) {
+                let id = s.intern(&item, false);
+                seq += 1;
+                s.rows.push((person, t, seq, id));
+            }
+        }
+        s
     }
 
     /// One event; `strip` for pageview URLs.
@@ -760,45 +805,99 @@ impl PathEvents {
     }
 }
 
-/// Every person's paths, in the order of `persons`: `(person, paths)`.
-fn person_paths(
-    plan: &PathsPlan,
-    persons: impl IntoIterator<Item = PersonEvents>,
-) -> impl Iterator<Item = (i64, Vec<Vec<(i64, String)>>)> {
-    let mut cache: HashMap<String, Option<String>> = HashMap::new();
-    persons.into_iter().map(move |(person, ts, items)| {
-        let window = match &plan.windows {
-            Some(w) => w.get(&person).copied(),
-            None => Some((i64::MIN, i64::MAX)),
+/// One path over interned items: `(µs, item id)`.
+type IdPath = Vec<(i64, u32)>;
+
+/// Every person's paths over interned items: the cleaned item texts and, per person in id
+/// order, `(person, paths)`. Cleaning rules run once per distinct raw item, not per event.
+fn person_paths(plan: &PathsPlan, mut state: PathEvents) -> (Vec<String>, Vec<(i64, Vec<IdPath>)>) {
+    let mut names = Names::default();
+    let cleaned: Vec<Option<u32>> = state
+        .items
+        .iter()
+        .map(|raw| plan.rules.item(raw).map(|item| names.id(item)))
+        .collect();
+    let ellipsis = names.id(ELLIPSIS.to_string());
+    let point = |p: &Option<String>| p.as_ref().map(|p| names.ids.get(p).copied());
+    let points = Points {
+        start: point(&plan.rules.start),
+        end: point(&plan.rules.end),
+        ellipsis,
+    };
+    state.rows.sort_unstable_by_key(|&(a, t, u, _)| (a, t, u));
+    let mut out = Vec::new();
+    let mut events: Vec<(i64, u32)> = Vec::new();
+    for run in state.rows.chunk_by(|x, y| x.0 == y.0) {
+        let person = run[0].0;
+        let (from, to) = match &plan.windows {
+            Some(w) => match w.get(&person) {
+                Some(&window) => window,
+                None => continue,
+            },
+            None => (i64::MIN, i64::MAX),
         };
-        let Some((from, to)) = window else {
-            return (person, Vec::new());
-        };
-        let events: Vec<(i64, String)> = ts
-            .into_iter()
-            .zip(items)
-            .filter(|(t, _)| (from..=to).contains(t))
-            .filter_map(|(t, raw)| {
-                let item = cache
-                    .entry(raw)
-                    .or_insert_with_key(|raw| plan.rules.item(raw))
-                    .clone()?;
-                Some((t, item))
-            })
-            .collect();
-        (person, plan.rules.paths(&events))
-    })
+        events.clear();
+        events.extend(
+            run.iter()
+                .filter(|r| (from..=to).contains(&r.1))
+                .filter_map(|r| Some((r.1, cleaned[r.3 as usize]?))),
+        );
+        out.push((person, plan.rules.paths_of(&events, &points)));
+    }
+    (names.list, out)
 }
 
-/// Run the rules over the statement's rows and select the edges: PostHog's `result`.
-pub fn render(plan: &PathsPlan, persons: impl IntoIterator<Item = PersonEvents>) -> Value {
-    let mut edges = Edges::default();
-    for (_, paths) in person_paths(plan, persons) {
+/// Cleaned item texts, interned.
+#[derive(Default)]
+struct Names {
+    list: Vec<String>,
+    ids: HashMap<String, u32>,
+}
+
+impl Names {
+    fn id(&mut self, text: String) -> u32 {
+        if let Some(&id) = self.ids.get(&text) {
+            return id;
+        }
+        self.list.push(text.clone());
+        self.ids.insert(text, (self.list.len() - 1) as u32);
+        (self.list.len() - 1) as u32
+    }
+}
+
+/// Run the rules over the statement's state and select the edges: PostHog's `result`.
+pub fn render_state(plan: &PathsPlan, state: PathEvents) -> Value {
+    let (names, persons) = person_paths(plan, state);
+    // Edges tallied on (source step, source item, target item); the texts are built once.
+    let mut tally: HashMap<(usize, u32, u32), (u64, f64)> = HashMap::new();
+    for (_, paths) in &persons {
         for path in paths {
-            edges.add_path(&path);
+            for (i, w) in path.windows(2).enumerate() {
+                let slot = tally.entry((i + 1, w[0].1, w[1].1)).or_insert((0, 0.0));
+                slot.0 += 1;
+                slot.1 += (w[1].0 - w[0].0) as f64 / 1000.0;
+            }
         }
     }
+    let name = |id: u32| names[id as usize].as_str();
+    let edges = Edges {
+        tally: tally
+            .into_iter()
+            .map(|((step, s, t), v)| {
+                let key = (
+                    format!("{step}_{}", name(s)),
+                    format!("{}_{}", step + 1, name(t)),
+                );
+                (key, v)
+            })
+            .collect(),
+    };
     select_edges(&plan.rules, edges)
+}
+
+/// [`render_state`] over hand-made rows (each person's events in time order).
+pub fn render(plan: &PathsPlan, persons: impl IntoIterator<Item = PersonEvents>) -> Value {
+    render_state(plan, PathEvents::from_persons(persons))
 }
 
 /// The node keys of a paths persons request (`"<step>_<item>"`, PostHog's `path_start_key`,
@@ -830,19 +929,22 @@ fn path_matches(path: &[(i64, String)], keys: &ActorKeys) -> bool {
 
 /// The persons with a path matching `keys` ([`path_matches`]), sorted. A request without keys
 /// is a 400 on `path_start_key`.
-pub fn actors(
-    plan: &PathsPlan,
-    persons: impl IntoIterator<Item = PersonEvents>,
-    keys: &ActorKeys,
-) -> Result<Vec<i64>> {
+pub fn actors(plan: &PathsPlan, state: PathEvents, keys: &ActorKeys) -> Result<Vec<i64>> {
     if keys.start.is_none() && keys.end.is_none() && keys.dropoff.is_none() {
         return Err(invalid(
             "path_start_key",
             "Give path_start_key, path_end_key or path_dropoff_key.",
         ));
     }
-    let mut out: Vec<i64> = person_paths(plan, persons)
-        .filter(|(_, paths)| paths.iter().any(|p| path_matches(p, keys)))
+    let (names, persons) = person_paths(plan, state);
+    let text = |path: &IdPath| -> Vec<(i64, String)> {
+        path.iter()
+            .map(|&(t, id)| (t, names[id as usize].clone()))
+            .collect()
+    };
+    let mut out: Vec<i64> = persons
+        .into_iter()
+        .filter(|(_, paths)| paths.iter().any(|p| path_matches(&text(p), keys)))
         .map(|(person, _)| person)
         .collect();
     out.sort_unstable();

@@ -422,12 +422,15 @@ fn path_persons_by_keys() {
         dropoff: d.map(str::to_string),
     };
     // p5: 1 `/ /about`, 2 `/ /pricing /about`, 3 `/pricing / /about`, 4 `/ /pricing`, 5 `/pricing /about /pricing /help`.
-    let got = |k: ActorKeys| actors(&p, persons.clone(), &k).unwrap_or_else(|e| panic!("{e:?}"));
+    let got = |k: ActorKeys| {
+        actors(&p, PathEvents::from_persons(persons.clone()), &k)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    };
     assert_eq!(got(keys(Some("1_/"), Some("2_/pricing"), None)), vec![2, 4]);
     assert_eq!(got(keys(None, Some("3_/about"), None)), vec![2, 3]);
     assert_eq!(got(keys(Some("2_/pricing"), None, None)), vec![2]);
     assert_eq!(got(keys(None, None, Some("2_/pricing"))), vec![4]);
-    let err = actors(&p, persons, &ActorKeys::default())
+    let err = actors(&p, PathEvents::from_persons(persons), &ActorKeys::default())
         .map(|_| ())
         .unwrap_err();
     assert_eq!(err.attr.as_deref(), Some("path_start_key"));
@@ -526,18 +529,17 @@ fn weights_limits_and_reachability() {
 #[test]
 fn orphans_are_dropped_after_the_limit() {
     // 2_/b→3_/c (value 5) survives the limit but the edges into 2_/b (3 and 2) were cut.
-    let mut persons = sequential(&[
+    let persons = sequential(&[
         &["/z", "/b", "/c"],
         &["/z", "/b", "/c"],
         &["/z", "/b", "/c"],
+        &["/y", "/b", "/c"],
+        &["/y", "/b", "/c"],
+        &["/a", "/q"],
+        &["/a", "/q"],
+        &["/a", "/q"],
+        &["/a", "/q"],
     ]);
-    persons.extend(sequential(&[&["/y", "/b", "/c"], &["/y", "/b", "/c"]]));
-    persons.extend(sequential(&[
-        &["/a", "/q"],
-        &["/a", "/q"],
-        &["/a", "/q"],
-        &["/a", "/q"],
-    ]));
     let p = ok(json!({"edge_limit": 2}));
     let r = render(&p, persons);
     assert_eq!(edges(&r), vec![e("1_/a", "2_/q", 4)]);
