@@ -182,6 +182,9 @@ def write(results_dir, path):
              "are in `bench/results/events_N.json`. Times are wall-clock, client side, warm cache.", ""]
     for f in files:
         lines += section(json.load(open(f)))
+    # Hand-written sections no events_N.json carries (e.g. the HTTP load test), at the end.
+    for f in sorted(glob.glob(os.path.join(results_dir, "appendix_*.md"))):
+        lines += [open(f).read().rstrip(), ""]
     with open(path, "w") as fh:
         fh.write("\n".join(lines).rstrip() + "\n")
 
