@@ -196,14 +196,14 @@ CREATE UNLOGGED TABLE api._throttle_log (
 );
 CREATE INDEX ON api._throttle_log (key_id, class, at);
 
--- The setting pgi.throttle_rates: the session's value, else the one stored for the API role or
--- the database (ALTER ROLE pgi_api / ALTER DATABASE … SET), read from the catalogue so that a
--- change applies to the next request of every pooled connection (PostgREST passes no custom
--- settings of the role on, and a database default reaches only new connections).
+-- The setting pgi.throttle_rates: the value stored for the API role or the database (ALTER ROLE
+-- pgi_api / ALTER DATABASE … SET), read from the catalogue at every request. Only the catalogue:
+-- a pooled PostgREST connection copied the stored value when it connected, and that copy cannot
+-- be told from a SET (custom settings are not in pg_settings), so reading the session's value
+-- would miss a later ALTER … SET / RESET until PostgREST reconnects.
 CREATE FUNCTION api._throttle_setting() RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT coalesce(nullif(current_setting('pgi.throttle_rates', true), ''),
-                    (SELECT substr(c, length('pgi.throttle_rates=') + 1)
+    SELECT coalesce((SELECT substr(c, length('pgi.throttle_rates=') + 1)
                        FROM pg_db_role_setting s, unnest(s.setconfig) c
                       WHERE c LIKE 'pgi.throttle\_rates=%'
                         AND s.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = 'pgi_api'))

@@ -105,3 +105,19 @@ def test_size_guards_answer_400_on_the_field(project):
                             + json.dumps([{"id": f"e{i}"} for i in range(21)]), key),
                         400, "validation_error", "invalid_input", "events")
     assert body["detail"] == "Funnels can have at most 20 steps."
+
+
+def test_a_stored_rate_and_its_reset_apply_to_pooled_connections(db, make_project):
+    """ALTER DATABASE … SET / RESET of pgi.throttle_rates reaches PostgREST's open connections
+    at their next request (read from the catalogue, not from the connection's copy)."""
+    p = make_project()
+    path = f"/api/projects/{p['id']}/persons/"
+    assert api("GET", path, p["key"]).status_code == 200  # the pool is open before the change
+    (dbname,) = sql(db, "SELECT current_database()")[0]
+    try:
+        sql(db, f"ALTER DATABASE {dbname} SET pgi.throttle_rates = 'query_burst=2/minute'")
+        codes = [api("GET", path, p["key"]).status_code for _ in range(3)]
+        assert codes == [200, 429, 429]  # the first request above counts too
+    finally:
+        sql(db, f"ALTER DATABASE {dbname} RESET pgi.throttle_rates")
+    assert api("GET", path, p["key"]).status_code == 200
