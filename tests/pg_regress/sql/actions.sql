@@ -124,9 +124,7 @@ SET LOCAL ROLE pgi_api;
 
 -- Called directly (as a psql user would, once the request is authenticated), the same mistakes
 -- are SQLSTATE 22023 with the field in DETAIL and DRF's code in HINT.
-SELECT set_config('request.headers', jsonb_build_object('x-pgi-method', 'POST', 'x-pgi-project', :'p',
-                  'x-pgi-authorization', 'Bearer ' || :'key')::text, true) IS NOT NULL AS headers_set;
-SELECT api._authenticate('action:write') IS NULL AS authenticated;
+SELECT pg_temp.request('POST', :'auth', 'action:write') AS authenticated;
 SELECT api.h_actions('{"name":"x","steps":[{"event":"e","url_matching":"glob"}]}');
 SELECT n, pg_temp.mask(pg_temp.raises(stmt)) AS error
   FROM (VALUES
