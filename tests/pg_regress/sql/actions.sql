@@ -19,9 +19,9 @@ RESET client_min_messages;
 -- Project p (Ann's key, every scope) and Bob's project q. Events on 2024-03-01..03: pageviews of
 -- /pricing and /home, signups with a plan.
 SELECT project_id AS p, user_id AS ann, personal_api_key AS key
-  FROM insights.create_project_with_key('actions test', 'ann@example.com') \gset
+  FROM insights.create_project_with_key('actions test', 'actions-ann@example.com') \gset
 SELECT project_id AS q, personal_api_key AS bob_key
-  FROM insights.create_project_with_key('other', 'bob@example.com') \gset
+  FROM insights.create_project_with_key('other', 'actions-bob@example.com') \gset
 SELECT insights.capture_batch(:p, '[
   {"event":"$pageview","distinct_id":"u1","timestamp":"2024-03-01T10:00:00Z","properties":{"$current_url":"https://shop.test/pricing"}},
   {"event":"$pageview","distinct_id":"u2","timestamp":"2024-03-01T11:00:00Z","properties":{"$current_url":"https://shop.test/home"}},

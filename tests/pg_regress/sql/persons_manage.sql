@@ -19,9 +19,9 @@ RESET client_min_messages;
 -- Project p (Ann's key, every scope) and Bob's project q. Five persons: a (distinct ids a and
 -- a-anon, merged by $identify), b, c, d, e; pageviews on 2024-03-01..03.
 SELECT project_id AS p, personal_api_key AS key
-  FROM insights.create_project_with_key('persons test', 'ann@example.com') \gset
+  FROM insights.create_project_with_key('persons test', 'persons-ann@example.com') \gset
 SELECT project_id AS q, personal_api_key AS bob_key
-  FROM insights.create_project_with_key('other', 'bob@example.com') \gset
+  FROM insights.create_project_with_key('other', 'persons-bob@example.com') \gset
 SELECT insights.capture_batch(:p, '[
   {"event":"$pageview","distinct_id":"a-anon","timestamp":"2024-03-01T09:00:00Z"},
   {"event":"$identify","distinct_id":"a","timestamp":"2024-03-01T09:05:00Z","properties":{"$anon_distinct_id":"a-anon","$set":{"plan":"free","email":"a@example.com"}}},

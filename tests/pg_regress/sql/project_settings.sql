@@ -20,10 +20,10 @@ RESET client_min_messages;
 -- pageviews around midnight UTC of 2024-03-01/02: in UTC they fall on 03-01, 03-02, 03-02; in
 -- America/New_York (UTC-5) all on 03-01. One is a test account's (email @test.com).
 SELECT project_id AS p, user_id AS ann, personal_api_key AS key
-  FROM insights.create_project_with_key('settings test', 'ann@example.com') \gset
+  FROM insights.create_project_with_key('settings test', 'settings-ann@example.com') \gset
 SELECT api_key AS read_key FROM insights.create_personal_api_key(:ann, 'read only', ARRAY['project:read']) \gset
 SELECT project_id AS q, personal_api_key AS bob_key
-  FROM insights.create_project_with_key('other', 'bob@example.com') \gset
+  FROM insights.create_project_with_key('other', 'settings-bob@example.com') \gset
 SELECT insights.capture_batch(:p, '[
   {"event":"$pageview","distinct_id":"u1","timestamp":"2024-03-01T23:30:00Z","properties":{"$set":{"email":"u1@example.com"}}},
   {"event":"$pageview","distinct_id":"u2","timestamp":"2024-03-02T00:30:00Z","properties":{"$set":{"email":"qa@test.com"}}},
