@@ -50,7 +50,7 @@ SELECT n, body -> 'count' AS count, jsonb_path_query_array(body, '$.results[*].n
 -- The fields of one entry (no secrets).
 SELECT (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(body -> 'results' -> 0) k) AS fields
   FROM pg_temp.call('projects', 'GET', pg_temp.bearer(:'key'));
--- Paged: limit=1 → DRF's next/previous.
+-- Paged: limit=1 → DRF's next/previous (a previous page at offset 0 drops offset, as DRF).
 SELECT n, jsonb_path_query_array(body, '$.results[*].name') AS names, body ->> 'next' AS next, body ->> 'previous' AS previous
   FROM (VALUES (1, 'limit=1'), (2, 'limit=1&offset=1')) AS r(n, qs),
        pg_temp.call('projects', 'GET', pg_temp.bearer(:'key') || jsonb_build_object('x-pgi-query', qs, 'x-pgi-path', '/api/projects/'))
