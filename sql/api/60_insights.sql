@@ -106,6 +106,24 @@ BEGIN
                                                  WHEN 'boolean' THEN 'bool' END), 'not_a_list');
 END $$;
 
+-- DRF's ListField(child=CharField) of tags (insights, actions): strings only, each once, in order.
+CREATE FUNCTION api._tags_field(p_body jsonb) RETURNS text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_tag jsonb;
+    v_tags text[] := '{}';
+BEGIN
+    FOR v_tag IN SELECT x FROM jsonb_array_elements(api._list_field(p_body, 'tags')) AS x LOOP
+        IF jsonb_typeof(v_tag) <> 'string' THEN
+            PERFORM api._field_error('tags', 'Not a valid string.');
+        END IF;
+        IF NOT (v_tag #>> '{}') = ANY (v_tags) THEN
+            v_tags := v_tags || (v_tag #>> '{}');
+        END IF;
+    END LOOP;
+    RETURN v_tags;
+END $$;
+
 -- A list of integer ids (dashboards, insight_ids).
 CREATE FUNCTION api._id_list_field(p_body jsonb, p_attr text) RETURNS bigint[]
 LANGUAGE plpgsql AS $$
@@ -414,8 +432,6 @@ END $$;
 -- PostHog's serializer does. Read-only and unknown fields are ignored, as DRF does.
 CREATE FUNCTION api._insight_apply_body(i insights.saved_insights, p_body jsonb) RETURNS insights.saved_insights
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_tag jsonb;
 BEGIN
     IF p_body ? 'name' THEN i.name := api._text_field(p_body, 'name', true); END IF;
     IF p_body ? 'derived_name' THEN i.derived_name := api._text_field(p_body, 'derived_name', true); END IF;
@@ -434,17 +450,7 @@ BEGIN
     IF p_body ? 'deleted' THEN i.deleted := api._bool_field(p_body, 'deleted'); END IF;
     IF p_body ? 'saved' THEN i.saved := api._bool_field(p_body, 'saved'); END IF;
     IF p_body ? 'favorited' THEN i.favorited := api._bool_field(p_body, 'favorited'); END IF;
-    IF p_body ? 'tags' THEN
-        i.tags := '{}';
-        FOR v_tag IN SELECT x FROM jsonb_array_elements(api._list_field(p_body, 'tags')) AS x LOOP
-            IF jsonb_typeof(v_tag) <> 'string' THEN
-                PERFORM api._field_error('tags', 'Not a valid string.');
-            END IF;
-            IF NOT (v_tag #>> '{}') = ANY (i.tags) THEN
-                i.tags := i.tags || (v_tag #>> '{}');
-            END IF;
-        END LOOP;
-    END IF;
+    IF p_body ? 'tags' THEN i.tags := api._tags_field(p_body); END IF;
     IF p_body ? '_create_in_folder' AND jsonb_typeof(p_body->'_create_in_folder') NOT IN ('string', 'null') THEN
         PERFORM api._field_error('_create_in_folder', 'Not a valid string.');
     END IF;

@@ -129,7 +129,6 @@ $$;
 CREATE FUNCTION api._action_apply_body(a insights.actions, p_body jsonb) RETURNS insights.actions
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_tag jsonb;
     v_other bigint;
 BEGIN
     IF p_body ? 'name' THEN a.name := api._text_field(p_body, 'name', true); END IF;
@@ -156,17 +155,7 @@ BEGIN
             PERFORM api._field_error('pinned_at', 'Datetime has wrong format.');
         END IF;
     END IF;
-    IF p_body ? 'tags' THEN
-        a.tags := '{}';
-        FOR v_tag IN SELECT x FROM jsonb_array_elements(api._list_field(p_body, 'tags')) AS x LOOP
-            IF jsonb_typeof(v_tag) <> 'string' THEN
-                PERFORM api._field_error('tags', 'Not a valid string.');
-            END IF;
-            IF NOT (v_tag #>> '{}') = ANY (a.tags) THEN
-                a.tags := a.tags || (v_tag #>> '{}');
-            END IF;
-        END LOOP;
-    END IF;
+    IF p_body ? 'tags' THEN a.tags := api._tags_field(p_body); END IF;
     -- PostHog's ActionSerializer.validate: a live action's name is unique in the project.
     IF NOT a.deleted AND a.name IS NOT NULL THEN
         SELECT id INTO v_other FROM insights.actions
