@@ -172,6 +172,7 @@ END $$;
 -- distinct-id joins read the whole project per batch and each batch gets slower than the last
 -- (bench/results/notes_profiles_10000000.md: 5.6k → 16.8k events/s for 200 batches into a new
 -- project of the 10M database). The generic plans use the indexes whatever the statistics say.
+-- long: nine ordered phases (numbered below) over one batch's temp tables in one transaction, so a bad event stores nothing; split only with an upgrade script (extension SQL).
 CREATE FUNCTION insights.capture_batch(p_project bigint, p_events jsonb, p_sent_at timestamptz DEFAULT NULL)
 RETURNS integer LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan

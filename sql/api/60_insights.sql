@@ -106,6 +106,24 @@ BEGIN
                                                  WHEN 'boolean' THEN 'bool' END), 'not_a_list');
 END $$;
 
+-- DRF's ListField(child=CharField) of tags (insights, actions): strings only, each once, in order.
+CREATE FUNCTION api._tags_field(p_body jsonb) RETURNS text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_tag jsonb;
+    v_tags text[] := '{}';
+BEGIN
+    FOR v_tag IN SELECT x FROM jsonb_array_elements(api._list_field(p_body, 'tags')) AS x LOOP
+        IF jsonb_typeof(v_tag) <> 'string' THEN
+            PERFORM api._field_error('tags', 'Not a valid string.');
+        END IF;
+        IF NOT (v_tag #>> '{}') = ANY (v_tags) THEN
+            v_tags := v_tags || (v_tag #>> '{}');
+        END IF;
+    END LOOP;
+    RETURN v_tags;
+END $$;
+
 -- A list of integer ids (dashboards, insight_ids).
 CREATE FUNCTION api._id_list_field(p_body jsonb, p_attr text) RETURNS bigint[]
 LANGUAGE plpgsql AS $$
@@ -240,8 +258,45 @@ RETURNS json LANGUAGE sql STABLE AS $$
         'results', p_results)
 $$;
 
+-- GET of a resource with soft delete and names (actions, cohorts): its live rows newest first,
+-- ?search= a case-insensitive substring of the name, ?limit/?offset a DRF page; each row rendered
+-- by the serializer api.<p_serializer>(row). Table and serializer are identifiers of this file's
+-- callers (never user input); the user's values are bound parameters.
+CREATE FUNCTION api._live_page(p_table text, p_serializer text) RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_query jsonb := api._query();
+    v_limit integer := api._int_param(v_query, 'limit', 100, 1, 1000);
+    v_offset integer := api._int_param(v_query, 'offset', 0, 0, 2147483647);
+    v_search text := nullif(v_query->>'search', '');
+    v_live text := 'NOT x.deleted AND ($1 IS NULL OR strpos(lower(coalesce(x.name, '''')), lower($1)) > 0)';
+    v_count bigint;
+    v_results jsonb;
+BEGIN
+    EXECUTE format('SELECT count(*) FROM insights.%I x WHERE %s', p_table, v_live) INTO v_count USING v_search;
+    EXECUTE format('SELECT coalesce(jsonb_agg(api.%I(p) ORDER BY p.id DESC), ''[]'')
+                      FROM (SELECT x.* FROM insights.%I x WHERE %s ORDER BY x.id DESC LIMIT $2 OFFSET $3) p',
+                   p_serializer, p_table, v_live)
+       INTO v_results USING v_search, v_limit, v_offset;
+    RETURN api._limit_offset_page(v_count, v_limit, v_offset, v_results);
+END $$;
+
 ---------------------------------------------------------------------------------------------------
 -- Results and the query cache (docs/api.md#refresh-modes-and-cache)
+
+-- The engine of a query node kind: 'funnel', 'trend', 'retention', 'stickiness', 'lifecycle',
+-- 'path', or NULL (one list for saved insights and /query/, api._query_kind in 70_query.sql).
+CREATE FUNCTION api._node_engine(p_kind text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE p_kind
+        WHEN 'FunnelsQuery' THEN 'funnel'
+        WHEN 'TrendsQuery' THEN 'trend'
+        WHEN 'RetentionQuery' THEN 'retention'
+        WHEN 'StickinessQuery' THEN 'stickiness'
+        WHEN 'LifecycleQuery' THEN 'lifecycle'
+        WHEN 'PathsQuery' THEN 'path'
+    END
+$$;
 
 -- Which engine computes an insight: 'funnel', 'trend', 'retention', 'stickiness', 'lifecycle',
 -- 'path', or NULL when none of ours does (SQL, or an empty insight): those get `result: null`.
@@ -249,15 +304,8 @@ CREATE FUNCTION api._insight_kind(p_filters jsonb, p_query jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE
         WHEN jsonb_typeof(p_query) = 'object' THEN
-            CASE CASE WHEN p_query->>'kind' = 'InsightVizNode' THEN p_query->'source'->>'kind'
-                      ELSE p_query->>'kind' END
-                WHEN 'FunnelsQuery' THEN 'funnel'
-                WHEN 'TrendsQuery' THEN 'trend'
-                WHEN 'RetentionQuery' THEN 'retention'
-                WHEN 'StickinessQuery' THEN 'stickiness'
-                WHEN 'LifecycleQuery' THEN 'lifecycle'
-                WHEN 'PathsQuery' THEN 'path'
-            END
+            api._node_engine(CASE WHEN p_query->>'kind' = 'InsightVizNode' THEN p_query->'source'->>'kind'
+                                  ELSE p_query->>'kind' END)
         WHEN jsonb_typeof(p_filters) = 'object' THEN
             CASE upper(coalesce(nullif(p_filters->>'insight', ''), 'TRENDS'))
                 WHEN 'FUNNELS' THEN 'funnel'
@@ -384,8 +432,6 @@ END $$;
 -- PostHog's serializer does. Read-only and unknown fields are ignored, as DRF does.
 CREATE FUNCTION api._insight_apply_body(i insights.saved_insights, p_body jsonb) RETURNS insights.saved_insights
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_tag jsonb;
 BEGIN
     IF p_body ? 'name' THEN i.name := api._text_field(p_body, 'name', true); END IF;
     IF p_body ? 'derived_name' THEN i.derived_name := api._text_field(p_body, 'derived_name', true); END IF;
@@ -404,17 +450,7 @@ BEGIN
     IF p_body ? 'deleted' THEN i.deleted := api._bool_field(p_body, 'deleted'); END IF;
     IF p_body ? 'saved' THEN i.saved := api._bool_field(p_body, 'saved'); END IF;
     IF p_body ? 'favorited' THEN i.favorited := api._bool_field(p_body, 'favorited'); END IF;
-    IF p_body ? 'tags' THEN
-        i.tags := '{}';
-        FOR v_tag IN SELECT x FROM jsonb_array_elements(api._list_field(p_body, 'tags')) AS x LOOP
-            IF jsonb_typeof(v_tag) <> 'string' THEN
-                PERFORM api._field_error('tags', 'Not a valid string.');
-            END IF;
-            IF NOT (v_tag #>> '{}') = ANY (i.tags) THEN
-                i.tags := i.tags || (v_tag #>> '{}');
-            END IF;
-        END LOOP;
-    END IF;
+    IF p_body ? 'tags' THEN i.tags := api._tags_field(p_body); END IF;
     IF p_body ? '_create_in_folder' AND jsonb_typeof(p_body->'_create_in_folder') NOT IN ('string', 'null') THEN
         PERFORM api._field_error('_create_in_folder', 'Not a valid string.');
     END IF;

@@ -128,14 +128,7 @@ $$;
 -- The insight kind of a query node (bare or inside an InsightVizNode), or NULL.
 CREATE FUNCTION api._query_kind(p_query jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE coalesce(p_query#>>'{source,kind}', p_query->>'kind')
-        WHEN 'FunnelsQuery' THEN 'funnel'
-        WHEN 'TrendsQuery' THEN 'trend'
-        WHEN 'RetentionQuery' THEN 'retention'
-        WHEN 'StickinessQuery' THEN 'stickiness'
-        WHEN 'LifecycleQuery' THEN 'lifecycle'
-        WHEN 'PathsQuery' THEN 'path'
-    END
+    SELECT api._node_engine(coalesce(p_query#>>'{source,kind}', p_query->>'kind'))
 $$;
 
 -- POST /query/

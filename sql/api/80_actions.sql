@@ -129,7 +129,6 @@ $$;
 CREATE FUNCTION api._action_apply_body(a insights.actions, p_body jsonb) RETURNS insights.actions
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_tag jsonb;
     v_other bigint;
 BEGIN
     IF p_body ? 'name' THEN a.name := api._text_field(p_body, 'name', true); END IF;
@@ -156,17 +155,7 @@ BEGIN
             PERFORM api._field_error('pinned_at', 'Datetime has wrong format.');
         END IF;
     END IF;
-    IF p_body ? 'tags' THEN
-        a.tags := '{}';
-        FOR v_tag IN SELECT x FROM jsonb_array_elements(api._list_field(p_body, 'tags')) AS x LOOP
-            IF jsonb_typeof(v_tag) <> 'string' THEN
-                PERFORM api._field_error('tags', 'Not a valid string.');
-            END IF;
-            IF NOT (v_tag #>> '{}') = ANY (a.tags) THEN
-                a.tags := a.tags || (v_tag #>> '{}');
-            END IF;
-        END LOOP;
-    END IF;
+    IF p_body ? 'tags' THEN a.tags := api._tags_field(p_body); END IF;
     -- PostHog's ActionSerializer.validate: a live action's name is unique in the project.
     IF NOT a.deleted AND a.name IS NOT NULL THEN
         SELECT id INTO v_other FROM insights.actions
@@ -201,12 +190,6 @@ END $$;
 CREATE FUNCTION api.h_actions(p_body jsonb) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_query jsonb := api._query();
-    v_limit integer;
-    v_offset integer;
-    v_search text;
-    v_count bigint;
-    v_results jsonb;
     v_row insights.actions;
 BEGIN
     IF api._method() = 'POST' THEN
@@ -227,17 +210,7 @@ BEGIN
         PERFORM set_config('response.status', '201', true);
         RETURN api._action_json(v_row);
     END IF;
-
-    v_limit := api._int_param(v_query, 'limit', 100, 1, 1000);
-    v_offset := api._int_param(v_query, 'offset', 0, 0, 2147483647);
-    v_search := nullif(v_query->>'search', '');
-    SELECT count(*) INTO v_count FROM insights.actions a
-     WHERE NOT a.deleted AND (v_search IS NULL OR strpos(lower(coalesce(a.name, '')), lower(v_search)) > 0);
-    SELECT coalesce(jsonb_agg(api._action_json(p) ORDER BY p.id DESC), '[]') INTO v_results
-      FROM (SELECT a.* FROM insights.actions a
-             WHERE NOT a.deleted AND (v_search IS NULL OR strpos(lower(coalesce(a.name, '')), lower(v_search)) > 0)
-             ORDER BY a.id DESC LIMIT v_limit OFFSET v_offset) p;
-    RETURN api._limit_offset_page(v_count, v_limit, v_offset, v_results);
+    RETURN api._live_page('actions', '_action_json');
 END $$;
 
 -- GET actions/:id/ (action:read); PATCH/PUT (action:write; `deleted: true` is the soft delete);

@@ -43,13 +43,7 @@ BEGIN
                'created_at', api._iso(p.created_at)) ORDER BY p.id), '[]')
       INTO v_results
       FROM (SELECT * FROM api._key_projects() LIMIT v_limit OFFSET v_offset) p;
-    RETURN json_build_object(
-        'count', v_count,
-        'next', CASE WHEN v_offset + v_limit < v_count
-                     THEN api._page_url(jsonb_build_object('limit', v_limit, 'offset', v_offset + v_limit)) END,
-        'previous', CASE WHEN v_offset > 0
-                         THEN api._page_url(jsonb_build_object('limit', v_limit, 'offset', greatest(v_offset - v_limit, 0))) END,
-        'results', v_results);
+    RETURN api._limit_offset_page(v_count, v_limit, v_offset, v_results);
 END $$;
 
 -- GET /shared/<access_token>.json (no key; scope `-`, so this handler checks the method and keeps

@@ -275,12 +275,6 @@ END $$;
 CREATE FUNCTION api.h_cohorts(p_body jsonb) RETURNS json
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_query jsonb := api._query();
-    v_limit integer;
-    v_offset integer;
-    v_search text;
-    v_count bigint;
-    v_results jsonb;
     v_members bigint[];
     c insights.cohorts;
 BEGIN
@@ -304,17 +298,7 @@ BEGIN
         PERFORM set_config('response.status', '201', true);
         RETURN api._cohort_json(c);
     END IF;
-
-    v_limit := api._int_param(v_query, 'limit', 100, 1, 1000);
-    v_offset := api._int_param(v_query, 'offset', 0, 0, 2147483647);
-    v_search := nullif(v_query->>'search', '');
-    SELECT count(*) INTO v_count FROM insights.cohorts x
-     WHERE NOT x.deleted AND (v_search IS NULL OR strpos(lower(x.name), lower(v_search)) > 0);
-    SELECT coalesce(jsonb_agg(api._cohort_json(p) ORDER BY p.id DESC), '[]') INTO v_results
-      FROM (SELECT x.* FROM insights.cohorts x
-             WHERE NOT x.deleted AND (v_search IS NULL OR strpos(lower(x.name), lower(v_search)) > 0)
-             ORDER BY x.id DESC LIMIT v_limit OFFSET v_offset) p;
-    RETURN api._limit_offset_page(v_count, v_limit, v_offset, v_results);
+    RETURN api._live_page('cohorts', '_cohort_json');
 END $$;
 
 -- GET cohorts/:id/ (cohort:read); PATCH/PUT (cohort:write: fields, definition, `deleted`, and
