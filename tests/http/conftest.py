@@ -71,3 +71,10 @@ def assert_error(resp, status, type_, code, attr=None):
     assert isinstance(body["detail"], str) and body["detail"], body
     assert body["attr"] == attr, body
     return body
+
+
+# --- crash tests run last (test_crash.py) ---
+def pytest_collection_modifyitems(items):
+    """test_crash.py kills Postgres and PostgREST, which breaks every open connection (the session
+    `db` fixture's too): its tests run after all others (a stable sort keeps every other order)."""
+    items.sort(key=lambda item: item.path.name == "test_crash.py")
