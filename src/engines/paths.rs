@@ -181,8 +181,13 @@ fn _path_events_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCallIn
 
 #[pg_extern(immutable, parallel_safe, strict)]
 fn _path_events_serial(mut state: Internal) -> Vec<u8> {
+    // Sorted here, in the parallel worker: the leader then merges sorted runs instead of sorting
+    // every row alone (render_state's sort is run-adaptive).
     unsafe { state.get_mut::<PathEvents>() }
-        .map(|s| s.to_bytes())
+        .map(|s| {
+            s.sort_rows();
+            s.to_bytes()
+        })
         .unwrap_or_default()
 }
 

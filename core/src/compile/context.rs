@@ -12,9 +12,9 @@ use serde_json::Value;
 
 use crate::compile::dates::{self, DateRange, ProjectTime};
 use crate::compile::properties::{self, FilterContext};
-use crate::compile::sql::SqlBuilder;
+use crate::compile::sql::{Param, SqlBuilder};
 use crate::error::{QueryError, Result};
-use crate::model::{Entity, InsightQuery};
+use crate::model::{Entity, InsightKind, InsightQuery};
 
 /// What the planner needs to know about the project.
 pub struct Project {
@@ -147,6 +147,64 @@ pub fn actor_expr(
         }
         None => ("e.person_id".to_string(), false),
     })
+}
+
+/// A planner's entry check: the query is of `kind` and has at least one series.
+pub fn expect_series_of(q: &InsightQuery, kind: InsightKind, no_series: &str) -> Result<()> {
+    if q.kind != kind {
+        return Err(QueryError::invalid(
+            "insight".to_string(),
+            format!(
+                "Expected a {} query, got {}.",
+                kind.legacy_name().to_lowercase(),
+                q.kind.legacy_name()
+            ),
+        ));
+    }
+    if q.series.is_empty() {
+        return Err(QueryError::invalid("events".to_string(), no_series));
+    }
+    Ok(())
+}
+
+/// The conditions every engine's event scan starts with: the project and the range, inclusive
+/// at both ends (the range's `to` is the last microsecond).
+pub fn events_in_range(b: &mut SqlBuilder, project_p: &str, range: &DateRange) -> Vec<String> {
+    vec![
+        format!("e.project_id = {project_p}"),
+        format!(
+            "e.\"timestamp\" >= {}",
+            b.param(Param::timestamp(range.from))
+        ),
+        format!("e.\"timestamp\" <= {}", b.param(Param::timestamp(range.to))),
+    ]
+}
+
+/// The query's interval, `day` when it has none.
+pub fn query_interval(q: &InsightQuery) -> Result<dates::Interval> {
+    q.interval
+        .as_deref()
+        .map_or(Ok(dates::Interval::Day), dates::Interval::parse)
+}
+
+/// The query's date range (`date_from`/`date_to`/`explicit_date`) at `interval`, in the project's
+/// time; `earliest` is the project's first event, for `date_from = all`.
+pub fn query_range(
+    q: &InsightQuery,
+    interval: dates::Interval,
+    pt: &ProjectTime,
+    now: DateTime<Utc>,
+    earliest: Option<DateTime<Utc>>,
+) -> Result<DateRange> {
+    dates::resolve_range(
+        q.date_from.as_deref(),
+        q.date_to.as_deref(),
+        interval,
+        q.explicit_date,
+        now,
+        pt,
+        earliest,
+    )
 }
 
 /// The previous period of a compare query: `compare_to` shifts the range, otherwise the same

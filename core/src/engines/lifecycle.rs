@@ -77,32 +77,13 @@ fn frame(
     now: DateTime<Utc>,
     earliest: Option<DateTime<Utc>>,
 ) -> Result<Frame> {
-    if q.kind != InsightKind::Lifecycle {
-        return Err(QueryError::invalid(
-            "insight".to_string(),
-            format!("Expected a lifecycle query, got {}.", q.kind.legacy_name()),
-        ));
-    }
-    if q.series.is_empty() {
-        return Err(QueryError::invalid(
-            "events".to_string(),
-            "Lifecycle needs one series.",
-        ));
-    }
+    context::expect_series_of(q, InsightKind::Lifecycle, "Lifecycle needs one series.")?;
     let interval = match q.interval.as_deref().map(Interval::parse).transpose()? {
         None => Interval::Day,
         Some(Interval::Minute) => Interval::Hour,
         Some(i) => i,
     };
-    let range: DateRange = dates::resolve_range(
-        q.date_from.as_deref(),
-        q.date_to.as_deref(),
-        interval,
-        q.explicit_date,
-        now,
-        pt,
-        earliest,
-    )?;
+    let range: DateRange = context::query_range(q, interval, pt, now, earliest)?;
     let buckets = dates::buckets(&range, pt);
     let edge = |b: Option<&DateTime<Utc>>, n: i64| {
         b.and_then(|b| dates::offset_bucket(*b, interval, n, pt))

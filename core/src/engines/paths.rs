@@ -19,7 +19,7 @@ use regex::Regex;
 use serde_json::{Value, json};
 
 use crate::compile::context;
-use crate::compile::dates::{self, Interval};
+use crate::compile::dates::Interval;
 use crate::compile::properties;
 use crate::compile::sql::{Param, SqlBuilder};
 use crate::engines::funnels::{Lookups, Project};
@@ -530,26 +530,11 @@ pub fn plan(
     if let Some(ids) = &mut persons {
         ids.sort_unstable();
     }
-    let range = dates::resolve_range(
-        q.date_from.as_deref(),
-        q.date_to.as_deref(),
-        Interval::Day,
-        q.explicit_date,
-        now,
-        &project.pt,
-        earliest,
-    )?;
+    let range = context::query_range(q, Interval::Day, &project.pt, now, earliest)?;
     let (sql, params) = context::with_filter_context(project, lookups, |cx| {
         let mut b = SqlBuilder::new();
         let pid = b.int(project.id);
-        let mut w = vec![
-            format!("e.project_id = {pid}"),
-            format!(
-                "e.\"timestamp\" >= {}",
-                b.param(Param::timestamp(range.from))
-            ),
-            format!("e.\"timestamp\" <= {}", b.param(Param::timestamp(range.to))),
-        ];
+        let mut w = context::events_in_range(&mut b, &pid, &range);
         let (item, strip, types) = item_sql(p, &mut b, cx)?;
         w.extend(types);
         w.push(
@@ -722,6 +707,13 @@ impl PathEvents {
         s
     }
 
+    /// Put the rows in (actor, time, uuid) order. A stable sort, because it merges the sorted
+    /// runs of parallel workers' states in linear passes (the workers sort theirs before they
+    /// serialise them).
+    pub fn sort_rows(&mut self) {
+        self.rows.sort_by_key(|&(a, t, u, _)| (a, t, u));
+    }
+
     /// One event; `strip` for pageview URLs.
     pub fn add(&mut self, actor: i64, ts_us: i64, uuid: u128, item: &str, strip: bool) {
         let id = self.intern(item, strip);
@@ -789,7 +781,7 @@ impl PathEvents {
     /// Every actor's events in time order (ties by event uuid), as the paths engine reads them.
     pub fn into_persons(mut self) -> Vec<PersonEvents> {
         let items = std::mem::take(&mut self.items);
-        self.rows.sort_unstable_by_key(|&(a, t, u, _)| (a, t, u));
+        self.sort_rows();
         let mut out: Vec<PersonEvents> = Vec::new();
         for (a, t, _, i) in self.rows {
             let item = items.get(i as usize).cloned().unwrap_or_default();
@@ -824,7 +816,7 @@ fn person_paths(plan: &PathsPlan, mut state: PathEvents) -> (Vec<String>, Vec<(i
         end: point(&plan.rules.end),
         ellipsis,
     };
-    state.rows.sort_unstable_by_key(|&(a, t, u, _)| (a, t, u));
+    state.sort_rows();
     let mut out = Vec::new();
     let mut events: Vec<(i64, u32)> = Vec::new();
     for run in state.rows.chunk_by(|x, y| x.0 == y.0) {

@@ -79,19 +79,11 @@ fn interval_of(q: &InsightQuery) -> Result<Interval> {
 }
 
 fn check_kind(q: &InsightQuery) -> Result<()> {
-    if q.kind != InsightKind::Stickiness {
-        return Err(QueryError::invalid(
-            "insight".to_string(),
-            format!("Expected a stickiness query, got {}.", q.kind.legacy_name()),
-        ));
-    }
-    if q.series.is_empty() {
-        return Err(QueryError::invalid(
-            "events".to_string(),
-            "At least one series is required.",
-        ));
-    }
-    Ok(())
+    context::expect_series_of(
+        q,
+        InsightKind::Stickiness,
+        "At least one series is required.",
+    )
 }
 
 /// The range with its start snapped to the start of its interval (PostHog reads events from
@@ -103,15 +95,7 @@ fn resolve(
     now: DateTime<Utc>,
     earliest: Option<DateTime<Utc>>,
 ) -> Result<DateRange> {
-    let mut range = dates::resolve_range(
-        q.date_from.as_deref(),
-        q.date_to.as_deref(),
-        interval,
-        q.explicit_date,
-        now,
-        pt,
-        earliest,
-    )?;
+    let mut range = context::query_range(q, interval, pt, now, earliest)?;
     range.from = dates::bucket_start(range.from, interval, pt);
     Ok(range)
 }
@@ -237,14 +221,7 @@ fn build(
     let mut b = SqlBuilder::new();
     let p = b.int(project.id);
     let (actor, nullable) = context::actor_expr(q, entity, &attr, &mut b, cx)?;
-    let mut w = vec![
-        format!("e.project_id = {p}"),
-        format!(
-            "e.\"timestamp\" >= {}",
-            b.param(Param::timestamp(range.from))
-        ),
-        format!("e.\"timestamp\" <= {}", b.param(Param::timestamp(range.to))),
-    ];
+    let mut w = context::events_in_range(&mut b, &p, range);
     w.extend(context::series_conditions(
         q,
         entity,

@@ -21,7 +21,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::compile::context::with_filter_context;
+use crate::compile::context::{self, with_filter_context};
 use crate::compile::dates::{self, DateRange, Interval, ProjectTime};
 use crate::compile::properties::{self, FilterContext};
 use crate::engines::funnels::engine::{Attribution, Ev, Order, Spec, Tally};
@@ -170,19 +170,8 @@ pub fn plan(
     actors: Option<ActorsRequest>,
 ) -> Result<FunnelPlan> {
     q.validate_funnel()?;
-    let interval = match &q.interval {
-        Some(i) => Interval::parse(i)?,
-        None => Interval::Day,
-    };
-    let range = dates::resolve_range(
-        q.date_from.as_deref(),
-        q.date_to.as_deref(),
-        interval,
-        q.explicit_date,
-        now,
-        &project.pt,
-        earliest,
-    )?;
+    let interval = context::query_interval(q)?;
+    let range = context::query_range(q, interval, &project.pt, now, earliest)?;
     let steps = q
         .series
         .iter()
@@ -578,14 +567,7 @@ fn shared_filters(
     cx: &FilterContext,
 ) -> Result<Vec<String>> {
     let f = &q.funnel;
-    let mut where_ = vec![
-        format!("e.project_id = {project_param}"),
-        format!(
-            "e.\"timestamp\" >= {}",
-            b.param(Param::timestamp(range.from))
-        ),
-        format!("e.\"timestamp\" <= {}", b.param(Param::timestamp(range.to))),
-    ];
+    let mut where_ = context::events_in_range(b, project_param, range);
     if f.order != FunnelOrder::Strict {
         // Index-friendly prefilter when every step and exclusion is a plain event name.
         let names: Option<Vec<String>> = q

@@ -30,7 +30,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
-use crate::compile::context::with_filter_context;
+use crate::compile::context::{self, with_filter_context};
 use crate::compile::dates::{self, DateRange, Interval, ProjectTime};
 use crate::compile::properties::{self, FilterContext, TRUE_SQL};
 use crate::compile::sql::SqlBuilder;
@@ -179,20 +179,9 @@ pub fn plan_actors(
     let attr = format!("events__{index}");
     let math = parse_math(&e, &attr)?;
     let meta = series_meta(&e, index, lookups).map_err(|er| er.within(&attr))?;
-    let interval = match &q.interval {
-        Some(i) => Interval::parse(i)?,
-        None => Interval::Day,
-    };
+    let interval = context::query_interval(q)?;
     let pt = project.pt;
-    let range = dates::resolve_range(
-        q.date_from.as_deref(),
-        q.date_to.as_deref(),
-        interval,
-        q.explicit_date,
-        now,
-        &pt,
-        earliest,
-    )?;
+    let range = context::query_range(q, interval, &pt, now, earliest)?;
     let total_value = q.trends.is_total_value();
 
     let mut b = SqlBuilder::new();

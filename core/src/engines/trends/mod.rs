@@ -1112,20 +1112,9 @@ pub fn plan(
             "An interval count greater than 1 is not supported for trends.",
         ));
     }
-    let interval = match &q.interval {
-        Some(i) => Interval::parse(i)?,
-        None => Interval::Day,
-    };
+    let interval = context::query_interval(q)?;
     let pt = project.pt;
-    let range = dates::resolve_range(
-        q.date_from.as_deref(),
-        q.date_to.as_deref(),
-        interval,
-        q.explicit_date,
-        now,
-        &pt,
-        earliest,
-    )?;
+    let range = context::query_range(q, interval, &pt, now, earliest)?;
     let compare_range = context::compare_range(q, &range, now, &pt)?;
     let series = q
         .series
