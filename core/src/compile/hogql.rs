@@ -883,38 +883,30 @@ impl Parser<'_> {
     }
 
     fn additive(&mut self) -> Result<P> {
-        let (mut lhs, mut depth) = self.multiplicative()?;
-        loop {
-            let op = if self.sym_at(0, "+") {
-                Arith::Add
-            } else if self.sym_at(0, "-") {
-                Arith::Sub
-            } else {
-                return Ok((lhs, depth));
-            };
-            self.pos += 1;
-            let (rhs, d) = self.multiplicative()?;
-            depth = depth.max(d) + 1;
-            lhs = self
-                .node(Expr::Arith(op, Box::new(lhs), Box::new(rhs)), depth)?
-                .0;
-        }
+        self.arith_level(
+            &[("+", Arith::Add), ("-", Arith::Sub)],
+            Self::multiplicative,
+        )
     }
 
     fn multiplicative(&mut self) -> Result<P> {
-        let (mut lhs, mut depth) = self.unary()?;
+        let ops = [("*", Arith::Mul), ("/", Arith::Div), ("%", Arith::Mod)];
+        self.arith_level(&ops, Self::unary)
+    }
+
+    /// One left-associative arithmetic level: `next (op next)*` over the operators of `ops`.
+    fn arith_level(
+        &mut self,
+        ops: &[(&str, Arith)],
+        next: fn(&mut Self) -> Result<P>,
+    ) -> Result<P> {
+        let (mut lhs, mut depth) = next(self)?;
         loop {
-            let op = if self.sym_at(0, "*") {
-                Arith::Mul
-            } else if self.sym_at(0, "/") {
-                Arith::Div
-            } else if self.sym_at(0, "%") {
-                Arith::Mod
-            } else {
+            let Some(&(_, op)) = ops.iter().find(|(sym, _)| self.sym_at(0, sym)) else {
                 return Ok((lhs, depth));
             };
             self.pos += 1;
-            let (rhs, d) = self.unary()?;
+            let (rhs, d) = next(self)?;
             depth = depth.max(d) + 1;
             lhs = self
                 .node(Expr::Arith(op, Box::new(lhs), Box::new(rhs)), depth)?

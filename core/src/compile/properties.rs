@@ -335,27 +335,24 @@ fn shown(s: &str) -> String {
 
 /// `(a AND b …)`, skipping TRUE parts.
 fn and_all(parts: Vec<String>) -> String {
-    let parts: Vec<String> = parts.into_iter().filter(|p| p != TRUE_SQL).collect();
-    match parts.len() {
-        0 => TRUE_SQL.to_string(),
-        1 => parts
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| TRUE_SQL.to_string()),
-        _ => format!("({})", parts.join(" AND ")),
-    }
+    joined(
+        parts.into_iter().filter(|p| p != TRUE_SQL).collect(),
+        " AND ",
+    )
 }
 
 /// `(a OR b …)`; an empty OR is TRUE (an empty group is no filter). TRUE parts are kept so that
 /// every bound parameter stays referenced.
 fn or_all(parts: Vec<String>) -> String {
+    joined(parts, " OR ")
+}
+
+/// No part: TRUE; one part: itself; more: `(a <op> b …)`.
+fn joined(mut parts: Vec<String>, op: &str) -> String {
     match parts.len() {
         0 => TRUE_SQL.to_string(),
-        1 => parts
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| TRUE_SQL.to_string()),
-        _ => format!("({})", parts.join(" OR ")),
+        1 => parts.pop().unwrap_or_else(|| TRUE_SQL.to_string()),
+        _ => format!("({})", parts.join(op)),
     }
 }
 
