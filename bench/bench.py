@@ -333,6 +333,12 @@ def pg_load(pg, n, paths, reload):
         t = time.perf_counter()
         info["materialized_browser"] = pg.one("SELECT insights.materialize_property('$browser')")
         info["materialize_browser_s"] = round(time.perf_counter() - t, 2)
+        # $current_url is the item of the paths query: materialised too, as a user running URL
+        # paths would; pg_insights' paths engine reads the column, and the plain-SQL peer gets a
+        # variant over it (DuckDB and chdb have their column and JSON variants).
+        t = time.perf_counter()
+        info["materialized_url"] = pg.one("SELECT insights.materialize_property('$current_url')")
+        info["materialize_url_s"] = round(time.perf_counter() - t, 2)
     t = time.perf_counter()
     for _, ddl in idx:
         pg.q(ddl)
@@ -547,9 +553,10 @@ def paths_digest(rows):
     return h.hexdigest()[:16]
 
 
-def variants(pid, mat=None):
-    """`mat`: the column materialising $browser, when there is one (pg_load)."""
-    pg, dk, ch = Q.pg_queries(pid, mat), Q.duckdb_queries(), Q.chdb_queries()
+def variants(pid, mat=None, mat_url=None):
+    """`mat`, `mat_url`: the columns materialising $browser and $current_url, when there are some
+    (pg_load)."""
+    pg, dk, ch = Q.pg_queries(pid, mat, mat_url), Q.duckdb_queries(), Q.chdb_queries()
     pg_mat = lambda q: ([(f"PG plain SQL (materialised column {mat})", "pg", pg[q + "_mat"], None)]  # noqa: E731
                         if mat else [])
     fz = "funnel_zero"  # drop zero-count levels
@@ -626,7 +633,10 @@ def variants(pid, mat=None):
         "paths": [
             ("PG plain SQL (window, row_number per session)", "pg", pg["paths"], "paths"),
             ("PG plain SQL (window, one sort)", "pg", pg["paths_one_sort"], "paths"),
-            ("pg_insights paths()", "pgi:paths", Q.pgi_paths(pid), "paths"),
+            *([(f"PG plain SQL (window, row_number per session, materialised column {mat_url})", "pg",
+                pg["paths_mat"], "paths")] if mat_url else []),
+            (f"pg_insights paths(){' (reads ' + mat_url + ')' if mat_url else ''}", "pgi:paths",
+             Q.pgi_paths(pid), "paths"),
             ("DuckDB SQL (window, row_number per session, column)", "duckdb", dk["paths"], "paths"),
             ("DuckDB SQL (window, one sort, column)", "duckdb", dk["paths_one_sort"], "paths"),
             ("DuckDB SQL (window, row_number per session, JSON)", "duckdb", dk["paths_json"], "paths"),
@@ -835,7 +845,9 @@ def bench_queries(runner, pid, names, runs, keep_going, result):
                                "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                                "loadavg": open("/proc/loadavg").read().split()[:3]}
         ref = ref_label = None
-        for label, engine, sql, kind in variants(pid, result["load"]["postgres"].get("materialized_browser"))[qname]:
+        load_pg = result["load"]["postgres"]
+        for label, engine, sql, kind in variants(pid, load_pg.get("materialized_browser"),
+                                                 load_pg.get("materialized_url"))[qname]:
             v = entry["variants"][label] = {"engine": engine, "sql": sql}
             ok, why = runner.available(engine)
             if not ok:

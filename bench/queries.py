@@ -181,7 +181,7 @@ def pg_where(pid, lo, hi):
     return f"""project_id = {pid} AND "timestamp" >= '{lo}+00' AND "timestamp" < '{hi}+00'"""
 
 
-def pg_queries(pid, mat=None):
+def pg_queries(pid, mat=None, mat_url=None):
     """`mat`: the column materialising $browser (insights.materialize_property), if any: adds the
     `_mat` variants, the same queries reading it instead of the jsonb."""
     w = pg_where(pid, FROM_TS, TO_TS)
@@ -277,6 +277,10 @@ GROUP BY 1, 2 ORDER BY 1, 2"""
         q["paths" + ("" if form == "partition" else "_one_sort")] = paths_window(
             "insights.events", pv, "person_id", '"timestamp"', "uuid", "properties->>'$current_url'",
             f"interval '{PATHS_GAP_MIN} minutes'", pg_ms, form, "OFFSET 0")
+    if mat_url:  # the materialised $current_url column (bench.py pg_load)
+        q["paths_mat"] = paths_window(
+            "insights.events", pv, "person_id", '"timestamp"', "uuid", f'"{mat_url}"',
+            f"interval '{PATHS_GAP_MIN} minutes'", pg_ms, "partition", "OFFSET 0")
     return q
 
 

@@ -134,3 +134,36 @@ def test_the_api_role_cannot_materialize(db):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             sql(db, "SELECT insights.materialize_property('$os')")
         raise psycopg.Rollback()
+
+
+def test_paths_read_a_materialised_url(db):
+    """Paths items come from the `$current_url` column once it is materialised: the same edges,
+    and the statement reads the column the registry names."""
+    name = f"test-mat-paths-{random.Random().randrange(10**9)}"
+    (row,) = sql(db, "SELECT project_id, personal_api_key FROM insights.create_project_with_key(%s, %s, %s, %s)",
+                 name, f"{name}@example.com", ["*"], "UTC")
+    rng = random.Random(5)
+    events = [{"event": "$pageview", "distinct_id": f"u{i // 40}",
+               "timestamp": (START + timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "properties": {"$current_url": rng.choice(["/", "/pricing/", "/docs", "/signup"])}}
+              for i in range(400)]
+    ingest(db, row[0], events)
+    q = json.dumps({"insight": "PATHS", "include_event_types": ["$pageview"],
+                    "date_from": "2026-05-01", "date_to": "2026-05-02"})
+    paths = lambda: sql(db, "SELECT insights.paths_json(%s, %s::jsonb)->'result'", row[0], q)[0][0]  # noqa: E731
+    before = paths()
+    assert sum(e["value"] for e in before if e["source"].startswith("1_")) == 10  # 10 persons, one session each
+    assert {e["source"] for e in before} >= {"1_/", "1_/pricing"}  # one trailing '/' removed
+    sql(db, "SELECT insights.materialize_property('$current_url')")
+    try:
+        assert paths() == before
+        # The registry pointed at the `event` column (rolled back): every item is `$pageview`,
+        # each session collapses to one item and no edge is left.
+        with db.transaction():
+            sql(db, "UPDATE insights.materialized_properties SET column_name = 'event' "
+                    "WHERE property = '$current_url'")
+            redirected = paths()
+            raise psycopg.Rollback()
+        assert redirected == []
+    finally:
+        sql(db, "SELECT insights.dematerialize_property('$current_url')")

@@ -604,12 +604,20 @@ fn item_sql(
     } else {
         has("$screen")
     };
+    // A materialised property is the same text in its own column (sql/materialize.sql), read
+    // without parsing the jsonb.
+    let column = |key: &str, json: &str| match cx.materialized.iter().find(|(k, _)| k == key) {
+        Some((_, column)) => format!("e.{}", crate::compile::sql::quote_ident(column)),
+        None => json.to_string(),
+    };
     let mut arms = Vec::new();
     if use_url {
-        arms.push(format!("WHEN e.event = '$pageview' THEN {PAGEVIEW_ITEM}"));
+        let url = column("$current_url", PAGEVIEW_ITEM);
+        arms.push(format!("WHEN e.event = '$pageview' THEN {url}"));
     }
     if use_screen {
-        arms.push(format!("WHEN e.event = '$screen' THEN {SCREEN_ITEM}"));
+        let screen = column("$screen_name", SCREEN_ITEM);
+        arms.push(format!("WHEN e.event = '$screen' THEN {screen}"));
     }
     let item = if arms.is_empty() {
         "e.event".to_string()

@@ -648,3 +648,40 @@ fn cleaning_rules_cannot_grow_items_without_bound() {
     );
     assert!(item.starts_with("aaaaaaaaaa"));
 }
+
+#[test]
+fn a_materialised_url_is_read_from_its_column() {
+    let q = parse_query_as(
+        &json!({"insight": "PATHS", "include_event_types": ["$pageview", "$screen"],
+                "date_from": "2021-05-01", "date_to": "2021-05-02"}),
+        InsightKind::Trends,
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let lookups = Lookups {
+        cohort: &no_cohort,
+        action: &no_action,
+    };
+    let now = Utc::now();
+    let mut p = project();
+    let plain =
+        plan(&q, &p, &json!([]), &lookups, now, None, None).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(
+        plain.sql.contains("(e.properties ->> '$current_url')"),
+        "{}",
+        plain.sql
+    );
+    p.materialized = vec![("$current_url".into(), "mat_$current_url".into())];
+    let mat =
+        plan(&q, &p, &json!([]), &lookups, now, None, None).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(
+        mat.sql.contains("THEN e.\"mat_$current_url\""),
+        "{}",
+        mat.sql
+    );
+    assert!(!mat.sql.contains("'$current_url'"), "{}", mat.sql);
+    assert!(
+        mat.sql.contains("(e.properties ->> '$screen_name')"),
+        "{}",
+        mat.sql
+    );
+}
