@@ -317,6 +317,15 @@ RESPONSES = {
     "insights_my_last_viewed": {"type": "array", "items": {"type": "object"}},
 }
 CREATED = {("insights", "POST"): ref("Insight")}
+# OpenAPI links for the stateful phase of contract fuzzing: the id a create (201) returns opens
+# these routes' operations. (insight_activity and insight_viewed are left out: each names a
+# collection path and an {id} path, so their operationIds are not unique.)
+LINKS = {
+    "insights": ["insight", "insight_sharing", "insight_analyze"],
+    "actions": ["action"],
+    "cohorts": ["cohort", "cohort_persons", "cohort_add_persons", "cohort_remove_person"],
+    "elements": ["element"],
+}
 
 
 def ok_response(rpc, method, params):
@@ -415,6 +424,25 @@ def routes_sql(routes_text):
     return "INSERT INTO api.routes (route, methods, scope) VALUES\n" + values + ";\n"
 
 
+def add_links(paths):
+    """Links from each create's 201 to the operations on the object it made (same path family)."""
+    ops = {op["operationId"]: (path, op) for path, item in paths.items() for op in item.values()}
+    for path, item in paths.items():
+        post = item.get("post")
+        if not post or post["operationId"].removesuffix("_env").removesuffix("_post") not in LINKS:
+            continue
+        suffix = "_env" if post["operationId"].endswith("_env") else ""
+        prefix = "environment_id" if suffix else "project_id"
+        links = {}
+        for target_rpc in LINKS[post["operationId"].removesuffix("_env").removesuffix("_post")]:
+            for method in ("get", "patch", "put", "delete"):
+                target = f"{target_rpc}_{method}{suffix}"
+                if target in ops:
+                    links[target] = {"operationId": target, "parameters": {
+                        prefix: f"$request.path.{prefix}", "id": "$response.body#/id"}}
+        post["responses"]["201"]["links"] = links
+
+
 def load_query_schemas(path=QUERY_SCHEMAS):
     with open(path) as f:
         return json.load(f)
@@ -428,6 +456,7 @@ def build(routes_text, query_schemas=None):
             item = paths.setdefault(path, {})
             for method in methods:
                 item[method.lower()] = operation(method, rpc, scope, summary, path, query_schemas)
+    add_links(paths)
     return {
         "openapi": "3.0.3",
         "info": {

@@ -8,7 +8,8 @@ descriptions are not thread-safe). Checks: no 5xx
 (`not_a_server_error`), every status and Content-Type documented, and error bodies of PostHog's
 shape. Path ids are pinned to that project and its objects (generated ids would only meet 403s
 and 404s); the rate limits are lifted for the run, as they would otherwise answer most of it with
-429. The stateful phase is not run: the document declares no links between operations yet.
+429. The stateful phase follows the document's links (each create's 201 → the operations on the
+object it made: insights, actions, cohorts, elements).
 
 Budget: the /api/environments/ copies of the paths (the same routes and handlers as
 /api/projects/) are left out, and the coverage phase skips the operations whose bodies or
@@ -87,7 +88,7 @@ def test_schemathesis_finds_no_contract_violation(tmp_path, make_project, unthro
     cmd = [SCHEMATHESIS, "--config-file", str(tmp_path / "schemathesis.toml"), "run", f"{BASE_URL}/api/schema/",
            "--url", BASE_URL, "-H", f"Authorization: Bearer {p['key']}",
            "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-           "--phases", "examples,coverage,fuzzing", "--seed", str(SEED), "--max-examples", str(MAX_EXAMPLES),
+           "--phases", "examples,coverage,fuzzing,stateful", "--seed", str(SEED), "--max-examples", str(MAX_EXAMPLES),
            "--workers", "1", "--request-timeout", "60", "--no-shrink"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=tmp_path)
     out = run.stdout + run.stderr
