@@ -27,8 +27,9 @@ import pytest
 from conftest import BASE_URL, api, sql
 
 SCHEMATHESIS = os.path.join(os.path.dirname(sys.executable), "schemathesis")  # the venv's
-SEED = 20261204
-MAX_EXAMPLES = 20
+# Fixed for CI; PGI_FUZZ_SEED / PGI_FUZZ_EXAMPLES override them for a longer exploratory run.
+SEED = int(os.environ.get("PGI_FUZZ_SEED", "20261204"))
+MAX_EXAMPLES = int(os.environ.get("PGI_FUZZ_EXAMPLES", "20"))
 
 
 @pytest.fixture
