@@ -306,9 +306,10 @@ RESPONSES = {
     **{rpc: ref("ActivityPage") for rpc in ("insight_activity", "persons_activity", "person_activity")},
     **{rpc: ref("ActorsPage") for rpc in ("persons_funnel", "persons_funnel_correlation", "persons_trends",
                                           "persons_stickiness", "persons_path", "persons_lifecycle")},
-    "persons_retention": page("next", "previous", "initial", "missing_persons").copy() | {
-        "required": ["result", "next", "previous", "initial", "missing_persons"],
-        "properties": {"result": {"type": "array", "items": {"type": "object"}}, "missing_persons": {"type": "integer"}}},
+    # persons/retention/ names its list `result` (PostHog's retention actors endpoint).
+    "persons_retention": {"type": "object", "required": ["result", "next", "previous", "initial", "missing_persons"],
+                          "properties": {"result": {"type": "array", "items": {"type": "object"}},
+                                         "missing_persons": {"type": "integer"}}},
     **{rpc: ref("InsightResult") for rpc in ("insight_trend", "insight_funnel", "insight_retention", "insight_path",
                                              "insight_funnel_correlation")},
     "query": ref("QueryResponse"),
