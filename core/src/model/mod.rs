@@ -148,6 +148,14 @@ pub const LIFECYCLE_NAMES: &[&str] = &["new", "returning", "resurrecting", "dorm
 /// Stickiness criteria operators.
 pub const STICKINESS_OPERATOR_NAMES: &[&str] = &["gte", "lte", "exact"];
 
+/// Funnel path types (`funnelPathsFilter.funnelPathType`, legacy `funnel_paths`), read by
+/// `engines::paths::funnel_paths`.
+pub const FUNNEL_PATH_TYPE_NAMES: &[&str] = &[
+    "funnel_path_after_step",
+    "funnel_path_before_step",
+    "funnel_path_between_steps",
+];
+
 // ---------------------------------------------------------------------------------------------
 // The model
 // ---------------------------------------------------------------------------------------------
@@ -2363,8 +2371,12 @@ fn render_breakdown(b: &Breakdown, put: &mut impl FnMut(&str, Value)) {
 // PostHog's own parsers (Python int()/str_to_bool/json.loads, pydantic's lax mode) accept them,
 // so every reader takes the typed JSON value or its string spelling. Messages are DRF's.
 
-/// The value at `key`, treating `null` and `""` as absent.
+/// The value at `key`, treating `null` and `""` as absent. Every reader goes through here, so in
+/// tests it records the key: the schema test compares what the parser reads with what
+/// `schema::query_schemas` documents.
 fn get<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    #[cfg(test)]
+    KEYS_READ.with(|k| k.borrow_mut().insert(key.to_string()));
     m.get(key).filter(|v| match v {
         Value::Null => false,
         Value::String(s) => !s.is_empty(),
@@ -2658,6 +2670,22 @@ fn name_parser(names: &'static [&'static str]) -> impl Fn(&str) -> Option<&'stat
 fn exact_name_parser(names: &'static [&'static str]) -> impl Fn(&str) -> Option<&'static str> {
     move |s| names.iter().copied().find(|n| *n == s)
 }
+
+#[cfg(test)]
+thread_local! {
+    static KEYS_READ: std::cell::RefCell<std::collections::BTreeSet<String>> = Default::default();
+}
+
+/// The keys `f` made the parser read (tests only).
+#[cfg(test)]
+fn trace_keys(f: impl FnOnce()) -> std::collections::BTreeSet<String> {
+    KEYS_READ.with(|k| k.borrow_mut().clear());
+    f();
+    KEYS_READ.with(|k| k.take())
+}
+
+mod schema;
+pub use schema::query_schemas;
 
 #[cfg(test)]
 mod tests;
