@@ -319,8 +319,7 @@ RESPONSES = {
 }
 CREATED = {("insights", "POST"): ref("Insight")}
 # OpenAPI links for the stateful phase of contract fuzzing: the id a create (201) returns opens
-# these routes' operations. (insight_activity and insight_viewed are left out: each names a
-# collection path and an {id} path, so their operationIds are not unique.)
+# these routes' operations.
 LINKS = {
     "insights": ["insight", "insight_sharing", "insight_analyze"],
     "actions": ["action"],
@@ -449,6 +448,23 @@ def load_query_schemas(path=QUERY_SCHEMAS):
         return json.load(f)
 
 
+def unique_operation_ids(paths):
+    """One route on several paths (capture's /batch/, /e/, …; insight_activity on the collection
+    and on one insight) would give several operations one id, which OpenAPI forbids: in path
+    order, the first keeps it, an {id} path of a collection route gets `_one`, others `_2`, `_3`…
+    (before `_env`)."""
+    seen = {}
+    for path in sorted(paths):
+        for op in paths[path].values():
+            seen.setdefault(op["operationId"], []).append((path, op))
+    for ops in seen.values():
+        for n, (path, op) in enumerate(ops[1:], start=2):
+            env = "_env" if op["operationId"].endswith("_env") else ""
+            base = op["operationId"].removesuffix("_env")
+            one = "{id}" in path and "{id}" not in ops[0][0]
+            op["operationId"] = f"{base}{'_one' if one else f'_{n}'}{env}"
+
+
 def build(routes_text, query_schemas=None):
     query_schemas = load_query_schemas() if query_schemas is None else query_schemas
     paths = {}
@@ -457,6 +473,7 @@ def build(routes_text, query_schemas=None):
             item = paths.setdefault(path, {})
             for method in methods:
                 item[method.lower()] = operation(method, rpc, scope, summary, path, query_schemas)
+    unique_operation_ids(paths)
     add_links(paths)
     return {
         "openapi": "3.0.3",

@@ -42,9 +42,15 @@ def test_served_document_is_the_routing_table():
 
 def test_every_route_is_documented():
     rpcs = set(re.findall(r'^\s*~\S+\s+"(\w+)";', open(ROUTES).read(), re.M))
-    documented = {op["operationId"].removesuffix("_env").rsplit("_", 1)[0]
+    # operationIds: <route>_<method>[_one|_<n>][_env] (scripts/openapi.py unique_operation_ids)
+    documented = {re.sub(r"(_one|_\d+)?(_env)?$", "", op["operationId"]).rsplit("_", 1)[0]
                   for item in schema()["paths"].values() for op in item.values()}
     assert rpcs == documented
+
+
+def test_operation_ids_are_unique():
+    ids = [op["operationId"] for item in schema()["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
 
 
 def _cases():
