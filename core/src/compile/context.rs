@@ -261,12 +261,12 @@ pub fn sql_period_index(
             )
         }
         Interval::Day => {
-            let d0 = b.text(local_day);
-            format!("(({ts_sql} AT TIME ZONE {tz})::date - {d0}::date)")
+            let d0 = date_param(&local_day, b);
+            format!("(({ts_sql} AT TIME ZONE {tz})::date - {d0})")
         }
         Interval::Week => {
-            let d0 = b.text(local_day);
-            format!("((({ts_sql} AT TIME ZONE {tz})::date - {d0}::date) / 7)")
+            let d0 = date_param(&local_day, b);
+            format!("((({ts_sql} AT TIME ZONE {tz})::date - {d0}) / 7)")
         }
         Interval::Month => {
             let (y, m) = (&local_day[..4], &local_day[5..7]);
@@ -276,6 +276,16 @@ pub fn sql_period_index(
                  + extract(month FROM ({ts_sql} AT TIME ZONE {tz})))::int8 - {ym0})::int4"
             )
         }
+    }
+}
+
+/// A `date` parameter for a local day `YYYY-MM-DD`. Not `$n::text::date`: that cast depends on
+/// DateStyle, so the planner cannot fold it and it parses the text again for every row (measured:
+/// ~150 ns a row, more than the rest of the period expression).
+fn date_param(day: &str, b: &mut SqlBuilder) -> String {
+    match chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") {
+        Ok(d) => b.param(Param::date(d)),
+        Err(_) => format!("{}::date", b.text(day)),
     }
 }
 
