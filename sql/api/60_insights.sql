@@ -48,8 +48,9 @@ BEGIN
     PERFORM api._field_error(p_attr, 'Must be a valid boolean.');
 END $$;
 
--- DRF's CharField(max_length=400), nullable or not.
-CREATE FUNCTION api._text_field(p_body jsonb, p_attr text, p_nullable boolean) RETURNS text
+-- DRF's CharField(max_length=p_max, 400 unless given), nullable or not.
+CREATE FUNCTION api._text_field(p_body jsonb, p_attr text, p_nullable boolean, p_max integer DEFAULT 400)
+RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     v jsonb := p_body->p_attr;
@@ -61,8 +62,9 @@ BEGIN
         RETURN NULL;
     ELSIF jsonb_typeof(v) NOT IN ('string', 'number') THEN
         PERFORM api._field_error(p_attr, 'Not a valid string.');
-    ELSIF length(v #>> '{}') > 400 THEN
-        PERFORM api._field_error(p_attr, 'Ensure this field has no more than 400 characters.', 'max_length');
+    ELSIF length(v #>> '{}') > p_max THEN
+        PERFORM api._field_error(p_attr, format('Ensure this field has no more than %s characters.', p_max),
+                                 'max_length');
     END IF;
     RETURN v #>> '{}';
 END $$;

@@ -17,23 +17,6 @@ LANGUAGE sql STABLE AS $$
         'nth_of_type', e.nth_of_type, 'attributes', e.attributes, 'order', e."order")
 $$;
 
--- DRF's CharField(max_length=n, allow_null=True).
-CREATE FUNCTION api._element_text(p_body jsonb, p_attr text, p_max integer) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    v jsonb := p_body->p_attr;
-BEGIN
-    IF jsonb_typeof(v) = 'null' THEN
-        RETURN NULL;
-    ELSIF jsonb_typeof(v) NOT IN ('string', 'number') THEN
-        PERFORM api._field_error(p_attr, 'Not a valid string.');
-    ELSIF length(v #>> '{}') > p_max THEN
-        PERFORM api._field_error(p_attr, format('Ensure this field has no more than %s characters.', p_max),
-                                 'max_length');
-    END IF;
-    RETURN v #>> '{}';
-END $$;
-
 -- DRF's IntegerField(allow_null=True) over a Postgres integer column.
 CREATE FUNCTION api._element_int(p_body jsonb, p_attr text) RETURNS integer
 LANGUAGE plpgsql AS $$
@@ -62,10 +45,10 @@ BEGIN
     IF jsonb_typeof(p_body) <> 'object' THEN
         PERFORM api._field_error('non_field_errors', 'Invalid data. Expected a dictionary, but got list.');
     END IF;
-    IF p_body ? 'text' THEN e.text := api._element_text(p_body, 'text', 10000); END IF;
-    IF p_body ? 'tag_name' THEN e.tag_name := api._element_text(p_body, 'tag_name', 1000); END IF;
-    IF p_body ? 'href' THEN e.href := api._element_text(p_body, 'href', 10000); END IF;
-    IF p_body ? 'attr_id' THEN e.attr_id := api._element_text(p_body, 'attr_id', 10000); END IF;
+    IF p_body ? 'text' THEN e.text := api._text_field(p_body, 'text', true, 10000); END IF;
+    IF p_body ? 'tag_name' THEN e.tag_name := api._text_field(p_body, 'tag_name', true, 1000); END IF;
+    IF p_body ? 'href' THEN e.href := api._text_field(p_body, 'href', true, 10000); END IF;
+    IF p_body ? 'attr_id' THEN e.attr_id := api._text_field(p_body, 'attr_id', true, 10000); END IF;
     IF p_body ? 'nth_child' THEN e.nth_child := api._element_int(p_body, 'nth_child'); END IF;
     IF p_body ? 'nth_of_type' THEN e.nth_of_type := api._element_int(p_body, 'nth_of_type'); END IF;
     IF p_body ? 'order' THEN e."order" := api._element_int(p_body, 'order'); END IF;
