@@ -3,9 +3,10 @@
 //! `docs/insights.md#paths`.
 //!
 //! # Split of the work
-//! One SQL statement reads the matching events and hands each person's events over in time
-//! order as two arrays, `(timestamps µs, raw items)`; the raw item is the `$current_url` of a
-//! pageview (one trailing `/` removed), the `$screen_name` of a screen, or the event name.
+//! One SQL statement feeds the matching events to the parallel aggregate `insights._path_events`
+//! ([`PathEvents`]: actor, time, uuid and the interned raw item); the raw item is the
+//! `$current_url` of a pageview (one trailing `/` removed), the `$screen_name` of a screen, or the
+//! event name.
 //! Everything after that is per person and sequential, so it is pure Rust here ([`PathRules`]):
 //! cleaning rules (regex replacements), groupings, exclusions, 30-minute sessions, collapsing
 //! repeats, start/end points and the step limit, then the edges of every path ([`Edges`]) and
@@ -786,7 +787,9 @@ impl PathEvents {
         s
     }
 
-    /// Every actor's events in time order (ties by event uuid), as the paths engine reads them.
+    /// Every actor's events in time order (ties by event uuid): the state as the tests read it
+    /// back (the engine itself runs on the interned rows, [`render_state`]).
+    #[cfg(test)]
     pub fn into_persons(mut self) -> Vec<PersonEvents> {
         let items = std::mem::take(&mut self.items);
         self.sort_rows();
