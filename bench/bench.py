@@ -6,10 +6,12 @@ Run through bench/run (it prepares the venv and the extension). See bench/README
 import argparse
 import datetime as dt
 import difflib
+import glob
 import hashlib
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import statistics
@@ -235,7 +237,9 @@ def pg_load(pg, n, paths, reload):
     if mode == "extension" and PKG:
         # No CREATE EXTENSION (PostgreSQL 15 only reads control files from the system directory):
         # the packaged script is run as is in its schema, which is what CREATE EXTENSION would do.
-        script = open(os.path.join(PG_EXT_DIR, "pg_insights--0.1.0.sql")).read()
+        installs = [f for f in glob.glob(os.path.join(PG_EXT_DIR, "pg_insights--*.sql"))
+                    if os.path.basename(f).count("--") == 1]  # not the upgrade scripts
+        script = open(max(installs, key=lambda f: [int(x) for x in re.findall(r"\d+", os.path.basename(f))])).read()
         script = "\n".join(ln for ln in script.splitlines() if not ln.startswith("\\"))
         pg.q("CREATE SCHEMA insights")
         pg.q("SET search_path TO insights, public")
@@ -356,6 +360,22 @@ def pg_load(pg, n, paths, reload):
         # leaving pages not all-visible (index-only scans would then visit the heap).
         pg.q("VACUUM (FREEZE) insights.person_days")
     info["vacuum_analyze_s"] = round(time.perf_counter() - t, 2)
+    # The columnar segments (sql/segments.sql) the worker would build for these closed days: built
+    # here at once (the bench database is not served by the worker), after the materialisation so
+    # they hold $browser and $current_url.
+    if pg.one("SELECT to_regproc('insights.seal_segments') IS NOT NULL"):
+        t = time.perf_counter()
+        info["segments_built"] = pg.one(f"SELECT insights.seal_segments({pid}, 1000000)")
+        info["seal_segments_s"] = round(time.perf_counter() - t, 2)
+        pg.q("VACUUM ANALYZE insights.event_segments")
+        pg.q("VACUUM ANALYZE insights.event_segment_columns")
+        pg.q("VACUUM ANALYZE insights.segment_dict")
+        info["segment_bytes"] = pg.one(f"SELECT sum(bytes) FROM insights.segments WHERE project_id = {pid}")
+        info["segment_heap_bytes"] = pg.one(f"SELECT sum(heap_bytes) FROM insights.segments WHERE project_id = {pid}")
+        info["segment_table_bytes"] = pg.one(
+            "SELECT sum(pg_total_relation_size(c)) FROM unnest(ARRAY['insights.event_segments', "
+            "'insights.event_segment_columns', 'insights.segment_dict']::regclass[]) c")
+        info["events_table_bytes"] = pg.one("SELECT pg_table_size('insights.events')")
     info["indexes"] = [d for _, d in idx]
     pg.q("CREATE TABLE public.bench_meta (k text PRIMARY KEY, v text)")
     pg.q("INSERT INTO public.bench_meta VALUES ('sig', %s), ('load', %s)", (sig, json.dumps(info)))
@@ -590,6 +610,7 @@ def variants(pid, mat=None, mat_url=None):
             ("PG plain SQL (jsonb ->>)", "pg", pg["trend_filter"], None),
             *pg_mat("trend_filter"),
             ("pg_insights trend()", "pgi:trend", Q.pgi_trend_filter(pid), None),
+            ("pg_insights trend(), heap (use_segments off)", "pgi:trend", Q.heap(Q.pgi_trend_filter(pid)), None),
             ("DuckDB SQL (column)", "duckdb", dk["trend_filter"], None),
             ("DuckDB SQL (JSON)", "duckdb", dk["trend_filter_json"], None),
             ("chdb count (column)", "chdb", ch["trend_filter"], None),
@@ -599,6 +620,7 @@ def variants(pid, mat=None, mat_url=None):
             ("PG plain SQL (jsonb ->>)", "pg", pg["dau"], None),
             *pg_mat("dau"),
             ("pg_insights trend()", "pgi:trend", Q.pgi_dau(pid), None),
+            ("pg_insights trend(), heap (use_segments off)", "pgi:trend", Q.heap(Q.pgi_dau(pid)), None),
             ("trend()'s previous statement (DISTINCT), as SQL", "pg", Q.pgi_dau_previous(pid), None),
             ("DuckDB SQL (column)", "duckdb", dk["dau"], None),
             ("DuckDB SQL (JSON)", "duckdb", dk["dau_json"], None),

@@ -437,6 +437,14 @@ def pgi_funnel(pid, breakdown, order="ordered"):
     return f"SELECT * FROM insights.funnel({pid}::bigint, '{funnels_query(breakdown, order)}'::jsonb)"
 
 
+def heap(sql):
+    """The same pg_insights statement with pg_insights.use_segments off for this statement only
+    (set_config(…, true) in autocommit lasts one statement; the LATERAL call runs after it)."""
+    head, sep, rest = sql.partition("FROM insights.")
+    return (f"{head}FROM (SELECT set_config('pg_insights.use_segments', 'off', true)) pgi_off, "
+            f"LATERAL insights.{rest}")
+
+
 def pgi_trend_filter(pid):
     q = {
         "kind": "TrendsQuery",

@@ -18,6 +18,10 @@ use crate::errors::{raise, raise_query_error};
 /// gives the same answer as the events. Off: every query reads the events (A/B checks).
 pub static USE_ROLLUPS: pgrx::guc::GucSetting<bool> = pgrx::guc::GucSetting::<bool>::new(true);
 
+/// `pg_insights.use_segments`: trends may read the columnar segments (sql/segments.sql) where
+/// they give the same answer as the events. Off: every query reads the events.
+pub static USE_SEGMENTS: pgrx::guc::GucSetting<bool> = pgrx::guc::GucSetting::<bool>::new(true);
+
 /// Registers the session settings (from `_PG_init`, whether preloaded or loaded on demand).
 pub fn register_gucs() {
     pgrx::guc::GucRegistry::define_bool_guc(
@@ -25,6 +29,14 @@ pub fn register_gucs() {
         c"Let insight engines read the person-days rollup where it gives the same answer as the events.",
         c"Off makes every query read insights.events (for A/B checks and benchmarks).",
         &USE_ROLLUPS,
+        pgrx::guc::GucContext::Userset,
+        pgrx::guc::GucFlags::default(),
+    );
+    pgrx::guc::GucRegistry::define_bool_guc(
+        c"pg_insights.use_segments",
+        c"Let insight engines read the columnar segments of insights.events where they give the same answer.",
+        c"Off makes every query read the heap (for A/B checks and benchmarks); insights.explain says which path a query takes.",
+        &USE_SEGMENTS,
         pgrx::guc::GucContext::Userset,
         pgrx::guc::GucFlags::default(),
     );

@@ -14,6 +14,7 @@ mod elements;
 mod engines;
 mod errors;
 mod http_body;
+mod segments;
 mod uniq;
 mod util;
 mod window_funnel;
@@ -35,6 +36,11 @@ extension_sql_file!(
     "../sql/materialize.sql",
     name = "materialize",
     requires = ["schema"]
+);
+extension_sql_file!(
+    "../sql/segments.sql",
+    name = "segments",
+    requires = ["materialize"]
 );
 extension_sql_file!(
     "../sql/activity.sql",

@@ -1,5 +1,6 @@
 //! The background workers that run asynchronous insight queries (PostHog's `refresh=async` modes)
-//! and, when none is queued, the calculations of large cohorts (`insights.calculate_next_cohort`).
+//! and, when none is queued, the calculations of large cohorts (`insights.calculate_next_cohort`)
+//! and the columnar segments of closed days (`insights.seal_segments`, sql/segments.sql).
 //!
 //! Registered by `_PG_init` when the library is in `shared_preload_libraries`, as a launcher and
 //! one query worker per served database, the layout of TimescaleDB's launcher and schedulers:
@@ -254,10 +255,16 @@ fn run_one() -> bool {
             .ok()
             .flatten()
     });
-    // Without a query task, a cohort calculation (sql: insights.calculate_next_cohort).
+    // Without a query task, a cohort calculation (sql: insights.calculate_next_cohort), else one
+    // columnar segment (sql/segments.sql): queries always come first.
     let Some(id) = claimed else {
         return BackgroundWorker::transaction(|| {
             Spi::get_one::<bool>("SELECT insights.calculate_next_cohort()")
+                .ok()
+                .flatten()
+                .unwrap_or(false)
+        }) || BackgroundWorker::transaction(|| {
+            Spi::get_one::<bool>("SELECT insights.seal_segments(NULL, 1) > 0")
                 .ok()
                 .flatten()
                 .unwrap_or(false)

@@ -18,5 +18,6 @@ pub mod elements;
 pub mod engines;
 pub mod error;
 pub mod model;
+pub mod segments;
 
 pub use error::{QueryError, SqlState};

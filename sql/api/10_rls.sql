@@ -79,7 +79,9 @@ GRANT SELECT ON insights.events, insights.persons, insights.person_distinct_ids,
                 insights.saved_insights, insights.insight_views, insights.sharing_configurations,
                 insights.activity_log, insights.elements, insights.query_cache, insights.projects,
                 insights.users, insights.project_members, insights.query_tasks, insights.person_days,
-                insights.materialized_properties
+                insights.materialized_properties,
+                -- The columnar segments the engines read (sql/segments.sql).
+                insights.event_segments, insights.event_segment_columns, insights.segment_dict
    TO pgi_api;
 GRANT INSERT, UPDATE ON insights.saved_insights, insights.insight_views, insights.activity_log,
                         insights.sharing_configurations, insights.query_cache,
@@ -112,7 +114,10 @@ REVOKE EXECUTE ON FUNCTION insights.create_project(text, text, integer),
                            insights.merge_persons(bigint, bigint, bigint),
                            insights.rebuild_person_days(bigint),
                            insights.materialize_property(text),
-                           insights.dematerialize_property(text)
+                           insights.dematerialize_property(text),
+                           insights.seal_segment(bigint, date),
+                           insights.seal_segments(bigint, integer),
+                           insights._segment_build(bigint, date)
    FROM PUBLIC;
 
 -- The guard: every table of schema insights has row-level security, or is named here with why not.

@@ -65,7 +65,8 @@ GRANT USAGE ON SCHEMA insights TO pgi_bi;
 GRANT SELECT ON insights.events, insights.persons, insights.person_distinct_ids, insights.groups,
                 insights.group_type_mappings, insights.cohorts, insights.cohort_people, insights.actions,
                 insights.person_days, insights.projects, insights.elements,
-                insights.materialized_properties  -- the cluster-wide list of materialised keys, no project data
+                insights.materialized_properties,  -- the cluster-wide list of materialised keys, no project data
+                insights.event_segments, insights.event_segment_columns, insights.segment_dict
    TO pgi_bi;
 
 -- SECURITY DEFINER functions run as their owner, outside row-level security: none may be callable

@@ -12,6 +12,7 @@ use crate::context::{
     earliest_event, load_project, now_iso, parse_insight, parse_json, select_rows, with_lookups,
 };
 use crate::errors::raise_query_error;
+use crate::segments::{self, Path};
 
 /// Parse, plan and run a query sent to `/insights/trend/`: its PostHog `result` value and the
 /// project. A legacy filter selecting stickiness or lifecycle (`insight`, or `shown_as`) runs
@@ -33,16 +34,14 @@ pub(crate) fn run(
         }
         _ => {}
     }
-    let q = parse_insight(query, InsightKind::Trends);
-    let earliest = earliest_event(project_id, &q);
-    let plan = with_lookups(project_id, |lookups| {
-        trends::plan(&q, &project, lookups, chrono::Utc::now(), earliest)
-    })
-    .unwrap_or_else(|e| raise_query_error(&e));
+    let plan = plan_insight(project_id, &project, query);
     let outputs: Vec<Vec<Row>> = plan
         .runs
         .iter()
         .map(|r| {
+            if let Path::Segments(rows) = segments::trend_rows(project_id, &project.pt, r) {
+                return rows;
+            }
             select_rows(&r.sql, &r.params, "trends", |row| {
                 let bucket_us = row
                     .get::<TimestampWithTimeZone>(1)?
@@ -60,6 +59,29 @@ pub(crate) fn run(
         })
         .collect();
     (trends::render(&plan, &outputs), project)
+}
+
+fn plan_insight(
+    project_id: i64,
+    project: &pg_insights_core::engines::funnels::Project,
+    query: &Value,
+) -> trends::TrendsPlan {
+    let q = parse_insight(query, InsightKind::Trends);
+    let earliest = earliest_event(project_id, &q);
+    with_lookups(project_id, |lookups| {
+        trends::plan(&q, project, lookups, chrono::Utc::now(), earliest)
+    })
+    .unwrap_or_else(|e| raise_query_error(&e))
+}
+
+/// The plan of a trends query (for `insights.explain`); `None` for other insight kinds.
+pub(crate) fn plan_for(project_id: i64, query: &Value) -> Option<trends::TrendsPlan> {
+    let q = parse_query_as(query, InsightKind::Trends).unwrap_or_else(|e| raise_query_error(&e));
+    if q.kind != InsightKind::Trends {
+        return None;
+    }
+    let project = load_project(project_id);
+    Some(plan_insight(project_id, &project, query))
 }
 
 /// SQL: `insights.trend_json(project_id, query) → jsonb`: PostHog's `/insights/trend/` body.

@@ -74,6 +74,7 @@ use crate::compile::sql::{Param, SqlBuilder};
 use crate::engines::funnels::{Lookups, Project, url_encode};
 use crate::error::{QueryError, Result};
 use crate::model::{BreakdownProperty, CohortRef, Entity, EntityKind, InsightKind, InsightQuery};
+use crate::segments::{self, SegMath, SegScan};
 
 /// The breakdown value of events without one (docs/trends.md#breakdowns).
 pub const BREAKDOWN_NULL: &str = "$$_posthog_breakdown_null_$$";
@@ -100,6 +101,8 @@ pub struct TrendsRun {
     pub params: Vec<Param>,
     /// Cohort breakdowns: (breakdown value, cohort name).
     pub cohort: Option<(Value, String)>,
+    /// The same run over the columnar segments, when they can answer it (crate::segments).
+    pub seg: std::result::Result<SegScan, String>,
 }
 
 /// One row of a run's result.
@@ -617,7 +620,11 @@ fn build_run(
     index: usize,
     range: &DateRange,
     cohort: Option<CohortRef>,
-) -> Result<(String, Vec<Param>)> {
+) -> Result<(
+    String,
+    Vec<Param>,
+    std::result::Result<(SegScan, Vec<Param>), String>,
+)> {
     let e = &s.q.series[index];
     let attr = format!("events__{index}");
     let math = parse_math(e, &attr)?;
@@ -658,8 +665,14 @@ fn build_run(
         "{with}SELECT a.bucket, a.breakdown, coalesce(CASE WHEN abs(a.v) < 1e300 THEN a.v::float8 END, 0::float8) AS value \
          FROM ({inner}) a"
     );
+    let seg = if with.is_empty() {
+        run.seg_scan(&math, &mut b)
+    } else {
+        Err("a histogram breakdown".to_string())
+    };
     // The active-user maths read from their own window start: the range start may go unread.
-    Ok(b.finish(&sql))
+    let (sql, params) = b.clone().finish(&sql);
+    Ok((sql, params, seg.map(|s| (s, b.params))))
 }
 
 /// The filters of a series other than time: its entity (first-time maths: the actor's first
@@ -824,6 +837,66 @@ impl Run<'_, '_> {
         ];
         w.extend(self.filters.iter().cloned());
         w.join(" AND ")
+    }
+
+    /// The columnar plan of this run (crate::segments), when the segments can answer it:
+    /// a count or distinct persons, filters and breakdown over the event name and
+    /// materialised columns only, buckets the segment reader computes exactly as
+    /// [`dates::sql_bucket_expr`] (calendar buckets in any timezone; clock buckets in UTC).
+    fn seg_scan(&self, math: &Math, b: &mut SqlBuilder) -> std::result::Result<SegScan, String> {
+        let s = self.s;
+        let seg_math = match math {
+            _ if s.cumulative && !s.total_value && matches!(math, Math::Dau) => {
+                return Err("a cumulative distinct count".into());
+            }
+            Math::Total => SegMath::Count,
+            Math::Dau if self.actor == "e.person_id" => SegMath::DistinctPersons,
+            _ => return Err("a math other than total or persons (dau)".into()),
+        };
+        let interval = match s.interval {
+            _ if s.total_value => None,
+            Interval::Day | Interval::Week | Interval::Month => Some(s.interval),
+            Interval::Hour | Interval::Minute if is_utc(s.project.pt.tz.name()) => Some(s.interval),
+            _ => return Err("hour or minute buckets outside UTC".into()),
+        };
+        if self.src != "insights.events e" {
+            return Err("a breakdown that joins another table".into());
+        }
+        let filter = if self.filters.is_empty() {
+            "TRUE".to_string()
+        } else {
+            self.filters.join(" AND ")
+        };
+        let mat: Vec<String> = s.cx.materialized.iter().map(|(_, c)| c.clone()).collect();
+        let columns = segments::referenced_columns(&[&filter, &self.bd], &mat).ok_or_else(|| {
+            "a filter or breakdown on something other than the event name and materialised properties"
+                .to_string()
+        })?;
+        let w = format!("{} AND {{TAIL}}", self.w);
+        let (bk, bd, src) = (self.bucket_expr(b), &self.bd, &self.src);
+        let tail_sql = match seg_math {
+            SegMath::Count => {
+                let group_by = if s.total_value { "2" } else { "1, 2" };
+                format!(
+                    "SELECT {bk} AS bucket, {bd} AS breakdown, count(*)::float8 AS v FROM {src} \
+                     WHERE {w} GROUP BY {group_by}"
+                )
+            }
+            SegMath::DistinctPersons => format!(
+                "SELECT DISTINCT {bk} AS bucket, {bd} AS breakdown, e.person_id AS actor FROM {src} WHERE {w}"
+            ),
+        };
+        Ok(SegScan {
+            filter,
+            breakdown: self.bd.clone(),
+            columns,
+            math: seg_math,
+            from_us: self.range.from.timestamp_micros(),
+            to_us: self.range.to.timestamp_micros(),
+            interval,
+            tail_sql,
+            params: Vec::new(),
+        })
     }
 
     /// An event's bucket: the range start for total values.
@@ -1178,13 +1251,18 @@ pub fn plan(
                         (true, Some(c)) => c,
                         _ => &range,
                     };
-                    let (sql, params) = build_run(&shared, index, r, cohort.as_ref().map(|c| c.0))?;
+                    let (sql, params, seg) =
+                        build_run(&shared, index, r, cohort.as_ref().map(|c| c.0))?;
                     runs.push(TrendsRun {
                         series_index: index,
                         compare,
                         total_value: shared.total_value,
                         sql,
                         params,
+                        seg: seg.map(|(mut scan, p)| {
+                            scan.params = p;
+                            scan
+                        }),
                         cohort: cohort.as_ref().map(|(_, v, n)| (v.clone(), n.clone())),
                     });
                 }
