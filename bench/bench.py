@@ -370,10 +370,10 @@ def pg_load(pg, n, paths, reload):
         pg.q("VACUUM ANALYZE insights.event_segments")
         pg.q("VACUUM ANALYZE insights.event_segment_columns")
         pg.q("VACUUM ANALYZE insights.segment_dict")
-        info["segment_bytes"] = pg.one(f"SELECT sum(bytes) FROM insights.segments WHERE project_id = {pid}")
-        info["segment_heap_bytes"] = pg.one(f"SELECT sum(heap_bytes) FROM insights.segments WHERE project_id = {pid}")
+        info["segment_bytes"] = pg.one(f"SELECT sum(bytes)::int8 FROM insights.segments WHERE project_id = {pid}")
+        info["segment_heap_bytes"] = pg.one(f"SELECT sum(heap_bytes)::int8 FROM insights.segments WHERE project_id = {pid}")
         info["segment_table_bytes"] = pg.one(
-            "SELECT sum(pg_total_relation_size(c)) FROM unnest(ARRAY['insights.event_segments', "
+            "SELECT sum(pg_total_relation_size(c))::int8 FROM unnest(ARRAY['insights.event_segments', "
             "'insights.event_segment_columns', 'insights.segment_dict']::regclass[]) c")
         info["events_table_bytes"] = pg.one("SELECT pg_table_size('insights.events')")
     info["indexes"] = [d for _, d in idx]

@@ -83,7 +83,7 @@ pub fn encode_u32(values: &[u32]) -> Vec<u8> {
 }
 
 pub fn decode_u32(bytes: &[u8]) -> Option<Vec<u32>> {
-    (bytes.len() % 4 == 0).then(|| {
+    bytes.len().is_multiple_of(4).then(|| {
         bytes
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -97,7 +97,7 @@ pub fn encode_i64(values: &[i64]) -> Vec<u8> {
 }
 
 pub fn decode_i64(bytes: &[u8]) -> Option<Vec<i64>> {
-    (bytes.len() % 8 == 0).then(|| {
+    bytes.len().is_multiple_of(8).then(|| {
         bytes
             .chunks_exact(8)
             .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))

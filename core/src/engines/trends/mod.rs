@@ -613,6 +613,9 @@ struct Shared<'a> {
     cumulative: bool,
 }
 
+/// A run's heap statement, its parameters, and its columnar plan (or why there is none).
+type PlannedRun = (String, Vec<Param>, std::result::Result<SegScan, String>);
+
 /// One run's statement: the filters and the range ([`run_filters`]), the breakdown
 /// ([`breakdown_sql`]), then the math's aggregation ([`Run::math_sql`]).
 fn build_run(
@@ -620,11 +623,7 @@ fn build_run(
     index: usize,
     range: &DateRange,
     cohort: Option<CohortRef>,
-) -> Result<(
-    String,
-    Vec<Param>,
-    std::result::Result<(SegScan, Vec<Param>), String>,
-)> {
+) -> Result<PlannedRun> {
     let e = &s.q.series[index];
     let attr = format!("events__{index}");
     let math = parse_math(e, &attr)?;
@@ -671,8 +670,12 @@ fn build_run(
         Err("a histogram breakdown".to_string())
     };
     // The active-user maths read from their own window start: the range start may go unread.
-    let (sql, params) = b.clone().finish(&sql);
-    Ok((sql, params, seg.map(|s| (s, b.params))))
+    let seg = seg.map(|mut scan| {
+        scan.params = b.params.clone();
+        scan
+    });
+    let (sql, params) = b.finish(&sql);
+    Ok((sql, params, seg))
 }
 
 /// The filters of a series other than time: its entity (first-time maths: the actor's first
@@ -1259,10 +1262,7 @@ pub fn plan(
                         total_value: shared.total_value,
                         sql,
                         params,
-                        seg: seg.map(|(mut scan, p)| {
-                            scan.params = p;
-                            scan
-                        }),
+                        seg,
                         cohort: cohort.as_ref().map(|(_, v, n)| (v.clone(), n.clone())),
                     });
                 }
