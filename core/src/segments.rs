@@ -196,10 +196,10 @@ pub struct SegScan {
 }
 
 /// The statement giving, for every combination of the dictionary values of `columns` (NULL
-/// as id 0 for materialised columns), whether `filter` holds and the breakdown value:
-/// `(id_1, …, id_n, pass, breakdown)` rows. Run with the run's own parameters, as it reuses the
-/// run's filter and breakdown SQL.
-pub fn combo_sql(project_id: i64, columns: &[String], filter: &str, breakdown: &str) -> String {
+/// as id 0 for materialised columns), whether `filter` holds and the `values` (SQL over alias
+/// `e`, each cast by the caller): `(id_1, …, id_n, pass, value_1, …)` rows. Run with the run's
+/// own parameters, as it reuses the run's SQL.
+pub fn combo_sql(project_id: i64, columns: &[String], filter: &str, values: &[String]) -> String {
     let mut inner = Vec::new();
     let mut from = Vec::new();
     let mut ids = Vec::new();
@@ -230,11 +230,32 @@ pub fn combo_sql(project_id: i64, columns: &[String], filter: &str, breakdown: &
     };
     let mut select = ids;
     select.push(format!("({filter}) IS TRUE"));
-    select.push(format!("({breakdown})::text"));
+    select.extend(values.iter().cloned());
     format!(
         "SELECT {} FROM (SELECT {inner} FROM {from}) e",
         select.join(", ")
     )
+}
+
+/// A funnel run the segments can answer: every event of the range passing `filter`, with its
+/// step mask, exclusion mask and breakdown value, goes to the funnel engine as the aggregate
+/// `insights._funnel_agg` would receive it.
+#[derive(Debug, Clone)]
+pub struct FunnelScan {
+    /// The run's filters other than project and time, ANDed, over alias `e`.
+    pub filter: String,
+    /// `(steps)::int4`, `(exclusions)::int4`, `(breakdown)::text` over alias `e`.
+    pub values: Vec<String>,
+    /// The dictionary columns `filter` and `values` read.
+    pub columns: Vec<String>,
+    /// Inclusive range, Unix microseconds.
+    pub from_us: i64,
+    pub to_us: i64,
+    /// `(person_id, timestamp, steps, exclusions, breakdown)` rows of the events outside clean
+    /// segments: `{TAIL}` is replaced by the condition selecting them.
+    pub tail_sql: String,
+    /// The parameters of `filter`, `values` and `tail_sql`.
+    pub params: Vec<Param>,
 }
 
 /// Maps an event's timestamp to its bucket start, remembering the last bucket: a segment's

@@ -91,7 +91,7 @@ fn combination_statement_reads_the_dictionaries() {
         7,
         &["event".into(), "mat_$browser".into()],
         "(e.event = $1::text)",
-        "e.\"mat_$browser\"",
+        &["(e.\"mat_$browser\")::text".into()],
     );
     assert!(
         sql.contains("project_id = 7 AND column_name = 'event') pgi_c0"),
@@ -102,7 +102,7 @@ fn combination_statement_reads_the_dictionaries() {
         "{sql}"
     );
     assert!(sql.ends_with("FROM (SELECT pgi_c0.id AS pgi_id0, pgi_c0.value AS \"event\", pgi_c1.id AS pgi_id1, pgi_c1.value AS \"mat_$browser\" FROM (SELECT id, value FROM insights.segment_dict WHERE project_id = 7 AND column_name = 'event') pgi_c0 CROSS JOIN (SELECT id, value FROM insights.segment_dict WHERE project_id = 7 AND column_name = 'mat_$browser' UNION ALL SELECT 0, NULL::text) pgi_c1) e"), "{sql}");
-    let none = combo_sql(7, &[], "TRUE", "NULL::text");
+    let none = combo_sql(7, &[], "TRUE", &["(NULL::text)::text".into()]);
     assert_eq!(
         none,
         "SELECT (TRUE) IS TRUE, (NULL::text)::text FROM (SELECT 1 AS pgi_one FROM (SELECT 1) pgi_one) e"

@@ -287,19 +287,56 @@ fn _funnel_agg_deserial(
 fn _funnel_agg_final(mut state: Internal) -> Option<JsonB> {
     let s = unsafe { state.get_mut::<Option<FunnelState>>() }?.as_mut()?;
     s.sort();
+    let rows = std::mem::take(&mut s.rows);
+    Some(JsonB(summarize_rows(
+        &s.cfg,
+        rows,
+        &mut s.by_key,
+        &s.bd_names,
+    )))
+}
+
+/// The engine's final step over `(actor id, event)` rows sorted by actor (and by the groups or
+/// sessions of `by_key`): one event slice per actor, evaluated on up to [`final_threads`] threads.
+pub(crate) fn summarize_rows(
+    cfg: &EngineConfig,
+    rows: Vec<(i64, Ev)>,
+    by_key: &mut std::collections::HashMap<String, Vec<Ev>>,
+    bd_names: &[Option<String>],
+) -> Value {
+    // Breakdown ids in value order: ties between series rank by value
+    // (docs/funnels.md#breakdowns-and-attribution), not by the order rows arrived in.
+    let mut order: Vec<usize> = (1..bd_names.len()).collect();
+    order.sort_by(|&a, &b| bd_names[a].cmp(&bd_names[b]));
+    let mut remap = vec![0u32; bd_names.len()];
+    for (new, &old) in order.iter().enumerate() {
+        remap[old] = new as u32 + 1;
+    }
+    let bd_names: Vec<Option<String>> = std::iter::once(None)
+        .chain(order.iter().map(|&i| bd_names[i].clone()))
+        .collect();
+    let renumber = |e: &Ev| Ev {
+        bd: remap.get(e.bd as usize).copied().unwrap_or(0),
+        ..*e
+    };
+    for v in by_key.values_mut() {
+        for e in v.iter_mut() {
+            *e = renumber(e);
+        }
+    }
     // Split the sorted (actor, event) rows into one event slice per actor.
     let mut ids: Vec<i64> = Vec::new();
     let mut bounds: Vec<usize> = Vec::new();
-    let mut evs: Vec<Ev> = Vec::with_capacity(s.rows.len());
-    for (k, e) in &s.rows {
+    let mut evs: Vec<Ev> = Vec::with_capacity(rows.len());
+    for (k, e) in &rows {
         if ids.last() != Some(k) {
             ids.push(*k);
             bounds.push(evs.len());
         }
-        evs.push(*e);
+        evs.push(renumber(e));
     }
     bounds.push(evs.len());
-    s.rows = Vec::new();
+    drop(rows);
     let mut slices: Vec<&mut [Ev]> = Vec::with_capacity(ids.len());
     let mut rest: &mut [Ev] = &mut evs;
     for w in bounds.windows(2) {
@@ -307,15 +344,13 @@ fn _funnel_agg_final(mut state: Internal) -> Option<JsonB> {
         slices.push(head);
         rest = tail;
     }
-    let actors = ids.iter().zip(slices).map(|(k, v)| (json!(k), v)).chain(
-        s.by_key
-            .iter_mut()
-            .map(|(k, v)| (json!(k), v.as_mut_slice())),
-    );
+    let actors = ids
+        .iter()
+        .zip(slices)
+        .map(|(k, v)| (json!(k), v))
+        .chain(by_key.iter_mut().map(|(k, v)| (json!(k), v.as_mut_slice())));
     let threads = final_threads();
-    Some(JsonB(with_signals_blocked(|| {
-        funnels::summarize(&s.cfg, actors, &s.bd_names, threads)
-    })))
+    with_signals_blocked(|| funnels::summarize(cfg, actors, &bd_names, threads))
 }
 
 /// Threads the final step may use: the leader plus the parallel workers a query may have
@@ -375,6 +410,25 @@ COMMENT ON AGGREGATE insights._funnel_agg(text, int8, text, timestamptz, int4, i
 // The SQL entry points
 // ---------------------------------------------------------------------------------------------
 
+fn plan_query(
+    project_id: i64,
+    project: &Project,
+    query: &Value,
+    actors: Option<ActorsRequest>,
+) -> funnels::FunnelPlan {
+    let q = parse_insight(query, InsightKind::Funnels);
+    let earliest = earliest_event(project_id, &q);
+    with_lookups(project_id, |lookups| {
+        funnels::plan(&q, project, lookups, chrono::Utc::now(), earliest, actors)
+    })
+    .unwrap_or_else(|e| raise_query_error(&e))
+}
+
+/// The plan of a funnel query without running it (for `insights.explain`).
+pub(crate) fn plan_for(project_id: i64, query: &Value) -> funnels::FunnelPlan {
+    plan_query(project_id, &load_project(project_id), query, None)
+}
+
 /// Parse, plan and run a funnel: the plan and one engine output per run.
 pub(crate) fn run(
     project_id: i64,
@@ -382,17 +436,15 @@ pub(crate) fn run(
     actors: Option<ActorsRequest>,
 ) -> (funnels::FunnelPlan, Vec<Value>, Project) {
     let project = load_project(project_id);
-    let q = parse_insight(query, InsightKind::Funnels);
-    let earliest = earliest_event(project_id, &q);
-    let plan = with_lookups(project_id, |lookups| {
-        funnels::plan(&q, &project, lookups, chrono::Utc::now(), earliest, actors)
-    })
-    .unwrap_or_else(|e| raise_query_error(&e));
+    let plan = plan_query(project_id, &project, query, actors);
     // Each statement is one aggregate: one jsonb row.
     let outputs = plan
         .runs
         .iter()
         .map(|r| {
+            if let Some(out) = crate::segments::funnel_output(project_id, r, &plan.config) {
+                return out;
+            }
             select_rows(&r.sql, &r.params, "funnel", |row| {
                 Ok(row.get::<JsonB>(1)?.map(|j| j.0).unwrap_or(Value::Null))
             })

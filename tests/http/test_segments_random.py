@@ -1,6 +1,6 @@
 """The columnar segments (sql/segments.sql, docs/segments.md) never change an answer: random ingestion,
-late events, person merges, deletes, property updates and timezone changes, then every trends query
-answered with `pg_insights.use_segments` on must equal the heap's answer (off).
+late events, person merges, deletes, property updates and timezone changes, then every trends and
+funnels query answered with `pg_insights.use_segments` on must equal the heap's answer (off).
 
 Each case (a fixed seed) builds a fresh project (random timezone) with random persons and events over
 12 closed UTC days of 2022 (many near midnight), with `$browser` materialised (so filters and breakdowns
@@ -73,11 +73,34 @@ def random_query(rng):
     return q
 
 
+def random_funnel(rng):
+    steps = [{"id": rng.choice(EVENTS[:2]), "order": i} for i in range(rng.randrange(2, 4))]
+    q = {"insight": "FUNNELS", "events": steps,
+         "funnel_order_type": rng.choice(["ordered", "strict", "unordered"]),
+         "funnel_window_interval": rng.choice([1, 3, 14]), "funnel_window_interval_unit": rng.choice(["hour", "day"]),
+         "date_from": (START + timedelta(days=rng.randrange(0, 4))).date().isoformat(),
+         "date_to": (START + timedelta(days=rng.randrange(6, 13))).date().isoformat()}
+    if rng.random() < 0.5:
+        q["breakdown"], q["breakdown_type"] = "$browser", "event"
+        q["breakdown_attribution_type"] = rng.choice(["first_touch", "last_touch", "all_events", "step"])
+        if q["breakdown_attribution_type"] == "step":
+            q["breakdown_attribution_value"] = 0 if q["funnel_order_type"] == "unordered" else 1
+    if rng.random() < 0.3:
+        steps[1]["properties"] = [{"key": "$browser", "value": "Chrome", "type": "event"}]
+    if rng.random() < 0.2:
+        last = len(steps) - 1 if q["funnel_order_type"] == "unordered" else 1  # no partial ones there
+        q["exclusions"] = [{"id": "signup", "type": "events", "funnel_from_step": 0, "funnel_to_step": last}]
+    if rng.random() < 0.3:
+        q["funnel_viz_type"] = rng.choice(["trends", "time_to_convert"])
+    return q
+
+
 def answers(db, pid, q):
+    fn = "funnel_json" if q.get("insight") == "FUNNELS" else "trend_json"
     out = []
     for on in ("on", "off"):
         sql(db, f"SET pg_insights.use_segments = {on}")
-        out.append(sql(db, "SELECT insights.trend_json(%s, %s::jsonb) -> 'result'", pid, json.dumps(q))[0][0])
+        out.append(sql(db, f"SELECT insights.{fn}(%s, %s::jsonb) -> 'result'", pid, json.dumps(q))[0][0])
     sql(db, "RESET pg_insights.use_segments")
     paths = [r[0] for r in sql(db, "SELECT path FROM insights.explain(%s, %s::jsonb)", pid, json.dumps(q))]
     return out[0], out[1], "segments" in paths
@@ -119,8 +142,8 @@ def test_segments_answer_as_the_heap(db, make_project, materialized, seed):
     via_segments = total = 0
     steps = ["start"]
     for step in range(6):
-        for _ in range(8):
-            q = random_query(rng)
+        for k in range(10):
+            q = random_query(rng) if k % 2 == 0 else random_funnel(rng)
             on, off, seg = answers(db, pid, q)
             assert on == off, f"seed {seed}, after {steps}: {json.dumps(q)}"
             via_segments += seg

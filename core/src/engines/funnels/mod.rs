@@ -27,6 +27,7 @@ use crate::compile::properties::{self, FilterContext};
 use crate::engines::funnels::engine::{Attribution, Ev, Order, Spec, Tally};
 use crate::error::{QueryError, Result};
 use crate::model::{BreakdownProperty, CohortRef, Entity, EntityKind, FunnelOrder, InsightQuery};
+use crate::segments::{self, FunnelScan};
 // The project context lives in compile::context; re-exported for the engines' callers.
 pub use crate::compile::context::{Lookups, PG_EPOCH_OFFSET_US, Project, url_encode};
 use crate::compile::sql::{Param, SqlBuilder};
@@ -101,6 +102,8 @@ pub struct FunnelRun {
     pub params: Vec<Param>,
     /// Cohort breakdowns: (breakdown value, cohort name).
     pub cohort: Option<(Value, String)>,
+    /// The same run over the columnar segments, or why not (crate::segments).
+    pub seg: std::result::Result<FunnelScan, String>,
 }
 
 /// Display data of one step.
@@ -233,10 +236,18 @@ pub fn plan(
                  FROM insights.events e WHERE {}{actor_filter}",
                 w.join(" AND ")
             );
+            let seg = match cohort {
+                Some(_) => Err("a cohort breakdown".to_string()),
+                None if actor_id != "e.person_id" => {
+                    Err("aggregation by groups or sessions".into())
+                }
+                None => funnel_scan(&where_, [steps_mask, excl_mask, &bd_expr], &range, cx, &rb),
+            };
             runs.push(FunnelRun {
                 sql,
                 params: rb.params,
                 cohort: cohort.map(|_| (value, name)),
+                seg,
             });
         }
         Ok(FunnelPlan {
@@ -247,6 +258,48 @@ pub fn plan(
             boxed_breakdown,
             legacy_filter: q.to_legacy_filter(),
         })
+    })
+}
+
+/// The columnar plan of a funnel run (crate::segments): its filters, masks and breakdown read
+/// only the event name and materialised properties. `where_` starts with the project and range
+/// conditions of [`context::events_in_range`].
+fn funnel_scan(
+    where_: &[String],
+    [steps, excl, bd]: [&str; 3],
+    range: &DateRange,
+    cx: &FilterContext,
+    b: &SqlBuilder,
+) -> std::result::Result<FunnelScan, String> {
+    let filter = match &where_[3..] {
+        [] => "TRUE".to_string(),
+        rest => rest.join(" AND "),
+    };
+    let values = vec![
+        format!("({steps})::int4"),
+        format!("({excl})::int4"),
+        format!("({bd})::text"),
+    ];
+    let mat: Vec<String> = cx.materialized.iter().map(|(_, c)| c.clone()).collect();
+    let mut sqls: Vec<&str> = vec![&filter];
+    sqls.extend(values.iter().map(String::as_str));
+    let columns = segments::referenced_columns(&sqls, &mat).ok_or_else(|| {
+        "a step, filter or breakdown on something other than the event name and materialised properties"
+            .to_string()
+    })?;
+    let tail_sql = format!(
+        "SELECT e.person_id, e.\"timestamp\", {} FROM insights.events e WHERE {} AND {{TAIL}}",
+        values.join(", "),
+        where_.join(" AND ")
+    );
+    Ok(FunnelScan {
+        filter,
+        values,
+        columns,
+        from_us: range.from.timestamp_micros(),
+        to_us: range.to.timestamp_micros(),
+        tail_sql,
+        params: b.params.clone(),
     })
 }
 

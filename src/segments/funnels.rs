@@ -1,0 +1,165 @@
+//! Funnels from segments: every event of the range that the run's SQL would hand to
+//! `insights._funnel_agg` (same filter, step mask, exclusion mask and breakdown, evaluated by
+//! Postgres once per combination of dictionary values), read from the clean segments and the
+//! heap for the rest of the range, then the engine's own final step
+//! (`crate::engines::funnels::summarize_rows`). Only the way the events arrive differs.
+
+use std::collections::HashMap;
+
+use pg_insights_core::engines::funnels::engine::Ev;
+use pg_insights_core::engines::funnels::{EngineConfig, FunnelRun, PG_EPOCH_OFFSET_US};
+use pg_insights_core::segments::FunnelScan;
+use pgrx::prelude::*;
+use serde_json::Value;
+
+use super::{Combos, Prepared, covered_days, enabled, fetch_segment, load_combos, tail_statement};
+use crate::context::select_rows;
+
+/// What an event passing the filter carries: (step mask, exclusion mask, breakdown).
+type Marks = (i32, i32, Option<String>);
+
+/// The clean segments a funnel run would read and its combination table, or why the heap.
+fn prepare(project_id: i64, run: &FunnelRun) -> Result<Prepared<'_, FunnelScan, Marks>, String> {
+    enabled()?;
+    let scan = run.seg.as_ref().map_err(|why| why.clone())?;
+    let covered = covered_days(project_id, scan.from_us, scan.to_us, &scan.columns);
+    if covered.is_empty() {
+        return Err("no clean segment in the range".into());
+    }
+    let combos = load_combos(
+        project_id,
+        &scan.columns,
+        &scan.filter,
+        &scan.values,
+        &scan.params,
+        |r, at| {
+            Ok((
+                r.get::<i32>(at)?.unwrap_or(0),
+                r.get::<i32>(at + 1)?.unwrap_or(0),
+                r.get::<String>(at + 2)?,
+            ))
+        },
+    )?;
+    Ok((scan, covered, combos))
+}
+
+/// Which path a funnel run takes, without running it: `Ok(segment days)` or why the heap.
+pub fn explain_run(project_id: i64, run: &FunnelRun) -> Result<usize, String> {
+    prepare(project_id, run).map(|(_, covered, _)| covered.len())
+}
+
+/// Breakdown ids as the aggregate assigns them: 0 is no value, texts get 1, 2, … in order.
+struct Breakdowns {
+    on: bool,
+    names: Vec<Option<String>>,
+    ids: HashMap<String, u32>,
+}
+
+impl Breakdowns {
+    fn id(&mut self, bd: Option<&str>) -> u32 {
+        match bd {
+            Some(b) if self.on => match self.ids.get(b) {
+                Some(&id) => id,
+                None => {
+                    let id = self.names.len() as u32;
+                    self.names.push(Some(b.to_string()));
+                    self.ids.insert(b.to_string(), id);
+                    id
+                }
+            },
+            _ => 0,
+        }
+    }
+}
+
+/// The engine output of a funnel run answered from segments, or `None`: run its heap statement.
+pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Option<Value> {
+    let (scan, covered, combos) = prepare(project_id, run).ok()?;
+    let mut bds = Breakdowns {
+        on: cfg.has_breakdown,
+        names: vec![None],
+        ids: HashMap::new(),
+    };
+    // Each combination entry as the event it stamps (the timestamp filled in per event).
+    let marks: Vec<Ev> = combos
+        .entries
+        .iter()
+        .map(|(steps, excl, bd)| Ev {
+            ts: 0,
+            steps: *steps as u32,
+            excl: *excl as u32,
+            bd: bds.id(bd.as_deref()),
+        })
+        .collect();
+    let mut rows: Vec<(i64, Ev)> = Vec::new();
+    for &day in &covered {
+        let f = fetch_segment(project_id, day, &scan.columns, true, true)?;
+        scan_segment(&f, scan, &combos, &marks, &mut rows).ok()?;
+    }
+    if let Some((sql, params)) = tail_statement(
+        &scan.tail_sql,
+        &scan.params,
+        scan.from_us,
+        scan.to_us,
+        &covered,
+    ) {
+        let tail = select_rows(&sql, &params, "segment tail", |r| {
+            Ok((
+                r.get::<i64>(1)?,
+                r.get::<TimestampWithTimeZone>(2)?,
+                r.get::<i32>(3)?.unwrap_or(0),
+                r.get::<i32>(4)?.unwrap_or(0),
+                r.get::<String>(5)?,
+            ))
+        });
+        for (actor, ts, steps, excl, bd) in tail {
+            if let (Some(actor), Some(ts)) = (actor, ts) {
+                let bd = bds.id(bd.as_deref());
+                rows.push((
+                    actor,
+                    Ev {
+                        ts: pg_sys::TimestampTz::from(ts),
+                        steps: steps as u32,
+                        excl: excl as u32,
+                        bd,
+                    },
+                ));
+            }
+        }
+    }
+    rows.sort_unstable_by_key(|(a, e)| (*a, e.ts));
+    Some(crate::engines::funnels::summarize_rows(
+        cfg,
+        rows,
+        &mut HashMap::new(),
+        &bds.names,
+    ))
+}
+
+/// Appends one segment's events passing the filter and inside the range.
+fn scan_segment(
+    f: &super::Fetched,
+    scan: &FunnelScan,
+    combos: &Combos<Marks>,
+    marks: &[Ev],
+    rows: &mut Vec<(i64, Ev)>,
+) -> Result<(), String> {
+    let ts = f.timestamps()?;
+    let cols = f.columns()?;
+    let (persons, person_ix) = f.persons()?;
+    rows.reserve(f.events);
+    for i in 0..f.events {
+        let at = combos.lookup(&cols, i)?;
+        if at < 0 {
+            continue;
+        }
+        let t = ts[i];
+        if t < scan.from_us || t > scan.to_us {
+            continue;
+        }
+        let mut ev = marks[at as usize];
+        ev.ts = t - PG_EPOCH_OFFSET_US;
+        rows.push((persons[person_ix[i] as usize], ev));
+    }
+    Ok(())
+}
