@@ -585,24 +585,28 @@ def variants(pid, mat=None, mat_url=None):
             ("PG plain SQL (funnel_v2)", "pg", pg["funnel"], fz),
             ("pg_insights window_funnel()", "pgi:window_funnel", Q.pgi_window_funnel(pid), fz),
             ("pg_insights funnel()", "pgi:funnel", Q.pgi_funnel(pid, False), "posthog"),
+            ("pg_insights funnel(), heap (use_segments off)", "pgi:funnel", Q.heap(Q.pgi_funnel(pid, False)), "posthog"),
             ("DuckDB SQL (funnel_v2)", "duckdb", dk["funnel"], fz),
             ("chdb windowFunnel", "chdb", ch["funnel"], fz),
         ],
         "funnel_breakdown": [
             ("PG plain SQL (funnel_v2)", "pg", pg["funnel_breakdown"], fz),
             ("pg_insights funnel()", "pgi:funnel", Q.pgi_funnel(pid, True), "posthog_bd"),
+            ("pg_insights funnel(), heap (use_segments off)", "pgi:funnel", Q.heap(Q.pgi_funnel(pid, True)), "posthog_bd"),
             ("DuckDB SQL (funnel_v2)", "duckdb", dk["funnel_breakdown"], fz),
             ("chdb windowFunnel + argMinIf", "chdb", ch["funnel_breakdown"], fz),
         ],
         "funnel_strict": [
             ("PG plain SQL (runs + lead)", "pg", pg["funnel_strict"], fz),
             ("pg_insights funnel() strict", "pgi:funnel", Q.pgi_funnel(pid, False, "strict"), "posthog"),
+            ("pg_insights funnel() strict, heap (use_segments off)", "pgi:funnel", Q.heap(Q.pgi_funnel(pid, False, "strict")), "posthog"),
             ("DuckDB SQL (runs + lead)", "duckdb", dk["funnel_strict"], fz),
             ("chdb runs + leadInFrame", "chdb", ch["funnel_strict"], fz),
         ],
         "funnel_unordered": [
             ("PG plain SQL (next step per row)", "pg", pg["funnel_unordered"], fz),
             ("pg_insights funnel() unordered", "pgi:funnel", Q.pgi_funnel(pid, False, "unordered"), "posthog"),
+            ("pg_insights funnel() unordered, heap (use_segments off)", "pgi:funnel", Q.heap(Q.pgi_funnel(pid, False, "unordered")), "posthog"),
             ("DuckDB SQL (next step per row)", "duckdb", dk["funnel_unordered"], fz),
             ("chdb minIf OVER", "chdb", ch["funnel_unordered"], fz),
         ],
@@ -872,6 +876,9 @@ def bench_queries(runner, pid, names, runs, keep_going, result):
                                                  load_pg.get("materialized_url"))[qname]:
             v = entry["variants"][label] = {"engine": engine, "sql": sql}
             ok, why = runner.available(engine)
+            skip = [x for x in os.environ.get("PGI_BENCH_SKIP", "").split(",") if x]
+            if ok and any(x in label for x in skip):  # e.g. a peer measured in an earlier run
+                ok, why = False, "skipped (PGI_BENCH_SKIP)"
             if not ok:
                 v["status"] = why
                 log(f"  {label}: {why}")

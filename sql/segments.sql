@@ -42,6 +42,9 @@ CREATE TABLE insights.event_segment_columns (
     FOREIGN KEY (project_id, day) REFERENCES insights.event_segments ON DELETE CASCADE
 );
 
+-- The builder's queue: dirty rows (writers mark them; seal_segments reads them first).
+CREATE INDEX event_segments_dirty ON insights.event_segments (project_id, day) WHERE dirty;
+
 -- Per project and column, every value ever sealed gets a small id (1, 2, …).
 CREATE TABLE insights.segment_dict (
     project_id   bigint NOT NULL REFERENCES insights.projects ON DELETE CASCADE,
@@ -173,15 +176,15 @@ RETURNS integer
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_horizon date := insights._segments_horizon();
+    v_columns text[] := insights._segment_columns();
     v_done    integer := 0;
     r         record;
     v_next    timestamptz;
     v_day     date;
 BEGIN
     FOR r IN SELECT s.project_id, s.day FROM insights.event_segments s
-              WHERE s.dirty AND s.day <= v_horizon AND (p_project_id IS NULL OR s.project_id = p_project_id)
-                 OR NOT s.dirty AND NOT s.columns @> insights._segment_columns()
-                    AND (p_project_id IS NULL OR s.project_id = p_project_id)
+              WHERE (p_project_id IS NULL OR s.project_id = p_project_id)
+                AND (s.dirty AND s.day <= v_horizon OR NOT s.dirty AND NOT s.columns @> v_columns)
               ORDER BY 1, 2 LIMIT p_limit
     LOOP
         BEGIN

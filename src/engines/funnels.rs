@@ -296,11 +296,42 @@ fn _funnel_agg_final(mut state: Internal) -> Option<JsonB> {
     )))
 }
 
-/// The engine's final step over `(actor id, event)` rows sorted by actor (and by the groups or
-/// sessions of `by_key`): one event slice per actor, evaluated on up to [`final_threads`] threads.
+/// Actors' events grouped: actor `ids[i]` owns `evs[bounds[i]..bounds[i + 1]]`.
+pub(crate) struct Grouped {
+    pub ids: Vec<i64>,
+    pub bounds: Vec<usize>,
+    pub evs: Vec<Ev>,
+}
+
+/// The engine's final step over `(actor id, event)` rows sorted by actor (and the groups or
+/// sessions of `by_key`).
 pub(crate) fn summarize_rows(
     cfg: &EngineConfig,
     rows: Vec<(i64, Ev)>,
+    by_key: &mut std::collections::HashMap<String, Vec<Ev>>,
+    bd_names: &[Option<String>],
+) -> Value {
+    let mut g = Grouped {
+        ids: Vec::new(),
+        bounds: Vec::new(),
+        evs: Vec::with_capacity(rows.len()),
+    };
+    for (k, e) in &rows {
+        if g.ids.last() != Some(k) {
+            g.ids.push(*k);
+            g.bounds.push(g.evs.len());
+        }
+        g.evs.push(*e);
+    }
+    g.bounds.push(g.evs.len());
+    drop(rows);
+    summarize_grouped(cfg, g, by_key, bd_names)
+}
+
+/// The engine's final step: every actor evaluated on up to [`final_threads`] threads.
+pub(crate) fn summarize_grouped(
+    cfg: &EngineConfig,
+    mut g: Grouped,
     by_key: &mut std::collections::HashMap<String, Vec<Ev>>,
     bd_names: &[Option<String>],
 ) -> Value {
@@ -315,36 +346,20 @@ pub(crate) fn summarize_rows(
     let bd_names: Vec<Option<String>> = std::iter::once(None)
         .chain(order.iter().map(|&i| bd_names[i].clone()))
         .collect();
-    let renumber = |e: &Ev| Ev {
-        bd: remap.get(e.bd as usize).copied().unwrap_or(0),
-        ..*e
-    };
-    for v in by_key.values_mut() {
-        for e in v.iter_mut() {
-            *e = renumber(e);
+    if order.iter().enumerate().any(|(new, &old)| new + 1 != old) {
+        for e in g.evs.iter_mut().chain(by_key.values_mut().flatten()) {
+            e.bd = remap.get(e.bd as usize).copied().unwrap_or(0);
         }
     }
-    // Split the sorted (actor, event) rows into one event slice per actor.
-    let mut ids: Vec<i64> = Vec::new();
-    let mut bounds: Vec<usize> = Vec::new();
-    let mut evs: Vec<Ev> = Vec::with_capacity(rows.len());
-    for (k, e) in &rows {
-        if ids.last() != Some(k) {
-            ids.push(*k);
-            bounds.push(evs.len());
-        }
-        evs.push(renumber(e));
-    }
-    bounds.push(evs.len());
-    drop(rows);
-    let mut slices: Vec<&mut [Ev]> = Vec::with_capacity(ids.len());
-    let mut rest: &mut [Ev] = &mut evs;
-    for w in bounds.windows(2) {
+    let mut slices: Vec<&mut [Ev]> = Vec::with_capacity(g.ids.len());
+    let mut rest: &mut [Ev] = &mut g.evs;
+    for w in g.bounds.windows(2) {
         let (head, tail) = rest.split_at_mut(w[1] - w[0]);
         slices.push(head);
         rest = tail;
     }
-    let actors = ids
+    let actors = g
+        .ids
         .iter()
         .zip(slices)
         .map(|(k, v)| (json!(k), v))

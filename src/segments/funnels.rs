@@ -12,6 +12,8 @@ use pg_insights_core::segments::FunnelScan;
 use pgrx::prelude::*;
 use serde_json::Value;
 
+use crate::engines::funnels::Grouped;
+
 use super::{Combos, Prepared, covered_days, enabled, fetch_segment, load_combos, tail_statement};
 use crate::context::select_rows;
 
@@ -127,10 +129,9 @@ pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Op
             }
         }
     }
-    rows.sort_unstable_by_key(|(a, e)| (*a, e.ts));
-    Some(crate::engines::funnels::summarize_rows(
+    Some(crate::engines::funnels::summarize_grouped(
         cfg,
-        rows,
+        group_by_actor(rows),
         &mut HashMap::new(),
         &bds.names,
     ))
@@ -162,4 +163,61 @@ fn scan_segment(
         rows.push((persons[person_ix[i] as usize], ev));
     }
     Ok(())
+}
+
+/// The rows grouped by actor (the final step evaluates each actor's events as one slice and
+/// sorts them itself). Person ids of a project are mostly dense: a counting sort straight into
+/// the grouped events, two linear passes, where their range allows; else a comparison sort.
+fn group_by_actor(mut rows: Vec<(i64, Ev)>) -> Grouped {
+    let (Some(min), Some(max)) = (
+        rows.iter().map(|r| r.0).min(),
+        rows.iter().map(|r| r.0).max(),
+    ) else {
+        return Grouped {
+            ids: Vec::new(),
+            bounds: vec![0],
+            evs: Vec::new(),
+        };
+    };
+    let span = max.abs_diff(min) as usize;
+    if span > rows.len().saturating_mul(4).max(1 << 16) {
+        rows.sort_unstable_by_key(|(a, e)| (*a, e.ts));
+        let mut g = Grouped {
+            ids: Vec::new(),
+            bounds: Vec::new(),
+            evs: Vec::with_capacity(rows.len()),
+        };
+        for (k, e) in rows {
+            if g.ids.last() != Some(&k) {
+                g.ids.push(k);
+                g.bounds.push(g.evs.len());
+            }
+            g.evs.push(e);
+        }
+        g.bounds.push(g.evs.len());
+        return g;
+    }
+    let mut start = vec![0usize; span + 2];
+    for r in &rows {
+        start[(r.0 - min) as usize + 1] += 1;
+    }
+    for i in 1..start.len() {
+        start[i] += start[i - 1];
+    }
+    let mut ids = Vec::new();
+    let mut bounds = Vec::new();
+    for a in 0..=span {
+        if start[a + 1] > start[a] {
+            ids.push(min + a as i64);
+            bounds.push(start[a]);
+        }
+    }
+    bounds.push(rows.len());
+    let mut evs = vec![Ev::default(); rows.len()];
+    for (a, e) in rows {
+        let slot = &mut start[(a - min) as usize];
+        evs[*slot] = e;
+        *slot += 1;
+    }
+    Grouped { ids, bounds, evs }
 }
