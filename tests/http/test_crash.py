@@ -1,5 +1,6 @@
 """Crash and restart of the real stack (issue 17 item 5): kill -9 of Postgres during concurrent
-`/batch/` streams, during an async query and during a rollup rebuild, and a kill and restart of
+`/batch/` streams, during an async query, during a rollup rebuild and during a segment build, and a
+kill and restart of
 PostgREST under a load of insight queries. Every part is restarted the way scripts/stack starts it
 (stackctl.py). Failures of the stack during a crash are expected; what is asserted is what a
 client can rely on afterwards: acknowledged data is there whole, nothing is half-written or
@@ -297,6 +298,84 @@ def test_kill_postgres_during_a_rollup_rebuild(crashable):
         (n,) = sql(conn, "SELECT insights.rebuild_person_days(%s)", pid_)[0]
         assert sql(conn, STORED, pid_) == sql(conn, RECOMPUTE, pid_) == exact
         assert n == len(exact)
+
+
+def test_kill_postgres_during_a_segment_build(crashable):
+    """Columnar segments (docs/segments.md): two sealed days are made dirty by committed updates;
+    a build (insights.seal_segments) rewrites the first and then waits on the second, whose row
+    an uncommitted writer holds; Postgres is killed then. After the restart nothing of the build
+    is left (both days dirty, or rebuilt by the worker after the restart), the answers with
+    segments on equal the heap's, and a build makes them clean with the updated values."""
+    stack = crashable
+    project = new_project(f"crash-segments-{uuid.uuid4().hex[:8]}")
+    pid_ = project["id"]
+    trend = json.dumps({"events": [{"id": "$pageview", "math": "dau"}, {"id": "signup"}],
+                        "date_from": "2024-01-01", "date_to": "2024-01-10", "interval": "day"})
+    funnel = json.dumps({"insight": "FUNNELS", "events": [{"id": "$pageview", "order": 0}, {"id": "signup", "order": 1}],
+                         "date_from": "2024-01-01", "date_to": "2024-01-10"})
+
+    def answers(conn, on):
+        sql(conn, f"SET pg_insights.use_segments = {on}")
+        return (sql(conn, "SELECT insights.trend_json(%s, %s::jsonb) -> 'result'", pid_, trend)[0][0],
+                sql(conn, "SELECT insights.funnel_json(%s, %s::jsonb) -> 'result'", pid_, funnel)[0][0])
+
+    def states(conn):
+        return dict(sql(conn, "SELECT day::text, state FROM insights.segments WHERE project_id = %s", pid_))
+
+    rename = "UPDATE insights.events SET event = 'signup' WHERE project_id = %s AND uuid = " \
+             "(SELECT uuid FROM insights.events WHERE project_id = %s AND event = '$pageview' " \
+             "AND \"timestamp\" >= %s AND \"timestamp\" < %s::date + 1 ORDER BY uuid LIMIT 1)"
+    with connect() as conn:
+        sql(conn, "SELECT insights.capture_batch(%s, %s::jsonb)", pid_, json.dumps(funnel_events(600, 40, 23)))
+        sql(conn, "SELECT insights.seal_segments(%s)", pid_)
+        assert set(states(conn).values()) == {"clean"}
+        for day in ("2024-01-03", "2024-01-05"):
+            sql(conn, rename, pid_, pid_, day, day)
+        before = states(conn)
+        assert before["2024-01-03"] == before["2024-01-05"] == "dirty"
+        heap = answers(conn, "off")
+
+    blocker = psycopg.connect(autocommit=False)
+    builder = connect()
+    watcher = connect()
+    outcome = []
+
+    def build():
+        try:
+            outcome.append(sql(builder, "SELECT insights.seal_segments(%s)", pid_))
+        except psycopg.OperationalError as e:
+            outcome.append(e)
+
+    th = threading.Thread(target=build)
+    try:
+        sql(blocker, rename, pid_, pid_, "2024-01-05", "2024-01-05")  # holds the day's row, uncommitted
+        th.start()
+        wait_until(lambda: sql(watcher, "SELECT wait_event FROM pg_stat_activity WHERE pid = %s",
+                               builder.info.backend_pid) == [("transactionid",)],
+                   60, "the build never waited on the held day")
+        (killed_at,) = sql(watcher, "SELECT clock_timestamp()")[0]
+        crash_postgres(stack)
+    finally:
+        blocker.close()
+        watcher.close()
+        if th.is_alive():
+            th.join(timeout=60)
+        builder.close()
+    assert len(outcome) == 1 and isinstance(outcome[0], psycopg.OperationalError), outcome
+
+    with connect() as conn:
+        # The killed build left nothing behind: both days are still dirty, unless the query worker
+        # (it serves this database) has rebuilt them since the restart.
+        for day, state, built in sql(conn, "SELECT day::text, state, built_at FROM insights.segments "
+                                           "WHERE project_id = %s AND day IN ('2024-01-03', '2024-01-05')", pid_):
+            assert state == "dirty" or (state == "clean" and built > killed_at), (day, state, built)
+        assert answers(conn, "on") == heap                 # dirty days are read from the heap
+        sql(conn, "SELECT insights.seal_segments(%s)", pid_)
+        assert set(states(conn).values()) == {"clean"}
+        assert answers(conn, "on") == answers(conn, "off") == heap
+        sql(conn, "RESET pg_insights.use_segments")
+        paths = [r[0] for r in sql(conn, "SELECT path FROM insights.explain(%s, %s::jsonb)", pid_, trend)]
+        assert paths == ["segments", "segments"]
 
 
 # 3. PostgREST restart during a load of insight queries ----------------------------------------
