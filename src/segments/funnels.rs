@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::engines::funnels::Grouped;
 
-use super::{Combos, Prepared, covered_days, enabled, fetch_segment, load_combos, tail_statement};
+use super::{Combos, Prepared, covered_days, enabled, load_combos, tail_statement, with_segment};
 use crate::context::select_rows;
 
 /// What an event passing the filter carries: (step mask, exclusion mask, breakdown).
@@ -95,8 +95,10 @@ pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Op
         .collect();
     let mut rows: Vec<(i64, Ev)> = Vec::new();
     for &day in &covered {
-        let f = fetch_segment(project_id, day, &scan.columns, true, true)?;
-        scan_segment(&f, scan, &combos, &marks, &mut rows).ok()?;
+        with_segment(project_id, day, &scan.columns, (true, true), |f| {
+            scan_segment(f, scan, &combos, &marks, &mut rows)
+        })?
+        .ok()?;
     }
     if let Some((sql, params)) = tail_statement(
         &scan.tail_sql,

@@ -302,21 +302,22 @@ fn load_combos<E: PartialEq>(
     })
 }
 
-/// One segment's columns, as fetched.
-struct Fetched {
+/// One segment's columns, as fetched: borrowed from the detoasted values (valid while the
+/// statement's result is), so no column is copied before it is decoded.
+struct Fetched<'a> {
     events: usize,
-    ts: Option<Vec<u8>>,
-    persons: Option<Vec<u8>>,
-    person_ix: Option<Vec<u8>>,
-    ids: Vec<Option<Vec<u8>>>,
+    ts: Option<&'a [u8]>,
+    persons: Option<&'a [u8]>,
+    person_ix: Option<&'a [u8]>,
+    ids: Vec<Option<&'a [u8]>>,
 }
 
-impl Fetched {
+impl Fetched<'_> {
     /// The dictionary columns, decoded.
     fn columns(&self) -> Result<Vec<Vec<u32>>, String> {
         let mut cols = Vec::with_capacity(self.ids.len());
         for ids in &self.ids {
-            let v = seg::decode_u32(ids.as_ref().ok_or_else(changed)?).ok_or_else(changed)?;
+            let v = seg::decode_u32(ids.ok_or_else(changed)?).ok_or_else(changed)?;
             if v.len() != self.events {
                 return Err(changed());
             }
@@ -326,14 +327,13 @@ impl Fetched {
     }
 
     fn timestamps(&self) -> Result<Vec<i64>, String> {
-        seg::decode_deltas(self.ts.as_ref().ok_or_else(changed)?, self.events).ok_or_else(changed)
+        seg::decode_deltas(self.ts.ok_or_else(changed)?, self.events).ok_or_else(changed)
     }
 
     /// The day's distinct persons and each event's index into them.
     fn persons(&self) -> Result<(Vec<i64>, Vec<u32>), String> {
-        let p = seg::decode_i64(self.persons.as_ref().ok_or_else(changed)?).ok_or_else(changed)?;
-        let ix =
-            seg::decode_u32(self.person_ix.as_ref().ok_or_else(changed)?).ok_or_else(changed)?;
+        let p = seg::decode_i64(self.persons.ok_or_else(changed)?).ok_or_else(changed)?;
+        let ix = seg::decode_u32(self.person_ix.ok_or_else(changed)?).ok_or_else(changed)?;
         if ix.len() != self.events || ix.iter().any(|&i| i as usize >= p.len()) {
             return Err(changed());
         }
@@ -341,14 +341,15 @@ impl Fetched {
     }
 }
 
-/// One clean segment with the given dictionary columns (`None` if it is no longer clean).
-fn fetch_segment(
+/// `scan` over one clean segment with the given dictionary columns (`None` if it is no longer
+/// clean).
+fn with_segment<R>(
     project_id: i64,
     day: i64,
     columns: &[String],
-    need_ts: bool,
-    need_persons: bool,
-) -> Option<Fetched> {
+    (need_ts, need_persons): (bool, bool),
+    mut scan: impl FnMut(&Fetched) -> R,
+) -> Option<R> {
     let mut joins = String::new();
     let mut sel = Vec::new();
     let mut params = vec![Param::Int(project_id), Param::Timestamp(day * DAY_US)];
@@ -380,15 +381,15 @@ fn fetch_segment(
     select_rows(&sql, &params, "segment read", |r| {
         let mut ids = Vec::with_capacity(k);
         for i in 0..k {
-            ids.push(r.get::<Vec<u8>>(5 + i)?);
+            ids.push(r.get::<&[u8]>(5 + i)?);
         }
-        Ok(Fetched {
+        Ok(scan(&Fetched {
             events: r.get::<i32>(1)?.unwrap_or(0).max(0) as usize,
-            ts: r.get::<Vec<u8>>(2)?,
-            persons: r.get::<Vec<u8>>(3)?,
-            person_ix: r.get::<Vec<u8>>(4)?,
+            ts: r.get::<&[u8]>(2)?,
+            persons: r.get::<&[u8]>(3)?,
+            person_ix: r.get::<&[u8]>(4)?,
             ids,
-        })
+        }))
     })
     .into_iter()
     .next()

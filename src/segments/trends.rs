@@ -10,8 +10,8 @@ use pg_insights_core::segments::{Bucketer, SegMath, SegScan};
 use pgrx::prelude::*;
 
 use super::{
-    Combos, DAY_US, Fetched, Prepared, covered_days, enabled, fetch_segment, load_combos,
-    tail_statement, ts_us,
+    Combos, DAY_US, Fetched, Prepared, covered_days, enabled, load_combos, tail_statement, ts_us,
+    with_segment,
 };
 use crate::context::select_rows;
 
@@ -279,10 +279,10 @@ pub fn trend_rows(project_id: i64, pt: &ProjectTime, run: &TrendsRun) -> Path {
     for &day in &covered {
         let need_ts = !(day_inside(day, scan) && day_in_one_bucket(day, &mut bucketer));
         let distinct = scan.math == SegMath::DistinctPersons;
-        let Some(f) = fetch_segment(project_id, day, &scan.columns, need_ts, distinct) else {
-            return Path::Heap; // a segment changed during the query
-        };
-        if scan_segment(&f, day, scan, &combos, &mut bucketer, &mut acc).is_err() {
+        let scanned = with_segment(project_id, day, &scan.columns, (need_ts, distinct), |f| {
+            scan_segment(f, day, scan, &combos, &mut bucketer, &mut acc)
+        });
+        if !matches!(scanned, Some(Ok(()))) {
             return Path::Heap; // a segment changed during the query
         }
     }
