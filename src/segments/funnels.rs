@@ -24,10 +24,7 @@ type Marks = (i32, i32, Option<String>);
 fn prepare(project_id: i64, run: &FunnelRun) -> Result<Prepared<'_, FunnelScan, Marks>, String> {
     enabled()?;
     let scan = run.seg.as_ref().map_err(|why| why.clone())?;
-    let covered = covered_days(project_id, scan.from_us, scan.to_us, &scan.columns);
-    if covered.is_empty() {
-        return Err("no clean segment in the range".into());
-    }
+    let covered = covered_days(project_id, scan.from_us, scan.to_us, &scan.columns)?;
     let combos = load_combos(
         project_id,
         &scan.columns,

@@ -396,9 +396,14 @@ fn with_segment<R>(
 }
 
 /// The clean segments of `[from_us, to_us]` holding `columns` (UTC days since 1970-01-01,
-/// ascending).
-fn covered_days(project_id: i64, from_us: i64, to_us: i64, columns: &[String]) -> Vec<i64> {
-    select_rows(
+/// ascending), or why there is nothing to read from segments.
+fn covered_days(
+    project_id: i64,
+    from_us: i64,
+    to_us: i64,
+    columns: &[String],
+) -> Result<Vec<i64>, String> {
+    let days = select_rows(
         "SELECT (s.day - DATE '1970-01-01')::int8 FROM insights.event_segments s \
          WHERE s.project_id = $1 AND s.day >= ($2::timestamptz AT TIME ZONE 'UTC')::date \
          AND s.day <= ($3::timestamptz AT TIME ZONE 'UTC')::date AND NOT s.dirty \
@@ -411,7 +416,11 @@ fn covered_days(project_id: i64, from_us: i64, to_us: i64, columns: &[String]) -
         ],
         "segment list",
         |r| Ok(r.get::<i64>(1)?.unwrap_or(0)),
-    )
+    );
+    if days.is_empty() {
+        return Err("no clean segment in the range".into());
+    }
+    Ok(days)
 }
 
 /// A run's heap statement restricted to the instants of `[from_us, to_us]` no clean segment
