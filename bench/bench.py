@@ -210,7 +210,9 @@ def ext_signature():
     for f in files:
         h.update(f.encode())
         if f.endswith(".sql") or f.endswith(".control"):
-            h.update(open(os.path.join(PG_EXT_DIR, f), "rb").read())
+            # Sorted lines: pgrx may write the same entities in another order on each install.
+            lines = open(os.path.join(PG_EXT_DIR, f), "rb").read().splitlines()
+            h.update(b"\n".join(sorted(lines)))
     return "extension", "ext:" + h.hexdigest()
 
 
@@ -641,12 +643,14 @@ def variants(pid, mat=None, mat_url=None):
             ("PG plain SQL (GROUP BY person, day)", "pg", pg["stickiness"], None),
             ("PG plain SQL (count(DISTINCT day))", "pg", pg["stickiness_distinct"], None),
             ("pg_insights stickiness()", "pgi:stickiness", Q.pgi_stickiness(pid), None),
+            ("pg_insights stickiness(), heap (use_segments off)", "pgi:stickiness", Q.heap(Q.pgi_stickiness(pid)), None),
             ("DuckDB SQL (count(DISTINCT day))", "duckdb", dk["stickiness"], None),
             ("chdb uniqExact(day)", "chdb", ch["stickiness"], None),
         ],
         "lifecycle": [
             ("PG plain SQL (lag/lead over person-days)", "pg", pg["lifecycle"], None),
             ("pg_insights lifecycle()", "pgi:lifecycle", Q.pgi_lifecycle(pid), None),
+            ("pg_insights lifecycle(), heap (use_segments off)", "pgi:lifecycle", Q.heap(Q.pgi_lifecycle(pid)), None),
             ("DuckDB SQL (lag/lead over person-days)", "duckdb", dk["lifecycle"], None),
             ("chdb groupUniqArray + ARRAY JOIN", "chdb", ch["lifecycle"], None),
         ],

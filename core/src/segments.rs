@@ -258,6 +258,100 @@ pub struct FunnelScan {
     pub params: Vec<Param>,
 }
 
+/// A run that feeds `(actor, period)` pairs to `insights._actor_periods` (stickiness,
+/// lifecycle): every event of the range passing `filter` adds its person and the position of
+/// its bucket among `starts`.
+#[derive(Debug, Clone)]
+pub struct PeriodScan {
+    /// The run's conditions other than project and time, ANDed, over alias `e`.
+    pub filter: String,
+    /// The dictionary columns `filter` reads.
+    pub columns: Vec<String>,
+    /// Inclusive range, Unix microseconds.
+    pub from_us: i64,
+    pub to_us: i64,
+    pub interval: Interval,
+    /// The periods' bucket starts (Unix microseconds, ascending): period `i` starts at
+    /// `starts[i]`, as the heap statement's period index counts them.
+    pub starts: Vec<i64>,
+    /// One `insights._actor_entries` value: per actor, the entry of the events outside clean
+    /// segments (`{TAIL}` is replaced by the condition selecting them) and of
+    /// whatever else the run feeds the aggregate (lifecycle's creation periods).
+    pub tail_sql: String,
+    /// The parameters of `filter` and `tail_sql`.
+    pub params: Vec<Param>,
+}
+
+impl PeriodScan {
+    /// The period of a bucket start (`None` outside the periods).
+    pub fn period(&self, bucket_us: i64) -> Option<i32> {
+        self.starts
+            .binary_search(&bucket_us)
+            .ok()
+            .and_then(|i| i32::try_from(i).ok())
+    }
+}
+
+/// What [`PeriodScan`] needs besides the run's SQL.
+pub struct PeriodRun<'a> {
+    /// The actor expression of the run (only `e.person_id` qualifies).
+    pub actor: &'a str,
+    /// The run's conditions other than project and time.
+    pub conds: &'a [String],
+    /// The materialised columns (segment dictionary columns besides `event`).
+    pub materialized: &'a [String],
+    pub interval: Interval,
+    pub tz: &'a str,
+    pub from_us: i64,
+    pub to_us: i64,
+    pub starts: Vec<i64>,
+    /// `SELECT actor, period …` over alias `e` with `{TAIL}` among its conditions.
+    pub tail_source: String,
+}
+
+/// The columnar plan of a period run, or why the segments cannot answer it.
+pub fn period_scan(r: PeriodRun) -> Result<PeriodScan, String> {
+    if r.actor != "e.person_id" {
+        return Err("the actors are not persons".into());
+    }
+    if matches!(r.interval, Interval::Hour | Interval::Minute) && !is_utc(r.tz) {
+        return Err("hour buckets outside UTC".into());
+    }
+    let filter = if r.conds.is_empty() {
+        "TRUE".to_string()
+    } else {
+        r.conds.join(" AND ")
+    };
+    let columns = referenced_columns(&[&filter], r.materialized).ok_or_else(|| {
+        "a filter on something other than the event name and materialised properties".to_string()
+    })?;
+    Ok(PeriodScan {
+        filter,
+        columns,
+        from_us: r.from_us,
+        to_us: r.to_us,
+        interval: r.interval,
+        starts: r.starts,
+        tail_sql: actor_entries_sql(&r.tail_source),
+        params: Vec::new(),
+    })
+}
+
+/// Per actor of `(actor, period)` rows, its smallest period and mask of periods 0..62
+/// ([`crate::actor_periods`]), as one value: the parallel aggregate `insights._actor_entries`
+/// (one row to fetch, however many actors).
+pub fn actor_entries_sql(source: &str) -> String {
+    format!("SELECT insights._actor_entries(x.actor, x.period) FROM ({source}) x")
+}
+
+/// Time zones that are UTC at every instant (no offset, no DST).
+pub fn is_utc(name: &str) -> bool {
+    matches!(
+        name,
+        "UTC" | "Etc/UTC" | "Etc/GMT" | "GMT" | "Etc/Universal" | "Universal" | "Etc/Zulu" | "Zulu"
+    )
+}
+
 /// Maps an event's timestamp to its bucket start, remembering the last bucket: a segment's
 /// events are in time order, so most calls return at once.
 pub struct Bucketer<'a> {

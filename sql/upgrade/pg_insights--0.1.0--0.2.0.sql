@@ -1,5 +1,5 @@
 -- pg_insights 0.1.0 → 0.2.0: the columnar projection of insights.events (sql/segments.sql,
--- docs/segments.md) and insights.explain.
+-- docs/segments.md), insights.explain and the aggregate insights._actor_entries.
 
 -- Segments: a columnar projection of insights.events (docs/segments.md).
 --
@@ -284,3 +284,17 @@ CREATE FUNCTION insights."explain"(
 STRICT STABLE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'explain_wrapper';
+
+-- src/engines/retention.rs: the heap part of stickiness and lifecycle answered from segments
+CREATE AGGREGATE insights._actor_entries(actor int8, period int4) (
+    SFUNC            = insights._actor_periods_sfunc,
+    STYPE            = internal,
+    COMBINEFUNC      = insights._actor_periods_combine,
+    SERIALFUNC       = insights._actor_periods_serial,
+    DESERIALFUNC     = insights._actor_periods_deserial,
+    FINALFUNC        = insights._actor_periods_serial,
+    FINALFUNC_MODIFY = READ_WRITE,
+    PARALLEL         = SAFE
+);
+COMMENT ON AGGREGATE insights._actor_entries(int8, int4) IS
+  'Internal: per actor the first period and the mask of periods 0..62, as one value (the entries in actor order); the heap part of a stickiness or lifecycle query answered from segments.';

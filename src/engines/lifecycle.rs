@@ -15,15 +15,26 @@ use crate::context::{
 };
 use crate::errors::raise_query_error;
 
-/// Plan and run a parsed lifecycle query: the plan and its PostHog `result` value.
-pub(crate) fn run_query(project: &Project, q: &InsightQuery) -> (LifecyclePlan, Value) {
+fn plan(project: &Project, q: &InsightQuery) -> LifecyclePlan {
     let earliest = earliest_event(project.id, q);
-    let plan = with_lookups(project.id, |lookups| {
+    with_lookups(project.id, |lookups| {
         lifecycle::plan(q, project, lookups, chrono::Utc::now(), earliest)
     })
-    .unwrap_or_else(|e| raise_query_error(&e));
+    .unwrap_or_else(|e| raise_query_error(&e))
+}
+
+/// The plan of a lifecycle query (for `insights.explain`).
+pub(crate) fn plan_for(project_id: i64, query: &Value) -> LifecyclePlan {
+    let project = load_project(project_id);
+    plan(&project, &parse_insight(query, InsightKind::Lifecycle))
+}
+
+/// Plan and run a parsed lifecycle query: the plan and its PostHog `result` value.
+pub(crate) fn run_query(project: &Project, q: &InsightQuery) -> (LifecyclePlan, Value) {
+    let plan = plan(project, q);
     let rows = if plan.masks {
-        let masks = crate::context::select_masks(&plan.sql, &plan.params, "lifecycle");
+        let masks = crate::segments::periods::period_masks(project.id, &project.pt, &plan.seg)
+            .unwrap_or_else(|| crate::context::select_masks(&plan.sql, &plan.params, "lifecycle"));
         lifecycle::rows_of_masks(&masks, plan.buckets.len() + 2)
     } else {
         select_rows(&plan.sql, &plan.params, "lifecycle", |row| {

@@ -200,6 +200,7 @@ fn _actor_periods_combine(a: Internal, b: Internal, fcinfo: pg_sys::FunctionCall
     combine(a, b, fcinfo, ActorPeriods::merge)
 }
 
+/// The serial form (and `insights._actor_entries`' value): the entries in actor order.
 #[pg_extern(immutable, parallel_safe, strict)]
 fn _actor_periods_serial(mut state: Internal) -> Vec<u8> {
     let Some(s) = (unsafe { state.get_mut::<ActorPeriods>() }) else {
@@ -216,13 +217,8 @@ fn _actor_periods_serial(mut state: Internal) -> Vec<u8> {
     w.into_bytes()
 }
 
-#[pg_extern(immutable, parallel_safe, strict)]
-fn _actor_periods_deserial(
-    bytes: &[u8],
-    _unused: Internal,
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> Internal {
-    // The serial form is the entries in actor order (`_actor_periods_serial`).
+/// The entries of a serial form (`_actor_periods_serial`), in actor order.
+pub(crate) fn decode_entries(bytes: &[u8]) -> Vec<Entry> {
     let mut entries = Vec::new();
     if !bytes.is_empty() {
         let mut r = Reader::new(bytes);
@@ -235,6 +231,16 @@ fn _actor_periods_deserial(
             entries.push(Entry { actor, first, mask });
         }
     }
+    entries
+}
+
+#[pg_extern(immutable, parallel_safe, strict)]
+fn _actor_periods_deserial(
+    bytes: &[u8],
+    _unused: Internal,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Internal {
+    let entries = decode_entries(bytes);
     in_agg_context(fcinfo, || Internal::new(ActorPeriods::from_sorted(entries)))
 }
 
@@ -297,6 +303,19 @@ CREATE AGGREGATE insights._actor_periods(actor int8, period int4) (
 );
 COMMENT ON AGGREGATE insights._actor_periods(int8, int4) IS
   'Internal: per actor the first period and the mask of periods 0..62, counted per distinct pair; run by insights.retention over the person-days rollup, expand with insights._actor_periods_rows.';
+
+CREATE AGGREGATE insights._actor_entries(actor int8, period int4) (
+    SFUNC            = insights._actor_periods_sfunc,
+    STYPE            = internal,
+    COMBINEFUNC      = insights._actor_periods_combine,
+    SERIALFUNC       = insights._actor_periods_serial,
+    DESERIALFUNC     = insights._actor_periods_deserial,
+    FINALFUNC        = insights._actor_periods_serial,
+    FINALFUNC_MODIFY = READ_WRITE,
+    PARALLEL         = SAFE
+);
+COMMENT ON AGGREGATE insights._actor_entries(int8, int4) IS
+  'Internal: per actor the first period and the mask of periods 0..62, as one value (the entries in actor order); the heap part of a stickiness or lifecycle query answered from segments.';
 "#,
     name = "actor_periods_aggregate",
     requires = [

@@ -3,7 +3,7 @@
 //! data point). Planning and rendering are pure Rust in `pg_insights_core::engines::stickiness`.
 
 use pg_insights_core::engines::funnels::Project;
-use pg_insights_core::engines::stickiness;
+use pg_insights_core::engines::stickiness::{self, StickinessPlan};
 use pg_insights_core::model::{EntityKind, InsightKind, InsightQuery};
 use pgrx::JsonB;
 use pgrx::prelude::*;
@@ -13,20 +13,34 @@ use crate::context::{
     earliest_event, load_project, now_iso, parse_insight, parse_json, select_rows, with_lookups,
 };
 use crate::errors::raise_query_error;
+use crate::segments::periods as segments;
+
+fn plan(project: &Project, q: &InsightQuery) -> StickinessPlan {
+    let earliest = earliest_event(project.id, q);
+    with_lookups(project.id, |lookups| {
+        stickiness::plan(q, project, lookups, chrono::Utc::now(), earliest)
+    })
+    .unwrap_or_else(|e| raise_query_error(&e))
+}
+
+/// The plan of a stickiness query (for `insights.explain`).
+pub(crate) fn plan_for(project_id: i64, query: &Value) -> StickinessPlan {
+    let project = load_project(project_id);
+    plan(&project, &parse_insight(query, InsightKind::Stickiness))
+}
 
 /// Plan and run a parsed stickiness query: its PostHog `result` value.
 pub(crate) fn run_query(project: &Project, q: &InsightQuery) -> Value {
-    let earliest = earliest_event(project.id, q);
-    let plan = with_lookups(project.id, |lookups| {
-        stickiness::plan(q, project, lookups, chrono::Utc::now(), earliest)
-    })
-    .unwrap_or_else(|e| raise_query_error(&e));
+    let plan = plan(project, q);
     let outputs: Vec<Vec<(i64, i64)>> = plan
         .runs
         .iter()
         .map(|r| {
             if r.masks {
-                let masks = crate::context::select_masks(&r.sql, &r.params, "stickiness");
+                let masks =
+                    segments::period_masks(project.id, &project.pt, &r.seg).unwrap_or_else(|| {
+                        crate::context::select_masks(&r.sql, &r.params, "stickiness")
+                    });
                 return stickiness::histogram_of_masks(r, &masks);
             }
             select_rows(&r.sql, &r.params, "stickiness", |row| {

@@ -6,7 +6,7 @@
 //! A run is answered from the clean segments of its range and, for every other instant of the
 //! range, from the heap with the run's own SQL (`tail_sql`); the two event sets are disjoint.
 //! Readers: [`trends`] (counts and distinct persons per bucket), [`funnels`] (the funnel
-//! engine's events).
+//! engine's events), [`periods`] (each person's periods, for stickiness and lifecycle).
 
 use std::collections::HashMap;
 
@@ -20,6 +20,7 @@ use pgrx::spi::{SpiError, SpiHeapTupleData};
 use crate::context::{USE_SEGMENTS, select_rows};
 
 pub mod funnels;
+pub mod periods;
 pub mod trends;
 
 pub use funnels::funnel_output;
@@ -239,6 +240,71 @@ impl<E> Combos<E> {
     }
 }
 
+impl<E> Combos<E> {
+    /// For a filter over one dictionary column: per dictionary id, all ones when the filter
+    /// passes, else zero, so a scan can mask instead of branch (a filter passing half of the
+    /// events at random mispredicts half of its branches).
+    fn pass_masks(&self) -> Option<Vec<u64>> {
+        (self.sizes.len() == 1).then(|| {
+            self.table
+                .iter()
+                .map(|&e| if e >= 0 { u64::MAX } else { 0 })
+                .collect()
+        })
+    }
+
+    /// Calls `each(i, entry)` for every event `i` of a segment the filter passes, in order,
+    /// reading the dictionary columns where they lie (no decoded copy). `Err` as [`lookup`].
+    ///
+    /// [`lookup`]: Combos::lookup
+    fn for_each_passing(
+        &self,
+        f: &Fetched,
+        mut each: impl FnMut(usize, u32),
+    ) -> Result<(), String> {
+        let raw = (0..f.ids.len())
+            .map(|c| f.raw_column(c))
+            .collect::<Result<Vec<&[u8]>, String>>()?;
+        let id = |col: &[u8], i: usize| {
+            u32::from_le_bytes([col[4 * i], col[4 * i + 1], col[4 * i + 2], col[4 * i + 3]])
+                as usize
+        };
+        match raw.as_slice() {
+            [] => {
+                if let Some(&e) = self.table.first().filter(|e| **e >= 0) {
+                    (0..f.events).for_each(|i| each(i, e as u32));
+                }
+            }
+            [col] => {
+                for i in 0..f.events {
+                    match self.table.get(id(col, i)) {
+                        Some(&e) if e >= 0 => each(i, e as u32),
+                        Some(_) => {}
+                        None => return Err(changed()),
+                    }
+                }
+            }
+            cols => {
+                for i in 0..f.events {
+                    let (mut idx, mut stride) = (0usize, 1usize);
+                    for (c, col) in cols.iter().enumerate() {
+                        let v = id(col, i);
+                        if v >= self.sizes[c] {
+                            return Err(changed());
+                        }
+                        idx += v * stride;
+                        stride *= self.sizes[c];
+                    }
+                    if self.table[idx] >= 0 {
+                        each(i, self.table[idx] as u32);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Evaluates `filter` and `values` (SQL over alias `e`) once per combination of the dictionary
 /// values of `columns`; `read(row, first)` reads the values starting at column `first`.
 fn load_combos<E: PartialEq>(
@@ -324,6 +390,24 @@ impl Fetched<'_> {
             cols.push(v);
         }
         Ok(cols)
+    }
+
+    /// Dictionary column `c` as stored (`events` little-endian `u32`s).
+    fn raw_column(&self, c: usize) -> Result<&[u8], String> {
+        self.ids[c]
+            .filter(|b| b.len() == 4 * self.events)
+            .ok_or_else(changed)
+    }
+
+    /// The day's distinct persons and, as stored, each event's index into them (`u32`s; an
+    /// index may be out of range only if the segment is corrupt, so users check it).
+    fn raw_persons(&self) -> Result<(Vec<i64>, &[u8]), String> {
+        let p = seg::decode_i64(self.persons.ok_or_else(changed)?).ok_or_else(changed)?;
+        let ix = self
+            .person_ix
+            .filter(|b| b.len() == 4 * self.events)
+            .ok_or_else(changed)?;
+        Ok((p, ix))
     }
 
     fn timestamps(&self) -> Result<Vec<i64>, String> {
@@ -511,12 +595,28 @@ fn explain(
             .enumerate()
             .map(|(i, r)| explain_row(i, false, funnels::explain_run(project_id, r)))
             .collect(),
+        InsightKind::Stickiness => crate::engines::stickiness::plan_for(project_id, &query.0)
+            .runs
+            .iter()
+            .map(|r| {
+                let path = periods::explain_run(project_id, &r.seg);
+                explain_row(r.series_index, r.compare, path)
+            })
+            .collect(),
+        InsightKind::Lifecycle => {
+            let plan = crate::engines::lifecycle::plan_for(project_id, &query.0);
+            vec![explain_row(
+                0,
+                false,
+                periods::explain_run(project_id, &plan.seg),
+            )]
+        }
         other => vec![(
             0,
             false,
             "heap".into(),
             format!(
-                "{} reads the heap (trends and funnels read segments so far)",
+                "{} reads the heap (trends, funnels, stickiness and lifecycle read segments)",
                 other.legacy_name()
             ),
         )],

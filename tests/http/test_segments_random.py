@@ -1,11 +1,11 @@
 """The columnar segments (sql/segments.sql, docs/segments.md) never change an answer: random ingestion,
 late events, person merges, deletes, property updates and timezone changes, then every trends and
-funnels query answered with `pg_insights.use_segments` on must equal the heap's answer (off).
+funnels, stickiness and lifecycle query answered with `pg_insights.use_segments` on must equal the heap's answer (off).
 
 Each case (a fixed seed) builds a fresh project (random timezone) with random persons and events over
 12 closed UTC days of 2022 (many near midnight), with `$browser` materialised (so filters and breakdowns
 on it can read segments), seals it, then applies random changes, sometimes resealing, and compares a set of
-random trends queries after every step. The worker seals in the background too (this database is
+random trends, funnels, stickiness and lifecycle queries after every step. The worker seals in the background too (this database is
 served), which only adds interleavings. `insights.explain` must report segments for a good share of
 the queries, so the comparison is never vacuous.
 """
@@ -95,8 +95,29 @@ def random_funnel(rng):
     return q
 
 
+def random_periods(rng):
+    """A stickiness or lifecycle query (both read each person's periods from segments)."""
+    q = {"insight": rng.choice(["STICKINESS", "LIFECYCLE"]),
+         "events": [{"id": rng.choice([None, "$pageview", "click"]), "type": "events"}],
+         "interval": rng.choice(["day", "day", "week", "hour", "month"]),
+         "date_from": (START + timedelta(days=rng.randrange(0, 4))).date().isoformat(),
+         "date_to": (START + timedelta(days=rng.randrange(6, 13))).date().isoformat()}
+    if q["interval"] == "hour":
+        q["date_from"] = q["date_to"]  # a day of hours (the mask form holds at most 63 periods)
+    if rng.random() < 0.4:
+        op = rng.choice([{"operator": "exact", "value": "Chrome"}, {"operator": "is_not", "value": "Chrome"},
+                         {"operator": "is_set"}])
+        q["properties"] = [dict(key="$browser", type="event", **op)]
+    if q["insight"] == "STICKINESS" and rng.random() < 0.2:
+        q["compare"] = True
+    return q
+
+
+FUNCTIONS = {"FUNNELS": "funnel_json", "STICKINESS": "stickiness_json", "LIFECYCLE": "lifecycle_json"}
+
+
 def answers(db, pid, q):
-    fn = "funnel_json" if q.get("insight") == "FUNNELS" else "trend_json"
+    fn = FUNCTIONS.get(q.get("insight"), "trend_json")
     out = []
     for on in ("on", "off"):
         sql(db, f"SET pg_insights.use_segments = {on}")
@@ -142,8 +163,8 @@ def test_segments_answer_as_the_heap(db, make_project, materialized, seed):
     via_segments = total = 0
     steps = ["start"]
     for step in range(6):
-        for k in range(10):
-            q = random_query(rng) if k % 2 == 0 else random_funnel(rng)
+        for k in range(12):
+            q = [random_query, random_funnel, random_periods][k % 3](rng)
             on, off, seg = answers(db, pid, q)
             assert on == off, f"seed {seed}, after {steps}: {json.dumps(q)}"
             via_segments += seg

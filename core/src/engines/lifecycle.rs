@@ -35,6 +35,7 @@ use crate::engines::funnels::{Lookups, Project};
 use crate::engines::trends::{SeriesMeta, series_meta};
 use crate::error::{QueryError, Result};
 use crate::model::{InsightKind, InsightQuery};
+use crate::segments::{self, PeriodRun, PeriodScan};
 
 /// The four statuses, in PostHog's item order.
 pub const STATUSES: [&str; 4] = ["new", "returning", "resurrecting", "dormant"];
@@ -52,6 +53,8 @@ pub struct LifecyclePlan {
     pub interval: Interval,
     pub pt: ProjectTime,
     pub series: SeriesMeta,
+    /// The mask rows from the columnar segments (crate::segments), when they can answer.
+    pub seg: std::result::Result<PeriodScan, String>,
 }
 
 /// The statement of the actors of one status in one period: rows `(actor text)`.
@@ -135,17 +138,19 @@ pub fn plan(
     }
     let mask_form =
         q.aggregation_group_type_index.is_none() && f.window.len() <= context::MASK_PERIODS;
-    let (sql, params) = context::with_filter_context(project, lookups, |cx| {
+    let (sql, params, seg) = context::with_filter_context(project, lookups, |cx| {
         if mask_form {
             build_masks(q, project, cx, &f, now)
         } else {
-            build(q, project, cx, &f, now, None)
+            let (sql, params) = build(q, project, cx, &f, now, None)?;
+            Ok((sql, params, Err("not the mask form".into())))
         }
     })?;
     Ok(LifecyclePlan {
         sql,
         masks: mask_form,
         params,
+        seg,
         buckets: f.buckets,
         interval: f.interval,
         pt: project.pt,
@@ -279,7 +284,7 @@ fn build_masks(
     cx: &FilterContext,
     f: &Frame,
     now: DateTime<Utc>,
-) -> Result<(String, Vec<Param>)> {
+) -> Result<(String, Vec<Param>, std::result::Result<PeriodScan, String>)> {
     let entity = &q.series[0];
     let pt = &project.pt;
     let mut b = SqlBuilder::new();
@@ -295,7 +300,7 @@ fn build_masks(
         format!("e.\"timestamp\" >= {from_p}"),
         format!("e.\"timestamp\" < {to_p}"),
     ];
-    w.extend(context::series_conditions(
+    let conds = context::series_conditions(
         q,
         entity,
         "events__0",
@@ -303,17 +308,41 @@ fn build_masks(
         &mut b,
         cx,
         now,
-    )?);
+    )?;
+    w.extend(conds.iter().cloned());
     let period = context::sql_period_index("e.\"timestamp\"", f.interval, pt, first, &mut b);
     let created = context::sql_period_index("pp.created_at", f.interval, pt, first, &mut b);
-    let source = format!(
-        "SELECT e.person_id AS actor, {period} AS period FROM insights.events e WHERE {} \
-         UNION ALL \
-         SELECT pp.id, {CREATED} - {created} FROM insights.persons pp WHERE pp.project_id = {p} \
-            AND pp.created_at >= {from_p} AND pp.created_at < {to_p}",
+    let events = format!(
+        "SELECT e.person_id AS actor, {period} AS period FROM insights.events e WHERE {}",
         w.join(" AND ")
     );
-    Ok(b.finish(&context::actor_periods_sql(&source)))
+    let created = format!(
+        "SELECT pp.id, {CREATED} - {created} FROM insights.persons pp WHERE pp.project_id = {p} \
+            AND pp.created_at >= {from_p} AND pp.created_at < {to_p}"
+    );
+    // The segments answer the events; the creation periods always come from the persons table.
+    let seg = segments::period_scan(PeriodRun {
+        actor: "e.person_id",
+        conds: &conds,
+        materialized: &cx
+            .materialized
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect::<Vec<_>>(),
+        interval: f.interval,
+        tz: pt.tz.name(),
+        from_us: first.timestamp_micros(),
+        to_us: end.timestamp_micros() - 1,
+        starts: f.window.iter().map(|t| t.timestamp_micros()).collect(),
+        tail_source: format!("{events} AND {{TAIL}} UNION ALL {created}"),
+    })
+    .map(|mut scan| {
+        scan.params = b.params.clone();
+        scan
+    });
+    let source = format!("{events} UNION ALL {created}");
+    let (sql, params) = b.finish(&context::actor_periods_sql(&source));
+    Ok((sql, params, seg))
 }
 
 /// The statement's `(period, status, actors)` rows from mask rows `(first_period, periods,

@@ -29,6 +29,7 @@ use crate::engines::funnels::{Lookups, Project};
 use crate::engines::trends::{SeriesMeta, series_meta};
 use crate::error::{QueryError, Result};
 use crate::model::{InsightKind, InsightQuery, StickinessComputation};
+use crate::segments::{self, PeriodRun, PeriodScan};
 
 /// One statement: rows `(intervals int8, actors int8)`, or, when `masks`, the
 /// `(first_period int4, periods int8, actors int8)` rows of [`context::actor_periods_sql`] (turn
@@ -46,6 +47,8 @@ pub struct StickinessRun {
     pub intervals: usize,
     pub sql: String,
     pub params: Vec<Param>,
+    /// The same mask rows from the columnar segments (crate::segments), when they can answer.
+    pub seg: std::result::Result<PeriodScan, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -128,8 +131,10 @@ pub fn plan(
         for index in 0..q.series.len() {
             let periods = std::iter::once((false, &range)).chain(compare.iter().map(|c| (true, c)));
             for (is_compare, r) in periods {
-                let (intervals, sql, params, masks) =
+                let (intervals, sql, params, seg) =
                     build(q, project, cx, index, r, interval, now, Select::Histogram)?;
+                let masks = seg.is_some();
+                let seg = seg.unwrap_or_else(|| Err("not the mask form".into()));
                 runs.push(StickinessRun {
                     series_index: index,
                     masks,
@@ -139,6 +144,7 @@ pub fn plan(
                     intervals,
                     sql,
                     params,
+                    seg,
                 });
             }
         }
@@ -204,7 +210,8 @@ enum Select {
     Actors { intervals: i64, at_least: bool },
 }
 
-/// One statement, the number of intervals of its period, and whether it is the mask form.
+/// One statement and the number of intervals of its period; for the mask form, also its
+/// columnar plan (or why the segments cannot answer it).
 #[allow(clippy::too_many_arguments)] // one call site each in plan and plan_actors
 fn build(
     q: &InsightQuery,
@@ -215,14 +222,14 @@ fn build(
     interval: Interval,
     now: DateTime<Utc>,
     select: Select,
-) -> Result<(usize, String, Vec<Param>, bool)> {
+) -> Result<(usize, String, Vec<Param>, MaskForm)> {
     let attr = format!("events__{index}");
     let entity = &q.series[index];
     let mut b = SqlBuilder::new();
     let p = b.int(project.id);
     let (actor, nullable) = context::actor_expr(q, entity, &attr, &mut b, cx)?;
     let mut w = context::events_in_range(&mut b, &p, range);
-    w.extend(context::series_conditions(
+    let conds = context::series_conditions(
         q,
         entity,
         &attr,
@@ -230,7 +237,8 @@ fn build(
         &mut b,
         cx,
         now,
-    )?);
+    )?;
+    w.extend(conds.iter().cloned());
     if nullable {
         w.push(format!("{actor} IS NOT NULL"));
     }
@@ -262,8 +270,27 @@ fn build(
             "SELECT {actor} AS actor, {period} AS period FROM insights.events e WHERE {}",
             w.join(" AND ")
         );
+        let seg = segments::period_scan(PeriodRun {
+            actor: &actor,
+            conds: &conds,
+            materialized: &cx
+                .materialized
+                .iter()
+                .map(|(_, c)| c.clone())
+                .collect::<Vec<_>>(),
+            interval,
+            tz: project.pt.tz.name(),
+            from_us: range.from.timestamp_micros(),
+            to_us: range.to.timestamp_micros(),
+            starts: buckets.iter().map(|t| t.timestamp_micros()).collect(),
+            tail_source: format!("{source} AND {{TAIL}}"),
+        })
+        .map(|mut scan| {
+            scan.params = b.params.clone();
+            scan
+        });
         let (sql, params) = b.finish(&context::actor_periods_sql(&source));
-        return Ok((intervals, sql, params, true));
+        return Ok((intervals, sql, params, Some(seg)));
     }
     let bucket = dates::sql_bucket_expr("e.\"timestamp\"", interval, &project.pt, &mut b);
     let per_actor = if c == 1 {
@@ -305,8 +332,11 @@ fn build(
         }
     };
     let (sql, params) = b.finish(&sql);
-    Ok((intervals, sql, params, false))
+    Ok((intervals, sql, params, None))
 }
+
+/// `Some` for the mask form: its columnar plan, or why the segments cannot answer it.
+type MaskForm = Option<std::result::Result<PeriodScan, String>>;
 
 /// The `(intervals, actors)` histogram of mask rows `(first_period, periods, actors)`: an
 /// actor's intervals are the distinct groups `(buckets − 1 − i) / c` of its set bits `i`.

@@ -1,5 +1,5 @@
 -- The columnar segments (sql/segments.sql, docs/segments.md): building a day, what marks it
--- dirty, which path a trend takes (insights.explain), and the same answer with segments on and
+-- dirty, which path a query takes (insights.explain), and the same answer with segments on and
 -- off after every kind of change. One transaction, rolled back.
 \set VERBOSITY sqlstate
 \set ON_ERROR_ROLLBACK on
@@ -68,6 +68,28 @@ SELECT insights.seal_segments(:p);
 UPDATE insights.projects SET timezone = 'America/New_York' WHERE id = :p;
 SELECT pg_temp.same(:p, :'dau') AS dau, pg_temp.same(:p, :'total') AS total;
 SELECT series, breakdown_value, bucket, value FROM insights.trend(:p, :'dau') WHERE value > 0 ORDER BY 2, 3;
+
+-- Stickiness and lifecycle read each person's periods from segments too (the heap for the rest
+-- of the range, the persons table for lifecycle's creation periods): the heap's answers, here
+-- with local days that straddle UTC days.
+CREATE FUNCTION pg_temp.same_as(f text, p bigint, q jsonb) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE a jsonb; b jsonb;
+BEGIN
+    SET LOCAL pg_insights.use_segments = on;
+    EXECUTE format('SELECT insights.%I($1, $2) -> ''result''', f) INTO a USING p, q;
+    SET LOCAL pg_insights.use_segments = off;
+    EXECUTE format('SELECT insights.%I($1, $2) -> ''result''', f) INTO b USING p, q;
+    SET LOCAL pg_insights.use_segments = on;
+    RETURN a = b;
+END $$;
+\set stick '{"insight":"STICKINESS","events":[{"id":"$pageview"}],"properties":[{"key":"$browser","value":"Safari","operator":"is_not","type":"event"}],"date_from":"2024-01-01","date_to":"2024-01-05"}'
+\set life '{"insight":"LIFECYCLE","events":[{"id":"$pageview"}],"date_from":"2024-01-01","date_to":"2024-01-05"}'
+SELECT * FROM insights.explain(:p, :'stick');
+SELECT * FROM insights.explain(:p, :'life');
+SELECT intervals, actors FROM insights.stickiness(:p, :'stick') WHERE actors > 0 ORDER BY 1;
+SELECT status, bucket::date, value FROM insights.lifecycle(:p, :'life') WHERE value <> 0 ORDER BY 1, 2;
+SELECT pg_temp.same_as('stickiness_json', :p, :'stick') AS stickiness,
+       pg_temp.same_as('lifecycle_json', :p, :'life') AS lifecycle;
 
 -- Switched off: the heap, and explain says so.
 SET pg_insights.use_segments = off;

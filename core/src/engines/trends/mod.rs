@@ -74,7 +74,7 @@ use crate::compile::sql::{Param, SqlBuilder};
 use crate::engines::funnels::{Lookups, Project, url_encode};
 use crate::error::{QueryError, Result};
 use crate::model::{BreakdownProperty, CohortRef, Entity, EntityKind, InsightKind, InsightQuery};
-use crate::segments::{self, SegMath, SegScan};
+use crate::segments::{self, SegMath, SegScan, is_utc};
 
 /// The breakdown value of events without one (docs/trends.md#breakdowns).
 pub const BREAKDOWN_NULL: &str = "$$_posthog_breakdown_null_$$";
@@ -1081,14 +1081,6 @@ impl Run<'_, '_> {
             }
         }
     }
-}
-
-/// Time zones that are UTC at every instant (no offset, no DST).
-fn is_utc(name: &str) -> bool {
-    matches!(
-        name,
-        "UTC" | "Etc/UTC" | "Etc/GMT" | "GMT" | "Etc/Universal" | "Universal" | "Etc/Zulu" | "Zulu"
-    )
 }
 
 /// `breakdown_normalize_url`: drop the query and fragment, then trailing slashes (`/` stays).

@@ -1,0 +1,210 @@
+//! Stickiness and lifecycle from segments: each actor's smallest period and mask of periods
+//! (`pg_insights_core::actor_periods`), as `insights._actor_periods` gives them over the heap.
+//! A segment adds every (person, period) pair it holds once; the heap adds, per actor, the
+//! entry of the rest of the range (and lifecycle's creation periods). Entries merge by actor, so
+//! the histogram is the heap path's whatever side an event was read from.
+
+use std::collections::HashMap;
+
+use pg_insights_core::actor_periods::{ActorPeriods, Entry};
+use pg_insights_core::compile::dates::ProjectTime;
+use pg_insights_core::segments::{Bucketer, PeriodScan};
+
+use super::{
+    Combos, DAY_US, Fetched, Prepared, covered_days, enabled, load_combos, tail_statement,
+    with_segment,
+};
+use crate::agg::FxBuild;
+use crate::context::select_rows;
+use crate::engines::retention::decode_entries;
+
+/// The clean segments of a run's range and its combination table, or why it reads the heap.
+fn prepare<'a>(
+    project_id: i64,
+    seg: &'a Result<PeriodScan, String>,
+) -> Result<Prepared<'a, PeriodScan, ()>, String> {
+    enabled()?;
+    let scan = seg.as_ref().map_err(|why| why.clone())?;
+    let covered = covered_days(project_id, scan.from_us, scan.to_us, &scan.columns)?;
+    let combos = load_combos(
+        project_id,
+        &scan.columns,
+        &scan.filter,
+        &[],
+        &scan.params,
+        |_, _| Ok(()),
+    )?;
+    Ok((scan, covered, combos))
+}
+
+/// Which path a run takes, without running it: `Ok(segment days)` or why the heap.
+pub fn explain_run(project_id: i64, seg: &Result<PeriodScan, String>) -> Result<usize, String> {
+    prepare(project_id, seg).map(|(_, covered, _)| covered.len())
+}
+
+/// The persons of one period seen in a segment: a bitmap over the day's person indexes,
+/// emptied into the state when the period changes (events are in time order, so each period
+/// is one run of events).
+struct Run {
+    period: Option<i32>,
+    bits: Vec<u64>,
+}
+
+impl Run {
+    /// Marks person index `p` (`false` if out of range: a corrupt segment).
+    #[inline]
+    fn set(&mut self, p: usize) -> bool {
+        match self.bits.get_mut(p / 64) {
+            Some(w) => {
+                *w |= 1 << (p % 64);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn flush(&mut self, persons: &[i64], acc: &mut ActorPeriods) {
+        if let Some(p) = self.period.take() {
+            for (w, word) in self.bits.iter_mut().enumerate() {
+                let mut b = std::mem::take(word);
+                while b != 0 {
+                    if let Some(&person) = persons.get(w * 64 + b.trailing_zeros() as usize) {
+                        acc.add(person, p);
+                    }
+                    b &= b - 1;
+                }
+            }
+        }
+    }
+}
+
+/// Scans one segment into `acc`. `Err` when the segment is not what was listed.
+fn scan_segment(
+    f: &Fetched,
+    day: i64,
+    scan: &PeriodScan,
+    (combos, masks): (&Combos<()>, Option<&[u64]>),
+    bucketer: &mut Bucketer,
+    acc: &mut ActorPeriods,
+) -> Result<(), String> {
+    let (persons, ix) = f.raw_persons()?;
+    let person = |i: usize| {
+        u32::from_le_bytes([ix[4 * i], ix[4 * i + 1], ix[4 * i + 2], ix[4 * i + 3]]) as usize
+    };
+    let mut run = Run {
+        period: None,
+        bits: vec![0u64; persons.len().div_ceil(64)],
+    };
+    let mut ok = true;
+    let fixed = fixed_period(day, scan, bucketer);
+    if let (Some(p), Some(masks)) = (fixed, masks) {
+        // The common case (day buckets in UTC, the whole day in range, a filter on one
+        // column such as the event name): one period, and no branch on the filter.
+        run.period = Some(p);
+        let col = f.raw_column(0)?;
+        for i in 0..f.events {
+            let id =
+                u32::from_le_bytes([col[4 * i], col[4 * i + 1], col[4 * i + 2], col[4 * i + 3]]);
+            let (Some(&m), p) = (masks.get(id as usize), person(i)) else {
+                return Err(super::changed());
+            };
+            match run.bits.get_mut(p / 64) {
+                Some(w) => *w |= (1 << (p % 64)) & m,
+                None => return Err(super::changed()),
+            }
+        }
+    } else if let Some(p) = fixed {
+        run.period = Some(p);
+        combos.for_each_passing(f, |i, _| ok &= run.set(person(i)))?;
+    } else {
+        let ts = f.timestamps()?;
+        combos.for_each_passing(f, |i, _| {
+            let t = ts[i];
+            if t < scan.from_us || t > scan.to_us {
+                return;
+            }
+            let Some(period) = scan.period(bucketer.bucket(t)) else {
+                return;
+            };
+            if run.period != Some(period) {
+                run.flush(&persons, acc);
+                run.period = Some(period);
+            }
+            ok &= run.set(person(i));
+        })?;
+    }
+    if !ok {
+        return Err(super::changed());
+    }
+    run.flush(&persons, acc);
+    Ok(())
+}
+
+/// The one period of every event of the UTC day, when the whole day lies in the range and in
+/// one bucket (no per-event time then).
+fn fixed_period(day: i64, scan: &PeriodScan, bucketer: &mut Bucketer) -> Option<i32> {
+    let (lo, hi) = (day * DAY_US, (day + 1) * DAY_US - 1);
+    let inside = scan.from_us <= lo && hi <= scan.to_us;
+    let b = bucketer.bucket(lo);
+    (inside && b == bucketer.bucket(hi))
+        .then(|| scan.period(b))
+        .flatten()
+}
+
+/// The heap part: per actor, the entry of the events outside clean segments (plus what the
+/// run adds besides events), sorted by actor.
+fn tail_entries(scan: &PeriodScan, covered: &[i64]) -> Vec<Entry> {
+    let (sql, params) = tail_statement(
+        &scan.tail_sql,
+        &scan.params,
+        scan.from_us,
+        scan.to_us,
+        covered,
+    )
+    .unwrap_or_else(|| {
+        (
+            scan.tail_sql.replace("{TAIL}", "FALSE"),
+            scan.params.clone(),
+        )
+    });
+    select_rows(&sql, &params, "segment tail", |r| {
+        Ok(r.get::<&[u8]>(1)?.map(decode_entries))
+    })
+    .into_iter()
+    .flatten()
+    .next()
+    .unwrap_or_default()
+}
+
+/// A run's `(first_period, periods, actors)` rows from segments (plus the heap for the rest of
+/// its range), or `None`: run its heap statement (`explain_run` says why).
+pub fn period_masks(
+    project_id: i64,
+    pt: &ProjectTime,
+    seg: &Result<PeriodScan, String>,
+) -> Option<Vec<(i32, i64, i64)>> {
+    let (scan, covered, combos) = prepare(project_id, seg).ok()?;
+    let mut acc = ActorPeriods::default();
+    let mut bucketer = Bucketer::new(Some(scan.interval), scan.from_us, pt);
+    let masks = combos.pass_masks();
+    for &day in &covered {
+        let need_ts = fixed_period(day, scan, &mut bucketer).is_none();
+        let scanned = with_segment(project_id, day, &scan.columns, (need_ts, true), |f| {
+            let filter = (&combos, masks.as_deref());
+            scan_segment(f, day, scan, filter, &mut bucketer, &mut acc)
+        });
+        if !matches!(scanned, Some(Ok(()))) {
+            return None; // a segment changed during the query
+        }
+    }
+    acc.merge(ActorPeriods::from_sorted(tail_entries(scan, &covered)));
+    let mut hist: HashMap<(i32, u64), i64, FxBuild> = HashMap::default();
+    for e in acc.entries() {
+        *hist.entry((e.first, e.mask)).or_insert(0) += 1;
+    }
+    Some(
+        hist.into_iter()
+            .map(|((first, mask), n)| (first, mask as i64, n))
+            .collect(),
+    )
+}
