@@ -210,9 +210,10 @@ def ext_signature():
     for f in files:
         h.update(f.encode())
         if f.endswith(".sql") or f.endswith(".control"):
-            # Sorted lines: pgrx may write the same entities in another order on each install.
+            # Sorted lines without comments: pgrx may write the same entities in another order on
+            # each install, under comments naming their source lines.
             lines = open(os.path.join(PG_EXT_DIR, f), "rb").read().splitlines()
-            h.update(b"\n".join(sorted(lines)))
+            h.update(b"\n".join(sorted(x for x in lines if not x.lstrip().startswith(b"--"))))
     return "extension", "ext:" + h.hexdigest()
 
 

@@ -52,15 +52,37 @@ pub fn encode_deltas(values: &[i64]) -> Vec<u8> {
 
 /// The inverse of [`encode_deltas`]; `None` on a truncated or overlong input.
 pub fn decode_deltas(bytes: &[u8], n: usize) -> Option<Vec<i64>> {
-    let mut out = Vec::with_capacity(n);
-    let mut prev = 0i64;
-    let mut i = 0;
-    while out.len() < n {
+    let mut d = Deltas::new(bytes);
+    let out = (0..n)
+        .map(|_| d.next_value())
+        .collect::<Option<Vec<i64>>>()?;
+    d.finished().then_some(out)
+}
+
+/// The values of [`encode_deltas`] one at a time (a scan decodes as it goes, without a vector).
+pub struct Deltas<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    prev: i64,
+}
+
+impl<'a> Deltas<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Deltas {
+            bytes,
+            pos: 0,
+            prev: 0,
+        }
+    }
+
+    /// The next value; `None` past the end or on an overlong varint.
+    #[inline]
+    pub fn next_value(&mut self) -> Option<i64> {
         let mut z = 0u64;
         let mut shift = 0;
         loop {
-            let byte = *bytes.get(i)?;
-            i += 1;
+            let byte = *self.bytes.get(self.pos)?;
+            self.pos += 1;
             if shift > 63 {
                 return None;
             }
@@ -71,10 +93,14 @@ pub fn decode_deltas(bytes: &[u8], n: usize) -> Option<Vec<i64>> {
             }
         }
         let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
-        prev = prev.wrapping_add(d);
-        out.push(prev);
+        self.prev = self.prev.wrapping_add(d);
+        Some(self.prev)
     }
-    (i == bytes.len()).then_some(out)
+
+    /// Every byte was read.
+    pub fn finished(&self) -> bool {
+        self.pos == self.bytes.len()
+    }
 }
 
 /// Fixed-width little-endian `u32`s.

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use pg_insights_core::compile::sql::Param;
 use pg_insights_core::engines::funnels::engine::Ev;
 use pg_insights_core::engines::funnels::{EngineConfig, FunnelRun, PG_EPOCH_OFFSET_US};
 use pg_insights_core::segments::FunnelScan;
@@ -14,7 +15,10 @@ use serde_json::Value;
 
 use crate::engines::funnels::Grouped;
 
-use super::{Combos, Prepared, covered_days, enabled, load_combos, tail_statement, with_segment};
+use super::{
+    Combos, Prepared, big_vec, changed, covered_days, enabled, load_combos, tail_statement, u32_at,
+    with_segment,
+};
 use crate::context::select_rows;
 
 /// What an event passing the filter carries: (step mask, exclusion mask, breakdown).
@@ -90,7 +94,7 @@ pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Op
             bd: bds.id(bd.as_deref()),
         })
         .collect();
-    let mut rows: Vec<(i64, Ev)> = Vec::new();
+    let mut rows: Vec<(i64, Ev)> = big_vec(segment_events(project_id, &covered));
     for &day in &covered {
         with_segment(project_id, day, &scan.columns, (true, true), |f| {
             scan_segment(f, scan, &combos, &marks, &mut rows)
@@ -136,7 +140,23 @@ pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Op
     ))
 }
 
-/// Appends one segment's events passing the filter and inside the range.
+/// The events of the listed segments: room for every row at once (growing the vector would
+/// copy it and fault its pages in again).
+fn segment_events(project_id: i64, days: &[i64]) -> usize {
+    select_rows(
+        "SELECT coalesce(sum(events), 0)::int8 FROM insights.event_segments \
+         WHERE project_id = $1 AND (day - DATE '1970-01-01')::int8 = ANY($2::int8[])",
+        &[Param::Int(project_id), Param::IntArray(days.to_vec())],
+        "segment sizes",
+        |r| Ok(r.get::<i64>(1)?.unwrap_or(0)),
+    )
+    .first()
+    .map_or(0, |&n| n.max(0) as usize)
+}
+
+/// Appends one segment's events passing the filter and inside the range. Every event is
+/// written to the next free slot and the slot kept only if it passes: no branch on the filter,
+/// which passes some events of a segment in no predictable order.
 fn scan_segment(
     f: &super::Fetched,
     scan: &FunnelScan,
@@ -144,23 +164,30 @@ fn scan_segment(
     marks: &[Ev],
     rows: &mut Vec<(i64, Ev)>,
 ) -> Result<(), String> {
-    let ts = f.timestamps()?;
-    let cols = f.columns()?;
-    let (persons, person_ix) = f.persons()?;
-    rows.reserve(f.events);
-    for i in 0..f.events {
-        let at = combos.lookup(&cols, i)?;
-        if at < 0 {
-            continue;
-        }
-        let t = ts[i];
-        if t < scan.from_us || t > scan.to_us {
-            continue;
-        }
-        let mut ev = marks[at as usize];
-        ev.ts = t - PG_EPOCH_OFFSET_US;
-        rows.push((persons[person_ix[i] as usize], ev));
+    if marks.is_empty() {
+        return Ok(()); // the filter passes no combination
     }
+    let cols = f.columns()?;
+    let (persons, ix) = f.persons()?;
+    let mut ts = f.deltas()?;
+    rows.reserve(f.events);
+    let spare = &mut rows.spare_capacity_mut()[..f.events];
+    let mut kept = 0;
+    for i in 0..f.events {
+        let t = ts.next_value().ok_or_else(changed)?;
+        let at = combos.lookup(&cols, i)?;
+        let keep = (at >= 0) & (t >= scan.from_us) & (t <= scan.to_us);
+        let person = *persons.get(u32_at(ix, i) as usize).ok_or_else(changed)?;
+        let mut ev = *marks.get(at.max(0) as usize).ok_or_else(changed)?;
+        ev.ts = t - PG_EPOCH_OFFSET_US;
+        spare[kept].write((person, ev));
+        kept += usize::from(keep);
+    }
+    if !ts.finished() {
+        return Err(changed());
+    }
+    // SAFETY: the first `kept` spare slots were written above (`kept` ≤ the slots written).
+    unsafe { rows.set_len(rows.len() + kept) };
     Ok(())
 }
 
@@ -212,7 +239,8 @@ fn group_by_actor(mut rows: Vec<(i64, Ev)>) -> Grouped {
         }
     }
     bounds.push(rows.len());
-    let mut evs = vec![Ev::default(); rows.len()];
+    let mut evs = big_vec(rows.len());
+    evs.resize(rows.len(), Ev::default());
     for (a, e) in rows {
         let slot = &mut start[(a - min) as usize];
         evs[*slot] = e;

@@ -11,8 +11,8 @@ use pg_insights_core::compile::dates::ProjectTime;
 use pg_insights_core::segments::{Bucketer, PeriodScan};
 
 use super::{
-    Combos, DAY_US, Fetched, Prepared, covered_days, enabled, load_combos, tail_statement,
-    with_segment,
+    Combos, DAY_US, Fetched, Prepared, changed, covered_days, enabled, load_combos, tail_statement,
+    u32_at, with_segment,
 };
 use crate::agg::FxBuild;
 use crate::context::select_rows;
@@ -51,16 +51,11 @@ struct Run {
 }
 
 impl Run {
-    /// Marks person index `p` (`false` if out of range: a corrupt segment).
+    /// Marks person index `p` (`Err` if out of range: the segment is not what was listed).
     #[inline]
-    fn set(&mut self, p: usize) -> bool {
-        match self.bits.get_mut(p / 64) {
-            Some(w) => {
-                *w |= 1 << (p % 64);
-                true
-            }
-            None => false,
-        }
+    fn set(&mut self, p: usize) -> Result<(), String> {
+        *self.bits.get_mut(p / 64).ok_or_else(changed)? |= 1 << (p % 64);
+        Ok(())
     }
 
     fn flush(&mut self, persons: &[i64], acc: &mut ActorPeriods) {
@@ -87,54 +82,48 @@ fn scan_segment(
     bucketer: &mut Bucketer,
     acc: &mut ActorPeriods,
 ) -> Result<(), String> {
-    let (persons, ix) = f.raw_persons()?;
-    let person = |i: usize| {
-        u32::from_le_bytes([ix[4 * i], ix[4 * i + 1], ix[4 * i + 2], ix[4 * i + 3]]) as usize
-    };
+    let (persons, ix) = f.persons()?;
+    let cols = f.columns()?;
     let mut run = Run {
         period: None,
         bits: vec![0u64; persons.len().div_ceil(64)],
     };
-    let mut ok = true;
     let fixed = fixed_period(day, scan, bucketer);
-    if let (Some(p), Some(masks)) = (fixed, masks) {
+    if let (Some(p), Some(masks), [col]) = (fixed, masks, cols.as_slice()) {
         // The common case (day buckets in UTC, the whole day in range, a filter on one
         // column such as the event name): one period, and no branch on the filter.
         run.period = Some(p);
-        let col = f.raw_column(0)?;
         for i in 0..f.events {
-            let id =
-                u32::from_le_bytes([col[4 * i], col[4 * i + 1], col[4 * i + 2], col[4 * i + 3]]);
-            let (Some(&m), p) = (masks.get(id as usize), person(i)) else {
-                return Err(super::changed());
-            };
-            match run.bits.get_mut(p / 64) {
-                Some(w) => *w |= (1 << (p % 64)) & m,
-                None => return Err(super::changed()),
-            }
+            let m = masks.get(u32_at(col, i) as usize).ok_or_else(changed)?;
+            let p = u32_at(ix, i) as usize;
+            *run.bits.get_mut(p / 64).ok_or_else(changed)? |= (1 << (p % 64)) & m;
         }
     } else if let Some(p) = fixed {
         run.period = Some(p);
-        combos.for_each_passing(f, |i, _| ok &= run.set(person(i)))?;
+        for i in 0..f.events {
+            if combos.lookup(&cols, i)? >= 0 {
+                run.set(u32_at(ix, i) as usize)?;
+            }
+        }
     } else {
-        let ts = f.timestamps()?;
-        combos.for_each_passing(f, |i, _| {
-            let t = ts[i];
-            if t < scan.from_us || t > scan.to_us {
-                return;
+        let mut ts = f.deltas()?;
+        for i in 0..f.events {
+            let t = ts.next_value().ok_or_else(changed)?;
+            if combos.lookup(&cols, i)? < 0 || t < scan.from_us || t > scan.to_us {
+                continue;
             }
             let Some(period) = scan.period(bucketer.bucket(t)) else {
-                return;
+                continue;
             };
             if run.period != Some(period) {
                 run.flush(&persons, acc);
                 run.period = Some(period);
             }
-            ok &= run.set(person(i));
-        })?;
-    }
-    if !ok {
-        return Err(super::changed());
+            run.set(u32_at(ix, i) as usize)?;
+        }
+        if !ts.finished() {
+            return Err(changed());
+        }
     }
     run.flush(&persons, acc);
     Ok(())

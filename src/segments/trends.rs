@@ -10,8 +10,8 @@ use pg_insights_core::segments::{Bucketer, SegMath, SegScan};
 use pgrx::prelude::*;
 
 use super::{
-    Combos, DAY_US, Fetched, Prepared, covered_days, enabled, load_combos, tail_statement, ts_us,
-    with_segment,
+    Combos, DAY_US, Fetched, Prepared, changed, covered_days, enabled, load_combos, tail_statement,
+    ts_us, u32_at, with_segment,
 };
 use crate::context::select_rows;
 
@@ -52,10 +52,22 @@ fn scan_segment(
     let cols = f.columns()?;
     let nbd = combos.entries.len().max(1) as u32;
     let distinct = scan.math == SegMath::DistinctPersons;
-    let (persons, person_ix) = if distinct {
+    if ts.is_none() && !distinct {
+        // Counts of a day in one bucket: a histogram of the events' entries, slot 0 for the
+        // rejected ones, so no branch on the filter.
+        let mut hist = vec![0u64; combos.entries.len() + 1];
+        for i in 0..n {
+            hist[(combos.lookup(&cols, i)? + 1) as usize] += 1;
+        }
+        for (bd, &c) in hist.iter().enumerate().skip(1).filter(|(_, c)| **c > 0) {
+            *acc.counts.entry((first, bd as u32 - 1)).or_insert(0.0) += c as f64;
+        }
+        return Ok(());
+    }
+    let (persons, person_ix): (Vec<i64>, &[u8]) = if distinct {
         f.persons()?
     } else {
-        (Vec::new(), Vec::new())
+        (Vec::new(), &[])
     };
     let max_groups = nbd as usize * if one_bucket { 1 } else { 32 };
     let mut seen = Seen::new(persons.len(), max_groups);
@@ -93,7 +105,11 @@ fn scan_segment(
         };
         let group = local * nbd + bd as u32;
         if distinct {
-            seen.add(group, person_ix[i]);
+            let p = u32_at(person_ix, i);
+            if p as usize >= persons.len() {
+                return Err(changed());
+            }
+            seen.add(group, p);
         } else {
             if counts.len() <= group as usize {
                 counts.resize(group as usize + 1, 0.0);
