@@ -378,6 +378,32 @@ pub fn is_utc(name: &str) -> bool {
     )
 }
 
+/// A paths run the segments can answer: every event of the range passing `filter` goes to
+/// [`crate::engines::paths::PathEvents`] with its item, as `insights._path_events` would get it.
+#[derive(Debug, Clone)]
+pub struct PathScan {
+    /// The run's conditions other than project and time, ANDed, over alias `e`.
+    pub filter: String,
+    /// `(item)::text` (never NULL) and `(strip)::bool` over alias `e`.
+    pub values: Vec<String>,
+    /// The dictionary columns `filter` and `values` read.
+    pub columns: Vec<String>,
+    /// Inclusive range, Unix microseconds.
+    pub from_us: i64,
+    pub to_us: i64,
+    /// One `insights._path_events` value of the events outside clean segments: `{TAIL}` is
+    /// replaced by the condition selecting them.
+    pub tail_sql: String,
+    pub params: Vec<Param>,
+}
+
+/// The order of an event inside its segment as a tie-breaker like the heap's event uuid: a
+/// segment is built in (timestamp, person, uuid) order, and events of one person at one
+/// instant always lie in one segment (or all in the heap), so this orders them as their uuids.
+pub fn segment_seq(day: i64, index: usize) -> u128 {
+    ((day as u128) << 64) | index as u128
+}
+
 /// Maps an event's timestamp to its bucket start, remembering the last bucket: a segment's
 /// events are in time order, so most calls return at once.
 pub struct Bucketer<'a> {

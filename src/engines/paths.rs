@@ -42,19 +42,40 @@ fn funnel_scope(project_id: i64, fp: &paths::FunnelPaths) -> FunnelScope {
     }
 }
 
-/// Parse and plan a paths query, then read every person's events.
+/// Parse and plan a paths query, then read every person's events (from segments where they
+/// can answer, else with the plan's statement).
 fn read(project_id: i64, query: &str) -> (PathsPlan, PathEvents, Project) {
     let project = load_project(project_id);
-    let q = parse_insight(&parse_json(query, "query"), InsightKind::Paths);
+    let plan = plan_query(&project, &parse_json(query, "query"));
+    let events = crate::segments::paths::path_events(project_id, &plan).unwrap_or_else(|| {
+        let state = select_rows(&plan.sql, &plan.params, "paths", |row| {
+            Ok(row.get::<Vec<u8>>(1)?.unwrap_or_default())
+        });
+        state
+            .first()
+            .map(|b| PathEvents::from_bytes(b))
+            .unwrap_or_default()
+    });
+    (plan, events, project)
+}
+
+/// The plan of a paths query (for `insights.explain`).
+pub(crate) fn plan_for(project_id: i64, query: &Value) -> PathsPlan {
+    plan_query(&load_project(project_id), query)
+}
+
+fn plan_query(project: &Project, query: &Value) -> PathsPlan {
+    let project_id = project.id;
+    let q = parse_insight(query, InsightKind::Paths);
     let funnel = paths::funnel_paths(&q.paths)
         .unwrap_or_else(|e| raise_query_error(&e))
         .map(|fp| funnel_scope(project_id, &fp));
     let earliest = earliest_event(project_id, &q);
     let team = team_cleaning(project_id);
-    let plan = with_lookups(project_id, |lookups| {
+    with_lookups(project_id, |lookups| {
         paths::plan(
             &q,
-            &project,
+            project,
             &team,
             lookups,
             chrono::Utc::now(),
@@ -62,15 +83,7 @@ fn read(project_id: i64, query: &str) -> (PathsPlan, PathEvents, Project) {
             funnel,
         )
     })
-    .unwrap_or_else(|e| raise_query_error(&e));
-    let state = select_rows(&plan.sql, &plan.params, "paths", |row| {
-        Ok(row.get::<Vec<u8>>(1)?.unwrap_or_default())
-    });
-    let events = state
-        .first()
-        .map(|b| PathEvents::from_bytes(b))
-        .unwrap_or_default();
-    (plan, events, project)
+    .unwrap_or_else(|e| raise_query_error(&e))
 }
 
 fn run(project_id: i64, query: &str) -> (Value, Project) {

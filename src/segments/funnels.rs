@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 
-use pg_insights_core::compile::sql::Param;
 use pg_insights_core::engines::funnels::engine::Ev;
 use pg_insights_core::engines::funnels::{EngineConfig, FunnelRun, PG_EPOCH_OFFSET_US};
 use pg_insights_core::segments::FunnelScan;
@@ -16,8 +15,8 @@ use serde_json::Value;
 use crate::engines::funnels::Grouped;
 
 use super::{
-    Combos, Prepared, big_vec, changed, covered_days, enabled, load_combos, tail_statement, u32_at,
-    with_segment,
+    Combos, Prepared, big_vec, changed, covered_days, enabled, load_combos, segment_events,
+    tail_statement, u32_at, with_segment,
 };
 use crate::context::select_rows;
 
@@ -138,20 +137,6 @@ pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Op
         &mut HashMap::new(),
         &bds.names,
     ))
-}
-
-/// The events of the listed segments: room for every row at once (growing the vector would
-/// copy it and fault its pages in again).
-fn segment_events(project_id: i64, days: &[i64]) -> usize {
-    select_rows(
-        "SELECT coalesce(sum(events), 0)::int8 FROM insights.event_segments \
-         WHERE project_id = $1 AND (day - DATE '1970-01-01')::int8 = ANY($2::int8[])",
-        &[Param::Int(project_id), Param::IntArray(days.to_vec())],
-        "segment sizes",
-        |r| Ok(r.get::<i64>(1)?.unwrap_or(0)),
-    )
-    .first()
-    .map_or(0, |&n| n.max(0) as usize)
 }
 
 /// Appends one segment's events passing the filter and inside the range. Every event is

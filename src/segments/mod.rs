@@ -6,7 +6,8 @@
 //! A run is answered from the clean segments of its range and, for every other instant of the
 //! range, from the heap with the run's own SQL (`tail_sql`); the two event sets are disjoint.
 //! Readers: [`trends`] (counts and distinct persons per bucket), [`funnels`] (the funnel
-//! engine's events), [`periods`] (each person's periods, for stickiness and lifecycle).
+//! engine's events), [`periods`] (each person's periods, for stickiness and lifecycle),
+//! [`paths`] (the paths engine's events).
 
 use std::collections::HashMap;
 
@@ -20,6 +21,7 @@ use pgrx::spi::{SpiError, SpiHeapTupleData};
 use crate::context::{USE_SEGMENTS, select_rows};
 
 pub mod funnels;
+pub mod paths;
 pub mod periods;
 pub mod trends;
 
@@ -116,7 +118,7 @@ fn _segment_build(project_id: i64, day: pgrx::datum::Date) -> i32 {
     let sql = format!(
         "SELECT e.\"timestamp\", e.person_id, pg_column_size(e.*)::int8, {} FROM insights.events e \
          WHERE e.project_id = $1 AND e.\"timestamp\" >= $2 AND e.\"timestamp\" < $3 \
-         ORDER BY e.\"timestamp\", e.person_id",
+         ORDER BY e.\"timestamp\", e.person_id, e.uuid",
         cols.join(", ")
     );
     let (mut ts, mut persons, mut heap_bytes) = (Vec::new(), Vec::new(), 0i64);
@@ -479,6 +481,20 @@ fn covered_days(
     Ok(days)
 }
 
+/// The events of the listed segments: room for every row at once (growing the vector would
+/// copy it and fault its pages in again).
+pub(super) fn segment_events(project_id: i64, days: &[i64]) -> usize {
+    select_rows(
+        "SELECT coalesce(sum(events), 0)::int8 FROM insights.event_segments \
+         WHERE project_id = $1 AND (day - DATE '1970-01-01')::int8 = ANY($2::int8[])",
+        &[Param::Int(project_id), Param::IntArray(days.to_vec())],
+        "segment sizes",
+        |r| Ok(r.get::<i64>(1)?.unwrap_or(0)),
+    )
+    .first()
+    .map_or(0, |&n| n.max(0) as usize)
+}
+
 /// A run's heap statement restricted to the instants of `[from_us, to_us]` no clean segment
 /// covers: `None` when there are none. Its extra parameters follow `params`.
 fn tail_statement(
@@ -583,12 +599,16 @@ fn explain(
                 periods::explain_run(project_id, &plan.seg),
             )]
         }
+        InsightKind::Paths => {
+            let plan = crate::engines::paths::plan_for(project_id, &query.0);
+            vec![explain_row(0, false, paths::explain_run(project_id, &plan))]
+        }
         other => vec![(
             0,
             false,
             "heap".into(),
             format!(
-                "{} reads the heap (trends, funnels, stickiness and lifecycle read segments)",
+                "{} reads the heap (trends, funnels, stickiness, lifecycle and paths read segments)",
                 other.legacy_name()
             ),
         )],

@@ -1,11 +1,11 @@
 """The columnar segments (sql/segments.sql, docs/segments.md) never change an answer: random ingestion,
 late events, person merges, deletes, property updates and timezone changes, then every trends and
-funnels, stickiness and lifecycle query answered with `pg_insights.use_segments` on must equal the heap's answer (off).
+funnels, stickiness, lifecycle and paths query answered with `pg_insights.use_segments` on must equal the heap's answer (off).
 
 Each case (a fixed seed) builds a fresh project (random timezone) with random persons and events over
 12 closed UTC days of 2022 (many near midnight), with `$browser` materialised (so filters and breakdowns
 on it can read segments), seals it, then applies random changes, sometimes resealing, and compares a set of
-random trends, funnels, stickiness and lifecycle queries after every step. The worker seals in the background too (this database is
+random trends, funnels, stickiness, lifecycle and paths queries after every step. The worker seals in the background too (this database is
 served), which only adds interleavings. `insights.explain` must report segments for a good share of
 the queries, so the comparison is never vacuous.
 """
@@ -95,8 +95,23 @@ def random_funnel(rng):
     return q
 
 
+def random_paths(rng):
+    """A paths query: events or pageviews (their URL items are empty here), start points, a step limit."""
+    q = {"insight": "PATHS", "include_event_types": rng.choice([[], ["$pageview"], ["custom_event"]]),
+         "step_limit": rng.choice([3, 5]),
+         "date_from": (START + timedelta(days=rng.randrange(0, 4))).date().isoformat(),
+         "date_to": (START + timedelta(days=rng.randrange(6, 13))).date().isoformat()}
+    if rng.random() < 0.3:
+        q["start_point"] = "click"
+    if rng.random() < 0.3:
+        q["properties"] = [{"key": "$browser", "value": "Safari", "operator": "is_not", "type": "event"}]
+    return q
+
+
 def random_periods(rng):
-    """A stickiness or lifecycle query (both read each person's periods from segments)."""
+    """A stickiness, lifecycle or paths query (the first two read each person's periods from segments)."""
+    if rng.random() < 0.3:
+        return random_paths(rng)
     q = {"insight": rng.choice(["STICKINESS", "LIFECYCLE"]),
          "events": [{"id": rng.choice([None, "$pageview", "click"]), "type": "events"}],
          "interval": rng.choice(["day", "day", "week", "hour", "month"]),
@@ -113,7 +128,8 @@ def random_periods(rng):
     return q
 
 
-FUNCTIONS = {"FUNNELS": "funnel_json", "STICKINESS": "stickiness_json", "LIFECYCLE": "lifecycle_json"}
+FUNCTIONS = {"FUNNELS": "funnel_json", "STICKINESS": "stickiness_json", "LIFECYCLE": "lifecycle_json",
+             "PATHS": "paths_json"}
 
 
 def answers(db, pid, q):

@@ -26,6 +26,7 @@ use crate::compile::sql::{Param, SqlBuilder};
 use crate::engines::funnels::{Lookups, Project};
 use crate::error::{QueryError, Result};
 use crate::model::{InsightKind, InsightQuery, PathsOptions};
+use crate::segments::{self, PathScan};
 
 /// A new path starts after a gap of at least this long (PostHog: 30 minutes).
 pub const SESSION_GAP_US: i64 = 30 * 60 * 1_000_000;
@@ -58,6 +59,8 @@ pub struct PathsPlan {
     /// Funnel paths: the events each selected person keeps, `person → (from, to)` in Unix µs
     /// (inclusive). Persons not in it have no path.
     pub windows: Option<HashMap<i64, (i64, i64)>>,
+    /// The same events from the columnar segments (crate::segments), when they can answer.
+    pub seg: std::result::Result<PathScan, String>,
 }
 
 /// Which part of a funnel's persons' events a funnel path keeps.
@@ -461,11 +464,12 @@ pub fn select_edges(rules: &PathRules, edges: Edges) -> Value {
         let mut reached: HashSet<String> = HashSet::new();
         let mut kept = vec![false; list.len()];
         // Targets only reach further edges of later steps, so one pass in step order suffices.
+        let steps: Vec<u64> = list.iter().map(|e| step_of(&e.0)).collect();
         let mut order: Vec<usize> = (0..list.len()).collect();
-        order.sort_by_key(|&i| step_of(&list[i].0));
+        order.sort_by_key(|&i| steps[i]);
         for i in order {
             let (s, t, ..) = &list[i];
-            if step_of(s) == 1 || reached.contains(s) {
+            if steps[i] == 1 || reached.contains(s) {
                 kept[i] = true;
                 reached.insert(t.clone());
             }
@@ -532,10 +536,11 @@ pub fn plan(
         ids.sort_unstable();
     }
     let range = context::query_range(q, Interval::Day, &project.pt, now, earliest)?;
-    let (sql, params) = context::with_filter_context(project, lookups, |cx| {
+    let (sql, params, seg) = context::with_filter_context(project, lookups, |cx| {
         let mut b = SqlBuilder::new();
         let pid = b.int(project.id);
         let mut w = context::events_in_range(&mut b, &pid, &range);
+        let in_range = w.len();
         let (item, strip, types) = item_sql(p, &mut b, cx)?;
         w.extend(types);
         w.push(
@@ -555,18 +560,41 @@ pub fn plan(
             ));
         }
         w.retain(|c| c != "TRUE");
-        let sql = format!(
+        let select = format!(
             "SELECT insights._path_events(e.person_id, e.\"timestamp\", e.uuid, coalesce({item}, ''), {strip}) \
-               FROM insights.events e WHERE {}",
-            w.join(" AND ")
+               FROM insights.events e WHERE"
         );
-        Ok::<_, QueryError>(b.finish(&sql))
+        let sql = format!("{select} {}", w.join(" AND "));
+        let conds = &w[in_range..];
+        let values = vec![
+            format!("coalesce({item}, '')::text"),
+            format!("({strip})::bool"),
+        ];
+        let mat: Vec<String> = cx.materialized.iter().map(|(_, c)| c.clone()).collect();
+        let sqls: Vec<&str> = conds.iter().chain(&values).map(String::as_str).collect();
+        let seg = segments::referenced_columns(&sqls, &mat)
+            .ok_or_else(|| {
+                "a filter or item on something other than the event name and materialised properties"
+                    .to_string()
+            })
+            .map(|columns| PathScan {
+                filter: if conds.is_empty() { "TRUE".into() } else { conds.join(" AND ") },
+                values,
+                columns,
+                from_us: range.from.timestamp_micros(),
+                to_us: range.to.timestamp_micros(),
+                tail_sql: format!("{sql} AND {{TAIL}}"),
+                params: b.params.clone(),
+            });
+        let (sql, params) = b.finish(&sql);
+        Ok::<_, QueryError>((sql, params, seg))
     })?;
     Ok(PathsPlan {
         sql,
         params,
         rules,
         windows: funnel.map(|f| f.windows),
+        seg,
     })
 }
 
@@ -686,7 +714,8 @@ pub struct PathEvents {
 }
 
 impl PathEvents {
-    fn intern(&mut self, item: &str, strip: bool) -> u32 {
+    /// The id of a raw item (`strip`: a pageview URL, its trailing `/` removed).
+    pub fn intern(&mut self, item: &str, strip: bool) -> u32 {
         if let Some(id) = self.ids[strip as usize].get(item) {
             return *id;
         }
@@ -719,8 +748,51 @@ impl PathEvents {
     /// Put the rows in (actor, time, uuid) order. A stable sort, because it merges the sorted
     /// runs of parallel workers' states in linear passes (the workers sort theirs before they
     /// serialise them).
+    ///
+    /// Person ids of a project are mostly dense: then a counting sort by actor (stable, two
+    /// linear passes) and a sort of each actor's run only where it is out of time order (rows
+    /// read from segments arrive in time order) give the same order as one stable sort.
     pub fn sort_rows(&mut self) {
-        self.rows.sort_by_key(|&(a, t, u, _)| (a, t, u));
+        let (Some(min), Some(max)) = (
+            self.rows.iter().map(|r| r.0).min(),
+            self.rows.iter().map(|r| r.0).max(),
+        ) else {
+            return;
+        };
+        let span = max.abs_diff(min) as usize;
+        if span > self.rows.len().saturating_mul(4).max(1 << 16) {
+            self.rows.sort_by_key(|&(a, t, u, _)| (a, t, u));
+            return;
+        }
+        let mut start = vec![0usize; span + 2];
+        for r in &self.rows {
+            start[(r.0 - min) as usize + 1] += 1;
+        }
+        for i in 1..start.len() {
+            start[i] += start[i - 1];
+        }
+        let mut sorted = vec![(0i64, 0i64, 0u128, 0u32); self.rows.len()];
+        for r in &self.rows {
+            let slot = &mut start[(r.0 - min) as usize];
+            sorted[*slot] = *r;
+            *slot += 1;
+        }
+        for run in sorted.chunk_by_mut(|x, y| x.0 == y.0) {
+            if !run.is_sorted_by_key(|&(_, t, u, _)| (t, u)) {
+                run.sort_by_key(|&(_, t, u, _)| (t, u));
+            }
+        }
+        self.rows = sorted;
+    }
+
+    /// One event whose item is already interned ([`PathEvents::intern`]).
+    pub fn push(&mut self, actor: i64, ts_us: i64, seq: u128, item: u32) {
+        self.rows.push((actor, ts_us, seq, item));
+    }
+
+    /// Room for `n` more events.
+    pub fn reserve(&mut self, n: usize) {
+        self.rows.reserve(n);
     }
 
     /// One event; `strip` for pageview URLs.
@@ -811,9 +883,15 @@ impl PathEvents {
 /// One path over interned items: `(µs, item id)`.
 type IdPath = Vec<(i64, u32)>;
 
-/// Every person's paths over interned items: the cleaned item texts and, per person in id
-/// order, `(person, paths)`. Cleaning rules run once per distinct raw item, not per event.
-fn person_paths(plan: &PathsPlan, mut state: PathEvents) -> (Vec<String>, Vec<(i64, Vec<IdPath>)>) {
+/// Every person's paths over interned items: `each(person, paths, item texts)` per person in id
+/// order, then the item texts (visited, not collected: a vector per person kept to the end cost more in the
+/// allocator than the paths themselves). Cleaning rules run once per distinct raw item, not per
+/// event.
+fn person_paths(
+    plan: &PathsPlan,
+    mut state: PathEvents,
+    mut each: impl FnMut(i64, Vec<IdPath>, &[String]),
+) -> Vec<String> {
     let mut names = Names::default();
     let cleaned: Vec<Option<u32>> = state
         .items
@@ -828,7 +906,6 @@ fn person_paths(plan: &PathsPlan, mut state: PathEvents) -> (Vec<String>, Vec<(i
         ellipsis,
     };
     state.sort_rows();
-    let mut out = Vec::new();
     let mut events: Vec<(i64, u32)> = Vec::new();
     for run in state.rows.chunk_by(|x, y| x.0 == y.0) {
         let person = run[0].0;
@@ -845,9 +922,9 @@ fn person_paths(plan: &PathsPlan, mut state: PathEvents) -> (Vec<String>, Vec<(i
                 .filter(|r| (from..=to).contains(&r.1))
                 .filter_map(|r| Some((r.1, cleaned[r.3 as usize]?))),
         );
-        out.push((person, plan.rules.paths_of(&events, &points)));
+        each(person, plan.rules.paths_of(&events, &points), &names.list);
     }
-    (names.list, out)
+    names.list
 }
 
 /// Cleaned item texts, interned.
@@ -870,18 +947,17 @@ impl Names {
 
 /// Run the rules over the statement's state and select the edges: PostHog's `result`.
 pub fn render_state(plan: &PathsPlan, state: PathEvents) -> Value {
-    let (names, persons) = person_paths(plan, state);
     // Edges tallied on (source step, source item, target item); the texts are built once.
     let mut tally: HashMap<(usize, u32, u32), (u64, f64)> = HashMap::new();
-    for (_, paths) in &persons {
-        for path in paths {
+    let names = person_paths(plan, state, |_, paths, _| {
+        for path in &paths {
             for (i, w) in path.windows(2).enumerate() {
                 let slot = tally.entry((i + 1, w[0].1, w[1].1)).or_insert((0, 0.0));
                 slot.0 += 1;
                 slot.1 += (w[1].0 - w[0].0) as f64 / 1000.0;
             }
         }
-    }
+    });
     let name = |id: u32| names[id as usize].as_str();
     let edges = Edges {
         tally: tally
@@ -939,17 +1015,17 @@ pub fn actors(plan: &PathsPlan, state: PathEvents, keys: &ActorKeys) -> Result<V
             "Give path_start_key, path_end_key or path_dropoff_key.",
         ));
     }
-    let (names, persons) = person_paths(plan, state);
-    let text = |path: &IdPath| -> Vec<(i64, String)> {
-        path.iter()
-            .map(|&(t, id)| (t, names[id as usize].clone()))
-            .collect()
-    };
-    let mut out: Vec<i64> = persons
-        .into_iter()
-        .filter(|(_, paths)| paths.iter().any(|p| path_matches(&text(p), keys)))
-        .map(|(person, _)| person)
-        .collect();
+    let mut out: Vec<i64> = Vec::new();
+    person_paths(plan, state, |person, paths, names| {
+        let text = |path: &IdPath| -> Vec<(i64, String)> {
+            path.iter()
+                .map(|&(t, id)| (t, names[id as usize].clone()))
+                .collect()
+        };
+        if paths.iter().any(|p| path_matches(&text(p), keys)) {
+            out.push(person);
+        }
+    });
     out.sort_unstable();
     Ok(out)
 }

@@ -685,3 +685,36 @@ fn a_materialised_url_is_read_from_its_column() {
         mat.sql
     );
 }
+
+#[test]
+fn sort_rows_orders_as_one_stable_sort() {
+    // Dense actors (the counting sort) and sparse ones (the comparison sort), time-ordered and
+    // shuffled arrivals, repeated instants: always the (actor, time, uuid) order.
+    let mut seed = 7u64;
+    let mut next = move |m: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % m
+    };
+    for (spread, in_time_order) in [(50, true), (50, false), (1 << 40, false)] {
+        let mut s = PathEvents::default();
+        for i in 0..5000u64 {
+            let t = if in_time_order {
+                (i / 3) as i64
+            } else {
+                next(400) as i64
+            };
+            s.rows.push((
+                next(spread) as i64 - 20,
+                t,
+                u128::from(next(1000)),
+                i as u32,
+            ));
+        }
+        let mut want = s.rows.clone();
+        want.sort_by_key(|&(a, t, u, _)| (a, t, u));
+        s.sort_rows();
+        assert_eq!(s.rows, want);
+    }
+}
