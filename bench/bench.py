@@ -668,6 +668,7 @@ def variants(pid, mat=None, mat_url=None):
                 pg["paths_mat"], "paths")] if mat_url else []),
             (f"pg_insights paths(){' (reads ' + mat_url + ')' if mat_url else ''}", "pgi:paths",
              Q.pgi_paths(pid), "paths"),
+            ("pg_insights paths(), heap (use_segments off)", "pgi:paths", Q.heap(Q.pgi_paths(pid)), "paths"),
             ("DuckDB SQL (window, row_number per session, column)", "duckdb", dk["paths"], "paths"),
             ("DuckDB SQL (window, one sort, column)", "duckdb", dk["paths_one_sort"], "paths"),
             ("DuckDB SQL (window, row_number per session, JSON)", "duckdb", dk["paths_json"], "paths"),

@@ -263,22 +263,24 @@ pub fn combo_sql(project_id: i64, columns: &[String], filter: &str, values: &[St
     )
 }
 
-/// A funnel run the segments can answer: every event of the range passing `filter`, with its
-/// step mask, exclusion mask and breakdown value, goes to the funnel engine as the aggregate
-/// `insights._funnel_agg` would receive it.
+/// A run whose engine takes every event of the range passing `filter`, with values the run's
+/// SQL computes per event: a funnel (`(steps)::int4`, `(exclusions)::int4`, `(breakdown)::text`,
+/// as `insights._funnel_agg` would receive them) or paths (`(item)::text`, `(strip)::bool`, as
+/// `insights._path_events` would).
 #[derive(Debug, Clone)]
-pub struct FunnelScan {
+pub struct EventScan {
     /// The run's filters other than project and time, ANDed, over alias `e`.
     pub filter: String,
-    /// `(steps)::int4`, `(exclusions)::int4`, `(breakdown)::text` over alias `e`.
+    /// The per-event values, SQL over alias `e`.
     pub values: Vec<String>,
     /// The dictionary columns `filter` and `values` read.
     pub columns: Vec<String>,
     /// Inclusive range, Unix microseconds.
     pub from_us: i64,
     pub to_us: i64,
-    /// `(person_id, timestamp, steps, exclusions, breakdown)` rows of the events outside clean
-    /// segments: `{TAIL}` is replaced by the condition selecting them.
+    /// The run's heap statement over the events outside clean segments: `{TAIL}` is replaced
+    /// by the condition selecting them. Funnels: `(person_id, timestamp, steps, exclusions,
+    /// breakdown)` rows; paths: one `insights._path_events` value.
     pub tail_sql: String,
     /// The parameters of `filter`, `values` and `tail_sql`.
     pub params: Vec<Param>,
@@ -376,25 +378,6 @@ pub fn is_utc(name: &str) -> bool {
         name,
         "UTC" | "Etc/UTC" | "Etc/GMT" | "GMT" | "Etc/Universal" | "Universal" | "Etc/Zulu" | "Zulu"
     )
-}
-
-/// A paths run the segments can answer: every event of the range passing `filter` goes to
-/// [`crate::engines::paths::PathEvents`] with its item, as `insights._path_events` would get it.
-#[derive(Debug, Clone)]
-pub struct PathScan {
-    /// The run's conditions other than project and time, ANDed, over alias `e`.
-    pub filter: String,
-    /// `(item)::text` (never NULL) and `(strip)::bool` over alias `e`.
-    pub values: Vec<String>,
-    /// The dictionary columns `filter` and `values` read.
-    pub columns: Vec<String>,
-    /// Inclusive range, Unix microseconds.
-    pub from_us: i64,
-    pub to_us: i64,
-    /// One `insights._path_events` value of the events outside clean segments: `{TAIL}` is
-    /// replaced by the condition selecting them.
-    pub tail_sql: String,
-    pub params: Vec<Param>,
 }
 
 /// The order of an event inside its segment as a tie-breaker like the heap's event uuid: a

@@ -8,15 +8,15 @@ use std::collections::HashMap;
 
 use pg_insights_core::engines::funnels::engine::Ev;
 use pg_insights_core::engines::funnels::{EngineConfig, FunnelRun, PG_EPOCH_OFFSET_US};
-use pg_insights_core::segments::FunnelScan;
+use pg_insights_core::segments::EventScan;
 use pgrx::prelude::*;
 use serde_json::Value;
 
 use crate::engines::funnels::Grouped;
 
 use super::{
-    Combos, Prepared, big_vec, changed, covered_days, enabled, load_combos, segment_events,
-    tail_statement, u32_at, with_segment,
+    Combos, Prepared, big_vec, changed, prepare_events, segment_events, tail_statement, u32_at,
+    with_segment,
 };
 use crate::context::select_rows;
 
@@ -24,25 +24,14 @@ use crate::context::select_rows;
 type Marks = (i32, i32, Option<String>);
 
 /// The clean segments a funnel run would read and its combination table, or why the heap.
-fn prepare(project_id: i64, run: &FunnelRun) -> Result<Prepared<'_, FunnelScan, Marks>, String> {
-    enabled()?;
-    let scan = run.seg.as_ref().map_err(|why| why.clone())?;
-    let covered = covered_days(project_id, scan.from_us, scan.to_us, &scan.columns)?;
-    let combos = load_combos(
-        project_id,
-        &scan.columns,
-        &scan.filter,
-        &scan.values,
-        &scan.params,
-        |r, at| {
-            Ok((
-                r.get::<i32>(at)?.unwrap_or(0),
-                r.get::<i32>(at + 1)?.unwrap_or(0),
-                r.get::<String>(at + 2)?,
-            ))
-        },
-    )?;
-    Ok((scan, covered, combos))
+fn prepare(project_id: i64, run: &FunnelRun) -> Result<Prepared<'_, EventScan, Marks>, String> {
+    prepare_events(project_id, &run.seg, |r, at| {
+        Ok((
+            r.get::<i32>(at)?.unwrap_or(0),
+            r.get::<i32>(at + 1)?.unwrap_or(0),
+            r.get::<String>(at + 2)?,
+        ))
+    })
 }
 
 /// Which path a funnel run takes, without running it: `Ok(segment days)` or why the heap.
@@ -144,7 +133,7 @@ pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Op
 /// which passes some events of a segment in no predictable order.
 fn scan_segment(
     f: &super::Fetched,
-    scan: &FunnelScan,
+    scan: &EventScan,
     combos: &Combos<Marks>,
     marks: &[Ev],
     rows: &mut Vec<(i64, Ev)>,
@@ -180,10 +169,10 @@ fn scan_segment(
 /// sorts them itself). Person ids of a project are mostly dense: a counting sort straight into
 /// the grouped events, two linear passes, where their range allows; else a comparison sort.
 fn group_by_actor(mut rows: Vec<(i64, Ev)>) -> Grouped {
-    let (Some(min), Some(max)) = (
-        rows.iter().map(|r| r.0).min(),
-        rows.iter().map(|r| r.0).max(),
-    ) else {
+    let bounds = rows.iter().fold(None, |acc: Option<(i64, i64)>, r| {
+        Some(acc.map_or((r.0, r.0), |(lo, hi)| (lo.min(r.0), hi.max(r.0))))
+    });
+    let Some((min, max)) = bounds else {
         return Grouped {
             ids: Vec::new(),
             bounds: vec![0],

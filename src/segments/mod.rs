@@ -355,6 +355,27 @@ fn load_combos<E: PartialEq>(
     })
 }
 
+/// An event-scan run ready to read (funnels, paths): its scan, clean days and combination
+/// table with the entries `read` makes of the values, or why it reads the heap.
+fn prepare_events<E: PartialEq>(
+    project_id: i64,
+    seg: &Result<seg::EventScan, String>,
+    read: impl Fn(&SpiHeapTupleData, usize) -> Result<E, SpiError>,
+) -> Result<Prepared<'_, seg::EventScan, E>, String> {
+    enabled()?;
+    let scan = seg.as_ref().map_err(|why| why.clone())?;
+    let covered = covered_days(project_id, scan.from_us, scan.to_us, &scan.columns)?;
+    let combos = load_combos(
+        project_id,
+        &scan.columns,
+        &scan.filter,
+        &scan.values,
+        &scan.params,
+        read,
+    )?;
+    Ok((scan, covered, combos))
+}
+
 /// One segment's columns, as fetched: borrowed from the detoasted values (valid while the
 /// statement's result is), so no column is copied before it is decoded.
 struct Fetched<'a> {

@@ -4,11 +4,11 @@
 //! engine (`pg_insights_core::engines::paths::render_state`) sorts each person's events itself.
 
 use pg_insights_core::engines::paths::{PathEvents, PathsPlan};
-use pg_insights_core::segments::{PathScan, segment_seq};
+use pg_insights_core::segments::{EventScan, segment_seq};
 
 use super::{
-    Combos, Fetched, Prepared, changed, covered_days, enabled, load_combos, segment_events,
-    tail_statement, u32_at, with_segment,
+    Combos, Fetched, Prepared, changed, prepare_events, segment_events, tail_statement, u32_at,
+    with_segment,
 };
 use crate::context::select_rows;
 
@@ -16,24 +16,13 @@ use crate::context::select_rows;
 fn prepare(
     project_id: i64,
     plan: &PathsPlan,
-) -> Result<Prepared<'_, PathScan, (String, bool)>, String> {
-    enabled()?;
-    let scan = plan.seg.as_ref().map_err(|why| why.clone())?;
-    let covered = covered_days(project_id, scan.from_us, scan.to_us, &scan.columns)?;
-    let combos = load_combos(
-        project_id,
-        &scan.columns,
-        &scan.filter,
-        &scan.values,
-        &scan.params,
-        |r, at| {
-            Ok((
-                r.get::<String>(at)?.unwrap_or_default(),
-                r.get::<bool>(at + 1)?.unwrap_or(false),
-            ))
-        },
-    )?;
-    Ok((scan, covered, combos))
+) -> Result<Prepared<'_, EventScan, (String, bool)>, String> {
+    prepare_events(project_id, &plan.seg, |r, at| {
+        Ok((
+            r.get::<String>(at)?.unwrap_or_default(),
+            r.get::<bool>(at + 1)?.unwrap_or(false),
+        ))
+    })
 }
 
 /// Which path a paths run takes, without running it: `Ok(segment days)` or why the heap.
@@ -46,7 +35,7 @@ pub fn explain_run(project_id: i64, plan: &PathsPlan) -> Result<usize, String> {
 fn scan_segment(
     f: &Fetched,
     day: i64,
-    scan: &PathScan,
+    scan: &EventScan,
     combos: &Combos<(String, bool)>,
     items: &[u32],
     out: &mut PathEvents,

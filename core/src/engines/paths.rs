@@ -26,7 +26,7 @@ use crate::compile::sql::{Param, SqlBuilder};
 use crate::engines::funnels::{Lookups, Project};
 use crate::error::{QueryError, Result};
 use crate::model::{InsightKind, InsightQuery, PathsOptions};
-use crate::segments::{self, PathScan};
+use crate::segments::{self, EventScan};
 
 /// A new path starts after a gap of at least this long (PostHog: 30 minutes).
 pub const SESSION_GAP_US: i64 = 30 * 60 * 1_000_000;
@@ -60,7 +60,7 @@ pub struct PathsPlan {
     /// (inclusive). Persons not in it have no path.
     pub windows: Option<HashMap<i64, (i64, i64)>>,
     /// The same events from the columnar segments (crate::segments), when they can answer.
-    pub seg: std::result::Result<PathScan, String>,
+    pub seg: std::result::Result<EventScan, String>,
 }
 
 /// Which part of a funnel's persons' events a funnel path keeps.
@@ -577,7 +577,7 @@ pub fn plan(
                 "a filter or item on something other than the event name and materialised properties"
                     .to_string()
             })
-            .map(|columns| PathScan {
+            .map(|columns| EventScan {
                 filter: if conds.is_empty() { "TRUE".into() } else { conds.join(" AND ") },
                 values,
                 columns,

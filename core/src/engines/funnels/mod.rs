@@ -27,7 +27,7 @@ use crate::compile::properties::{self, FilterContext};
 use crate::engines::funnels::engine::{Attribution, Ev, Order, Spec, Tally};
 use crate::error::{QueryError, Result};
 use crate::model::{BreakdownProperty, CohortRef, Entity, EntityKind, FunnelOrder, InsightQuery};
-use crate::segments::{self, FunnelScan};
+use crate::segments::{self, EventScan};
 // The project context lives in compile::context; re-exported for the engines' callers.
 pub use crate::compile::context::{Lookups, PG_EPOCH_OFFSET_US, Project, url_encode};
 use crate::compile::sql::{Param, SqlBuilder};
@@ -103,7 +103,7 @@ pub struct FunnelRun {
     /// Cohort breakdowns: (breakdown value, cohort name).
     pub cohort: Option<(Value, String)>,
     /// The same run over the columnar segments, or why not (crate::segments).
-    pub seg: std::result::Result<FunnelScan, String>,
+    pub seg: std::result::Result<EventScan, String>,
 }
 
 /// Display data of one step.
@@ -270,7 +270,7 @@ fn funnel_scan(
     range: &DateRange,
     cx: &FilterContext,
     b: &SqlBuilder,
-) -> std::result::Result<FunnelScan, String> {
+) -> std::result::Result<EventScan, String> {
     let filter = match &where_[3..] {
         [] => "TRUE".to_string(),
         rest => rest.join(" AND "),
@@ -292,7 +292,7 @@ fn funnel_scan(
         values.join(", "),
         where_.join(" AND ")
     );
-    Ok(FunnelScan {
+    Ok(EventScan {
         filter,
         values,
         columns,
