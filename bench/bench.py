@@ -640,6 +640,14 @@ def variants(pid, mat=None, mat_url=None):
             ("DuckDB SQL", "duckdb", dk["retention"], None),
             ("chdb min + JOIN", "chdb", ch["retention"], None),
         ],
+        "retention_recurring": [
+            ("PG plain SQL (self-join of person-weeks)", "pg", pg["retention_recurring"], None),
+            ("pg_insights retention()", "pgi:retention", Q.pgi_retention_recurring(pid), None),
+            ("pg_insights retention(), heap (use_segments off)", "pgi:retention",
+             Q.heap(Q.pgi_retention_recurring(pid)), None),
+            ("DuckDB SQL (self-join of person-weeks)", "duckdb", dk["retention_recurring"], None),
+            ("chdb self-join of person-weeks", "chdb", ch["retention_recurring"], None),
+        ],
         "stickiness": [
             ("PG plain SQL (GROUP BY person, day)", "pg", pg["stickiness"], None),
             ("PG plain SQL (count(DISTINCT day))", "pg", pg["stickiness_distinct"], None),

@@ -228,6 +228,14 @@ SELECT f.cohort, (pw.wk - f.cohort) / 7 AS week_offset, count(*) AS persons
 FROM f JOIN pw USING (person_id)
 WHERE f.cohort >= DATE '{RET_FROM[:10]}' AND pw.wk >= f.cohort
 GROUP BY 1, 2 ORDER BY 1, 2"""
+    # Recurring retention of $pageview: every week with a pageview is a cohort of its persons.
+    q["retention_recurring"] = f"""WITH pw AS (
+  SELECT DISTINCT person_id, date_trunc('week', "timestamp" AT TIME ZONE 'UTC')::date AS wk
+  FROM insights.events WHERE {pg_where(pid, RET_FROM, RET_TO)} AND event = '$pageview'
+)
+SELECT a.wk AS cohort, (b.wk - a.wk) / 7 AS week_offset, count(*) AS persons
+FROM pw a JOIN pw b ON b.person_id = a.person_id AND b.wk >= a.wk
+GROUP BY 1, 2 ORDER BY 1, 2"""
     # Stickiness: distinct (person, UTC day) pairs (a hash aggregate that runs in parallel), then
     # days per person, then persons per day count.
     q["stickiness"] = f"""SELECT n AS intervals, count(*) AS persons FROM (
@@ -498,6 +506,18 @@ def pgi_retention(pid):
 FROM insights.retention({pid}::bigint, '{json.dumps(q)}'::jsonb) WHERE count > 0"""
 
 
+def pgi_retention_recurring(pid):
+    q = {
+        "kind": "RetentionQuery",
+        "dateRange": {"date_to": "2026-11-01T23:59:59Z"},
+        "retentionFilter": {"period": "Week", "totalIntervals": 8, "retentionType": "retention_recurring",
+                            "targetEntity": {"id": "$pageview", "type": "events"},
+                            "returningEntity": {"id": "$pageview", "type": "events"}},
+    }
+    return f"""SELECT left(cohort_date, 10)::date AS cohort, period AS week_offset, count AS persons
+FROM insights.retention({pid}::bigint, '{json.dumps(q)}'::jsonb) WHERE count > 0"""
+
+
 def _legacy_filter(insight):
     return json.dumps({"insight": insight, "events": [{"id": "$pageview"}], "date_from": OUT_FIRST,
                        "date_to": OUT_LAST, "interval": "day"})
@@ -547,6 +567,13 @@ FROM events WHERE {w} GROUP BY d, b ORDER BY d, b"""
 SELECT f.cohort, (pw.wk - f.cohort) // 7 AS week_offset, count(*) AS persons
 FROM f JOIN pw USING (person_id)
 WHERE f.cohort >= DATE '{RET_FROM[:10]}' AND pw.wk >= f.cohort
+GROUP BY 1, 2 ORDER BY 1, 2"""
+    q["retention_recurring"] = f"""WITH pw AS (
+  SELECT DISTINCT person_id, date_trunc('week', ts)::DATE AS wk FROM events
+  WHERE ts >= TIMESTAMP '{RET_FROM}' AND ts < TIMESTAMP '{RET_TO}' AND event = '$pageview'
+)
+SELECT a.wk AS cohort, (b.wk - a.wk) // 7 AS week_offset, count(*) AS persons
+FROM pw a JOIN pw b ON b.person_id = a.person_id AND b.wk >= a.wk
 GROUP BY 1, 2 ORDER BY 1, 2"""
     q["stickiness"] = f"""SELECT n AS intervals, count(*) AS persons FROM (
   SELECT person_id, count(DISTINCT ts::DATE) AS n FROM events
@@ -635,6 +662,14 @@ FROM (SELECT person_id, toMonday(min(ts)) AS cohort FROM bench.events
 INNER JOIN (SELECT DISTINCT person_id, toMonday(ts) AS wk FROM bench.events
             WHERE {rng(RET_FROM, RET_TO)}) AS w USING (person_id)
 WHERE cohort >= toDate('{RET_FROM[:10]}') AND wk >= cohort
+GROUP BY cohort, week_offset ORDER BY cohort, week_offset{s}"""
+    q["retention_recurring"] = f"""SELECT a.wk AS cohort, intDiv(dateDiff('day', a.wk, b.wk), 7) AS week_offset,
+       count() AS persons
+FROM (SELECT DISTINCT person_id, toMonday(ts) AS wk FROM bench.events
+      WHERE {rng(RET_FROM, RET_TO)} AND event = '$pageview') AS a
+INNER JOIN (SELECT DISTINCT person_id, toMonday(ts) AS wk FROM bench.events
+            WHERE {rng(RET_FROM, RET_TO)} AND event = '$pageview') AS b USING (person_id)
+WHERE b.wk >= a.wk
 GROUP BY cohort, week_offset ORDER BY cohort, week_offset{s}"""
     q["stickiness"] = f"""SELECT n AS intervals, count() AS persons FROM (
   SELECT person_id, uniqExact(toDate(ts)) AS n FROM bench.events
@@ -726,6 +761,9 @@ QUERIES = {
     "dau": "Q3 DAU: distinct persons per UTC day × $browser, 30 days",
     "retention": "Q4 weekly retention, 8 ISO weeks, PostHog retention_first_time: cohort = week of the "
                  "first-ever event, returning = any event; cohort × week offset → persons",
+    "retention_recurring": "Q4r weekly recurring retention of $pageview, 8 ISO weeks: every week with a "
+                           "pageview is a cohort of its persons, returning = a later week with one; cohort × "
+                           "week offset → persons",
     "stickiness": "Q6 stickiness of $pageview, 30 days (UTC): persons by the number of distinct days "
                   "they were active on, k = 1..30 (k → persons)",
     "lifecycle": "Q7 lifecycle of $pageview per UTC day, 30 output days (window: one day before and after): "

@@ -287,8 +287,8 @@ pub struct EventScan {
 }
 
 /// A run that feeds `(actor, period)` pairs to `insights._actor_periods` (stickiness,
-/// lifecycle): every event of the range passing `filter` adds its person and the position of
-/// its bucket among `starts`.
+/// lifecycle, recurring retention): every event of the range passing `filter` adds its person
+/// and its period among `starts`.
 #[derive(Debug, Clone)]
 pub struct PeriodScan {
     /// The run's conditions other than project and time, ANDed, over alias `e`.
@@ -311,12 +311,12 @@ pub struct PeriodScan {
 }
 
 impl PeriodScan {
-    /// The period of a bucket start (`None` outside the periods).
-    pub fn period(&self, bucket_us: i64) -> Option<i32> {
-        self.starts
-            .binary_search(&bucket_us)
-            .ok()
-            .and_then(|i| i32::try_from(i).ok())
+    /// The period of an instant: the last one starting at or before it (`None` before the
+    /// first), as Postgres' `width_bucket(ts, starts) - 1`. With consecutive bucket starts this
+    /// is also the bucket's position, the period index of stickiness and lifecycle.
+    pub fn period_of(&self, ts_us: i64) -> Option<i32> {
+        let i = self.starts.partition_point(|&s| s <= ts_us);
+        i.checked_sub(1).and_then(|i| i32::try_from(i).ok())
     }
 }
 

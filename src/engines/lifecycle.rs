@@ -33,7 +33,7 @@ pub(crate) fn plan_for(project_id: i64, query: &Value) -> LifecyclePlan {
 pub(crate) fn run_query(project: &Project, q: &InsightQuery) -> (LifecyclePlan, Value) {
     let plan = plan(project, q);
     let rows = if plan.masks {
-        let masks = crate::segments::periods::period_masks(project.id, &project.pt, &plan.seg)
+        let masks = crate::segments::periods::period_masks(project.id, &plan.seg)
             .unwrap_or_else(|| crate::context::select_masks(&plan.sql, &plan.params, "lifecycle"));
         lifecycle::rows_of_masks(&masks, plan.buckets.len() + 2)
     } else {

@@ -4,6 +4,7 @@
 //! parallel-safe aggregates.
 
 use pg_insights_core::actor_periods::{ActorPeriods, Entry};
+use pg_insights_core::engines::funnels::Project;
 use pg_insights_core::engines::retention::{self, Row};
 use pg_insights_core::model::InsightKind;
 use pgrx::prelude::*;
@@ -14,16 +15,24 @@ use crate::agg::{FxBuild, Reader, Writer, combine, in_agg_context};
 use crate::context::{load_project, now_iso, parse_insight, parse_json, select_rows, with_lookups};
 use crate::errors::raise_query_error;
 
+/// The plan of a retention query (also for `insights.explain`).
+pub(crate) fn plan_for(project: &Project, query: &Value) -> retention::RetentionPlan {
+    let q = parse_insight(query, InsightKind::Retention);
+    with_lookups(project.id, |lookups| {
+        retention::plan(&q, project, lookups, chrono::Utc::now())
+    })
+    .unwrap_or_else(|e| raise_query_error(&e))
+}
+
 /// Parse, plan and run a retention query: its PostHog `result` value and the project timezone.
+/// A recurring retention of one entity may read segments (`retention_cells`).
 fn run(project_id: i64, query: &Value) -> (Value, String) {
     let project = load_project(project_id);
-    let q = parse_insight(query, InsightKind::Retention);
-    let plan = with_lookups(project_id, |lookups| {
-        retention::plan(&q, &project, lookups, chrono::Utc::now())
-    })
-    .unwrap_or_else(|e| raise_query_error(&e));
+    let plan = plan_for(&project, query);
     let with_breakdown = plan.breakdown.is_some();
-    let rows = select_rows(&plan.sql, &plan.params, "retention", |r| {
+    let (sql, params) = crate::segments::periods::retention_cells(project_id, &plan.seg)
+        .unwrap_or_else(|| (plan.sql.clone(), plan.params.clone()));
+    let rows = select_rows(&sql, &params, "retention", |r| {
         let breakdown = if with_breakdown {
             r.get::<String>(4)?
         } else {

@@ -37,10 +37,9 @@ pub(crate) fn run_query(project: &Project, q: &InsightQuery) -> Value {
         .iter()
         .map(|r| {
             if r.masks {
-                let masks =
-                    segments::period_masks(project.id, &project.pt, &r.seg).unwrap_or_else(|| {
-                        crate::context::select_masks(&r.sql, &r.params, "stickiness")
-                    });
+                let masks = segments::period_masks(project.id, &r.seg).unwrap_or_else(|| {
+                    crate::context::select_masks(&r.sql, &r.params, "stickiness")
+                });
                 return stickiness::histogram_of_masks(r, &masks);
             }
             select_rows(&r.sql, &r.params, "stickiness", |row| {

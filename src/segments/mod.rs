@@ -620,19 +620,20 @@ fn explain(
                 periods::explain_run(project_id, &plan.seg),
             )]
         }
+        InsightKind::Retention => {
+            let project = crate::context::load_project(project_id);
+            let plan = crate::engines::retention::plan_for(&project, &query.0);
+            let seg = plan.seg.map(|s| s.scan);
+            vec![explain_row(
+                0,
+                false,
+                periods::explain_run(project_id, &seg),
+            )]
+        }
         InsightKind::Paths => {
             let plan = crate::engines::paths::plan_for(project_id, &query.0);
             vec![explain_row(0, false, paths::explain_run(project_id, &plan))]
         }
-        other => vec![(
-            0,
-            false,
-            "heap".into(),
-            format!(
-                "{} reads the heap (trends, funnels, stickiness, lifecycle and paths read segments)",
-                other.legacy_name()
-            ),
-        )],
     };
     TableIterator::new(rows)
 }

@@ -1,4 +1,4 @@
-//! Stickiness and lifecycle from segments: each actor's smallest period and mask of periods
+//! Stickiness, lifecycle and recurring retention from segments: each actor's smallest period and mask of periods
 //! (`pg_insights_core::actor_periods`), as `insights._actor_periods` gives them over the heap.
 //! A segment adds every (person, period) pair it holds once; the heap adds, per actor, the
 //! entry of the rest of the range (and lifecycle's creation periods). Entries merge by actor, so
@@ -7,8 +7,9 @@
 use std::collections::HashMap;
 
 use pg_insights_core::actor_periods::{ActorPeriods, Entry};
-use pg_insights_core::compile::dates::ProjectTime;
-use pg_insights_core::segments::{Bucketer, PeriodScan};
+use pg_insights_core::compile::sql::Param;
+use pg_insights_core::engines::retention::RetentionSeg;
+use pg_insights_core::segments::PeriodScan;
 
 use super::{
     Combos, DAY_US, Fetched, Prepared, changed, covered_days, enabled, load_combos, tail_statement,
@@ -79,7 +80,6 @@ fn scan_segment(
     day: i64,
     scan: &PeriodScan,
     (combos, masks): (&Combos<()>, Option<&[u64]>),
-    bucketer: &mut Bucketer,
     acc: &mut ActorPeriods,
 ) -> Result<(), String> {
     let (persons, ix) = f.persons()?;
@@ -88,7 +88,7 @@ fn scan_segment(
         period: None,
         bits: vec![0u64; persons.len().div_ceil(64)],
     };
-    let fixed = fixed_period(day, scan, bucketer);
+    let fixed = fixed_period(day, scan);
     if let (Some(p), Some(masks), [col]) = (fixed, masks, cols.as_slice()) {
         // The common case (day buckets in UTC, the whole day in range, a filter on one
         // column such as the event name): one period, and no branch on the filter.
@@ -112,7 +112,7 @@ fn scan_segment(
             if combos.lookup(&cols, i)? < 0 || t < scan.from_us || t > scan.to_us {
                 continue;
             }
-            let Some(period) = scan.period(bucketer.bucket(t)) else {
+            let Some(period) = scan.period_of(t) else {
                 continue;
             };
             if run.period != Some(period) {
@@ -130,14 +130,12 @@ fn scan_segment(
 }
 
 /// The one period of every event of the UTC day, when the whole day lies in the range and in
-/// one bucket (no per-event time then).
-fn fixed_period(day: i64, scan: &PeriodScan, bucketer: &mut Bucketer) -> Option<i32> {
+/// one period (no per-event time then).
+fn fixed_period(day: i64, scan: &PeriodScan) -> Option<i32> {
     let (lo, hi) = (day * DAY_US, (day + 1) * DAY_US - 1);
     let inside = scan.from_us <= lo && hi <= scan.to_us;
-    let b = bucketer.bucket(lo);
-    (inside && b == bucketer.bucket(hi))
-        .then(|| scan.period(b))
-        .flatten()
+    let p = scan.period_of(lo)?;
+    (inside && scan.period_of(hi) == Some(p)).then_some(p)
 }
 
 /// The heap part: per actor, the entry of the events outside clean segments (plus what the
@@ -169,18 +167,16 @@ fn tail_entries(scan: &PeriodScan, covered: &[i64]) -> Vec<Entry> {
 /// its range), or `None`: run its heap statement (`explain_run` says why).
 pub fn period_masks(
     project_id: i64,
-    pt: &ProjectTime,
     seg: &Result<PeriodScan, String>,
 ) -> Option<Vec<(i32, i64, i64)>> {
     let (scan, covered, combos) = prepare(project_id, seg).ok()?;
     let mut acc = ActorPeriods::default();
-    let mut bucketer = Bucketer::new(Some(scan.interval), scan.from_us, pt);
     let masks = combos.pass_masks();
     for &day in &covered {
-        let need_ts = fixed_period(day, scan, &mut bucketer).is_none();
+        let need_ts = fixed_period(day, scan).is_none();
         let scanned = with_segment(project_id, day, &scan.columns, (need_ts, true), |f| {
             let filter = (&combos, masks.as_deref());
-            scan_segment(f, day, scan, filter, &mut bucketer, &mut acc)
+            scan_segment(f, day, scan, filter, &mut acc)
         });
         if !matches!(scanned, Some(Ok(()))) {
             return None; // a segment changed during the query
@@ -196,4 +192,26 @@ pub fn period_masks(
             .map(|((first, mask), n)| (first, mask as i64, n))
             .collect(),
     )
+}
+
+/// A recurring retention from segments ([`RetentionSeg`]): its cells statement with the actors'
+/// masks grouped into its first two parameters, or `None`: run the plan's own statement.
+pub fn retention_cells(
+    project_id: i64,
+    seg: &Result<RetentionSeg, String>,
+) -> Option<(String, Vec<Param>)> {
+    let rs = seg.as_ref().ok()?;
+    let rows = period_masks(project_id, &Ok(rs.scan.clone()))?;
+    let mut by_mask: HashMap<i64, i64, FxBuild> = HashMap::default();
+    for (_, mask, actors) in rows.into_iter().filter(|r| r.1 != 0) {
+        *by_mask.entry(mask).or_insert(0) += actors;
+    }
+    let (masks, actors): (Vec<i64>, Vec<i64>) = by_mask.into_iter().unzip();
+    let mut params = rs.params.clone();
+    if params.len() < 2 {
+        return None;
+    }
+    params[0] = Param::IntArray(masks);
+    params[1] = Param::IntArray(actors);
+    Some((rs.sql.clone(), params))
 }

@@ -39,7 +39,7 @@ def db():
 
 
 def sql(db, query, *params):
-    if SEAL and any(k in query for k in ("trend", "funnel", "stickiness", "lifecycle", "paths")) and params and isinstance(params[0], int):
+    if SEAL and any(k in query for k in ("trend", "funnel", "retention", "stickiness", "lifecycle", "paths")) and params and isinstance(params[0], int):
         seal(params[0])
     with db.cursor() as cur:
         cur.execute(query, params)

@@ -1,11 +1,11 @@
 """The columnar segments (sql/segments.sql, docs/segments.md) never change an answer: random ingestion,
 late events, person merges, deletes, property updates and timezone changes, then every trends and
-funnels, stickiness, lifecycle and paths query answered with `pg_insights.use_segments` on must equal the heap's answer (off).
+funnels, retention, stickiness, lifecycle and paths query answered with `pg_insights.use_segments` on must equal the heap's answer (off).
 
 Each case (a fixed seed) builds a fresh project (random timezone) with random persons and events over
 12 closed UTC days of 2022 (many near midnight), with `$browser` materialised (so filters and breakdowns
 on it can read segments), seals it, then applies random changes, sometimes resealing, and compares a set of
-random trends, funnels, stickiness, lifecycle and paths queries after every step. The worker seals in the background too (this database is
+random trends, funnels, retention, stickiness, lifecycle and paths queries after every step. The worker seals in the background too (this database is
 served), which only adds interleavings. `insights.explain` must report segments for a good share of
 the queries, so the comparison is never vacuous.
 """
@@ -108,10 +108,25 @@ def random_paths(rng):
     return q
 
 
+def random_retention(rng):
+    """A recurring retention of one entity (it reads each person's periods from segments)."""
+    ent = {"id": rng.choice([None, "$pageview", "click"]), "type": "events"}
+    q = {"insight": "RETENTION", "retention_type": "retention_recurring", "target_entity": ent,
+         "returning_entity": ent, "period": rng.choice(["Day", "Day", "Week", "Hour"]),
+         "total_intervals": rng.choice([3, 7]), "cumulative": rng.random() < 0.3,
+         "date_to": (START + timedelta(days=rng.randrange(6, 13))).date().isoformat()}
+    if rng.random() < 0.4:
+        q["properties"] = [{"key": "$browser", "value": "Chrome", "operator": "exact", "type": "event"}]
+    return q
+
+
 def random_periods(rng):
-    """A stickiness, lifecycle or paths query (the first two read each person's periods from segments)."""
-    if rng.random() < 0.3:
+    """A stickiness, lifecycle, retention or paths query (the first three read each person's periods
+    from segments)."""
+    if rng.random() < 0.25:
         return random_paths(rng)
+    if rng.random() < 0.25:
+        return random_retention(rng)
     q = {"insight": rng.choice(["STICKINESS", "LIFECYCLE"]),
          "events": [{"id": rng.choice([None, "$pageview", "click"]), "type": "events"}],
          "interval": rng.choice(["day", "day", "week", "hour", "month"]),
@@ -129,7 +144,7 @@ def random_periods(rng):
 
 
 FUNCTIONS = {"FUNNELS": "funnel_json", "STICKINESS": "stickiness_json", "LIFECYCLE": "lifecycle_json",
-             "PATHS": "paths_json"}
+             "PATHS": "paths_json", "RETENTION": "retention_json"}
 
 
 def answers(db, pid, q):

@@ -79,6 +79,7 @@ use crate::model::{
     BreakdownProperty, BreakdownSpec, Entity, EntityKind, InsightQuery, RetentionOptions,
     RetentionType,
 };
+use crate::segments::{self, PeriodRun, PeriodScan};
 
 /// The most periods (cohorts, and values per cohort) one retention query may have: every period
 /// is one bit of an `int8` mask (the sign bit stays unused).
@@ -112,6 +113,21 @@ pub struct RetentionPlan {
     /// With a breakdown, the statement has a fourth column `breakdown text` (NULL: no value)
     /// and [`render_breakdown`] renders it.
     pub breakdown: Option<RetentionBreakdown>,
+    /// The same rows from the columnar segments (crate::segments), when they can answer.
+    pub seg: std::result::Result<RetentionSeg, String>,
+}
+
+/// A retention answered from segments: recurring, one entity for cohort and return, persons,
+/// no breakdown, `minimumOccurrences` 1. Every actor's cohort mask and return mask are then the
+/// same mask, its periods with a matching event, which the segments give ([`PeriodScan`]); the
+/// plan's own cells statement then runs over the masks grouped with their actor counts.
+#[derive(Debug, Clone)]
+pub struct RetentionSeg {
+    pub scan: PeriodScan,
+    /// The cells statement over `unnest($1::int8[], $2::int8[]) AS (mask, actors)`: fill the
+    /// first two parameters in.
+    pub sql: String,
+    pub params: Vec<Param>,
 }
 
 /// How breakdown values are kept (docs/retention.md#breakdowns: top `limit` by total cohort size,
@@ -150,6 +166,8 @@ struct Source {
     r_in_range: String,
     /// The breakdown value of the row's event, with a breakdown.
     bd: Option<String>,
+    /// One scan of the events: its conditions other than project and time.
+    filters: Vec<String>,
 }
 
 /// Whether an entity has no property filters of its own.
@@ -342,6 +360,20 @@ fn plan_inner(
         };
         let src = sources(q, lookups, rollup, scan, &mut b);
         let bucket = format!("(width_bucket({}, {}) - 1)", src.ts, bounds.starts);
+        let seg = if selected.is_some() {
+            Err("the actors of one cohort".to_string())
+        } else {
+            seg_plan(
+                q,
+                project,
+                &periods,
+                (rollup, bd_spec.is_some()),
+                &src,
+                &bucket,
+                cx,
+                &b,
+            )
+        };
         let masks = actor_masks(
             q,
             periods.starts.len(),
@@ -355,7 +387,9 @@ fn plan_inner(
             Some(c) => actors_statement(q, project, periods, c, &masks, b),
             None => {
                 let x = grouped_actors(q.retention.retention_type, rollup, &src, &bucket, &masks);
-                cells_statement(q, project, periods, src.bd.is_some(), &x, b)
+                let mut plan = cells_statement(q, project, periods, src.bd.is_some(), &x, b)?;
+                plan.seg = seg;
+                Ok(plan)
             }
         }
     })
@@ -396,6 +430,7 @@ fn breakdown_spec(
 }
 
 /// The cohort periods of a query and their lookahead, within [`MAX_PERIODS`].
+#[derive(Clone)]
 struct Periods {
     /// `total_intervals`: values per cohort row.
     lookahead: usize,
@@ -625,6 +660,7 @@ fn rollup_source(mode: RetentionType, project_param: &str, bounds: &Bounds) -> S
             in_range
         },
         bd: None,
+        filters: Vec::new(),
     }
 }
 
@@ -683,6 +719,7 @@ fn two_arm_source(r: &RetentionOptions, scan: Scan, names: Names, b: &mut SqlBui
         tb: "u.is_tb".into(),
         r: "u.is_r".into(),
         r_in_range: "u.is_r".into(),
+        filters: Vec::new(),
     }
 }
 
@@ -700,6 +737,7 @@ fn one_scan_source(r: &RetentionOptions, scan: Scan, names: Names, b: &mut SqlBu
     if mode == RetentionType::Recurring {
         w.push(in_range.clone());
     }
+    let in_range_conds = w.len();
     if let (Some(mut list), Some(more)) = (names.t, names.r) {
         list.extend(more);
         w.push(name_filter(list, b));
@@ -721,6 +759,7 @@ fn one_scan_source(r: &RetentionOptions, scan: Scan, names: Names, b: &mut SqlBu
     w.extend(scan.common);
     Source {
         from: format!("insights.events e WHERE {}", w.join(" AND ")),
+        filters: w[in_range_conds..].to_vec(),
         bd: scan.bd_expr,
         actor: scan.actor_sql,
         ts: ets.into(),
@@ -1052,7 +1091,76 @@ fn retention_plan(
         retention_type: q.retention.retention_type,
         cumulative: q.retention.cumulative,
         breakdown,
+        seg: Err("not planned".into()),
     }
+}
+
+/// The columnar plan of a retention ([`RetentionSeg`]), or why the segments cannot answer it.
+#[allow(clippy::too_many_arguments)] // one call site, in plan_inner
+fn seg_plan(
+    q: &InsightQuery,
+    project: &Project,
+    periods: &Periods,
+    (rollup, has_breakdown): (bool, bool),
+    src: &Source,
+    bucket: &str,
+    cx: &FilterContext,
+    b: &SqlBuilder,
+) -> std::result::Result<RetentionSeg, String> {
+    if rollup {
+        return Err("the person-days rollup answers it".into());
+    }
+    if q.retention.retention_type != RetentionType::Recurring || src.t != src.r {
+        return Err("not a recurring retention of one entity".into());
+    }
+    if has_breakdown || min_occ_of(q) != 1 {
+        return Err("a breakdown or minimum occurrences".into());
+    }
+    if periods.starts.len() > crate::compile::context::MASK_PERIODS {
+        return Err("more than 63 periods".into());
+    }
+    let from_us = periods.starts[0].timestamp_micros();
+    let scan = segments::period_scan(PeriodRun {
+        actor: &src.actor,
+        conds: &src.filters,
+        materialized: &cx
+            .materialized
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect::<Vec<_>>(),
+        interval: periods.period,
+        tz: project.pt.tz.name(),
+        from_us,
+        to_us: periods.end.timestamp_micros() - 1,
+        starts: periods
+            .starts
+            .iter()
+            .map(|t| t.timestamp_micros())
+            .collect(),
+        tail_source: format!(
+            "SELECT {} AS actor, {bucket} AS period FROM {} AND {{TAIL}}",
+            src.actor, src.from
+        ),
+    })
+    .map(|mut scan| {
+        scan.params = b.params.clone();
+        scan
+    })?;
+    // Two distinct placeholder values: the builder would give equal values one parameter.
+    let mut b2 = SqlBuilder::new();
+    let masks = b2.param(Param::IntArray(vec![0]));
+    let actors = b2.param(Param::IntArray(vec![1]));
+    if (masks.as_str(), actors.as_str()) != ("$1::int8[]", "$2::int8[]") {
+        return Err("the cells statement's parameters".into());
+    }
+    let x = format!("SELECT u.m AS t, u.m AS r, u.w FROM unnest({masks}, {actors}) AS u(m, w)");
+    let cells =
+        cells_statement(q, project, periods.clone(), false, &x, b2).map_err(|e| e.to_string())?;
+    Ok(RetentionSeg {
+        scan,
+        sql: cells.sql,
+        params: cells.params,
+    })
 }
 
 /// `minimumOccurrences`, at least 1.

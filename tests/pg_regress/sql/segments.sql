@@ -69,7 +69,7 @@ UPDATE insights.projects SET timezone = 'America/New_York' WHERE id = :p;
 SELECT pg_temp.same(:p, :'dau') AS dau, pg_temp.same(:p, :'total') AS total;
 SELECT series, breakdown_value, bucket, value FROM insights.trend(:p, :'dau') WHERE value > 0 ORDER BY 2, 3;
 
--- Stickiness and lifecycle read each person's periods from segments too (the heap for the rest
+-- Stickiness, lifecycle and recurring retention read each person's periods from segments too (the heap for the rest
 -- of the range, the persons table for lifecycle's creation periods): the heap's answers, here
 -- with local days that straddle UTC days.
 CREATE FUNCTION pg_temp.same_as(f text, p bigint, q jsonb) RETURNS boolean LANGUAGE plpgsql AS $$
@@ -88,8 +88,12 @@ SELECT * FROM insights.explain(:p, :'stick');
 SELECT * FROM insights.explain(:p, :'life');
 SELECT intervals, actors FROM insights.stickiness(:p, :'stick') WHERE actors > 0 ORDER BY 1;
 SELECT status, bucket::date, value FROM insights.lifecycle(:p, :'life') WHERE value <> 0 ORDER BY 1, 2;
+\set ret '{"insight":"RETENTION","retention_type":"retention_recurring","target_entity":{"id":"$pageview","type":"events"},"returning_entity":{"id":"$pageview","type":"events"},"total_intervals":3,"date_to":"2024-01-04"}'
+SELECT * FROM insights.explain(:p, :'ret');
+SELECT cohort_date, period, count FROM insights.retention(:p, :'ret') ORDER BY 1, 2;
 SELECT pg_temp.same_as('stickiness_json', :p, :'stick') AS stickiness,
-       pg_temp.same_as('lifecycle_json', :p, :'life') AS lifecycle;
+       pg_temp.same_as('lifecycle_json', :p, :'life') AS lifecycle,
+       pg_temp.same_as('retention_json', :p, :'ret') AS retention;
 
 -- Switched off: the heap, and explain says so.
 SET pg_insights.use_segments = off;
