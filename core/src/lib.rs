@@ -14,6 +14,7 @@
 
 pub mod actor_periods;
 pub mod compile;
+pub mod dense;
 pub mod elements;
 pub mod engines;
 pub mod error;

@@ -148,10 +148,11 @@ pub fn person_columns(persons: &[i64]) -> (Vec<i64>, Vec<u32>) {
 // ---------------------------------------------------------------------------------------------
 
 /// The columns of alias `e` that `sql` reads, when every one is a dictionary column (`event`
-/// or one of `materialized`); `None` when it reads anything else or holds a subquery (a
+/// or the column of one of `materialized`, the filter context's (property, column) pairs);
+/// `None` when it reads anything else or holds a subquery (a
 /// cohort, a person property, a session): such a filter is not a function of the segment's
 /// columns.
-pub fn referenced_columns(sqls: &[&str], materialized: &[String]) -> Option<Vec<String>> {
+pub fn referenced_columns(sqls: &[&str], materialized: &[(String, String)]) -> Option<Vec<String>> {
     let mut cols: Vec<String> = Vec::new();
     for sql in sqls {
         if sql.to_ascii_lowercase().contains("select") {
@@ -177,7 +178,7 @@ pub fn referenced_columns(sqls: &[&str], materialized: &[String]) -> Option<Vec<
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '$')
                     .collect()
             };
-            if name != EVENT_COLUMN && !materialized.contains(&name) {
+            if name != EVENT_COLUMN && !materialized.iter().any(|(_, c)| *c == name) {
                 return None;
             }
             if !cols.contains(&name) {
@@ -327,7 +328,7 @@ pub struct PeriodRun<'a> {
     /// The run's conditions other than project and time.
     pub conds: &'a [String],
     /// The materialised columns (segment dictionary columns besides `event`).
-    pub materialized: &'a [String],
+    pub materialized: &'a [(String, String)],
     pub interval: Interval,
     pub tz: &'a str,
     pub from_us: i64,

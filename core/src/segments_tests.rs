@@ -56,7 +56,7 @@ fn truncated_deltas_are_rejected() {
 
 #[test]
 fn filters_over_dictionary_columns_only() {
-    let mat = vec!["mat_$browser".to_string()];
+    let mat = vec![("$browser".to_string(), "mat_$browser".to_string())];
     assert_eq!(
         referenced_columns(
             &[

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use pg_insights_core::dense;
 use pg_insights_core::engines::funnels::engine::Ev;
 use pg_insights_core::engines::funnels::{EngineConfig, FunnelRun, PG_EPOCH_OFFSET_US};
 use pg_insights_core::segments::EventScan;
@@ -14,18 +15,15 @@ use serde_json::Value;
 
 use crate::engines::funnels::Grouped;
 
-use super::{
-    Combos, Prepared, big_vec, changed, prepare_events, segment_events, tail_statement, u32_at,
-    with_segment,
-};
+use super::{Combos, Prepared, big_vec, changed, prepare, tail_statement, u32_at, with_segment};
 use crate::context::select_rows;
 
 /// What an event passing the filter carries: (step mask, exclusion mask, breakdown).
 type Marks = (i32, i32, Option<String>);
 
 /// The clean segments a funnel run would read and its combination table, or why the heap.
-fn prepare(project_id: i64, run: &FunnelRun) -> Result<Prepared<'_, EventScan, Marks>, String> {
-    prepare_events(project_id, &run.seg, |r, at| {
+fn prepare_run(project_id: i64, run: &FunnelRun) -> Result<Prepared<'_, EventScan, Marks>, String> {
+    prepare(project_id, &run.seg, |r, at| {
         Ok((
             r.get::<i32>(at)?.unwrap_or(0),
             r.get::<i32>(at + 1)?.unwrap_or(0),
@@ -36,7 +34,7 @@ fn prepare(project_id: i64, run: &FunnelRun) -> Result<Prepared<'_, EventScan, M
 
 /// Which path a funnel run takes, without running it: `Ok(segment days)` or why the heap.
 pub fn explain_run(project_id: i64, run: &FunnelRun) -> Result<usize, String> {
-    prepare(project_id, run).map(|(_, covered, _)| covered.len())
+    prepare_run(project_id, run).map(|p| p.days.len())
 }
 
 /// Breakdown ids as the aggregate assigns them: 0 is no value, texts get 1, 2, … in order.
@@ -65,7 +63,12 @@ impl Breakdowns {
 
 /// The engine output of a funnel run answered from segments, or `None`: run its heap statement.
 pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Option<Value> {
-    let (scan, covered, combos) = prepare(project_id, run).ok()?;
+    let Prepared {
+        scan,
+        days: covered,
+        events,
+        combos,
+    } = prepare_run(project_id, run).ok()?;
     let mut bds = Breakdowns {
         on: cfg.has_breakdown,
         names: vec![None],
@@ -82,20 +85,14 @@ pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Op
             bd: bds.id(bd.as_deref()),
         })
         .collect();
-    let mut rows: Vec<(i64, Ev)> = big_vec(segment_events(project_id, &covered));
+    let mut rows: Vec<(i64, Ev)> = big_vec(events);
     for &day in &covered {
         with_segment(project_id, day, &scan.columns, (true, true), |f| {
             scan_segment(f, scan, &combos, &marks, &mut rows)
         })?
         .ok()?;
     }
-    if let Some((sql, params)) = tail_statement(
-        &scan.tail_sql,
-        &scan.params,
-        scan.from_us,
-        scan.to_us,
-        &covered,
-    ) {
+    if let Some((sql, params)) = tail_statement(scan, &covered) {
         let tail = select_rows(&sql, &params, "segment tail", |r| {
             Ok((
                 r.get::<i64>(1)?,
@@ -169,18 +166,8 @@ fn scan_segment(
 /// sorts them itself). Person ids of a project are mostly dense: a counting sort straight into
 /// the grouped events, two linear passes, where their range allows; else a comparison sort.
 fn group_by_actor(mut rows: Vec<(i64, Ev)>) -> Grouped {
-    let bounds = rows.iter().fold(None, |acc: Option<(i64, i64)>, r| {
-        Some(acc.map_or((r.0, r.0), |(lo, hi)| (lo.min(r.0), hi.max(r.0))))
-    });
-    let Some((min, max)) = bounds else {
-        return Grouped {
-            ids: Vec::new(),
-            bounds: vec![0],
-            evs: Vec::new(),
-        };
-    };
-    let span = max.abs_diff(min) as usize;
-    if span > rows.len().saturating_mul(4).max(1 << 16) {
+    let keys = rows.iter().map(|r| r.0);
+    let Some((min, mut start)) = dense::key_offsets(keys, rows.len()) else {
         rows.sort_unstable_by_key(|(a, e)| (*a, e.ts));
         let mut g = Grouped {
             ids: Vec::new(),
@@ -196,17 +183,10 @@ fn group_by_actor(mut rows: Vec<(i64, Ev)>) -> Grouped {
         }
         g.bounds.push(g.evs.len());
         return g;
-    }
-    let mut start = vec![0usize; span + 2];
-    for r in &rows {
-        start[(r.0 - min) as usize + 1] += 1;
-    }
-    for i in 1..start.len() {
-        start[i] += start[i - 1];
-    }
+    };
     let mut ids = Vec::new();
     let mut bounds = Vec::new();
-    for a in 0..=span {
+    for a in 0..start.len() - 1 {
         if start[a + 1] > start[a] {
             ids.push(min + a as i64);
             bounds.push(start[a]);

@@ -9,6 +9,7 @@
 //! engine's events), [`periods`] (each person's periods, for stickiness and lifecycle),
 //! [`paths`] (the paths engine's events).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use pg_insights_core::compile::sql::{Param, quote_ident};
@@ -213,8 +214,95 @@ fn enabled() -> Result<(), String> {
     }
 }
 
-/// A run ready to read: its scan, the clean days of its range and its combination table.
-type Prepared<'a, S, E> = (&'a S, Vec<i64>, Combos<E>);
+/// What the shared steps (listing the clean days, the combination table, the heap tail) read of
+/// a reader's plan; one implementation per plan type of `pg_insights_core::segments`.
+trait ReadPlan {
+    fn parts(&self) -> Parts<'_>;
+}
+
+struct Parts<'a> {
+    /// Inclusive range, Unix microseconds.
+    from_us: i64,
+    to_us: i64,
+    columns: &'a [String],
+    filter: &'a str,
+    /// The per-event values the combination table computes (SQL over alias `e`).
+    values: Cow<'a, [String]>,
+    /// The heap statement, `{TAIL}` standing for the instants no clean segment covers.
+    tail_sql: &'a str,
+    params: &'a [Param],
+}
+
+impl ReadPlan for seg::SegScan {
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            from_us: self.from_us,
+            to_us: self.to_us,
+            columns: &self.columns,
+            filter: &self.filter,
+            values: Cow::Owned(vec![format!("({})::text", self.breakdown)]),
+            tail_sql: &self.tail_sql,
+            params: &self.params,
+        }
+    }
+}
+
+impl ReadPlan for seg::EventScan {
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            from_us: self.from_us,
+            to_us: self.to_us,
+            columns: &self.columns,
+            filter: &self.filter,
+            values: Cow::Borrowed(&self.values),
+            tail_sql: &self.tail_sql,
+            params: &self.params,
+        }
+    }
+}
+
+impl ReadPlan for seg::PeriodScan {
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            from_us: self.from_us,
+            to_us: self.to_us,
+            columns: &self.columns,
+            filter: &self.filter,
+            values: Cow::Borrowed(&[]),
+            tail_sql: &self.tail_sql,
+            params: &self.params,
+        }
+    }
+}
+
+/// A run ready to read: its scan, the clean days of its range (UTC days since 1970-01-01,
+/// ascending) with their number of events, and its combination table.
+struct Prepared<'a, S, E> {
+    scan: &'a S,
+    days: Vec<i64>,
+    events: usize,
+    combos: Combos<E>,
+}
+
+/// A run's clean days and combination table, with the entries `read` makes of the values, or
+/// why it reads the heap.
+fn prepare<S: ReadPlan, E: PartialEq>(
+    project_id: i64,
+    seg: &Result<S, String>,
+    read: impl Fn(&SpiHeapTupleData, usize) -> Result<E, SpiError>,
+) -> Result<Prepared<'_, S, E>, String> {
+    enabled()?;
+    let scan = seg.as_ref().map_err(|why| why.clone())?;
+    let p = scan.parts();
+    let (days, events) = covered_days(project_id, p.from_us, p.to_us, p.columns)?;
+    let combos = load_combos(project_id, p.columns, p.filter, &p.values, p.params, read)?;
+    Ok(Prepared {
+        scan,
+        days,
+        events,
+        combos,
+    })
+}
 
 /// Per query: for every combination of the dictionary ids of the scan's columns, the index of
 /// its entry (what the query's SQL gives for those values) or -1 when the filter rejects it.
@@ -355,27 +443,6 @@ fn load_combos<E: PartialEq>(
     })
 }
 
-/// An event-scan run ready to read (funnels, paths): its scan, clean days and combination
-/// table with the entries `read` makes of the values, or why it reads the heap.
-fn prepare_events<E: PartialEq>(
-    project_id: i64,
-    seg: &Result<seg::EventScan, String>,
-    read: impl Fn(&SpiHeapTupleData, usize) -> Result<E, SpiError>,
-) -> Result<Prepared<'_, seg::EventScan, E>, String> {
-    enabled()?;
-    let scan = seg.as_ref().map_err(|why| why.clone())?;
-    let covered = covered_days(project_id, scan.from_us, scan.to_us, &scan.columns)?;
-    let combos = load_combos(
-        project_id,
-        &scan.columns,
-        &scan.filter,
-        &scan.values,
-        &scan.params,
-        read,
-    )?;
-    Ok((scan, covered, combos))
-}
-
 /// One segment's columns, as fetched: borrowed from the detoasted values (valid while the
 /// statement's result is), so no column is copied before it is decoded.
 struct Fetched<'a> {
@@ -475,15 +542,16 @@ fn with_segment<R>(
 }
 
 /// The clean segments of `[from_us, to_us]` holding `columns` (UTC days since 1970-01-01,
-/// ascending), or why there is nothing to read from segments.
+/// ascending) and their number of events (readers size their vectors with it once: growing
+/// them would copy them and fault their pages in again), or why there is nothing to read.
 fn covered_days(
     project_id: i64,
     from_us: i64,
     to_us: i64,
     columns: &[String],
-) -> Result<Vec<i64>, String> {
-    let days = select_rows(
-        "SELECT (s.day - DATE '1970-01-01')::int8 FROM insights.event_segments s \
+) -> Result<(Vec<i64>, usize), String> {
+    let rows = select_rows(
+        "SELECT (s.day - DATE '1970-01-01')::int8, s.events FROM insights.event_segments s \
          WHERE s.project_id = $1 AND s.day >= ($2::timestamptz AT TIME ZONE 'UTC')::date \
          AND s.day <= ($3::timestamptz AT TIME ZONE 'UTC')::date AND NOT s.dirty \
          AND s.columns @> $4::text[] ORDER BY 1",
@@ -494,37 +562,30 @@ fn covered_days(
             Param::TextArray(columns.to_vec()),
         ],
         "segment list",
-        |r| Ok(r.get::<i64>(1)?.unwrap_or(0)),
+        |r| {
+            Ok((
+                r.get::<i64>(1)?.unwrap_or(0),
+                r.get::<i32>(2)?.unwrap_or(0).max(0) as usize,
+            ))
+        },
     );
-    if days.is_empty() {
+    if rows.is_empty() {
         return Err("no clean segment in the range".into());
     }
-    Ok(days)
+    let events = rows.iter().map(|r| r.1).sum();
+    Ok((rows.into_iter().map(|r| r.0).collect(), events))
 }
 
-/// The events of the listed segments: room for every row at once (growing the vector would
-/// copy it and fault its pages in again).
-pub(super) fn segment_events(project_id: i64, days: &[i64]) -> usize {
-    select_rows(
-        "SELECT coalesce(sum(events), 0)::int8 FROM insights.event_segments \
-         WHERE project_id = $1 AND (day - DATE '1970-01-01')::int8 = ANY($2::int8[])",
-        &[Param::Int(project_id), Param::IntArray(days.to_vec())],
-        "segment sizes",
-        |r| Ok(r.get::<i64>(1)?.unwrap_or(0)),
-    )
-    .first()
-    .map_or(0, |&n| n.max(0) as usize)
-}
-
-/// A run's heap statement restricted to the instants of `[from_us, to_us]` no clean segment
-/// covers: `None` when there are none. Its extra parameters follow `params`.
-fn tail_statement(
-    tail_sql: &str,
-    params: &[Param],
-    from_us: i64,
-    to_us: i64,
-    covered: &[i64],
-) -> Option<(String, Vec<Param>)> {
+/// A run's heap statement restricted to the instants of its range no clean segment covers:
+/// `None` when there are none. Its extra parameters follow the run's.
+fn tail_statement(scan: &impl ReadPlan, covered: &[i64]) -> Option<(String, Vec<Param>)> {
+    let Parts {
+        from_us,
+        to_us,
+        tail_sql,
+        params,
+        ..
+    } = scan.parts();
     let intervals = seg::uncovered_intervals(from_us, to_us, covered);
     if intervals.is_empty() {
         return None;

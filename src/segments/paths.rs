@@ -6,18 +6,15 @@
 use pg_insights_core::engines::paths::{PathEvents, PathsPlan};
 use pg_insights_core::segments::{EventScan, segment_seq};
 
-use super::{
-    Combos, Fetched, Prepared, changed, prepare_events, segment_events, tail_statement, u32_at,
-    with_segment,
-};
+use super::{Combos, Fetched, Prepared, changed, prepare, tail_statement, u32_at, with_segment};
 use crate::context::select_rows;
 
 /// The clean segments of a paths run and its combination table, or why it reads the heap.
-fn prepare(
+fn prepare_run(
     project_id: i64,
     plan: &PathsPlan,
 ) -> Result<Prepared<'_, EventScan, (String, bool)>, String> {
-    prepare_events(project_id, &plan.seg, |r, at| {
+    prepare(project_id, &plan.seg, |r, at| {
         Ok((
             r.get::<String>(at)?.unwrap_or_default(),
             r.get::<bool>(at + 1)?.unwrap_or(false),
@@ -27,7 +24,7 @@ fn prepare(
 
 /// Which path a paths run takes, without running it: `Ok(segment days)` or why the heap.
 pub fn explain_run(project_id: i64, plan: &PathsPlan) -> Result<usize, String> {
-    prepare(project_id, plan).map(|(_, covered, _)| covered.len())
+    prepare_run(project_id, plan).map(|p| p.days.len())
 }
 
 /// Appends one segment's events passing the filter and inside the range; `items[e]` is the
@@ -61,27 +58,26 @@ fn scan_segment(
 /// The events of a paths run from segments (plus the heap for the rest of its range), or
 /// `None`: run its heap statement (`explain_run` says why).
 pub fn path_events(project_id: i64, plan: &PathsPlan) -> Option<PathEvents> {
-    let (scan, covered, combos) = prepare(project_id, plan).ok()?;
+    let Prepared {
+        scan,
+        days: covered,
+        events,
+        combos,
+    } = prepare_run(project_id, plan).ok()?;
     let mut out = PathEvents::default();
     let items: Vec<u32> = combos
         .entries
         .iter()
         .map(|(item, strip)| out.intern(item, *strip))
         .collect();
-    out.reserve(segment_events(project_id, &covered));
+    out.reserve(events);
     for &day in &covered {
         with_segment(project_id, day, &scan.columns, (true, true), |f| {
             scan_segment(f, day, scan, &combos, &items, &mut out)
         })?
         .ok()?;
     }
-    if let Some((sql, params)) = tail_statement(
-        &scan.tail_sql,
-        &scan.params,
-        scan.from_us,
-        scan.to_us,
-        &covered,
-    ) {
+    if let Some((sql, params)) = tail_statement(scan, &covered) {
         let tail = select_rows(&sql, &params, "segment tail", |r| {
             Ok(r.get::<&[u8]>(1)?.map(PathEvents::from_bytes))
         });

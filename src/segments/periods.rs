@@ -12,35 +12,15 @@ use pg_insights_core::engines::retention::RetentionSeg;
 use pg_insights_core::segments::PeriodScan;
 
 use super::{
-    Combos, DAY_US, Fetched, Prepared, changed, covered_days, enabled, load_combos, tail_statement,
-    u32_at, with_segment,
+    Combos, DAY_US, Fetched, Prepared, changed, prepare, tail_statement, u32_at, with_segment,
 };
 use crate::agg::FxBuild;
 use crate::context::select_rows;
 use crate::engines::retention::decode_entries;
 
-/// The clean segments of a run's range and its combination table, or why it reads the heap.
-fn prepare<'a>(
-    project_id: i64,
-    seg: &'a Result<PeriodScan, String>,
-) -> Result<Prepared<'a, PeriodScan, ()>, String> {
-    enabled()?;
-    let scan = seg.as_ref().map_err(|why| why.clone())?;
-    let covered = covered_days(project_id, scan.from_us, scan.to_us, &scan.columns)?;
-    let combos = load_combos(
-        project_id,
-        &scan.columns,
-        &scan.filter,
-        &[],
-        &scan.params,
-        |_, _| Ok(()),
-    )?;
-    Ok((scan, covered, combos))
-}
-
 /// Which path a run takes, without running it: `Ok(segment days)` or why the heap.
 pub fn explain_run(project_id: i64, seg: &Result<PeriodScan, String>) -> Result<usize, String> {
-    prepare(project_id, seg).map(|(_, covered, _)| covered.len())
+    prepare(project_id, seg, |_, _| Ok(())).map(|p| p.days.len())
 }
 
 /// The persons of one period seen in a segment: a bitmap over the day's person indexes,
@@ -141,14 +121,7 @@ fn fixed_period(day: i64, scan: &PeriodScan) -> Option<i32> {
 /// The heap part: per actor, the entry of the events outside clean segments (plus what the
 /// run adds besides events), sorted by actor.
 fn tail_entries(scan: &PeriodScan, covered: &[i64]) -> Vec<Entry> {
-    let (sql, params) = tail_statement(
-        &scan.tail_sql,
-        &scan.params,
-        scan.from_us,
-        scan.to_us,
-        covered,
-    )
-    .unwrap_or_else(|| {
+    let (sql, params) = tail_statement(scan, covered).unwrap_or_else(|| {
         (
             scan.tail_sql.replace("{TAIL}", "FALSE"),
             scan.params.clone(),
@@ -169,7 +142,12 @@ pub fn period_masks(
     project_id: i64,
     seg: &Result<PeriodScan, String>,
 ) -> Option<Vec<(i32, i64, i64)>> {
-    let (scan, covered, combos) = prepare(project_id, seg).ok()?;
+    let Prepared {
+        scan,
+        days: covered,
+        combos,
+        ..
+    } = prepare(project_id, seg, |_, _| Ok(())).ok()?;
     let mut acc = ActorPeriods::default();
     let masks = combos.pass_masks();
     for &day in &covered {

@@ -10,8 +10,8 @@ use pg_insights_core::segments::{Bucketer, SegMath, SegScan};
 use pgrx::prelude::*;
 
 use super::{
-    Combos, DAY_US, Fetched, Prepared, changed, covered_days, enabled, load_combos, tail_statement,
-    ts_us, u32_at, with_segment,
+    Combos, DAY_US, Fetched, Prepared, changed, prepare, tail_statement, ts_us, u32_at,
+    with_segment,
 };
 use crate::context::select_rows;
 
@@ -212,13 +212,7 @@ fn day_in_one_bucket(day: i64, bucketer: &mut Bucketer) -> bool {
 
 /// The heap part: the run's own SQL over the instants of the range no clean segment covers.
 fn scan_tail(scan: &SegScan, covered: &[i64], bd_index: &mut Vec<Option<String>>, acc: &mut Acc) {
-    let Some((sql, params)) = tail_statement(
-        &scan.tail_sql,
-        &scan.params,
-        scan.from_us,
-        scan.to_us,
-        covered,
-    ) else {
+    let Some((sql, params)) = tail_statement(scan, covered) else {
         return;
     };
     let mut bd_id = |bd: Option<String>| -> u32 {
@@ -257,35 +251,29 @@ fn scan_tail(scan: &SegScan, covered: &[i64], bd_index: &mut Vec<Option<String>>
 }
 
 /// The clean segments a run would read and its combination table, or why it reads the heap.
-fn prepare(
+fn prepare_run(
     project_id: i64,
     run: &TrendsRun,
 ) -> Result<Prepared<'_, SegScan, Option<String>>, String> {
-    enabled()?;
-    let scan = run.seg.as_ref().map_err(|why| why.clone())?;
-    let covered = covered_days(project_id, scan.from_us, scan.to_us, &scan.columns)?;
-    let combos = load_combos(
-        project_id,
-        &scan.columns,
-        &scan.filter,
-        &[format!("({})::text", scan.breakdown)],
-        &scan.params,
-        |r, at| r.get::<String>(at),
-    )?;
-    Ok((scan, covered, combos))
+    prepare(project_id, &run.seg, |r, at| r.get::<String>(at))
 }
 
 /// Which path a run takes, without running it: `Ok(segment days)` or why the heap.
 pub fn explain_run(project_id: i64, run: &TrendsRun) -> Result<usize, String> {
-    prepare(project_id, run).map(|(_, covered, _)| covered.len())
+    prepare_run(project_id, run).map(|p| p.days.len())
 }
 
 /// Answers a trends run from segments (plus the heap for the rest of its range), or says why
 /// the heap statement must run instead.
 pub fn trend_rows(project_id: i64, pt: &ProjectTime, run: &TrendsRun) -> Path {
-    let (scan, covered, combos) = match prepare(project_id, run) {
-        Ok(p) => p,
-        Err(_) => return Path::Heap,
+    let Ok(Prepared {
+        scan,
+        days: covered,
+        combos,
+        ..
+    }) = prepare_run(project_id, run)
+    else {
+        return Path::Heap;
     };
     let mut acc = Acc::default();
     let mut bucketer = Bucketer::new(scan.interval, scan.from_us, pt);

@@ -324,11 +324,7 @@ fn build_masks(
     let seg = segments::period_scan(PeriodRun {
         actor: "e.person_id",
         conds: &conds,
-        materialized: &cx
-            .materialized
-            .iter()
-            .map(|(_, c)| c.clone())
-            .collect::<Vec<_>>(),
+        materialized: cx.materialized,
         interval: f.interval,
         tz: pt.tz.name(),
         from_us: first.timestamp_micros(),

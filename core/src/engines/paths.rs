@@ -570,9 +570,8 @@ pub fn plan(
             format!("coalesce({item}, '')::text"),
             format!("({strip})::bool"),
         ];
-        let mat: Vec<String> = cx.materialized.iter().map(|(_, c)| c.clone()).collect();
         let sqls: Vec<&str> = conds.iter().chain(&values).map(String::as_str).collect();
-        let seg = segments::referenced_columns(&sqls, &mat)
+        let seg = segments::referenced_columns(&sqls, cx.materialized)
             .ok_or_else(|| {
                 "a filter or item on something other than the event name and materialised properties"
                     .to_string()
@@ -753,24 +752,11 @@ impl PathEvents {
     /// linear passes) and a sort of each actor's run only where it is out of time order (rows
     /// read from segments arrive in time order) give the same order as one stable sort.
     pub fn sort_rows(&mut self) {
-        let (Some(min), Some(max)) = (
-            self.rows.iter().map(|r| r.0).min(),
-            self.rows.iter().map(|r| r.0).max(),
-        ) else {
-            return;
-        };
-        let span = max.abs_diff(min) as usize;
-        if span > self.rows.len().saturating_mul(4).max(1 << 16) {
+        let keys = self.rows.iter().map(|r| r.0);
+        let Some((min, mut start)) = crate::dense::key_offsets(keys, self.rows.len()) else {
             self.rows.sort_by_key(|&(a, t, u, _)| (a, t, u));
             return;
-        }
-        let mut start = vec![0usize; span + 2];
-        for r in &self.rows {
-            start[(r.0 - min) as usize + 1] += 1;
-        }
-        for i in 1..start.len() {
-            start[i] += start[i - 1];
-        }
+        };
         let mut sorted = vec![(0i64, 0i64, 0u128, 0u32); self.rows.len()];
         for r in &self.rows {
             let slot = &mut start[(r.0 - min) as usize];

@@ -1123,11 +1123,7 @@ fn seg_plan(
     let scan = segments::period_scan(PeriodRun {
         actor: &src.actor,
         conds: &src.filters,
-        materialized: &cx
-            .materialized
-            .iter()
-            .map(|(_, c)| c.clone())
-            .collect::<Vec<_>>(),
+        materialized: cx.materialized,
         interval: periods.period,
         tz: project.pt.tz.name(),
         from_us,

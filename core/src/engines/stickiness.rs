@@ -273,11 +273,7 @@ fn build(
         let seg = segments::period_scan(PeriodRun {
             actor: &actor,
             conds: &conds,
-            materialized: &cx
-                .materialized
-                .iter()
-                .map(|(_, c)| c.clone())
-                .collect::<Vec<_>>(),
+            materialized: cx.materialized,
             interval,
             tz: project.pt.tz.name(),
             from_us: range.from.timestamp_micros(),

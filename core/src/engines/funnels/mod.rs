@@ -280,10 +280,9 @@ fn funnel_scan(
         format!("({excl})::int4"),
         format!("({bd})::text"),
     ];
-    let mat: Vec<String> = cx.materialized.iter().map(|(_, c)| c.clone()).collect();
     let mut sqls: Vec<&str> = vec![&filter];
     sqls.extend(values.iter().map(String::as_str));
-    let columns = segments::referenced_columns(&sqls, &mat).ok_or_else(|| {
+    let columns = segments::referenced_columns(&sqls, cx.materialized).ok_or_else(|| {
         "a step, filter or breakdown on something other than the event name and materialised properties"
             .to_string()
     })?;

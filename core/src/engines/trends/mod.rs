@@ -870,8 +870,7 @@ impl Run<'_, '_> {
         } else {
             self.filters.join(" AND ")
         };
-        let mat: Vec<String> = s.cx.materialized.iter().map(|(_, c)| c.clone()).collect();
-        let columns = segments::referenced_columns(&[&filter, &self.bd], &mat).ok_or_else(|| {
+        let columns = segments::referenced_columns(&[&filter, &self.bd], s.cx.materialized).ok_or_else(|| {
             "a filter or breakdown on something other than the event name and materialised properties"
                 .to_string()
         })?;
