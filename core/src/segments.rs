@@ -336,6 +336,8 @@ pub struct PeriodRun<'a> {
     pub starts: Vec<i64>,
     /// `SELECT actor, period …` over alias `e` with `{TAIL}` among its conditions.
     pub tail_source: String,
+    /// The parameters of `conds` and `tail_source`.
+    pub params: Vec<Param>,
 }
 
 /// The columnar plan of a period run, or why the segments cannot answer it.
@@ -362,7 +364,7 @@ pub fn period_scan(r: PeriodRun) -> Result<PeriodScan, String> {
         interval: r.interval,
         starts: r.starts,
         tail_sql: actor_entries_sql(&r.tail_source),
-        params: Vec::new(),
+        params: r.params,
     })
 }
 

@@ -331,10 +331,7 @@ fn build_masks(
         to_us: end.timestamp_micros() - 1,
         starts: f.window.iter().map(|t| t.timestamp_micros()).collect(),
         tail_source: format!("{events} AND {{TAIL}} UNION ALL {created}"),
-    })
-    .map(|mut scan| {
-        scan.params = b.params.clone();
-        scan
+        params: b.params.clone(),
     });
     let source = format!("{events} UNION ALL {created}");
     let (sql, params) = b.finish(&context::actor_periods_sql(&source));

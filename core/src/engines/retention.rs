@@ -1137,10 +1137,7 @@ fn seg_plan(
             "SELECT {} AS actor, {bucket} AS period FROM {} AND {{TAIL}}",
             src.actor, src.from
         ),
-    })
-    .map(|mut scan| {
-        scan.params = b.params.clone();
-        scan
+        params: b.params.clone(),
     })?;
     // Two distinct placeholder values: the builder would give equal values one parameter.
     let mut b2 = SqlBuilder::new();

@@ -280,10 +280,7 @@ fn build(
             to_us: range.to.timestamp_micros(),
             starts: buckets.iter().map(|t| t.timestamp_micros()).collect(),
             tail_source: format!("{source} AND {{TAIL}}"),
-        })
-        .map(|mut scan| {
-            scan.params = b.params.clone();
-            scan
+            params: b.params.clone(),
         });
         let (sql, params) = b.finish(&context::actor_periods_sql(&source));
         return Ok((intervals, sql, params, Some(seg)));
