@@ -43,7 +43,7 @@ pub fn register_gucs() {
 }
 
 /// Bind a planner parameter as a Postgres datum of the type its placeholder names.
-fn datum(p: &Param) -> DatumWithOid<'static> {
+pub(crate) fn datum(p: &Param) -> DatumWithOid<'static> {
     match p {
         Param::Text(s) => s.clone().into(),
         Param::Int(v) => (*v).into(),

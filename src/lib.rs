@@ -15,6 +15,7 @@ mod engines;
 mod errors;
 mod http_body;
 mod segments;
+mod threads;
 mod uniq;
 mod util;
 mod window_funnel;

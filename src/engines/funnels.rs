@@ -20,6 +20,7 @@ use crate::context::{
     earliest_event, load_project, now_iso, parse_insight, parse_json, select_rows, with_lookups,
 };
 use crate::errors::{raise, raise_query_error};
+use crate::threads::{query_threads, with_signals_blocked};
 
 // ---------------------------------------------------------------------------------------------
 // The aggregate
@@ -328,7 +329,7 @@ pub(crate) fn summarize_rows(
     summarize_grouped(cfg, g, by_key, bd_names)
 }
 
-/// The engine's final step: every actor evaluated on up to [`final_threads`] threads.
+/// The engine's final step: every actor evaluated on up to [`query_threads`] threads.
 pub(crate) fn summarize_grouped(
     cfg: &EngineConfig,
     mut g: Grouped,
@@ -364,36 +365,8 @@ pub(crate) fn summarize_grouped(
         .zip(slices)
         .map(|(k, v)| (json!(k), v))
         .chain(by_key.iter_mut().map(|(k, v)| (json!(k), v.as_mut_slice())));
-    let threads = final_threads();
+    let threads = query_threads();
     with_signals_blocked(|| funnels::summarize(cfg, actors, &bd_names, threads))
-}
-
-/// Threads the final step may use: the leader plus the parallel workers a query may have
-/// (`max_parallel_workers_per_gather`, the session's parallelism budget; those workers have
-/// finished by now), at most the machine's cores.
-fn final_threads() -> usize {
-    let budget = 1 + unsafe { pg_sys::max_parallel_workers_per_gather }.max(0) as usize;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    budget.min(cores)
-}
-
-/// Run `f` with every signal blocked on this thread, so the threads it starts inherit a full
-/// mask and PostgreSQL's signal handlers only ever run on the backend's own thread. A signal that
-/// arrives meanwhile (a cancel, a timeout) is delivered when the mask is restored, and the next
-/// CHECK_FOR_INTERRUPTS acts on it.
-fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
-    // SAFETY: sigfillset/pthread_sigmask only read and write the local sets.
-    let old = unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        old
-    };
-    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    // SAFETY: as above; restores the mask saved before `f`.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-    out.unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 extension_sql!(

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 
-use pg_insights_core::dense;
 use pg_insights_core::engines::funnels::engine::Ev;
 use pg_insights_core::engines::funnels::{EngineConfig, FunnelRun, PG_EPOCH_OFFSET_US};
 use pg_insights_core::segments::EventScan;
@@ -15,8 +14,10 @@ use serde_json::Value;
 
 use crate::engines::funnels::Grouped;
 
-use super::{Combos, Prepared, big_vec, changed, prepare, tail_statement, u32_at, with_segment};
+use super::{Combos, Prepared, big_vec, changed, prepare, tail_statement, u32_at, with_segments};
 use crate::context::select_rows;
+use crate::threads::for_each_part;
+use crate::threads::query_threads;
 
 /// What an event passing the filter carries: (step mask, exclusion mask, breakdown).
 type Marks = (i32, i32, Option<String>);
@@ -61,13 +62,38 @@ impl Breakdowns {
     }
 }
 
+/// An event passing the filter as a segment scan keeps it: its actor, its time (Postgres
+/// microseconds) and its entry in the marks (step, exclusion and breakdown), 24 bytes where the
+/// engine's event with its actor takes 32: the rows are written once and read twice.
+#[derive(Clone, Copy)]
+struct Row {
+    actor: i64,
+    ts: i64,
+    at: u32,
+}
+
+/// The rows of one thread's share of the segments (segment `i` of the range goes to part
+/// `i % parts`), with a bound on their actors (the smallest and largest person of its segments).
+struct Part {
+    index: usize,
+    rows: Vec<Row>,
+    lo: i64,
+    hi: i64,
+    failed: Option<String>,
+}
+
+/// Segments fetched by one statement hold about this many events (their detoasted columns stay
+/// in memory until the statement's rows are scanned: some tens of megabytes).
+const BATCH_EVENTS: usize = 2_000_000;
+
 /// The engine output of a funnel run answered from segments, or `None`: run its heap statement.
 pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Option<Value> {
     let Prepared {
         scan,
-        days: covered,
-        events,
+        days,
+        day_events,
         combos,
+        ..
     } = prepare_run(project_id, run).ok()?;
     let mut bds = Breakdowns {
         on: cfg.has_breakdown,
@@ -75,7 +101,7 @@ pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Op
         ids: HashMap::new(),
     };
     // Each combination entry as the event it stamps (the timestamp filled in per event).
-    let marks: Vec<Ev> = combos
+    let mut marks: Vec<Ev> = combos
         .entries
         .iter()
         .map(|(steps, excl, bd)| Ev {
@@ -85,44 +111,99 @@ pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Op
             bd: bds.id(bd.as_deref()),
         })
         .collect();
-    let mut rows: Vec<(i64, Ev)> = big_vec(events);
-    for &day in &covered {
-        with_segment(project_id, day, &scan.columns, (true, true), |f| {
-            scan_segment(f, scan, &combos, &marks, &mut rows)
-        })?
-        .ok()?;
-    }
-    if let Some((sql, params)) = tail_statement(scan, &covered) {
-        let tail = select_rows(&sql, &params, "segment tail", |r| {
-            Ok((
-                r.get::<i64>(1)?,
-                r.get::<TimestampWithTimeZone>(2)?,
-                r.get::<i32>(3)?.unwrap_or(0),
-                r.get::<i32>(4)?.unwrap_or(0),
-                r.get::<String>(5)?,
-            ))
-        });
-        for (actor, ts, steps, excl, bd) in tail {
-            if let (Some(actor), Some(ts)) = (actor, ts) {
-                let bd = bds.id(bd.as_deref());
-                rows.push((
-                    actor,
-                    Ev {
-                        ts: pg_sys::TimestampTz::from(ts),
-                        steps: steps as u32,
-                        excl: excl as u32,
-                        bd,
-                    },
-                ));
-            }
+    // The segments are decoded on the query's threads, each writing its own rows.
+    let threads = query_threads().clamp(1, days.len().max(1));
+    let mut parts: Vec<Part> = (0..threads)
+        .map(|t| Part {
+            index: t,
+            rows: big_vec(day_events.iter().skip(t).step_by(threads).sum()),
+            lo: i64::MAX,
+            hi: i64::MIN,
+            failed: None,
+        })
+        .collect();
+    let mut first = 0;
+    while first < days.len() {
+        let mut end = first + 1;
+        let mut n = day_events[first];
+        while end < days.len() && n + day_events[end] <= BATCH_EVENTS {
+            n += day_events[end];
+            end += 1;
         }
+        with_segments(project_id, &days[first..end], &scan.columns, (true, true), |segs| {
+            for_each_part(&mut parts, |p| {
+                for (i, f) in segs.iter().enumerate() {
+                    if (first + i) % threads == p.index && p.failed.is_none() {
+                        p.failed = scan_segment(f, scan, &combos, p).err();
+                    }
+                }
+            })
+        })?;
+        first = end;
+    }
+    if parts.iter().any(|p| p.failed.is_some()) {
+        return None;
+    }
+    if let Some(tail) = tail_rows(scan, &days, &mut bds, &mut marks) {
+        parts.push(tail);
     }
     Some(crate::engines::funnels::summarize_grouped(
         cfg,
-        group_by_actor(rows),
+        group_by_actor(&mut parts, &marks),
         &mut HashMap::new(),
         &bds.names,
     ))
+}
+
+/// The events of the range no clean segment covers, from the heap, as one more part (their
+/// step, exclusion and breakdown added to the marks).
+fn tail_rows(
+    scan: &EventScan,
+    covered: &[i64],
+    bds: &mut Breakdowns,
+    marks: &mut Vec<Ev>,
+) -> Option<Part> {
+    let (sql, params) = tail_statement(scan, covered)?;
+    let tail = select_rows(&sql, &params, "segment tail", |r| {
+        Ok((
+            r.get::<i64>(1)?,
+            r.get::<TimestampWithTimeZone>(2)?,
+            r.get::<i32>(3)?.unwrap_or(0),
+            r.get::<i32>(4)?.unwrap_or(0),
+            r.get::<String>(5)?,
+        ))
+    });
+    let mut part = Part {
+        index: usize::MAX,
+        rows: Vec::with_capacity(tail.len()),
+        lo: i64::MAX,
+        hi: i64::MIN,
+        failed: None,
+    };
+    let mut seen: HashMap<(u32, u32, u32), u32> = HashMap::new();
+    for (actor, ts, steps, excl, bd) in tail {
+        let (Some(actor), Some(ts)) = (actor, ts) else {
+            continue;
+        };
+        let ev = Ev {
+            ts: 0,
+            steps: steps as u32,
+            excl: excl as u32,
+            bd: bds.id(bd.as_deref()),
+        };
+        let at = *seen.entry((ev.steps, ev.excl, ev.bd)).or_insert_with(|| {
+            marks.push(ev);
+            marks.len() as u32 - 1
+        });
+        part.lo = part.lo.min(actor);
+        part.hi = part.hi.max(actor);
+        part.rows.push(Row {
+            actor,
+            ts: pg_sys::TimestampTz::from(ts),
+            at,
+        });
+    }
+    Some(part)
 }
 
 /// Appends one segment's events passing the filter and inside the range. Every event is
@@ -132,15 +213,19 @@ fn scan_segment(
     f: &super::Fetched,
     scan: &EventScan,
     combos: &Combos<Marks>,
-    marks: &[Ev],
-    rows: &mut Vec<(i64, Ev)>,
+    part: &mut Part,
 ) -> Result<(), String> {
-    if marks.is_empty() {
+    if combos.entries.is_empty() {
         return Ok(()); // the filter passes no combination
     }
     let cols = f.columns()?;
     let (persons, ix) = f.persons()?;
+    if let (Some(&lo), Some(&hi)) = (persons.first(), persons.last()) {
+        part.lo = part.lo.min(lo); // persons are stored sorted
+        part.hi = part.hi.max(hi);
+    }
     let mut ts = f.deltas()?;
+    let rows = &mut part.rows;
     rows.reserve(f.events);
     let spare = &mut rows.spare_capacity_mut()[..f.events];
     let mut kept = 0;
@@ -148,10 +233,12 @@ fn scan_segment(
         let t = ts.next_value().ok_or_else(changed)?;
         let at = combos.lookup(&cols, i)?;
         let keep = (at >= 0) & (t >= scan.from_us) & (t <= scan.to_us);
-        let person = *persons.get(u32_at(ix, i) as usize).ok_or_else(changed)?;
-        let mut ev = *marks.get(at.max(0) as usize).ok_or_else(changed)?;
-        ev.ts = t - PG_EPOCH_OFFSET_US;
-        spare[kept].write((person, ev));
+        let actor = *persons.get(u32_at(ix, i) as usize).ok_or_else(changed)?;
+        spare[kept].write(Row {
+            actor,
+            ts: t - PG_EPOCH_OFFSET_US,
+            at: at.max(0) as u32,
+        });
         kept += usize::from(keep);
     }
     if !ts.finished() {
@@ -162,43 +249,90 @@ fn scan_segment(
     Ok(())
 }
 
+/// The engine's events, where the scatter writes them from several threads.
+struct Out(*mut Ev);
+// SAFETY: the threads write disjoint slots (see `group_by_actor`).
+unsafe impl Sync for Out {}
+
 /// The rows grouped by actor (the final step evaluates each actor's events as one slice and
-/// sorts them itself). Person ids of a project are mostly dense: a counting sort straight into
-/// the grouped events, two linear passes, where their range allows; else a comparison sort.
-fn group_by_actor(mut rows: Vec<(i64, Ev)>) -> Grouped {
-    let keys = rows.iter().map(|r| r.0);
-    let Some((min, mut start)) = dense::key_offsets(keys, rows.len()) else {
-        rows.sort_unstable_by_key(|(a, e)| (*a, e.ts));
-        let mut g = Grouped {
-            ids: Vec::new(),
-            bounds: Vec::new(),
-            evs: Vec::with_capacity(rows.len()),
-        };
-        for (k, e) in rows {
-            if g.ids.last() != Some(&k) {
-                g.ids.push(k);
-                g.bounds.push(g.evs.len());
-            }
-            g.evs.push(e);
+/// sorts them itself, so the order inside a group does not matter). Person ids of a project are
+/// mostly dense: a counting sort, its count and scatter passes on each part's own thread,
+/// where their range allows; else a comparison sort.
+fn group_by_actor(parts: &mut [Part], marks: &[Ev]) -> Grouped {
+    let total: usize = parts.iter().map(|p| p.rows.len()).sum();
+    let live = parts.iter().filter(|p| !p.rows.is_empty());
+    let lo = live.clone().map(|p| p.lo).min().unwrap_or(0);
+    let hi = live.map(|p| p.hi).max().unwrap_or(0);
+    let span = hi.abs_diff(lo) as usize;
+    if total == 0 || total >= u32::MAX as usize || span > total.saturating_mul(4).max(1 << 16) {
+        return sort_by_actor(parts, marks);
+    }
+    let mut counts = for_each_part(parts, |p| {
+        let mut c = vec![0u32; span + 1];
+        for r in &p.rows {
+            c[(r.actor - lo) as usize] += 1;
         }
-        g.bounds.push(g.evs.len());
-        return g;
-    };
-    let mut ids = Vec::new();
-    let mut bounds = Vec::new();
-    for a in 0..start.len() - 1 {
-        if start[a + 1] > start[a] {
-            ids.push(min + a as i64);
-            bounds.push(start[a]);
+        c
+    });
+    // Each actor's slots: those of part 0's rows first, then part 1's, …; `counts` becomes
+    // where each part writes its next row of each actor.
+    let (mut ids, mut bounds) = (Vec::new(), Vec::new());
+    let mut at = 0u32;
+    for a in 0..=span {
+        let first = at;
+        for c in counts.iter_mut() {
+            let n = c[a];
+            c[a] = at;
+            at += n;
+        }
+        if at > first {
+            ids.push(lo + a as i64);
+            bounds.push(first as usize);
         }
     }
-    bounds.push(rows.len());
-    let mut evs = big_vec(rows.len());
-    evs.resize(rows.len(), Ev::default());
-    for (a, e) in rows {
-        let slot = &mut start[(a - min) as usize];
-        evs[*slot] = e;
-        *slot += 1;
-    }
+    bounds.push(total);
+    let mut evs: Vec<Ev> = big_vec(total);
+    let out = Out(evs.as_mut_ptr());
+    let mut work: Vec<(&Part, Vec<u32>)> = parts.iter().zip(counts).collect();
+    for_each_part(&mut work, |(p, next)| {
+        let out = &out;
+        for r in &p.rows {
+            let slot = &mut next[(r.actor - lo) as usize];
+            // SAFETY: `*slot` < `total` (the capacity); every (part, actor) pair owns its own
+            // range of slots, so each slot is written by one thread, once.
+            unsafe {
+                out.0.add(*slot as usize).write(Ev {
+                    ts: r.ts,
+                    ..marks[r.at as usize]
+                })
+            };
+            *slot += 1;
+        }
+    });
+    // SAFETY: the scatter wrote every one of the `total` slots (one per row).
+    unsafe { evs.set_len(total) };
     Grouped { ids, bounds, evs }
+}
+
+/// [`group_by_actor`] for actors spread too thinly for a counting sort.
+fn sort_by_actor(parts: &[Part], marks: &[Ev]) -> Grouped {
+    let mut rows: Vec<&Row> = parts.iter().flat_map(|p| &p.rows).collect();
+    rows.sort_unstable_by_key(|r| r.actor);
+    let mut g = Grouped {
+        ids: Vec::new(),
+        bounds: Vec::new(),
+        evs: Vec::with_capacity(rows.len()),
+    };
+    for r in rows {
+        if g.ids.last() != Some(&r.actor) {
+            g.ids.push(r.actor);
+            g.bounds.push(g.evs.len());
+        }
+        g.evs.push(Ev {
+            ts: r.ts,
+            ..marks[r.at as usize]
+        });
+    }
+    g.bounds.push(g.evs.len());
+    g
 }

@@ -276,10 +276,11 @@ impl ReadPlan for seg::PeriodScan {
 }
 
 /// A run ready to read: its scan, the clean days of its range (UTC days since 1970-01-01,
-/// ascending) with their number of events, and its combination table.
+/// ascending) with their number of events (`events` in all), and its combination table.
 struct Prepared<'a, S, E> {
     scan: &'a S,
     days: Vec<i64>,
+    day_events: Vec<usize>,
     events: usize,
     combos: Combos<E>,
 }
@@ -294,12 +295,13 @@ fn prepare<S: ReadPlan, E: PartialEq>(
     enabled()?;
     let scan = seg.as_ref().map_err(|why| why.clone())?;
     let p = scan.parts();
-    let (days, events) = covered_days(project_id, p.from_us, p.to_us, p.columns)?;
+    let (days, day_events) = covered_days(project_id, p.from_us, p.to_us, p.columns)?;
     let combos = load_combos(project_id, p.columns, p.filter, &p.values, p.params, read)?;
     Ok(Prepared {
         scan,
         days,
-        events,
+        events: day_events.iter().sum(),
+        day_events,
         combos,
     })
 }
@@ -487,18 +489,20 @@ impl Fetched<'_> {
     }
 }
 
-/// `scan` over one clean segment with the given dictionary columns (`None` if it is no longer
-/// clean).
-fn with_segment<R>(
+/// The statement reading the clean segments of `days` (UTC days since 1970-01-01) with the
+/// given dictionary columns, by day; its parameters.
+fn segment_read(
     project_id: i64,
-    day: i64,
+    days: &[i64],
     columns: &[String],
     (need_ts, need_persons): (bool, bool),
-    mut scan: impl FnMut(&Fetched) -> R,
-) -> Option<R> {
+) -> (String, Vec<Param>) {
     let mut joins = String::new();
     let mut sel = Vec::new();
-    let mut params = vec![Param::Int(project_id), Param::Timestamp(day * DAY_US)];
+    let mut params = vec![
+        Param::Int(project_id),
+        Param::IntArray(days.to_vec()),
+    ];
     for (i, c) in columns.iter().enumerate() {
         params.push(Param::Text(c.clone()));
         joins.push_str(&format!(
@@ -517,39 +521,79 @@ fn with_segment<R>(
     };
     let sql = format!(
         "SELECT s.events, {}, {}, {}{} FROM insights.event_segments s{joins} \
-         WHERE s.project_id = $1 AND s.day = ($2::timestamptz AT TIME ZONE 'UTC')::date AND NOT s.dirty",
+         WHERE s.project_id = $1 AND NOT s.dirty AND s.day = ANY \
+         (ARRAY(SELECT DATE '1970-01-01' + d::int4 FROM unnest($2::int8[]) d)) ORDER BY s.day",
         pick(need_ts, "ts"),
         pick(need_persons, "persons"),
         pick(need_persons, "person_ix"),
         sel.concat(),
     );
-    let k = columns.len();
+    (sql, params)
+}
+
+/// A row of [`segment_read`] as fetched.
+fn fetched<'a>(r: &SpiHeapTupleData, columns: usize) -> Result<Fetched<'a>, SpiError> {
+    let mut ids = Vec::with_capacity(columns);
+    for i in 0..columns {
+        ids.push(r.get::<&[u8]>(5 + i)?);
+    }
+    Ok(Fetched {
+        events: r.get::<i32>(1)?.unwrap_or(0).max(0) as usize,
+        ts: r.get::<&[u8]>(2)?,
+        persons: r.get::<&[u8]>(3)?,
+        person_ix: r.get::<&[u8]>(4)?,
+        ids,
+    })
+}
+
+/// `scan` over one clean segment with the given dictionary columns (`None` if it is no longer
+/// clean).
+fn with_segment<R>(
+    project_id: i64,
+    day: i64,
+    columns: &[String],
+    need: (bool, bool),
+    mut scan: impl FnMut(&Fetched) -> R,
+) -> Option<R> {
+    let (sql, params) = segment_read(project_id, &[day], columns, need);
     select_rows(&sql, &params, "segment read", |r| {
-        let mut ids = Vec::with_capacity(k);
-        for i in 0..k {
-            ids.push(r.get::<&[u8]>(5 + i)?);
-        }
-        Ok(scan(&Fetched {
-            events: r.get::<i32>(1)?.unwrap_or(0).max(0) as usize,
-            ts: r.get::<&[u8]>(2)?,
-            persons: r.get::<&[u8]>(3)?,
-            person_ix: r.get::<&[u8]>(4)?,
-            ids,
-        }))
+        Ok(scan(&fetched(&r, columns.len())?))
     })
     .into_iter()
     .next()
 }
 
+/// `scan` over the clean segments of `days` (ascending), given together: one statement, whose
+/// detoasted values stay valid until `scan` returns (`None` if one is no longer clean).
+fn with_segments<R>(
+    project_id: i64,
+    days: &[i64],
+    columns: &[String],
+    need: (bool, bool),
+    scan: impl FnOnce(&[Fetched]) -> R,
+) -> Option<R> {
+    let (sql, params) = segment_read(project_id, days, columns, need);
+    let args: Vec<DatumWithOid> = params.iter().map(crate::context::datum).collect();
+    Spi::connect(|c| {
+        let rows = c.select(&sql, None, &args)?;
+        let segments = rows
+            .map(|r| fetched(&r, columns.len()))
+            .collect::<Result<Vec<Fetched>, SpiError>>()?;
+        Ok::<_, SpiError>((segments.len() == days.len()).then(|| scan(&segments)))
+    })
+    .unwrap_or_else(|e| spi_fail("read", e))
+}
+
 /// The clean segments of `[from_us, to_us]` holding `columns` (UTC days since 1970-01-01,
-/// ascending) and their number of events (readers size their vectors with it once: growing
-/// them would copy them and fault their pages in again), or why there is nothing to read.
+/// ascending) and each one's number of events (readers size their vectors with them once:
+/// growing them would copy them and fault their pages in again), or why there is nothing to
+/// read.
 fn covered_days(
     project_id: i64,
     from_us: i64,
     to_us: i64,
     columns: &[String],
-) -> Result<(Vec<i64>, usize), String> {
+) -> Result<(Vec<i64>, Vec<usize>), String> {
     let rows = select_rows(
         "SELECT (s.day - DATE '1970-01-01')::int8, s.events FROM insights.event_segments s \
          WHERE s.project_id = $1 AND s.day >= ($2::timestamptz AT TIME ZONE 'UTC')::date \
@@ -572,8 +616,7 @@ fn covered_days(
     if rows.is_empty() {
         return Err("no clean segment in the range".into());
     }
-    let events = rows.iter().map(|r| r.1).sum();
-    Ok((rows.into_iter().map(|r| r.0).collect(), events))
+    Ok(rows.into_iter().unzip())
 }
 
 /// A run's heap statement restricted to the instants of its range no clean segment covers:

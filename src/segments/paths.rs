@@ -63,6 +63,7 @@ pub fn path_events(project_id: i64, plan: &PathsPlan) -> Option<PathEvents> {
         days: covered,
         events,
         combos,
+        ..
     } = prepare_run(project_id, plan).ok()?;
     let mut out = PathEvents::default();
     let items: Vec<u32> = combos
