@@ -72,8 +72,8 @@ struct Row {
     at: u32,
 }
 
-/// The rows of one thread's share of the segments (segment `i` of the range goes to part
-/// `i % parts`), with a bound on their actors (the smallest and largest person of its segments).
+/// The rows of one thread's share of the segments (a run of consecutive days), with a bound on
+/// their actors (the smallest and largest person of its segments).
 struct Part {
     index: usize,
     rows: Vec<Row>,
@@ -111,35 +111,41 @@ pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Op
             bd: bds.id(bd.as_deref()),
         })
         .collect();
-    // The segments are decoded on the query's threads, each writing its own rows.
-    let threads = query_threads().clamp(1, days.len().max(1));
-    let mut parts: Vec<Part> = (0..threads)
-        .map(|t| Part {
+    // The segments are decoded on the query's threads, each writing its own rows: part `t` takes
+    // the `t`-th of as many runs of consecutive days, so the parts in order hold every actor's
+    // events in time order (the final step then sorts sorted slices).
+    let runs = split_runs(&day_events, query_threads());
+    let mut parts: Vec<Part> = runs
+        .iter()
+        .enumerate()
+        .map(|(t, r)| Part {
             index: t,
-            rows: big_vec(day_events.iter().skip(t).step_by(threads).sum()),
+            rows: big_vec(day_events[r.clone()].iter().sum()),
             lo: i64::MAX,
             hi: i64::MIN,
             failed: None,
         })
         .collect();
-    let mut first = 0;
-    while first < days.len() {
-        let mut end = first + 1;
-        let mut n = day_events[first];
-        while end < days.len() && n + day_events[end] <= BATCH_EVENTS {
-            n += day_events[end];
-            end += 1;
-        }
-        with_segments(project_id, &days[first..end], &scan.columns, (true, true), |segs| {
+    let mut next: Vec<usize> = runs.iter().map(|r| r.start).collect();
+    while next.iter().zip(&runs).any(|(n, r)| *n < r.end) {
+        // The next days of every part, about BATCH_EVENTS in all, fetched by one statement.
+        let take: Vec<std::ops::Range<usize>> = next
+            .iter()
+            .zip(&runs)
+            .map(|(&n, r)| n..batch_end(&day_events, n, r.end, BATCH_EVENTS / runs.len()))
+            .collect();
+        let batch: Vec<i64> = take.iter().flat_map(|t| days[t.clone()].to_vec()).collect();
+        with_segments(project_id, &batch, &scan.columns, (true, true), |segs| {
             for_each_part(&mut parts, |p| {
-                for (i, f) in segs.iter().enumerate() {
-                    if (first + i) % threads == p.index && p.failed.is_none() {
+                let before: usize = take[..p.index].iter().map(|t| t.len()).sum();
+                for f in &segs[before..before + take[p.index].len()] {
+                    if p.failed.is_none() {
                         p.failed = scan_segment(f, scan, &combos, p).err();
                     }
                 }
             })
         })?;
-        first = end;
+        next = take.iter().map(|t| t.end).collect();
     }
     if parts.iter().any(|p| p.failed.is_some()) {
         return None;
@@ -153,6 +159,36 @@ pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Op
         &mut HashMap::new(),
         &bds.names,
     ))
+}
+
+/// `threads` runs of consecutive days (at most one per day) with about as many events each.
+fn split_runs(day_events: &[usize], threads: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = threads.clamp(1, day_events.len().max(1));
+    let total: usize = day_events.iter().sum();
+    let mut runs = Vec::with_capacity(parts);
+    let (mut start, mut seen) = (0, 0);
+    for (i, n) in day_events.iter().enumerate() {
+        seen += n;
+        let left = day_events.len() - i - 1;
+        let want = runs.len() + 1;
+        if want < parts && (seen * parts >= total * want || left == parts - want) {
+            runs.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    runs.push(start..day_events.len());
+    runs
+}
+
+/// The end of the days from `from` (before `end`) holding about `budget` events: at least one.
+fn batch_end(day_events: &[usize], from: usize, end: usize, budget: usize) -> usize {
+    let mut to = from;
+    let mut n = 0;
+    while to < end && (to == from || n + day_events[to] <= budget) {
+        n += day_events[to];
+        to += 1;
+    }
+    to
 }
 
 /// The events of the range no clean segment covers, from the heap, as one more part (their
