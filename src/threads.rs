@@ -63,7 +63,8 @@ pub(crate) fn for_each_part<T: Send, R: Send>(
                 .collect();
             let mut out = vec![f(first)];
             for (handle, cell) in handles.into_iter().zip(&cells) {
-                let ran = handle.and_then(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+                let ran =
+                    handle.and_then(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
                 out.extend(ran.or_else(|| take(cell).map(f)));
             }
             out

@@ -88,7 +88,10 @@ fn plan_query(project: &Project, query: &Value) -> PathsPlan {
 
 fn run(project_id: i64, query: &str) -> (Value, Project) {
     let (plan, events, project) = read(project_id, query);
-    (paths::render_state(&plan, events), project)
+    let threads = crate::threads::query_threads();
+    let result =
+        crate::threads::with_signals_blocked(|| paths::render_state_on(&plan, events, threads));
+    (result, project)
 }
 
 /// SQL: `insights.paths_json(project_id, query) → jsonb`.
@@ -118,8 +121,11 @@ fn _paths(
         name!(average_conversion_time, f64),
     ),
 > {
-    let (result, _) = run(project_id, query);
-    TableIterator::new(paths::rows(&result))
+    let (plan, events, _) = read(project_id, query);
+    let threads = crate::threads::query_threads();
+    TableIterator::new(crate::threads::with_signals_blocked(|| {
+        paths::render_rows_on(&plan, events, threads)
+    }))
 }
 
 /// SQL: `insights.paths_actors(project_id, query, start_key, end_key, dropoff_key) → setof

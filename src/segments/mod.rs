@@ -499,10 +499,7 @@ fn segment_read(
 ) -> (String, Vec<Param>) {
     let mut joins = String::new();
     let mut sel = Vec::new();
-    let mut params = vec![
-        Param::Int(project_id),
-        Param::IntArray(days.to_vec()),
-    ];
+    let mut params = vec![Param::Int(project_id), Param::IntArray(days.to_vec())];
     for (i, c) in columns.iter().enumerate() {
         params.push(Param::Text(c.clone()));
         joins.push_str(&format!(

@@ -445,6 +445,14 @@ impl Edges {
 /// PostHog's selection: weight bounds, order (value desc, then source and target bytewise),
 /// the edge limit, then (without weight bounds) only edges reachable from a first step.
 pub fn select_edges(rules: &PathRules, edges: Edges) -> Value {
+    edges_json(select_edge_rows(rules, edges))
+}
+
+/// One selected edge: source and target node, paths, average milliseconds between them.
+pub type EdgeRow = (String, String, i64, f64);
+
+/// [`select_edges`] as typed rows (what the set-returning function returns: no JSON between).
+pub fn select_edge_rows(rules: &PathRules, edges: Edges) -> Vec<EdgeRow> {
     let mut list: Vec<(String, String, u64, f64)> = edges
         .tally
         .into_iter()
@@ -481,6 +489,13 @@ pub fn select_edges(rules: &PathRules, edges: Edges) -> Value {
             .map(|(e, _)| e)
             .collect();
     }
+    list.into_iter()
+        .map(|(s, t, n, avg)| (s, t, n as i64, avg))
+        .collect()
+}
+
+/// PostHog's `result` of selected edges.
+fn edges_json(list: Vec<EdgeRow>) -> Value {
     Value::Array(
         list.into_iter()
             .map(|(s, t, n, avg)| {
@@ -709,7 +724,7 @@ pub struct PathEvents {
     /// row allocates nothing once its item is known).
     ids: [HashMap<String, u32>; 2],
     items: Vec<String>,
-    rows: Vec<(i64, i64, u128, u32)>,
+    rows: Vec<PathRow>,
 }
 
 impl PathEvents {
@@ -869,48 +884,77 @@ impl PathEvents {
 /// One path over interned items: `(µs, item id)`.
 type IdPath = Vec<(i64, u32)>;
 
+/// One event of the state: (person, Unix µs, order among equal times, raw item id).
+type PathRow = (i64, i64, u128, u32);
+
+/// What every person's paths read: the cleaned item of each raw item (cleaning rules run once
+/// per distinct raw item, not per event), the start/end points, and the item texts.
+struct Setup {
+    names: Names,
+    cleaned: Vec<Option<u32>>,
+    points: Points<u32>,
+}
+
+impl Setup {
+    fn new(plan: &PathsPlan, state: &PathEvents) -> Setup {
+        let mut names = Names::default();
+        let cleaned: Vec<Option<u32>> = state
+            .items
+            .iter()
+            .map(|raw| plan.rules.item(raw).map(|item| names.id(item)))
+            .collect();
+        let ellipsis = names.id(ELLIPSIS.to_string());
+        let point = |p: &Option<String>| p.as_ref().map(|p| names.ids.get(p).copied());
+        let points = Points {
+            start: point(&plan.rules.start),
+            end: point(&plan.rules.end),
+            ellipsis,
+        };
+        Setup {
+            names,
+            cleaned,
+            points,
+        }
+    }
+
+    /// `each(person, paths)` for every person of `rows` (sorted by person), in id order: the
+    /// paths are visited, not collected (a vector per person kept to the end cost more in the
+    /// allocator than the paths themselves).
+    fn visit(&self, plan: &PathsPlan, rows: &[PathRow], mut each: impl FnMut(i64, Vec<IdPath>)) {
+        let mut events: Vec<(i64, u32)> = Vec::new();
+        for run in rows.chunk_by(|x, y| x.0 == y.0) {
+            let person = run[0].0;
+            let (from, to) = match &plan.windows {
+                Some(w) => match w.get(&person) {
+                    Some(&window) => window,
+                    None => continue,
+                },
+                None => (i64::MIN, i64::MAX),
+            };
+            events.clear();
+            events.extend(
+                run.iter()
+                    .filter(|r| (from..=to).contains(&r.1))
+                    .filter_map(|r| Some((r.1, self.cleaned[r.3 as usize]?))),
+            );
+            each(person, plan.rules.paths_of(&events, &self.points));
+        }
+    }
+}
+
 /// Every person's paths over interned items: `each(person, paths, item texts)` per person in id
-/// order, then the item texts (visited, not collected: a vector per person kept to the end cost more in the
-/// allocator than the paths themselves). Cleaning rules run once per distinct raw item, not per
-/// event.
+/// order, then the item texts.
 fn person_paths(
     plan: &PathsPlan,
     mut state: PathEvents,
     mut each: impl FnMut(i64, Vec<IdPath>, &[String]),
 ) -> Vec<String> {
-    let mut names = Names::default();
-    let cleaned: Vec<Option<u32>> = state
-        .items
-        .iter()
-        .map(|raw| plan.rules.item(raw).map(|item| names.id(item)))
-        .collect();
-    let ellipsis = names.id(ELLIPSIS.to_string());
-    let point = |p: &Option<String>| p.as_ref().map(|p| names.ids.get(p).copied());
-    let points = Points {
-        start: point(&plan.rules.start),
-        end: point(&plan.rules.end),
-        ellipsis,
-    };
+    let setup = Setup::new(plan, &state);
     state.sort_rows();
-    let mut events: Vec<(i64, u32)> = Vec::new();
-    for run in state.rows.chunk_by(|x, y| x.0 == y.0) {
-        let person = run[0].0;
-        let (from, to) = match &plan.windows {
-            Some(w) => match w.get(&person) {
-                Some(&window) => window,
-                None => continue,
-            },
-            None => (i64::MIN, i64::MAX),
-        };
-        events.clear();
-        events.extend(
-            run.iter()
-                .filter(|r| (from..=to).contains(&r.1))
-                .filter_map(|r| Some((r.1, cleaned[r.3 as usize]?))),
-        );
-        each(person, plan.rules.paths_of(&events, &points), &names.list);
-    }
-    names.list
+    setup.visit(plan, &state.rows, |person, paths| {
+        each(person, paths, &setup.names.list)
+    });
+    setup.names.list
 }
 
 /// Cleaned item texts, interned.
@@ -931,33 +975,111 @@ impl Names {
     }
 }
 
+/// Edges tallied on (source step, source item, target item): paths and summed microseconds
+/// (an exact sum, whatever order the persons are visited in).
+type IdTally = HashMap<(usize, u32, u32), (u64, i128)>;
+
+fn tally_paths(tally: &mut IdTally, paths: &[IdPath]) {
+    for path in paths {
+        for (i, w) in path.windows(2).enumerate() {
+            let slot = tally.entry((i + 1, w[0].1, w[1].1)).or_insert((0, 0));
+            slot.0 += 1;
+            slot.1 += i128::from(w[1].0 - w[0].0);
+        }
+    }
+}
+
 /// Run the rules over the statement's state and select the edges: PostHog's `result`.
 pub fn render_state(plan: &PathsPlan, state: PathEvents) -> Value {
-    // Edges tallied on (source step, source item, target item); the texts are built once.
-    let mut tally: HashMap<(usize, u32, u32), (u64, f64)> = HashMap::new();
-    let names = person_paths(plan, state, |_, paths, _| {
-        for path in &paths {
-            for (i, w) in path.windows(2).enumerate() {
-                let slot = tally.entry((i + 1, w[0].1, w[1].1)).or_insert((0, 0.0));
-                slot.0 += 1;
-                slot.1 += (w[1].0 - w[0].0) as f64 / 1000.0;
+    render_state_on(plan, state, 1)
+}
+
+/// [`render_state`] on up to `threads` threads (the caller blocks signals when it runs inside a
+/// Postgres backend).
+pub fn render_state_on(plan: &PathsPlan, state: PathEvents, threads: usize) -> Value {
+    edges_json(render_rows_on(plan, state, threads))
+}
+
+/// The selected edges as typed rows, on up to `threads` threads, each visiting the persons of
+/// one run of the sorted rows.
+pub fn render_rows_on(plan: &PathsPlan, mut state: PathEvents, threads: usize) -> Vec<EdgeRow> {
+    let setup = Setup::new(plan, &state);
+    state.sort_rows();
+    let runs = person_runs(&state.rows, threads);
+    let tally_of = |rows: &[PathRow]| {
+        let mut t = IdTally::new();
+        setup.visit(plan, rows, |_, paths| tally_paths(&mut t, &paths));
+        t
+    };
+    let tallies: Vec<IdTally> = match runs.split_first() {
+        None => Vec::new(),
+        Some((first, [])) => vec![tally_of(first)],
+        Some((first, rest)) => std::thread::scope(|scope| {
+            let handles: Vec<_> = rest
+                .iter()
+                .map(|&rows| {
+                    let job = &tally_of;
+                    (
+                        rows,
+                        std::thread::Builder::new()
+                            .spawn_scoped(scope, move || job(rows))
+                            .ok(),
+                    )
+                })
+                .collect();
+            let mut out = vec![tally_of(first)];
+            for (rows, handle) in handles {
+                out.push(match handle {
+                    Some(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                    None => tally_of(rows), // the thread could not start
+                });
             }
+            out
+        }),
+    };
+    let mut tally = IdTally::new();
+    for t in tallies {
+        for (k, (n, us)) in t {
+            let slot = tally.entry(k).or_insert((0, 0));
+            slot.0 += n;
+            slot.1 += us;
         }
-    });
-    let name = |id: u32| names[id as usize].as_str();
+    }
+    let name = |id: u32| setup.names.list[id as usize].as_str();
     let edges = Edges {
         tally: tally
             .into_iter()
-            .map(|((step, s, t), v)| {
+            .map(|((step, s, t), (n, us))| {
                 let key = (
                     format!("{step}_{}", name(s)),
                     format!("{}_{}", step + 1, name(t)),
                 );
-                (key, v)
+                (key, (n, us as f64 / 1000.0))
             })
             .collect(),
     };
-    select_edges(&plan.rules, edges)
+    select_edge_rows(&plan.rules, edges)
+}
+
+/// `rows` (sorted by person) cut into up to `parts` runs of about as many rows, each person in
+/// one run.
+fn person_runs(rows: &[PathRow], parts: usize) -> Vec<&[PathRow]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for k in 1..parts.max(1) {
+        let mut cut = (rows.len() * k / parts).max(start);
+        while cut > start && cut < rows.len() && rows[cut].0 == rows[cut - 1].0 {
+            cut += 1;
+        }
+        if cut > start && cut < rows.len() {
+            runs.push(&rows[start..cut]);
+            start = cut;
+        }
+    }
+    if start < rows.len() {
+        runs.push(&rows[start..]);
+    }
+    runs
 }
 
 /// [`render_state`] over hand-made rows (each person's events in time order).

@@ -718,3 +718,54 @@ fn sort_rows_orders_as_one_stable_sort() {
         assert_eq!(s.rows, want);
     }
 }
+
+/// The threaded render cuts the persons into runs; every split gives the one-thread answer
+/// (counts and average times, which are exact microsecond sums).
+#[test]
+fn render_on_threads_equals_one_thread() {
+    let items = ["/", "/pricing", "/docs", "/signup", "/blog"];
+    let persons: Vec<PersonEvents> = (0..200i64)
+        .map(|p| {
+            let n = 1 + (p * 7 % 9) as usize;
+            let ts = (0..n as i64).map(|i| i * M * (1 + p % 3) + p % 5).collect();
+            let path = (0..n)
+                .map(|i| items[(p as usize * 3 + i * i) % items.len()].to_string())
+                .collect();
+            (p % 37, ts, path) // persons repeat: runs must not split one person's rows
+        })
+        .collect();
+    for filter in [
+        json!({}),
+        json!({"start_point": "/pricing"}),
+        json!({"step_limit": 3}),
+    ] {
+        let plan = ok(filter);
+        let one = render_state(&plan, PathEvents::from_persons(persons.clone()));
+        assert!(!rows(&one).is_empty());
+        for threads in [2, 3, 8, 500] {
+            let many = render_state_on(&plan, PathEvents::from_persons(persons.clone()), threads);
+            assert_eq!(many, one, "{threads} threads");
+        }
+    }
+}
+
+#[test]
+fn person_runs_keep_each_person_whole() {
+    let rows: Vec<PathRow> = [1, 1, 1, 2, 3, 3, 3, 3, 4, 5]
+        .iter()
+        .map(|&p| (p, 0, 0, 0))
+        .collect();
+    for parts in 1..12 {
+        let runs = person_runs(&rows, parts);
+        assert_eq!(runs.iter().map(|r| r.len()).sum::<usize>(), rows.len());
+        assert!(runs.len() <= parts.max(1) && runs.iter().all(|r| !r.is_empty()));
+        for w in runs.windows(2) {
+            assert_ne!(
+                w[0].last().map(|r| r.0),
+                w[1].first().map(|r| r.0),
+                "{parts} parts"
+            );
+        }
+    }
+    assert!(person_runs(&[], 4).is_empty());
+}
