@@ -453,33 +453,66 @@ pub type EdgeRow = (String, String, i64, f64);
 
 /// [`select_edges`] as typed rows (what the set-returning function returns: no JSON between).
 pub fn select_edge_rows(rules: &PathRules, edges: Edges) -> Vec<EdgeRow> {
-    let mut list: Vec<(String, String, u64, f64)> = edges
+    let mut nodes: HashMap<String, u64> = HashMap::new();
+    let mut node = |key: &str| {
+        let next = nodes.len() as u64;
+        *nodes.entry(key.to_string()).or_insert(next)
+    };
+    let list = edges
         .tally
         .into_iter()
-        .filter(|(_, (n, _))| rules.min_weight.is_none_or(|m| *n >= m))
-        .filter(|(_, (n, _))| rules.max_weight.is_none_or(|m| *n <= m))
-        .map(|((s, t), (n, ms))| (s, t, n, ms / n as f64))
+        .map(|((source, target), (paths, ms))| Edge {
+            step: step_of(&source),
+            from: node(&source),
+            to: node(&target),
+            source,
+            target,
+            paths,
+            ms,
+        })
+        .collect();
+    select(rules, list)
+}
+
+/// One tallied edge: its node keys (`"<step>_<item>"`), the step of its source, the two nodes
+/// as numbers (equal numbers for equal keys), its paths and summed milliseconds.
+struct Edge {
+    source: String,
+    target: String,
+    step: u64,
+    from: u64,
+    to: u64,
+    paths: u64,
+    ms: f64,
+}
+
+/// PostHog's selection over tallied edges (see [`select_edges`]).
+fn select(rules: &PathRules, list: Vec<Edge>) -> Vec<EdgeRow> {
+    let mut list: Vec<Edge> = list
+        .into_iter()
+        .filter(|e| rules.min_weight.is_none_or(|m| e.paths >= m))
+        .filter(|e| rules.max_weight.is_none_or(|m| e.paths <= m))
         .collect();
     list.sort_by(|a, b| {
-        b.2.cmp(&a.2)
-            .then_with(|| a.0.as_bytes().cmp(b.0.as_bytes()))
-            .then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()))
+        b.paths
+            .cmp(&a.paths)
+            .then_with(|| a.source.as_bytes().cmp(b.source.as_bytes()))
+            .then_with(|| a.target.as_bytes().cmp(b.target.as_bytes()))
     });
     if let Some(limit) = rules.edge_limit {
         list.truncate(limit);
     }
     if rules.min_weight.is_none() && rules.max_weight.is_none() {
-        let mut reached: HashSet<String> = HashSet::new();
+        let mut reached: HashSet<u64> = HashSet::new();
         let mut kept = vec![false; list.len()];
         // Targets only reach further edges of later steps, so one pass in step order suffices.
-        let steps: Vec<u64> = list.iter().map(|e| step_of(&e.0)).collect();
         let mut order: Vec<usize> = (0..list.len()).collect();
-        order.sort_by_key(|&i| steps[i]);
+        order.sort_by_key(|&i| list[i].step);
         for i in order {
-            let (s, t, ..) = &list[i];
-            if steps[i] == 1 || reached.contains(s) {
+            let e = &list[i];
+            if e.step == 1 || reached.contains(&e.from) {
                 kept[i] = true;
-                reached.insert(t.clone());
+                reached.insert(e.to);
             }
         }
         list = list
@@ -490,7 +523,7 @@ pub fn select_edge_rows(rules: &PathRules, edges: Edges) -> Vec<EdgeRow> {
             .collect();
     }
     list.into_iter()
-        .map(|(s, t, n, avg)| (s, t, n as i64, avg))
+        .map(|e| (e.source, e.target, e.paths as i64, e.ms / e.paths as f64))
         .collect()
 }
 
@@ -1045,20 +1078,23 @@ pub fn render_rows_on(plan: &PathsPlan, mut state: PathEvents, threads: usize) -
             slot.1 += us;
         }
     }
+    // A node is (step, item): its key `"<step>_<item>"` is one text per node (the step's digits
+    // end at the first `_`), so nodes compare as numbers and each key is written once per edge.
     let name = |id: u32| setup.names.list[id as usize].as_str();
-    let edges = Edges {
-        tally: tally
-            .into_iter()
-            .map(|((step, s, t), (n, us))| {
-                let key = (
-                    format!("{step}_{}", name(s)),
-                    format!("{}_{}", step + 1, name(t)),
-                );
-                (key, (n, us as f64 / 1000.0))
-            })
-            .collect(),
-    };
-    select_edge_rows(&plan.rules, edges)
+    let node = |step: usize, id: u32| ((step as u64) << 32) | u64::from(id);
+    let list = tally
+        .into_iter()
+        .map(|((step, s, t), (paths, us))| Edge {
+            source: format!("{step}_{}", name(s)),
+            target: format!("{}_{}", step + 1, name(t)),
+            step: step as u64,
+            from: node(step, s),
+            to: node(step + 1, t),
+            paths,
+            ms: us as f64 / 1000.0,
+        })
+        .collect();
+    select(&plan.rules, list)
 }
 
 /// `rows` (sorted by person) cut into up to `parts` runs of about as many rows, each person in
