@@ -111,10 +111,30 @@ pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Op
             bd: bds.id(bd.as_deref()),
         })
         .collect();
-    // The segments are decoded on the query's threads, each writing its own rows: part `t` takes
-    // the `t`-th of as many runs of consecutive days, so the parts in order hold every actor's
-    // events in time order (the final step then sorts sorted slices).
-    let runs = split_runs(&day_events, query_threads());
+    let mut parts = scan_parts(project_id, scan, &combos, &days, &day_events)?;
+    if let Some(tail) = tail_rows(scan, &days, &mut bds, &mut marks) {
+        parts.push(tail);
+    }
+    Some(crate::engines::funnels::summarize_grouped(
+        cfg,
+        group_by_actor(&mut parts, &marks),
+        &mut HashMap::new(),
+        &bds.names,
+    ))
+}
+
+/// The rows of the clean segments, decoded on the query's threads, each writing its own rows:
+/// part `t` takes the `t`-th of as many runs of consecutive days, so the parts in order hold
+/// every actor's events in time order (the final step then sorts sorted slices). `None` when a
+/// segment changed meanwhile.
+fn scan_parts(
+    project_id: i64,
+    scan: &EventScan,
+    combos: &Combos<Marks>,
+    days: &[i64],
+    day_events: &[usize],
+) -> Option<Vec<Part>> {
+    let runs = split_runs(day_events, query_threads());
     let mut parts: Vec<Part> = runs
         .iter()
         .enumerate()
@@ -132,7 +152,7 @@ pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Op
         let take: Vec<std::ops::Range<usize>> = next
             .iter()
             .zip(&runs)
-            .map(|(&n, r)| n..batch_end(&day_events, n, r.end, BATCH_EVENTS / runs.len()))
+            .map(|(&n, r)| n..batch_end(day_events, n, r.end, BATCH_EVENTS / runs.len()))
             .collect();
         let batch: Vec<i64> = take.iter().flat_map(|t| days[t.clone()].to_vec()).collect();
         with_segments(project_id, &batch, &scan.columns, (true, true), |segs| {
@@ -140,25 +160,14 @@ pub fn funnel_output(project_id: i64, run: &FunnelRun, cfg: &EngineConfig) -> Op
                 let before: usize = take[..p.index].iter().map(|t| t.len()).sum();
                 for f in &segs[before..before + take[p.index].len()] {
                     if p.failed.is_none() {
-                        p.failed = scan_segment(f, scan, &combos, p).err();
+                        p.failed = scan_segment(f, scan, combos, p).err();
                     }
                 }
             })
         })?;
         next = take.iter().map(|t| t.end).collect();
     }
-    if parts.iter().any(|p| p.failed.is_some()) {
-        return None;
-    }
-    if let Some(tail) = tail_rows(scan, &days, &mut bds, &mut marks) {
-        parts.push(tail);
-    }
-    Some(crate::engines::funnels::summarize_grouped(
-        cfg,
-        group_by_actor(&mut parts, &marks),
-        &mut HashMap::new(),
-        &bds.names,
-    ))
+    parts.iter().all(|p| p.failed.is_none()).then_some(parts)
 }
 
 /// `threads` runs of consecutive days (at most one per day) with about as many events each.
