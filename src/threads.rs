@@ -3,8 +3,6 @@
 //! it stays on the backend's own thread, and its signal handlers too (every signal is blocked
 //! while the threads run).
 
-use std::sync::Mutex;
-
 use pgrx::pg_sys;
 
 /// Threads a query's own parallel steps may use: the leader plus the parallel workers a query
@@ -35,43 +33,11 @@ pub(crate) fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
     out.unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
-/// `f` over every part, each on its own thread (the first on this one), signals blocked; the
-/// results in part order. A part whose thread could not start is run here afterwards; a panic
-/// on any thread is raised again here.
+/// `f` over every part, each on its own thread (the first on this one), with every signal
+/// blocked ([`pg_insights_core::par::for_each_part`]); the results in part order.
 pub(crate) fn for_each_part<T: Send, R: Send>(
     parts: &mut [T],
     f: impl Fn(&mut T) -> R + Sync,
 ) -> Vec<R> {
-    let Some((first, rest)) = parts.split_first_mut() else {
-        return Vec::new();
-    };
-    if rest.is_empty() {
-        return vec![f(first)];
-    }
-    let f = &f;
-    // Each part is taken by its thread, or by this one when the thread could not start.
-    let cells: Vec<Mutex<Option<&mut T>>> = rest.iter_mut().map(|p| Mutex::new(Some(p))).collect();
-    with_signals_blocked(|| {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = cells
-                .iter()
-                .map(|cell| {
-                    std::thread::Builder::new()
-                        .spawn_scoped(scope, move || take(cell).map(f))
-                        .ok()
-                })
-                .collect();
-            let mut out = vec![f(first)];
-            for (handle, cell) in handles.into_iter().zip(&cells) {
-                let ran =
-                    handle.and_then(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-                out.extend(ran.or_else(|| take(cell).map(f)));
-            }
-            out
-        })
-    })
-}
-
-fn take<'a, T>(cell: &Mutex<Option<&'a mut T>>) -> Option<&'a mut T> {
-    cell.lock().unwrap_or_else(|p| p.into_inner()).take()
+    with_signals_blocked(|| pg_insights_core::par::for_each_part(parts, f))
 }

@@ -1,6 +1,7 @@
 //! Grouping rows by a dense integer key with a stable counting sort: two linear passes instead
-//! of a comparison sort. Person ids of a project are mostly dense, so the funnel and paths
-//! readers group each person's events this way.
+//! of a comparison sort. Person ids of a project are mostly dense, so the paths engine groups
+//! each person's events this way (the funnel reader has its own parallel form of it,
+//! `src/segments/funnels.rs`).
 
 /// Where each key's rows start in a stable counting sort of `keys` (`n` of them): the smallest
 /// key and, per key − smallest, the offset of its first row (one more entry at the end: `n`).

@@ -19,6 +19,7 @@ pub mod elements;
 pub mod engines;
 pub mod error;
 pub mod model;
+pub mod par;
 pub mod segments;
 
 pub use error::{QueryError, SqlState};

@@ -276,12 +276,11 @@ impl ReadPlan for seg::PeriodScan {
 }
 
 /// A run ready to read: its scan, the clean days of its range (UTC days since 1970-01-01,
-/// ascending) with their number of events (`events` in all), and its combination table.
+/// ascending) with their number of events, and its combination table.
 struct Prepared<'a, S, E> {
     scan: &'a S,
     days: Vec<i64>,
     day_events: Vec<usize>,
-    events: usize,
     combos: Combos<E>,
 }
 
@@ -300,7 +299,6 @@ fn prepare<S: ReadPlan, E: PartialEq>(
     Ok(Prepared {
         scan,
         days,
-        events: day_events.iter().sum(),
         day_events,
         combos,
     })
@@ -550,14 +548,10 @@ fn with_segment<R>(
     day: i64,
     columns: &[String],
     need: (bool, bool),
-    mut scan: impl FnMut(&Fetched) -> R,
+    scan: impl FnOnce(&Fetched) -> R,
 ) -> Option<R> {
-    let (sql, params) = segment_read(project_id, &[day], columns, need);
-    select_rows(&sql, &params, "segment read", |r| {
-        Ok(scan(&fetched(&r, columns.len())?))
-    })
-    .into_iter()
-    .next()
+    // One day: `with_segments` calls back only with its one segment.
+    with_segments(project_id, &[day], columns, need, |segs| scan(&segs[0]))
 }
 
 /// `scan` over the clean segments of `days` (ascending), given together: one statement, whose

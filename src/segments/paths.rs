@@ -61,9 +61,8 @@ pub fn path_events(project_id: i64, plan: &PathsPlan) -> Option<PathEvents> {
     let Prepared {
         scan,
         days: covered,
-        events,
+        day_events,
         combos,
-        ..
     } = prepare_run(project_id, plan).ok()?;
     let mut out = PathEvents::default();
     let items: Vec<u32> = combos
@@ -71,7 +70,7 @@ pub fn path_events(project_id: i64, plan: &PathsPlan) -> Option<PathEvents> {
         .iter()
         .map(|(item, strip)| out.intern(item, *strip))
         .collect();
-    out.reserve(events);
+    out.reserve(day_events.iter().sum());
     for &day in &covered {
         with_segment(project_id, day, &scan.columns, (true, true), |f| {
             scan_segment(f, day, scan, &combos, &items, &mut out)

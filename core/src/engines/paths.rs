@@ -1038,38 +1038,12 @@ pub fn render_state_on(plan: &PathsPlan, state: PathEvents, threads: usize) -> V
 pub fn render_rows_on(plan: &PathsPlan, mut state: PathEvents, threads: usize) -> Vec<EdgeRow> {
     let setup = Setup::new(plan, &state);
     state.sort_rows();
-    let runs = person_runs(&state.rows, threads);
-    let tally_of = |rows: &[PathRow]| {
+    let mut runs = person_runs(&state.rows, threads);
+    let tallies = crate::par::for_each_part(&mut runs, |rows| {
         let mut t = IdTally::new();
         setup.visit(plan, rows, |_, paths| tally_paths(&mut t, &paths));
         t
-    };
-    let tallies: Vec<IdTally> = match runs.split_first() {
-        None => Vec::new(),
-        Some((first, [])) => vec![tally_of(first)],
-        Some((first, rest)) => std::thread::scope(|scope| {
-            let handles: Vec<_> = rest
-                .iter()
-                .map(|&rows| {
-                    let job = &tally_of;
-                    (
-                        rows,
-                        std::thread::Builder::new()
-                            .spawn_scoped(scope, move || job(rows))
-                            .ok(),
-                    )
-                })
-                .collect();
-            let mut out = vec![tally_of(first)];
-            for (rows, handle) in handles {
-                out.push(match handle {
-                    Some(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                    None => tally_of(rows), // the thread could not start
-                });
-            }
-            out
-        }),
-    };
+    });
     let mut tally = IdTally::new();
     for t in tallies {
         for (k, (n, us)) in t {

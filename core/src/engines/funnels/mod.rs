@@ -31,7 +31,6 @@ use crate::segments::{self, EventScan};
 // The project context lives in compile::context; re-exported for the engines' callers.
 pub use crate::compile::context::{Lookups, PG_EPOCH_OFFSET_US, Project, url_encode};
 use crate::compile::sql::{Param, SqlBuilder};
-use std::sync::Mutex;
 
 /// Drill-down request: the actors who reached step `step` (1-based), or who dropped before it
 /// (negative step), optionally for one breakdown value.
@@ -769,8 +768,9 @@ const MIN_ACTORS_PER_THREAD: usize = 20_000;
 /// into contiguous chunks, each evaluated into its own [`Tally`] (the engine is pure Rust and
 /// shares nothing), and the tallies are merged in chunk order, so counts and the order of the
 /// kept conversion times (hence averages and medians, to the last bit) are those of one pass.
-/// The last chunk runs on the calling thread; a thread that cannot be started is done there too.
-/// Inside PostgreSQL the caller blocks signals first (`src/funnel.rs`), so that the server's
+/// The first chunk runs on the calling thread; a thread that cannot be started is done there too
+/// ([`crate::par::for_each_part`]).
+/// Inside PostgreSQL the caller blocks signals first (`src/threads.rs`), so that the server's
 /// signal handlers never run on these threads.
 pub fn tally_steps(
     spec: &Spec,
@@ -779,61 +779,22 @@ pub fn tally_steps(
     threads: usize,
 ) -> Tally {
     let threads = threads.clamp(1, (actors.len() / MIN_ACTORS_PER_THREAD).max(1));
-    let evaluate_into = |t: &mut Tally, chunk: &mut [&mut [Ev]]| {
+    let per = actors.len().div_ceil(threads).max(1);
+    let mut chunks: Vec<&mut [&mut [Ev]]> = actors.chunks_mut(per).collect();
+    let tallies = crate::par::for_each_part(&mut chunks, |chunk| {
+        let mut t = Tally::new(num_steps);
         for evs in chunk.iter_mut() {
             for o in engine::evaluate(spec, evs) {
                 t.add(&o);
             }
         }
-    };
-    if threads == 1 {
-        let mut t = Tally::new(num_steps);
-        evaluate_into(&mut t, &mut actors);
-        return t;
+        t
+    });
+    let mut total = Tally::new(num_steps);
+    for t in tallies {
+        total.merge(t);
     }
-    let per = actors.len().div_ceil(threads);
-    let mut chunks: Vec<&mut [&mut [Ev]]> = actors.chunks_mut(per).collect();
-    let last = chunks.pop().unwrap_or_default();
-    // Each chunk is taken by its thread, or by this one when the thread could not start.
-    let cells: Vec<Slot> = chunks.into_iter().map(|c| Mutex::new(Some(c))).collect();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = cells
-            .iter()
-            .map(|cell| {
-                std::thread::Builder::new()
-                    .spawn_scoped(scope, move || {
-                        let mut t = Tally::new(num_steps);
-                        if let Some(chunk) = take(cell) {
-                            evaluate_into(&mut t, chunk);
-                        }
-                        t
-                    })
-                    .ok()
-            })
-            .collect();
-        let mut mine = Tally::new(num_steps);
-        evaluate_into(&mut mine, last);
-        let mut total = Tally::new(num_steps);
-        for (handle, cell) in handles.into_iter().zip(&cells) {
-            let mut t = match handle {
-                Some(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                None => Tally::new(num_steps),
-            };
-            if let Some(chunk) = take(cell) {
-                evaluate_into(&mut t, chunk);
-            }
-            total.merge(t);
-        }
-        total.merge(mine);
-        total
-    })
-}
-
-/// A chunk of actors waiting for the thread that evaluates it.
-type Slot<'a, 'e> = Mutex<Option<&'a mut [&'e mut [Ev]]>>;
-
-fn take<'a, 'e>(slot: &Slot<'a, 'e>) -> Option<&'a mut [&'e mut [Ev]]> {
-    slot.lock().ok().and_then(|mut c| c.take())
+    total
 }
 
 /// The breakdown label of a value id: `Other` for the merged rest
